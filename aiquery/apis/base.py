@@ -1,0 +1,144 @@
+"""The adapter protocol: one pure object per wire format, no I/O.
+
+An adapter turns an :class:`APIRequest` (prompt, model, Databricks-named model parameters, response format) into
+the URL, headers and JSON body of its API; turns a response body into an :class:`Answer` (text or vector plus
+normalised :class:`TokenUsage`); and turns an error body into an :class:`ErrorVerdict`.
+
+Usage conventions (the same for every adapter):
+
+- ``input_tokens`` includes cached tokens (cache reads and cache creation), whatever the provider reports;
+- ``total_tokens`` is input plus output (reasoning tokens are part of output);
+- when a provider returns no count, it is estimated as ``(chars + 1) // 4`` and ``estimated`` is True.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal, Protocol
+
+__all__ = [
+    "APIRequest",
+    "Adapter",
+    "Answer",
+    "ErrorVerdict",
+    "MalformedResponse",
+    "ResponseFormat",
+    "TokenUsage",
+    "estimate_tokens",
+]
+
+
+def estimate_tokens(text: str) -> int:
+    """Databricks' estimate of a token count from text length: ``(chars + 1) // 4``."""
+    return (len(text) + 1) // 4
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TokenUsage:
+    """Token counts of one HTTP request, normalised across providers (see the module docstring)."""
+
+    input_tokens: int
+    output_tokens: int
+    total_tokens: int
+    cache_read_input_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+    output_reasoning_tokens: int = 0
+    estimated: bool = False
+
+    @classmethod
+    def estimate(cls, prompt: str, output: str) -> TokenUsage:
+        """Estimated counts for a provider that reported none."""
+        input_tokens, output_tokens = estimate_tokens(prompt), estimate_tokens(output)
+        return cls(
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            total_tokens=input_tokens + output_tokens,
+            estimated=True,
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ResponseFormat:
+    """A structured-output request, independent of any API's spelling.
+
+    ``kind`` is ``text`` (plain text), ``json_object`` (any JSON object) or ``json_schema`` (an object valid
+    against ``schema``, a JSON Schema dict, named ``name``).
+    """
+
+    kind: Literal["text", "json_object", "json_schema"]
+    name: str = "response"
+    schema: Mapping[str, Any] | None = None
+    strict: bool = True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class APIRequest:
+    """What one ai_query row asks of an endpoint."""
+
+    prompt: str
+    model: str
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+    """Model parameters under Databricks' names (``max_tokens``, ``temperature``, ``stop`` …), validated."""
+    response_format: ResponseFormat | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Answer:
+    """A usable response: the text (or embedding vector) and what it cost."""
+
+    value: str | list[float]
+    usage: TokenUsage
+    finish_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ErrorVerdict:
+    """What an error body says.
+
+    ``retryable`` is False where the body rules a retry out whatever the status (a quota or spend-limit 429),
+    True where it asks for one, and None to leave the decision to the status table.
+    """
+
+    message: str
+    code: str | None = None
+    retryable: bool | None = None
+
+
+class MalformedResponse(ValueError):
+    """A 2xx body that does not hold what the API promises (no text, no vector, wrong shape)."""
+
+
+class Adapter(Protocol):
+    """One wire format. Implementations are stateless and safe to share between threads."""
+
+    api: ClassVar[str]
+    """Configuration name of the wire format, e.g. ``chat``."""
+    api_type: ClassVar[str]
+    """Route family as the usage table records it, e.g. ``mlflow/v1/chat/completions``."""
+    output: ClassVar[Literal["text", "vector"]]
+    """Whether answers are text or embedding vectors."""
+
+    def url(self, base_url: str, model: str) -> str:
+        """The request URL for an SDK-style base URL and a model name."""
+        ...
+
+    def headers(self) -> Mapping[str, str]:
+        """Headers this API requires besides auth and content type (e.g. ``anthropic-version``)."""
+        ...
+
+    def build_body(self, request: APIRequest) -> dict[str, Any]:
+        """The JSON body for one request."""
+        ...
+
+    def parse_response(self, body: Any, request: APIRequest) -> Answer:
+        """The answer in a decoded 2xx JSON body.
+
+        Raises:
+            MalformedResponse: the body lacks the text or vector, or has the wrong shape.
+        """
+        ...
+
+    def parse_error(self, status: int, body: Any) -> ErrorVerdict:
+        """The provider's message and retry hint in an error body (decoded JSON, or the raw text if not JSON)."""
+        ...

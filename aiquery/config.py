@@ -1,0 +1,371 @@
+"""Configuration: endpoints, connection settings and the usage ledger.
+
+Where settings come from, in order:
+
+- ``DATABRICKS_HOST`` (workspace URL; ``http://`` is allowed for local gateways) and ``DATABRICKS_TOKEN``;
+- the TOML file named by ``AIQUERY_CONFIG``, else ``conf/aiquery.toml`` in the working directory if it exists;
+- per endpoint, the variable named by ``token_env`` for its token.
+
+This is the only module that reads ``os.environ`` (in :func:`load_settings`). Tokens are wrapped in
+:class:`Secret`, whose ``repr`` never shows the value.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from aiquery.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+__all__ = [
+    "APIS",
+    "DATABRICKS_EMBEDDING_ENDPOINTS",
+    "DEFAULT_CONFIG_PATH",
+    "Endpoint",
+    "Secret",
+    "Settings",
+    "UsageSettings",
+    "load_settings",
+]
+
+# ---- defaults, in one place -------------------------------------------------------------------------------
+DEFAULT_CONFIG_PATH = Path("conf") / "aiquery.toml"
+DEFAULT_TOKEN_ENV = "DATABRICKS_TOKEN"
+DEFAULT_AUTH = "bearer"
+DEFAULT_MAX_CONCURRENCY = 64
+DEFAULT_TIMEOUT_S = 120.0
+DEFAULT_DEADLINE_S = 600.0
+DEFAULT_MAX_RETRIES = 10
+DEFAULT_MAX_RETRY_AFTER_S = 120.0
+DEFAULT_USAGE_TABLE = "ai_gateway.usage"
+DEFAULT_MAX_REQUEST_BYTES = 16 * 1024 * 1024
+
+# Wire formats we speak (STYLE: kebab-case names) and where each lives on the Databricks AI Gateway.
+APIS: Mapping[str, str] = {
+    "chat": "/ai-gateway/mlflow/v1",
+    "embeddings": "/ai-gateway/mlflow/v1",
+    "responses": "/ai-gateway/mlflow/v1",
+    "openai-responses": "/ai-gateway/openai/v1",
+    "anthropic": "/ai-gateway/anthropic",
+    "gemini": "/ai-gateway/gemini",
+}
+AUTH_STYLES = ("bearer", "x-api-key", "x-goog-api-key")
+# Databricks-provided embedding endpoints: unconfigured, they default to the embeddings API, not chat.
+DATABRICKS_EMBEDDING_ENDPOINTS = frozenset(
+    {"databricks-gte-large-en", "databricks-bge-large-en", "databricks-qwen3-embedding-0-6b"}
+)
+
+_ENDPOINT_KEYS = frozenset(
+    {
+        "api",
+        "model",
+        "base_url",
+        "token_env",
+        "auth",
+        "max_concurrency",
+        "requests_per_minute",
+        "tokens_per_minute",
+        "timeout",
+        "deadline",
+        "max_retries",
+        "max_retry_after",
+        "verify_tls",
+        "request_tags",
+    }
+)
+_TOP_KEYS = frozenset({"endpoints", "usage", "requester"})
+_USAGE_KEYS = frozenset({"enabled", "table", "path", "dir", "ingest_interval"})
+
+
+class Secret:
+    """A string that never shows itself in ``repr``, ``str``, logs or query plans."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """The secret value, for the one place that puts it on the wire."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Secret, (self._value,))
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Endpoint:
+    """One endpoint as ``ai_query('name', ...)`` reaches it: wire format, URL, model, token and limits."""
+
+    name: str
+    """The name used in SQL."""
+    api: str
+    """Wire format: one of :data:`APIS`."""
+    model: str
+    """The model name sent to the gateway (defaults to the endpoint's name)."""
+    base_url: str
+    """The base URL you would give that API's official SDK, without a trailing slash."""
+    token: Secret | None = field(default=None, compare=False)
+    """The credential, or None for an unauthenticated endpoint."""
+    token_env: str = DEFAULT_TOKEN_ENV
+    """The environment variable the token came from (named in errors, never the value)."""
+    auth: str = DEFAULT_AUTH
+    """How the token travels: ``bearer``, ``x-api-key`` (Anthropic direct) or ``x-goog-api-key`` (Gemini direct)."""
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY
+    """Requests in flight at once, per Python worker."""
+    requests_per_minute: float | None = None
+    """Request budget shared by every worker of the application; None to learn the limit from 429s."""
+    tokens_per_minute: float | None = None
+    """Token budget (input + output) shared by every worker; None for no token budget."""
+    timeout: float = DEFAULT_TIMEOUT_S
+    """Seconds one HTTP attempt may take."""
+    deadline: float = DEFAULT_DEADLINE_S
+    """Seconds one call may take in all, attempts and waits included."""
+    max_retries: int = DEFAULT_MAX_RETRIES
+    """Retries after the first attempt for retryable failures."""
+    max_retry_after: float = DEFAULT_MAX_RETRY_AFTER_S
+    """Longest server-requested wait (Retry-After) honoured; a longer one is not retried."""
+    verify_tls: bool = True
+    """Check the server's TLS certificate. Only an explicit ``verify_tls = false`` turns it off."""
+    request_tags: Mapping[str, str] = field(default_factory=dict)
+    """Tags sent with every request to this endpoint (``Databricks-Ai-Gateway-Request-Tags``)."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class UsageSettings:
+    """Where the usage ledger goes."""
+
+    enabled: bool = True
+    table: str = DEFAULT_USAGE_TABLE
+    """The Delta table's name in the session catalog."""
+    path: str | None = None
+    """Storage location of the table; None for the catalog's default."""
+    dir: str | None = None
+    """Folder for spool files and the ingestion checkpoint; None for ``<warehouse>/_aiquery``."""
+    ingest_interval: float = 30.0
+    """Seconds between background ingestions while a query runs."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Settings:
+    """Everything aiquery reads from the environment and the configuration file."""
+
+    host: str | None = None
+    token: Secret | None = field(default=None, compare=False)
+    endpoints: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """Raw endpoint tables from the file, already checked for unknown keys and types."""
+    usage: UsageSettings = field(default_factory=UsageSettings)
+    requester: str = ""
+    source: str = ""
+    """The file the settings came from, or '' when none was read."""
+    environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+    """The variables endpoints may name in ``token_env`` (read once, here)."""
+
+    def endpoint(self, name: str) -> Endpoint:
+        """Resolve an endpoint by name: configured, or a workspace chat (or embeddings) endpoint.
+
+        Raises:
+            ConfigError: the host or token it needs is missing, or a value is invalid.
+        """
+        raw = dict(self.endpoints.get(name, {}))
+        where = f"[endpoints.{name}] in {self.source}" if name in self.endpoints else f"endpoint '{name}'"
+        default_api = "embeddings" if name in DATABRICKS_EMBEDDING_ENDPOINTS else "chat"
+        api = raw.get("api", default_api)
+        base_url = raw.get("base_url")
+        if base_url is None:
+            if not self.host:
+                raise ConfigError(
+                    f"{where}: DATABRICKS_HOST is not set. Set it to your workspace URL "
+                    f"(for example https://my-workspace.cloud.databricks.com) or give the endpoint a base_url."
+                )
+            base_url = self.host.rstrip("/") + APIS[api]
+        token_env = raw.get("token_env", DEFAULT_TOKEN_ENV)
+        token_value = self.environ.get(token_env)
+        token = Secret(token_value) if token_value else None
+        if token is None and raw.get("auth") != "none":
+            raise ConfigError(
+                f"{where}: no token. Set the environment variable {token_env} "
+                f"(the endpoint's token_env) to the endpoint's access token."
+            )
+        auth = raw.get("auth", DEFAULT_AUTH)
+        return Endpoint(
+            name=name,
+            api=api,
+            model=raw.get("model", name),
+            base_url=str(base_url).rstrip("/"),
+            token=token,
+            token_env=token_env,
+            auth=auth,
+            max_concurrency=raw.get("max_concurrency", DEFAULT_MAX_CONCURRENCY),
+            requests_per_minute=raw.get("requests_per_minute"),
+            tokens_per_minute=raw.get("tokens_per_minute"),
+            timeout=raw.get("timeout", DEFAULT_TIMEOUT_S),
+            deadline=raw.get("deadline", DEFAULT_DEADLINE_S),
+            max_retries=raw.get("max_retries", DEFAULT_MAX_RETRIES),
+            max_retry_after=raw.get("max_retry_after", DEFAULT_MAX_RETRY_AFTER_S),
+            verify_tls=raw.get("verify_tls", True),
+            request_tags=dict(raw.get("request_tags", {})),
+        )
+
+    def with_endpoint(self, name: str, **options: Any) -> Settings:
+        """A copy with one more (or a replaced) endpoint table, checked like one from a file."""
+        _check_endpoint(name, options, "with_endpoint()")
+        endpoints = {**self.endpoints, name: options}
+        return replace(self, endpoints=endpoints)
+
+
+def load_settings(environ: Mapping[str, str] | None = None, *, config_path: str | Path | None = None) -> Settings:
+    """Read settings from the environment and the TOML file.
+
+    Variables read: ``DATABRICKS_HOST``, ``DATABRICKS_TOKEN``, ``AIQUERY_CONFIG``, ``AIQUERY_REQUESTER``, ``USER``
+    and any variable an endpoint names in ``token_env``.
+
+    Args:
+        environ: the environment to read; ``os.environ`` when None.
+        config_path: a TOML file to read instead of ``AIQUERY_CONFIG`` / ``conf/aiquery.toml``.
+
+    Raises:
+        ConfigError: the file cannot be read or parsed, or holds an unknown key or a value of the wrong type.
+    """
+    env = dict(os.environ if environ is None else environ)
+    path: Path | None
+    if config_path is not None:
+        path = Path(config_path)
+    elif env.get("AIQUERY_CONFIG"):
+        path = Path(env["AIQUERY_CONFIG"])
+    else:
+        path = DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.is_file() else None
+    data: dict[str, Any] = {}
+    source = ""
+    if path is not None:
+        source = str(path)
+        data = _read_toml(path)
+    unknown = set(data) - _TOP_KEYS
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown top-level key {sorted(unknown)[0]!r}; allowed: {', '.join(sorted(_TOP_KEYS))}"
+        )
+    endpoints = data.get("endpoints", {})
+    if not isinstance(endpoints, dict):
+        raise ConfigError(f"{source}: 'endpoints' must be a table of [endpoints.<name>] tables")
+    for name, raw in endpoints.items():
+        _check_endpoint(name, raw, source)
+    token = env.get(DEFAULT_TOKEN_ENV)
+    requester = data.get("requester") or env.get("AIQUERY_REQUESTER") or env.get("USER") or _login_name()
+    return Settings(
+        host=env.get("DATABRICKS_HOST") or None,
+        token=Secret(token) if token else None,
+        endpoints=endpoints,
+        usage=_usage_settings(data.get("usage", {}), source),
+        requester=str(requester),
+        source=source,
+        environ=env,
+    )
+
+
+def _login_name() -> str:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no passwd entry inside some containers
+        return "unknown"
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: configuration file not found (named by AIQUERY_CONFIG)") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read: {exc.strerror}") from None
+
+
+def _usage_settings(raw: Any, source: str) -> UsageSettings:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: [usage] must be a table")
+    unknown = set(raw) - _USAGE_KEYS
+    if unknown:
+        raise ConfigError(
+            f"{source}: [usage] has unknown key {sorted(unknown)[0]!r}; allowed: {', '.join(sorted(_USAGE_KEYS))}"
+        )
+    checks = {"enabled": bool, "table": str, "path": str, "dir": str, "ingest_interval": (int, float)}
+    for key, value in raw.items():
+        if not isinstance(value, checks[key]) or (key == "ingest_interval" and value <= 0):
+            raise ConfigError(f"{source}: [usage] {key} = {value!r} is invalid; expected {_describe(checks[key])}")
+    return UsageSettings(**raw)
+
+
+def _describe(kind: Any) -> str:
+    if kind == (int, float):
+        return "a positive number"
+    return {bool: "true or false", str: "a string", int: "an integer"}.get(kind, str(kind))
+
+
+def _check_endpoint(name: str, raw: Any, source: str) -> None:
+    where = f"{source}: [endpoints.{name}]"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} must be a table")
+    unknown = set(raw) - _ENDPOINT_KEYS
+    if unknown:
+        raise ConfigError(
+            f"{where} has unknown key {sorted(unknown)[0]!r}; allowed: {', '.join(sorted(_ENDPOINT_KEYS))}"
+        )
+
+    def fail(key: str, expected: str) -> None:
+        raise ConfigError(f"{where} {key} = {raw[key]!r} is invalid; expected {expected}")
+
+    if "api" in raw and raw["api"] not in APIS:
+        fail("api", "one of " + ", ".join(APIS))
+    if "auth" in raw and raw["auth"] not in (*AUTH_STYLES, "none"):
+        fail("auth", "one of " + ", ".join((*AUTH_STYLES, "none")))
+    for key in ("model", "token_env"):
+        if key in raw and (not isinstance(raw[key], str) or not raw[key]):
+            fail(key, "a non-empty string")
+    if "base_url" in raw and (
+        not isinstance(raw["base_url"], str) or not raw["base_url"].startswith(("http://", "https://"))
+    ):
+        fail("base_url", "an http:// or https:// URL")
+    for key in ("max_concurrency", "max_retries"):
+        if key in raw and (not _is_int(raw[key]) or raw[key] < (1 if key == "max_concurrency" else 0)):
+            fail(key, "a whole number of at least " + ("1" if key == "max_concurrency" else "0"))
+    for key in ("requests_per_minute", "tokens_per_minute", "timeout", "deadline", "max_retry_after"):
+        if key in raw and (not _is_number(raw[key]) or raw[key] <= 0):
+            fail(key, "a positive number")
+    if "verify_tls" in raw and not isinstance(raw["verify_tls"], bool):
+        fail("verify_tls", "true or false")
+    tags = raw.get("request_tags")
+    if tags is not None and (
+        not isinstance(tags, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items())
+    ):
+        fail("request_tags", 'a table of string values, like { team = "ml" }')
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

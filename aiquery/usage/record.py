@@ -1,0 +1,101 @@
+"""One usage record per HTTP request, and the sink protocol records are handed to.
+
+The engine creates a record when a request is about to be sent (``sink.begin``) and completes it when the
+request ends (``sink.end``), so a sink can journal the request before it reaches the wire: a worker killed
+mid-request still leaves a trace of what it sent.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+__all__ = ["MemorySink", "UsageRecord", "UsageSink"]
+
+
+@dataclass(slots=True, kw_only=True)
+class UsageRecord:
+    """One HTTP request (one attempt of one row's call) and what it cost."""
+
+    request_id: str
+    """Unique per HTTP request (per attempt); sent as ``X-Client-Request-Id``."""
+    call_id: str
+    """Shared by the attempts of one row's call."""
+    attempt: int
+    """1 for the first request of a call, 2 for its first retry, …"""
+    event_time: dt.datetime
+    """When the request was sent (UTC)."""
+    endpoint_name: str
+    destination_model: str
+    api_type: str
+    url: str
+    requester: str
+    user_agent: str
+    request_tags: Mapping[str, str] = field(default_factory=dict)
+    request_hash: str = ""
+    """SHA-256 of (endpoint, API, model, request, parameters, response format): equal for equal requests."""
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    total_tokens: int | None = None
+    cache_read_input_tokens: int | None = None
+    cache_creation_input_tokens: int | None = None
+    output_reasoning_tokens: int | None = None
+    tokens_estimated: bool = False
+    latency_ms: int | None = None
+    time_to_first_byte_ms: int | None = None
+    status_code: int | None = None
+    """HTTP status; None when no response arrived (see ``error_message``)."""
+    error_message: str | None = None
+    spark_app_id: str | None = None
+    task_attempt_id: int | None = None
+    query_tag: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (event_time as an ISO-8601 string)."""
+        data = asdict(self)
+        data["event_time"] = self.event_time.isoformat()
+        data["request_tags"] = dict(self.request_tags)
+        return data
+
+
+class UsageSink(Protocol):
+    """Receives usage records. Called from the engine's event loop thread; must not block for long."""
+
+    def begin(self, record: UsageRecord) -> None:
+        """A request is about to be sent; ``record`` has no outcome yet."""
+        ...
+
+    def end(self, record: UsageRecord) -> None:
+        """The request finished (answered, failed or abandoned); ``record`` holds its outcome."""
+        ...
+
+    def flush(self) -> None:
+        """Make every ended record durable (for file sinks: visible to ingestion)."""
+        ...
+
+    def close(self) -> None:
+        """Flush and release resources."""
+        ...
+
+
+class MemorySink:
+    """Keeps records in memory: for tests and for using the engine without a ledger."""
+
+    def __init__(self) -> None:
+        self.records: list[UsageRecord] = []
+        self.in_flight: dict[str, UsageRecord] = {}
+
+    def begin(self, record: UsageRecord) -> None:
+        self.in_flight[record.request_id] = record
+
+    def end(self, record: UsageRecord) -> None:
+        self.in_flight.pop(record.request_id, None)
+        self.records.append(record)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
