@@ -108,9 +108,9 @@ class CallError(AIQueryError):
 
     def describe(self) -> str:
         """One line naming the endpoint, the status and the cause, as shown to the user."""
-        status = f"HTTP {self.status_code}" if self.status_code is not None else type(self).__name__
+        status = f"HTTP {self.status_code}: " if self.status_code is not None else ""
         tries = f" (after {self.attempts} attempts)" if self.attempts > 1 else ""
-        return f"endpoint '{self.endpoint}': {status}: {self.message}{tries}"
+        return f"endpoint '{self.endpoint}': {status}{self.message}{tries}"
 
     def with_attempts(self, attempts: int) -> CallError:
         """A copy of this error that reports ``attempts`` HTTP requests."""

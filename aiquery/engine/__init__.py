@@ -1,0 +1,8 @@
+"""The engine: concurrency, limits, retries and usage records for batches of calls. Knows nothing of Spark."""
+
+from __future__ import annotations
+
+from aiquery.engine.loop import LoopThread
+from aiquery.engine.runner import USER_AGENT, CallSite, Engine, Outcome
+
+__all__ = ["USER_AGENT", "CallSite", "Engine", "LoopThread", "Outcome"]

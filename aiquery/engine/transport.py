@@ -1,0 +1,141 @@
+"""HTTP transport: one aiohttp session per (origin, TLS setting), and the one place aiohttp errors are mapped.
+
+The transport sends bytes and returns bytes; it knows nothing about wire formats, retries or limits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import aiohttp
+
+__all__ = ["HTTPResponse", "NoResponse", "Transport"]
+
+CONNECT_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class HTTPResponse:
+    """A complete response: status, lower-cased headers, body, and timings in seconds."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    time_to_first_byte: float
+    elapsed: float
+
+
+class NoResponse(Exception):
+    """No complete response arrived.
+
+    Attributes:
+        kind: ``timeout``, ``connect`` (refused, unreachable, DNS), ``tls`` (certificate), ``dropped``
+            (closed mid-request) or ``truncated`` (body shorter than announced).
+        elapsed: seconds spent before giving up.
+        time_to_first_byte: seconds until headers arrived, if they did.
+    """
+
+    def __init__(self, kind: str, message: str, elapsed: float, time_to_first_byte: float | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.elapsed = elapsed
+        self.time_to_first_byte = time_to_first_byte
+
+    @property
+    def retryable(self) -> bool:
+        """A certificate problem will not fix itself; everything else may."""
+        return self.kind != "tls"
+
+
+class Transport:
+    """Sends POST requests over pooled keep-alive connections. Use from one event loop."""
+
+    def __init__(self) -> None:
+        self._sessions: dict[tuple[str, bool], aiohttp.ClientSession] = {}
+        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
+
+    def _session(self, url: str, verify_tls: bool) -> aiohttp.ClientSession:
+        parts = urlsplit(url)
+        key = (f"{parts.scheme}://{parts.netloc}", verify_tls)
+        session = self._sessions.get(key)
+        if session is None or session.closed:
+            # limit=0: the engine's own concurrency bound is the only one (aiohttp's default caps at 100).
+            connector = aiohttp.TCPConnector(
+                limit=0,
+                ttl_dns_cache=300,
+                keepalive_timeout=30.0,
+                ssl=None if verify_tls else False,
+            )
+            session = aiohttp.ClientSession(connector=connector, auto_decompress=True, trust_env=False)
+            self._sessions[key] = session
+        return session
+
+    def _timeout(self, seconds: float) -> aiohttp.ClientTimeout:
+        rounded = round(seconds, 1)
+        timeout = self._timeouts.get(rounded)
+        if timeout is None:
+            timeout = aiohttp.ClientTimeout(total=rounded, connect=min(rounded, CONNECT_TIMEOUT_S))
+            if len(self._timeouts) < 4096:
+                self._timeouts[rounded] = timeout
+        return timeout
+
+    async def post(
+        self, url: str, headers: dict[str, str], body: bytes, *, timeout: float, verify_tls: bool = True
+    ) -> HTTPResponse:
+        """POST ``body`` and read the whole response.
+
+        Raises:
+            NoResponse: timeout, connection failure, TLS failure, dropped or truncated response.
+        """
+        session = self._session(url, verify_tls)
+        started = time.perf_counter()
+        ttfb: float | None = None
+        try:
+            async with session.post(url, data=body, headers=headers, timeout=self._timeout(timeout)) as response:
+                ttfb = time.perf_counter() - started
+                payload = await response.read()
+                return HTTPResponse(
+                    status=response.status,
+                    headers={k.lower(): v for k, v in response.headers.items()},
+                    body=payload,
+                    time_to_first_byte=ttfb,
+                    elapsed=time.perf_counter() - started,
+                )
+        except asyncio.TimeoutError:
+            raise NoResponse(
+                "timeout", f"no response within {timeout:g} s", time.perf_counter() - started, ttfb
+            ) from None
+        except aiohttp.ClientConnectorCertificateError as exc:
+            raise NoResponse("tls", f"TLS certificate rejected: {exc.certificate_error}", _since(started)) from None
+        except aiohttp.ClientConnectorError as exc:
+            raise NoResponse("connect", f"cannot connect to {exc.host}:{exc.port}: {exc.strerror or exc}",
+                             _since(started)) from None
+        except aiohttp.ClientPayloadError as exc:
+            raise NoResponse("truncated", f"response body cut short: {_first_line(exc)}", _since(started),
+                             ttfb) from None
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, ConnectionError) as exc:
+            raise NoResponse("dropped", f"connection dropped: {_first_line(exc)}", _since(started), ttfb) from None
+        except ssl.SSLError as exc:
+            raise NoResponse("tls", f"TLS error: {exc.reason}", _since(started)) from None
+        except aiohttp.ClientError as exc:
+            raise NoResponse("dropped", f"HTTP client error: {_first_line(exc)}", _since(started), ttfb) from None
+
+    async def aclose(self) -> None:
+        """Close every session and its connections."""
+        sessions, self._sessions = list(self._sessions.values()), {}
+        for session in sessions:
+            await session.close()
+
+
+def _since(started: float) -> float:
+    return time.perf_counter() - started
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text.splitlines()[0][:300]

@@ -1,0 +1,230 @@
+"""The SQL function builder: registers ``ai_query`` in a session's function registry through py4j.
+
+Spark's ``spark.udf.register`` fixes one return type per name, but ai_query's type depends on its literal
+arguments. So we register a *builder* (a Python object implementing ``scala.Function1``, called back by the
+JVM at analysis time): it sees the argument expressions, validates them, and returns a UDF expression
+specialised for that call site, with the literal arguments baked in and only the request column shipped per
+row. Errors are thrown into the JVM as ``IllegalArgumentException`` so PySpark raises them with our message.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+from aiquery.config import Settings
+from aiquery.errors import AIQueryError, ArgumentError
+from aiquery.spark.plan import CallPlan, plan_call
+from aiquery.spark.udf import make_udf
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+__all__ = ["AIQueryBuilder", "SparkContextInfo", "parse_ddl_with"]
+
+logger = logging.getLogger("aiquery.spark")
+
+POSITIONAL = ("endpoint", "request", "returnType", "failOnError")
+NAMED = {name.lower(): name for name in (*POSITIONAL, "modelParameters", "responseFormat", "requestTags", "files")}
+
+
+class SparkContextInfo:
+    """What a call plan needs from the driver's session: DDL parsing, spool dir, app id, budget share."""
+
+    def __init__(self, spark: SparkSession, settings: Settings, spool_dir: str | None) -> None:
+        self.spark = spark
+        self.settings = settings
+        self.spool_dir = spool_dir
+        self.app_id = spark.sparkContext.applicationId
+        self.parallelism = max(1, spark.sparkContext.defaultParallelism)
+
+    def parse_ddl(self, text: str) -> tuple[Any, str]:
+        """Parse DDL with Spark's own parser."""
+        return parse_ddl_with(self.spark, text)
+
+    def plan(self, **arguments: Any) -> CallPlan:
+        """A call plan for literal arguments given as Python values."""
+        return plan_call(
+            self.settings,
+            parse_ddl=self.parse_ddl,
+            spool_dir=self.spool_dir,
+            spark_app_id=self.app_id,
+            # Configured budgets are per application: each of the N concurrent tasks gets 1/N.
+            budget_share=1.0 / self.parallelism,
+            **arguments,
+        )
+
+
+def parse_ddl_with(spark: SparkSession, text: str) -> tuple[Any, str]:
+    """(jsonValue, SQL spelling) of a DDL type string, or ArgumentError."""
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    try:
+        data_type = jvm.org.apache.spark.sql.types.DataType.fromDDL(text)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ArgumentError(
+            "INVALID_SCHEMA.PARSE_ERROR",
+            f"the type {text!r} cannot be parsed as a Spark DDL type: {first[:300]}",
+            sqlstate="42K07",
+        ) from None
+    return json.loads(data_type.json()), str(data_type.sql())
+
+
+class AIQueryBuilder:
+    """``scala.Function1[Seq[Expression], Expression]`` building one ai_query call site."""
+
+    def __init__(self, info: SparkContextInfo) -> None:
+        self.info = info
+        jvm = info.spark.sparkContext._jvm
+        assert jvm is not None
+        self._jvm = jvm
+
+    def apply(self, children: Any) -> Any:
+        """Called by the JVM at analysis time with the argument expressions."""
+        try:
+            return self._build([children.apply(i) for i in range(children.size())])
+        except AIQueryError as exc:
+            raise self._java_error(str(exc)) from None
+
+    def _java_error(self, message: str) -> Exception:
+        from py4j.protocol import Py4JJavaError
+
+        # With propagate_java_exceptions, py4j throws this Java exception in the JVM's analyzer thread.
+        return Py4JJavaError(message, self._jvm.java.lang.IllegalArgumentException(message))
+
+    def _build(self, expressions: list[Any]) -> Any:
+        arguments = self._bind(expressions)
+        if "endpoint" not in arguments or "request" not in arguments:
+            missing = "endpoint" if "endpoint" not in arguments else "request"
+            raise ArgumentError(
+                "REQUIRED_PARAMETER_NOT_FOUND",
+                f"Cannot invoke routine `ai_query` because the parameter named `{missing}` is required.",
+                sqlstate="4274K",
+            )
+        if "files" in arguments:
+            raise ArgumentError(
+                "UNSUPPORTED_FEATURE.AI_QUERY_FILES",
+                "the files argument (multimodal input) is not supported by aiquery yet.",
+                sqlstate="0A000",
+            )
+        request = arguments.pop("request")
+        request_type = str(request.dataType().typeName())
+        if request_type not in ("string", "void") and not request_type.startswith(("varchar", "char")):
+            raise ArgumentError(
+                "DATATYPE_MISMATCH.UNEXPECTED_INPUT_TYPE",
+                f"the `request` argument of ai_query must be a STRING, but {request.sql()} is "
+                f"{request.dataType().sql()}; build the prompt with concat(), || or format_string().",
+            )
+        values = {name: self._literal(name, expression) for name, expression in arguments.items()}
+        plan = self.info.plan(
+            endpoint=_require(values, "endpoint", str),
+            return_type=_optional(values, "returnType", str),
+            fail_on_error=_optional(values, "failOnError", bool, True),
+            model_parameters=_optional(values, "modelParameters", dict),
+            response_format=_optional(values, "responseFormat", str),
+            request_tags=values.get("requestTags"),
+        )
+        return self._expression(plan, request)
+
+    def _bind(self, expressions: list[Any]) -> dict[str, Any]:
+        bound: dict[str, Any] = {}
+        for position, expression in enumerate(expressions):
+            if expression.getClass().getSimpleName() == "NamedArgumentExpression":
+                key = str(expression.key())
+                name = NAMED.get(key.lower())
+                if name is None:
+                    raise ArgumentError(
+                        "UNRECOGNIZED_PARAMETER_NAME",
+                        f"ai_query has no parameter named `{key}`; it takes {', '.join(NAMED.values())}.",
+                        sqlstate="4274K",
+                    )
+                value = expression.value()
+            else:
+                if position >= len(POSITIONAL):
+                    raise ArgumentError(
+                        "WRONG_NUM_ARGS.WITHOUT_SUGGESTION",
+                        f"ai_query takes at most {len(POSITIONAL)} positional arguments "
+                        f"({', '.join(POSITIONAL)}); pass the others by name, e.g. modelParameters => ...",
+                        sqlstate="42605",
+                    )
+                name, value = POSITIONAL[position], expression
+            if name in bound:
+                raise ArgumentError(
+                    "DUPLICATE_ROUTINE_PARAMETER_ASSIGNMENT.BOTH_POSITIONAL_AND_NAMED",
+                    f"ai_query's parameter `{name}` is given twice.",
+                    sqlstate="4274K",
+                )
+            bound[name] = value
+        return bound
+
+    def _literal(self, name: str, expression: Any) -> Any:
+        if not expression.foldable():
+            error_class = (
+                "AI_FUNCTION_INVALID_MODEL_PARAMETERS.INVALID_PARAMETER_DATA_TYPE"
+                if name == "modelParameters"
+                else "DATATYPE_MISMATCH.NON_FOLDABLE_INPUT"
+            )
+            raise ArgumentError(
+                error_class,
+                f"the `{name}` argument of ai_query must be a constant (a literal), but got {expression.sql()}.",
+            )
+        type_name = str(expression.dataType().typeName())
+        if type_name in ("struct", "map"):
+            return self._complex_literal(name, expression)
+        value = expression.eval(None)
+        if value is None:
+            return None
+        if type_name == "boolean":
+            return bool(value)
+        if type_name in ("string",) or type_name.startswith(("varchar", "char")):
+            return str(value.toString())
+        if type_name in ("integer", "long", "short", "byte"):
+            return int(value)
+        return str(value.toString()) if hasattr(value, "toString") else value
+
+    def _complex_literal(self, name: str, expression: Any) -> Any:
+        # Structs and maps come back through to_json: one JVM evaluation, no Row conversion.
+        jvm = self._jvm
+        expressions = jvm.org.apache.spark.sql.catalyst.expressions
+        empty = jvm.scala.collection.immutable.Map.empty()
+        zone = jvm.scala.Option.apply(str(self.info.spark.conf.get("spark.sql.session.timeZone")))
+        json_text = expressions.StructsToJson(empty, expression, zone).eval(None)
+        value = json.loads(str(json_text.toString())) if json_text is not None else None
+        if name == "modelParameters" and not isinstance(value, dict):
+            raise ArgumentError(
+                "AI_FUNCTION_INVALID_MODEL_PARAMETERS.INVALID_PARAMETER_DATA_TYPE",
+                "modelParameters must be a STRUCT literal, e.g. named_struct('max_tokens', 256).",
+            )
+        return value
+
+    def _expression(self, plan: CallPlan, request: Any) -> Any:
+        jvm = self._jvm
+        udf = make_udf(plan)
+        sequence = jvm.org.apache.spark.api.python.PythonUtils.toSeq(jvm.java.util.ArrayList([request]))
+        expression = udf._judf.builder(sequence)
+        if plan.extract_result:
+            expressions = jvm.org.apache.spark.sql.catalyst.expressions
+            expression = expressions.GetStructField(expression, 0, jvm.scala.Option.apply("result"))
+        return expression
+
+    class Java:
+        implements = ["scala.Function1"]
+
+
+def _require(values: dict[str, Any], name: str, kind: type) -> Any:
+    value = values.get(name)
+    if not isinstance(value, kind):
+        raise ArgumentError(
+            "DATATYPE_MISMATCH.UNEXPECTED_INPUT_TYPE",
+            f"the `{name}` argument of ai_query must be a {kind.__name__.upper().replace('STR', 'STRING')} "
+            f"literal, but got {value!r}.",
+        )
+    return value
+
+
+def _optional(values: dict[str, Any], name: str, kind: type, default: Any = None) -> Any:
+    if values.get(name) is None:
+        return default
+    return _require(values, name, kind)

@@ -1,0 +1,172 @@
+"""From ai_query's literal arguments to a call plan: endpoint, validated parameters, and the result type.
+
+Pure Python: the SQL builder and the DataFrame API both turn their arguments into Python values and call
+:func:`plan_call`. The one Spark-specific step, parsing DDL, is passed in as a function.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from aiquery.apis import get_adapter
+from aiquery.apis.parameters import prepare_model_parameters
+from aiquery.apis.response_format import (
+    DDLResponseFormat,
+    parse_response_format,
+    reject_response_format,
+    response_format_from_spark_type,
+)
+from aiquery.config import Settings
+from aiquery.engine.runner import CallSite
+from aiquery.errors import ArgumentError
+
+__all__ = ["CallPlan", "ParseDDL", "parse_request_tags", "plan_call"]
+
+ParseDDL = Callable[[str], tuple[Any, str]]
+"""Parses a DDL string with Spark: returns (the type's jsonValue(), its SQL spelling); raises ArgumentError."""
+
+VECTOR_TYPES = {"ARRAY<FLOAT>": "float", "ARRAY<DOUBLE>": "double"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallPlan:
+    """One call site, ready to ship to the workers (pickled into the UDF)."""
+
+    site: CallSite
+    fail_on_error: bool = True
+    result_sql: str = "STRING"
+    """Spark SQL type of the result the user sees (before the failOnError struct)."""
+    result_json: Any = "string"
+    """The same type as Spark's jsonValue(), used to convert parsed JSON answers."""
+    parse_json: bool = False
+    """Answers are JSON text to convert into ``result_sql`` (a ``returnType`` other than STRING)."""
+    spool_dir: str | None = None
+    """Where workers journal usage records; None when the usage ledger is off."""
+    requester: str = ""
+    spark_app_id: str | None = None
+
+    @property
+    def wrapped(self) -> bool:
+        """Whether the UDF returns STRUCT<result, errorMessage> (always for failOnError => false)."""
+        return not self.fail_on_error or self.result_sql.upper().startswith("STRUCT")
+
+    @property
+    def udf_type(self) -> str:
+        """The UDF's declared return type."""
+        if self.wrapped:
+            return f"STRUCT<result: {self.result_sql}, errorMessage: STRING>"
+        return self.result_sql
+
+    @property
+    def extract_result(self) -> bool:
+        """Whether the caller must take the ``result`` field of the UDF's struct (failOnError => true)."""
+        return self.wrapped and self.fail_on_error
+
+
+def parse_request_tags(value: Any) -> dict[str, str]:
+    """Request tags from a MAP literal (a dict) or a JSON object string.
+
+    Raises:
+        ArgumentError: ``AI_FUNCTION_INVALID_REQUEST_TAGS`` when not a string-to-string object.
+    """
+    if value is None:
+        return {}
+    tags = value
+    if isinstance(value, str):
+        try:
+            tags = json.loads(value)
+        except ValueError:
+            raise _tags_error(value, "it is not valid JSON") from None
+    if not isinstance(tags, Mapping):
+        raise _tags_error(value, "it is not a JSON object")
+    for key, item in tags.items():
+        if not isinstance(key, str) or not isinstance(item, str):
+            raise _tags_error(value, f"the value of {key!r} is {type(item).__name__}, not a string")
+    return dict(tags)
+
+
+def _tags_error(value: Any, reason: str) -> ArgumentError:
+    return ArgumentError(
+        "AI_FUNCTION_INVALID_REQUEST_TAGS",
+        f"requestTags must be a MAP<STRING, STRING> or a JSON object of string to string, like "
+        f"'{{\"team\": \"ml\"}}'; {reason}: {str(value)[:200]!r}.",
+        sqlstate="22023",
+    )
+
+
+def plan_call(
+    settings: Settings,
+    *,
+    endpoint: str,
+    parse_ddl: ParseDDL,
+    return_type: str | None = None,
+    fail_on_error: bool = True,
+    model_parameters: Mapping[str, Any] | None = None,
+    response_format: str | None = None,
+    request_tags: Any = None,
+    spool_dir: str | None = None,
+    spark_app_id: str | None = None,
+    budget_share: float = 1.0,
+) -> CallPlan:
+    """Validate ai_query's literal arguments and decide the result type.
+
+    Raises:
+        ArgumentError: an argument is invalid (with Databricks' error class).
+        ConfigError: the endpoint cannot be resolved (missing host or token, bad configuration).
+    """
+    resolved = settings.endpoint(endpoint)
+    adapter = get_adapter(resolved.api)
+    parameters = prepare_model_parameters(resolved.api, model_parameters, endpoint=endpoint)
+    fmt = None
+    if response_format is not None:
+        if adapter.output == "vector":
+            reject_response_format(resolved.api)
+        parsed = parse_response_format(response_format)
+        if isinstance(parsed, DDLResponseFormat):
+            type_json, _ = parse_ddl(parsed.ddl)
+            parsed = response_format_from_spark_type(type_json, parsed.ddl)
+        fmt = parsed
+    result_sql, result_json, parse_json = ("STRING", "string", False)
+    if adapter.output == "vector":
+        result_sql, result_json = "ARRAY<FLOAT>", {"type": "array", "elementType": "float", "containsNull": True}
+    if return_type is not None:
+        type_json, type_sql = parse_ddl(return_type)
+        result_sql, result_json, parse_json = _result_for_return_type(
+            adapter.output, type_json, type_sql, return_type, endpoint
+        )
+    site = CallSite(
+        endpoint=resolved,
+        parameters=parameters,
+        response_format=fmt,
+        request_tags=parse_request_tags(request_tags),
+        budget_share=budget_share,
+    )
+    return CallPlan(
+        site=site,
+        fail_on_error=fail_on_error,
+        result_sql=result_sql,
+        result_json=result_json,
+        parse_json=parse_json,
+        spool_dir=spool_dir if settings.usage.enabled else None,
+        requester=settings.requester,
+        spark_app_id=spark_app_id,
+    )
+
+
+def _result_for_return_type(
+    output: str, type_json: Any, type_sql: str, text: str, endpoint: str
+) -> tuple[str, Any, bool]:
+    if output == "vector":
+        if type_sql.upper().replace(" ", "") not in VECTOR_TYPES:
+            raise ArgumentError(
+                "DATATYPE_MISMATCH.INVALID_RETURN_TYPE",
+                f"endpoint '{endpoint}' returns embeddings: returnType must be ARRAY<FLOAT> or ARRAY<DOUBLE>, "
+                f"not {text!r}.",
+            )
+        return type_sql, type_json, False
+    if type_json == "string":
+        return "STRING", "string", False
+    return type_sql, type_json, True

@@ -1,0 +1,81 @@
+"""``register(spark)``: make ai_query callable from SQL and the DataFrame API in one session."""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+from aiquery.config import Settings, load_settings
+from aiquery.spark.builder import AIQueryBuilder, SparkContextInfo
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+__all__ = ["context_for", "register"]
+
+FUNCTION_NAME = "ai_query"
+
+_sessions: dict[int, tuple[SparkContextInfo, AIQueryBuilder, Any]] = {}
+_lock = threading.Lock()
+
+
+def register(spark: SparkSession, *, settings: Settings | None = None) -> None:
+    """Register ``ai_query`` in ``spark`` and start the usage ledger.
+
+    Args:
+        spark: a classic (non-Connect) SparkSession.
+        settings: configuration; read from the environment and ``conf/aiquery.toml`` when None.
+
+    Raises:
+        ConfigError: the configuration file is invalid.
+        RuntimeError: ``spark`` is a Spark Connect session (the builder needs the JVM on the driver).
+    """
+    from pyspark.java_gateway import ensure_callback_server_started
+
+    if not hasattr(spark, "_jsparkSession"):
+        raise RuntimeError(
+            "aiquery needs classic PySpark (a driver-side JVM); Spark Connect sessions are not supported."
+        )
+    settings = settings or load_settings()
+    ledger = None
+    spool_dir = None
+    if settings.usage.enabled:
+        from aiquery.usage.ingest import UsageLedger
+
+        ledger = UsageLedger(spark, settings.usage)
+        spool_dir = ledger.spool_dir
+    gateway = spark.sparkContext._gateway
+    assert gateway is not None
+    ensure_callback_server_started(gateway)
+    # Lets the builder raise IllegalArgumentException into the analyzer (see AIQueryBuilder.apply).
+    gateway.python_parameters.propagate_java_exceptions = True
+    info = SparkContextInfo(spark, settings, spool_dir)
+    builder = AIQueryBuilder(info)
+    registry = spark._jsparkSession.sessionState().functionRegistry()
+    registry.createOrReplaceTempFunction(FUNCTION_NAME, builder, "python_udf")
+    with _lock:
+        previous = _sessions.get(id(spark))
+        if previous is not None and previous[2] is not None:
+            previous[2].stop_background()
+        # The builder must stay referenced in Python while the JVM may call it back.
+        _sessions[id(spark)] = (info, builder, ledger)
+    if ledger is not None:
+        ledger.start_background(settings.usage.ingest_interval)
+
+
+def context_for(spark: SparkSession) -> SparkContextInfo:
+    """The registration of ``spark`` (registering it now with default settings if needed)."""
+    with _lock:
+        entry = _sessions.get(id(spark))
+    if entry is None:
+        register(spark)
+        with _lock:
+            entry = _sessions[id(spark)]
+    return entry[0]
+
+
+def ledger_for(spark: SparkSession) -> Any:
+    """The usage ledger of a registered session, or None."""
+    with _lock:
+        entry = _sessions.get(id(spark))
+    return entry[2] if entry is not None else None
