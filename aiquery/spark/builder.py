@@ -87,6 +87,9 @@ class AIQueryBuilder:
             return self._build([children.apply(i) for i in range(children.size())])
         except AIQueryError as exc:
             raise self._java_error(str(exc)) from None
+        except Exception as exc:
+            logger.exception("ai_query could not be built")
+            raise self._java_error(f"ai_query could not be built: {type(exc).__name__}: {exc}") from None
 
     def _java_error(self, message: str) -> Exception:
         from py4j.protocol import Py4JJavaError
@@ -188,7 +191,7 @@ class AIQueryBuilder:
         # Structs and maps come back through to_json: one JVM evaluation, no Row conversion.
         jvm = self._jvm
         expressions = jvm.org.apache.spark.sql.catalyst.expressions
-        empty = jvm.scala.collection.immutable.Map.empty()
+        empty = jvm.org.apache.spark.api.python.PythonUtils.toScalaMap(jvm.java.util.HashMap())
         zone = jvm.scala.Option.apply(str(self.info.spark.conf.get("spark.sql.session.timeZone")))
         json_text = expressions.StructsToJson(empty, expression, zone).eval(None)
         value = json.loads(str(json_text.toString())) if json_text is not None else None

@@ -155,20 +155,24 @@ def make_udf(plan: CallPlan) -> UserDefinedFunction:
 
     if plan.wrapped:
 
-        def ai_query(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
+        def ai_query(batches: Iterator[pd.Series]) -> Iterator[Any]:
             for outcomes in run_batches(plan, (_prompts(batch) for batch in batches)):
                 results, errors = _values(plan, outcomes)
                 yield pd.DataFrame({"result": results, "errorMessage": errors})
 
-        wrapped_udf = pandas_udf(ai_query, returnType=plan.udf_type)  # type: ignore[call-overload]
+        output: Any = pd.DataFrame
     else:
 
-        def ai_query(batches: Iterator[pd.Series]) -> Iterator[pd.Series]:  # type: ignore[misc]
+        def ai_query(batches: Iterator[pd.Series]) -> Iterator[Any]:
             for outcomes in run_batches(plan, (_prompts(batch) for batch in batches)):
                 results, _ = _values(plan, outcomes)
                 yield pd.Series(results, dtype=object)
 
-        wrapped_udf = pandas_udf(ai_query, returnType=plan.udf_type)  # type: ignore[call-overload]
+        output = pd.Series
+    # pandas_udf reads the hints to pick the iterator form; with postponed annotations they are strings that
+    # name this function's locals, which it cannot resolve, so give it the real types.
+    ai_query.__annotations__ = {"batches": Iterator[pd.Series], "return": Iterator[output]}
+    wrapped_udf = pandas_udf(ai_query, returnType=plan.udf_type)  # type: ignore[call-overload]
     # Nondeterministic, so Spark never evaluates it twice for one row (for example once per struct field read).
     udf: UserDefinedFunction = wrapped_udf.asNondeterministic()._unwrapped
     return udf
