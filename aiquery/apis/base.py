@@ -1,8 +1,8 @@
 """The adapter protocol: one pure object per wire format, no I/O.
 
-An adapter turns an :class:`APIRequest` (prompt, model, Databricks-named model parameters, response format) into
-the URL, headers and JSON body of its API; turns a response body into an :class:`Answer` (text or vector plus
-normalised :class:`TokenUsage`); and turns an error body into an :class:`ErrorVerdict`.
+An adapter turns an :class:`APIRequest` (prompt, model, Databricks-named model parameters, response format)
+into the URL, headers and JSON body of its API; turns a response body into an :class:`Answer` (text or vector
+plus normalised :class:`TokenUsage`); and turns an error body into an :class:`ErrorVerdict`.
 
 Usage conventions (the same for every adapter):
 
@@ -103,6 +103,12 @@ class ErrorVerdict:
     message: str
     code: str | None = None
     retryable: bool | None = None
+    retry_after: float | None = None
+    """Seconds the body asks the client to wait before retrying (Gemini's ``RetryInfo.retryDelay``), if any.
+
+    Headers (``Retry-After``, ``retry-after-ms``) are the engine's to read; this only carries a delay that
+    exists nowhere but in the body.
+    """
 
 
 class MalformedResponse(ValueError):
@@ -140,5 +146,8 @@ class Adapter(Protocol):
         ...
 
     def parse_error(self, status: int, body: Any) -> ErrorVerdict:
-        """The provider's message and retry hint in an error body (decoded JSON, or the raw text if not JSON)."""
+        """The provider's message and retry hint in an error body (decoded JSON, or the raw text if not JSON).
+
+        Never raises: an unrecognised body still yields a message.
+        """
         ...

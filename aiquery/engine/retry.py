@@ -94,9 +94,13 @@ def retry_decision(
     verdict_retryable: bool | None = None,
     max_retry_after: float,
     transport_retryable: bool = True,
+    body_delay: float | None = None,
     now: Callable[[], float] = time.time,
 ) -> Decision:
-    """Decide whether an attempt that failed with ``status`` (None: no response) may be retried."""
+    """Decide whether an attempt that failed with ``status`` (None: no response) may be retried.
+
+    ``body_delay`` is a delay the error body asked for (Gemini's RetryInfo), used when no header gives one.
+    """
     if status is None:
         if transport_retryable:
             return Decision(True, "no response (connection or timeout)")
@@ -107,6 +111,8 @@ def retry_decision(
     if verdict_retryable is False:
         return Decision(False, f"HTTP {status} is a quota or spend limit, not a rate limit")
     delay = parse_retry_after(headers, now)
+    if delay is None:
+        delay = body_delay
     if delay is not None and delay > max_retry_after:
         return Decision(False, f"server asked to wait {delay:.0f} s, above the cap of {max_retry_after:.0f} s")
     if should_retry == "true" or verdict_retryable is True:

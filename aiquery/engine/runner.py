@@ -471,6 +471,7 @@ class Engine:
             response.headers,
             verdict_retryable=verdict.retryable,
             max_retry_after=endpoint.max_retry_after,
+            body_delay=verdict.retry_after,
             now=self._wall_clock,
         )
         error = status_error_class(response.status)(

@@ -1,0 +1,131 @@
+"""Anthropic Messages: ``POST {base_url}/v1/messages`` with ``anthropic-version: 2023-06-01``.
+
+Request: ``{"model", "max_tokens", "messages": [{"role": "user", "content": prompt}], <parameters>}``;
+``max_tokens`` is required by the API, so a default is always sent. Answer: the ``text`` blocks of
+``content``, concatenated (``thinking`` blocks skipped). Usage: Anthropic's ``input_tokens`` excludes cache
+reads and writes, so normalised input is ``input_tokens + cache_creation_input_tokens +
+cache_read_input_tokens``.
+
+Structured output: a strict JSON schema goes to ``output_config.format`` (``{"type": "json_schema",
+"schema"}``), Anthropic's generally available structured outputs (constrained decoding; Claude Sonnet 4.5,
+Opus 4.5, Haiku 4.5 and later; the beta ``output_format`` field it replaced is deprecated). That decoder wants
+``additionalProperties: false`` on every object, so a non-strict schema (one holding a MAP, or a JSON
+``json_schema`` without ``"strict": true``) and ``json_object`` (Anthropic has no JSON mode) are asked for in
+the ``system`` prompt instead, which every Claude model honours, without a guarantee.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal
+
+from aiquery.apis.base import Answer, APIRequest, ErrorVerdict, ResponseFormat, TokenUsage
+from aiquery.apis.decoding import build_usage, require_list, require_object, require_text, token_count
+from aiquery.apis.error_body import parse_error_body
+from aiquery.apis.parameter_mappings import ANTHROPIC_PARAMETERS
+from aiquery.apis.response_format import JSON_OBJECT_INSTRUCTION
+
+__all__ = ["ANTHROPIC_VERSION", "DEFAULT_MAX_TOKENS", "AnthropicAdapter"]
+
+ANTHROPIC_VERSION = "2023-06-01"
+"""Pinned: version 2026-10-21 drops temperature, top_p and top_k, which modelParameters may carry."""
+
+DEFAULT_MAX_TOKENS = 1024
+"""Sent when modelParameters has no ``max_tokens``: the Messages API refuses a request without one."""
+
+# stop_reason in OpenAI's vocabulary of finish reasons; anything else passes through as is.
+_STOP_REASONS: Mapping[str, str] = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
+
+
+class AnthropicAdapter:
+    """Anthropic's Messages API, on the gateway's ``anthropic`` route or at Anthropic itself."""
+
+    api: ClassVar[str] = "anthropic"
+    api_type: ClassVar[str] = "anthropic/v1/messages"
+    output: ClassVar[Literal["text", "vector"]] = "text"
+
+    def url(self, base_url: str, model: str) -> str:
+        """``{base_url}/v1/messages``; the model travels in the body."""
+        return f"{base_url.rstrip('/')}/v1/messages"
+
+    def headers(self) -> Mapping[str, str]:
+        """``anthropic-version``, which the API requires on every request."""
+        return {"anthropic-version": ANTHROPIC_VERSION}
+
+    def build_body(self, request: APIRequest) -> dict[str, Any]:
+        """The Messages body: ``max_tokens`` always, ``stop`` as ``stop_sequences``, structured output."""
+        body: dict[str, Any] = {
+            "model": request.model,
+            "max_tokens": DEFAULT_MAX_TOKENS,
+            "messages": [{"role": "user", "content": request.prompt}],
+        }
+        ANTHROPIC_PARAMETERS.apply(body, request.parameters)
+        _apply_response_format(body, request.response_format)
+        return body
+
+    def parse_response(self, body: Any, request: APIRequest) -> Answer:
+        """The concatenated text blocks, the finish reason (from ``stop_reason``) and the usage.
+
+        An empty ``content`` array is an empty answer: Claude may end its turn without text.
+
+        Raises:
+            MalformedResponse: no ``content`` array, or a text block without a string ``text``.
+        """
+        response = require_object(body, "the response body")
+        blocks = require_list(response, "content", "content")
+        texts: list[str] = []
+        for index, block in enumerate(blocks):
+            block = require_object(block, f"content[{index}]")
+            if block.get("type") == "text":
+                texts.append(require_text(block.get("text"), f"content[{index}].text"))
+        text = "".join(texts)
+        stop_reason = response.get("stop_reason")
+        return Answer(
+            value=text,
+            usage=_map_usage(response.get("usage"), request.prompt, text),
+            finish_reason=_STOP_REASONS.get(stop_reason, stop_reason)
+            if isinstance(stop_reason, str)
+            else None,
+        )
+
+    def parse_error(self, status: int, body: Any) -> ErrorVerdict:
+        """The provider's message and retry hint (see :func:`~aiquery.apis.error_body.parse_error_body`)."""
+        return parse_error_body(status, body)
+
+
+def _apply_response_format(body: dict[str, Any], response_format: ResponseFormat | None) -> None:
+    if response_format is None or response_format.kind == "text":
+        return
+    schema = dict(response_format.schema or {})
+    if response_format.kind == "json_schema" and response_format.strict:
+        output_config = body.setdefault("output_config", {})
+        output_config["format"] = {"type": "json_schema", "schema": schema}
+    elif response_format.kind == "json_schema":
+        body["system"] = (
+            f"{JSON_OBJECT_INSTRUCTION} The object must be valid against this JSON Schema: "
+            f"{json.dumps(schema, separators=(',', ':'), sort_keys=True)}"
+        )
+    else:
+        body["system"] = JSON_OBJECT_INSTRUCTION
+
+
+def _map_usage(usage: Any, prompt: str, text: str) -> TokenUsage:
+    uncached = token_count(usage, "input_tokens")
+    cache_creation = token_count(usage, "cache_creation_input_tokens") or 0
+    cache_read = token_count(usage, "cache_read_input_tokens") or 0
+    return build_usage(
+        prompt=prompt,
+        output=text,
+        input_tokens=None if uncached is None else uncached + cache_creation + cache_read,
+        output_tokens=token_count(usage, "output_tokens"),
+        cache_read_input_tokens=cache_read,
+        cache_creation_input_tokens=cache_creation,
+    )

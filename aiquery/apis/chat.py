@@ -1,0 +1,124 @@
+"""MLflow chat completions (OpenAI's chat shape): ``POST {base_url}/chat/completions``.
+
+Request: ``{"model", "messages": [{"role": "user", "content": prompt}], <parameters>, "response_format"?}``.
+Answer: ``choices[0].message.content``. Usage: ``prompt_tokens`` (cached tokens included, per OpenAI),
+``completion_tokens`` (reasoning included), ``prompt_tokens_details.cached_tokens``,
+``completion_tokens_details.reasoning_tokens``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal
+
+from aiquery.apis.base import Answer, APIRequest, ErrorVerdict, MalformedResponse, ResponseFormat, TokenUsage
+from aiquery.apis.decoding import (
+    build_usage,
+    describe,
+    require_list,
+    require_object,
+    require_text,
+    token_count,
+)
+from aiquery.apis.error_body import parse_error_body
+from aiquery.apis.parameter_mappings import CHAT_PARAMETERS
+from aiquery.apis.response_format import JSON_OBJECT_INSTRUCTION
+
+__all__ = ["ChatAdapter"]
+
+
+class ChatAdapter:
+    """OpenAI-style chat completions, as served by the Databricks gateway's MLflow route, OpenAI, vLLM …"""
+
+    api: ClassVar[str] = "chat"
+    api_type: ClassVar[str] = "mlflow/v1/chat/completions"
+    output: ClassVar[Literal["text", "vector"]] = "text"
+
+    def url(self, base_url: str, model: str) -> str:
+        """``{base_url}/chat/completions``; the model travels in the body."""
+        return f"{base_url.rstrip('/')}/chat/completions"
+
+    def headers(self) -> Mapping[str, str]:
+        """No headers beyond auth and content type."""
+        return {}
+
+    def build_body(self, request: APIRequest) -> dict[str, Any]:
+        """The chat completions body: one user message, parameters under their own names, response format."""
+        messages: list[dict[str, Any]] = []
+        if request.response_format is not None and request.response_format.kind == "json_object":
+            messages.append({"role": "system", "content": JSON_OBJECT_INSTRUCTION})
+        messages.append({"role": "user", "content": request.prompt})
+        body: dict[str, Any] = {"model": request.model, "messages": messages}
+        CHAT_PARAMETERS.apply(body, request.parameters)
+        rendered = render_response_format(request.response_format)
+        if rendered is not None:
+            body["response_format"] = rendered
+        return body
+
+    def parse_response(self, body: Any, request: APIRequest) -> Answer:
+        """The first choice's text, its finish reason and the usage.
+
+        Raises:
+            MalformedResponse: no choices, no message, or content that is neither text nor text parts.
+        """
+        response = require_object(body, "the response body")
+        choices = require_list(response, "choices", "choices", non_empty=True)
+        choice = require_object(choices[0], "choices[0]")
+        message = require_object(choice.get("message"), "choices[0].message")
+        finish = choice.get("finish_reason")
+        text = _message_text(message, finish)
+        return Answer(
+            value=text,
+            usage=_map_usage(response.get("usage"), request.prompt, text),
+            finish_reason=finish if isinstance(finish, str) else None,
+        )
+
+    def parse_error(self, status: int, body: Any) -> ErrorVerdict:
+        """The provider's message and retry hint (see :func:`~aiquery.apis.error_body.parse_error_body`)."""
+        return parse_error_body(status, body)
+
+
+def render_response_format(response_format: ResponseFormat | None) -> dict[str, Any] | None:
+    """OpenAI's ``response_format`` object, or None for plain text."""
+    if response_format is None or response_format.kind == "text":
+        return None
+    if response_format.kind == "json_object":
+        return {"type": "json_object"}
+    return {
+        "type": "json_schema",
+        "json_schema": {
+            "name": response_format.name,
+            "schema": dict(response_format.schema or {}),
+            "strict": response_format.strict,
+        },
+    }
+
+
+def _message_text(message: Mapping[str, Any], finish: Any) -> str:
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        # Databricks answers for reasoning models with a list of parts: {"type": "reasoning"}, then
+        # {"type": "text"}. Reasoning parts alone (the budget ran out while thinking) are an empty answer,
+        # as in the other APIs.
+        parts = [part for part in content if isinstance(part, Mapping) and part.get("type") == "text"]
+        return "".join(require_text(part.get("text"), "choices[0].message.content[].text") for part in parts)
+    refusal = message.get("refusal")
+    if isinstance(refusal, str) and refusal:
+        raise MalformedResponse(f"the model refused to answer: {refusal}")
+    raise MalformedResponse(
+        f"expected choices[0].message.content to be a string, found {describe(content)} "
+        f"(finish_reason: {finish})"
+    )
+
+
+def _map_usage(usage: Any, prompt: str, text: str) -> TokenUsage:
+    return build_usage(
+        prompt=prompt,
+        output=text,
+        input_tokens=token_count(usage, "prompt_tokens"),
+        output_tokens=token_count(usage, "completion_tokens"),
+        cache_read_input_tokens=token_count(usage, "prompt_tokens_details", "cached_tokens"),
+        output_reasoning_tokens=token_count(usage, "completion_tokens_details", "reasoning_tokens"),
+    )

@@ -1,0 +1,138 @@
+"""Reading decoded JSON response bodies: typed field access that fails with a clear message, and token counts.
+
+Every reader raises :class:`~aiquery.apis.base.MalformedResponse` naming the JSON path it expected and what it
+found, so a user reading ``errorMessage`` can tell a gateway's odd answer from a bug.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from aiquery.apis.base import MalformedResponse, TokenUsage
+
+__all__ = [
+    "build_usage",
+    "describe",
+    "require_list",
+    "require_object",
+    "require_text",
+    "token_count",
+]
+
+
+def describe(value: Any) -> str:
+    """A short JSON-flavoured description of a value's type, for error messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an empty array" if not value else "an array"
+    if isinstance(value, Mapping):
+        return "an object"
+    return type(value).__name__
+
+
+def require_object(value: Any, path: str) -> Mapping[str, Any]:
+    """``value`` as a JSON object.
+
+    Raises:
+        MalformedResponse: ``value`` is not an object.
+    """
+    if not isinstance(value, Mapping):
+        raise MalformedResponse(f"expected {path} to be an object, found {describe(value)}")
+    return value
+
+
+def require_list(parent: Mapping[str, Any], key: str, path: str, *, non_empty: bool = False) -> list[Any]:
+    """``parent[key]`` as a JSON array (optionally non-empty).
+
+    Raises:
+        MalformedResponse: the key is missing, not an array, or empty when ``non_empty``.
+    """
+    if key not in parent:
+        raise MalformedResponse(f"{path} is missing{_provider_error_hint(parent)}")
+    value = parent[key]
+    if not isinstance(value, list):
+        raise MalformedResponse(f"expected {path} to be an array, found {describe(value)}")
+    if non_empty and not value:
+        raise MalformedResponse(f"{path} is an empty array{_provider_error_hint(parent)}")
+    return value
+
+
+def require_text(value: Any, path: str) -> str:
+    """``value`` as a string.
+
+    Raises:
+        MalformedResponse: ``value`` is not a string.
+    """
+    if not isinstance(value, str):
+        raise MalformedResponse(f"expected {path} to be a string, found {describe(value)}")
+    return value
+
+
+def _provider_error_hint(body: Mapping[str, Any]) -> str:
+    # Some gateways answer 200 with an error object instead of the promised shape; its message is the cause.
+    error = body.get("error")
+    if isinstance(error, Mapping) and isinstance(error.get("message"), str):
+        return f" (the body holds an error: {error['message']})"
+    if isinstance(error, str):
+        return f" (the body holds an error: {error})"
+    return ""
+
+
+def token_count(container: Any, *path: str) -> int | None:
+    """The non-negative integer at ``path`` inside ``container``, or None when absent or not a count.
+
+    Usage blocks are best effort: a missing or odd count means "unknown" (and is then estimated), never a
+    failed row, because the answer itself is fine.
+    """
+    value = container
+    for key in path:
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(key)
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, int) and value >= 0:
+        return value
+    return None
+
+
+def build_usage(
+    *,
+    prompt: str,
+    output: str,
+    input_tokens: int | None,
+    output_tokens: int | None,
+    cache_read_input_tokens: int | None = None,
+    cache_creation_input_tokens: int | None = None,
+    output_reasoning_tokens: int | None = None,
+) -> TokenUsage:
+    """A :class:`TokenUsage` from counts already normalised by an adapter's ``_map_usage``.
+
+    A missing input or output count is estimated from the prompt or the output text and the usage is
+    flagged ``estimated``; ``total_tokens`` is always input plus output.
+    """
+    if input_tokens is None and output_tokens is None:
+        return TokenUsage.estimate(prompt, output)
+    estimate = TokenUsage.estimate(prompt, output)
+    estimated = input_tokens is None or output_tokens is None
+    final_input = estimate.input_tokens if input_tokens is None else input_tokens
+    final_output = estimate.output_tokens if output_tokens is None else output_tokens
+    return TokenUsage(
+        input_tokens=final_input,
+        output_tokens=final_output,
+        total_tokens=final_input + final_output,
+        cache_read_input_tokens=cache_read_input_tokens or 0,
+        cache_creation_input_tokens=cache_creation_input_tokens or 0,
+        output_reasoning_tokens=output_reasoning_tokens or 0,
+        estimated=estimated,
+    )

@@ -1,0 +1,81 @@
+"""MLflow embeddings (OpenAI's embeddings shape): ``POST {base_url}/embeddings``.
+
+Request: ``{"model", "input": prompt}``. Answer: ``data[0].embedding`` as a list of floats. Usage:
+``prompt_tokens``; embeddings produce no output tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal
+
+from aiquery.apis.base import Answer, APIRequest, ErrorVerdict, MalformedResponse, TokenUsage
+from aiquery.apis.decoding import build_usage, describe, require_list, require_object, token_count
+from aiquery.apis.error_body import parse_error_body
+from aiquery.apis.parameter_mappings import EMBEDDINGS_PARAMETERS
+from aiquery.apis.response_format import reject_response_format
+
+__all__ = ["EmbeddingsAdapter"]
+
+
+class EmbeddingsAdapter:
+    """OpenAI-style embeddings; answers are vectors (``ARRAY<FLOAT>`` in SQL)."""
+
+    api: ClassVar[str] = "embeddings"
+    api_type: ClassVar[str] = "mlflow/v1/embeddings"
+    output: ClassVar[Literal["text", "vector"]] = "vector"
+
+    def url(self, base_url: str, model: str) -> str:
+        """``{base_url}/embeddings``; the model travels in the body."""
+        return f"{base_url.rstrip('/')}/embeddings"
+
+    def headers(self) -> Mapping[str, str]:
+        """No headers beyond auth and content type."""
+        return {}
+
+    def build_body(self, request: APIRequest) -> dict[str, Any]:
+        """``{"model", "input"}`` plus any pass-through parameters (``dimensions`` …).
+
+        Raises:
+            ArgumentError: the request carries a response format, which only chat models take.
+        """
+        if request.response_format is not None:
+            reject_response_format(self.api)
+        body: dict[str, Any] = {"model": request.model, "input": request.prompt}
+        EMBEDDINGS_PARAMETERS.apply(body, request.parameters)
+        return body
+
+    def parse_response(self, body: Any, request: APIRequest) -> Answer:
+        """The first embedding and the usage.
+
+        Raises:
+            MalformedResponse: no data, or an embedding that is not a non-empty array of numbers (a base64
+                string, for instance, which only comes back when ``encoding_format`` asked for it).
+        """
+        response = require_object(body, "the response body")
+        data = require_list(response, "data", "data", non_empty=True)
+        item = require_object(data[0], "data[0]")
+        vector = item.get("embedding")
+        if not isinstance(vector, list) or not vector:
+            raise MalformedResponse(
+                f"expected data[0].embedding to be an array of numbers, found {describe(vector)}"
+            )
+        values: list[float] = []
+        for number in vector:
+            if isinstance(number, bool) or not isinstance(number, (int, float)):
+                raise MalformedResponse(f"data[0].embedding holds {describe(number)}, not a number")
+            values.append(float(number))
+        return Answer(value=values, usage=_map_usage(response.get("usage"), request.prompt))
+
+    def parse_error(self, status: int, body: Any) -> ErrorVerdict:
+        """The provider's message and retry hint (see :func:`~aiquery.apis.error_body.parse_error_body`)."""
+        return parse_error_body(status, body)
+
+
+def _map_usage(usage: Any, prompt: str) -> TokenUsage:
+    return build_usage(
+        prompt=prompt,
+        output="",
+        input_tokens=token_count(usage, "prompt_tokens"),
+        output_tokens=0,
+    )

@@ -1,0 +1,139 @@
+"""The Responses wire format, on two routes: MLflow responses (``api = "responses"``, the gateway's
+OpenResponses-compatible Supervisor API) and OpenAI responses (``api = "openai-responses"``).
+
+Request: ``{"model", "input": [{"role": "user", "content": prompt}], "max_output_tokens"?, "reasoning"?,
+"text": {"format": ...}?}``. Answer: the ``output_text`` parts of the ``message`` items of ``output``,
+concatenated (``reasoning`` and tool items are skipped; ``output_text`` on the SDK object is only a
+convenience property, absent from the wire). Usage: ``input_tokens`` (cached included),
+``output_tokens`` (reasoning included) and their ``*_details``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal
+
+from aiquery.apis.base import Answer, APIRequest, ErrorVerdict, MalformedResponse, ResponseFormat, TokenUsage
+from aiquery.apis.decoding import build_usage, require_list, require_object, require_text, token_count
+from aiquery.apis.error_body import parse_error_body
+from aiquery.apis.parameter_mappings import RESPONSES_PARAMETERS
+from aiquery.apis.response_format import JSON_OBJECT_INSTRUCTION
+
+__all__ = ["OpenAIResponsesAdapter", "ResponsesAdapter"]
+
+# `incomplete_details.reason` in OpenAI's vocabulary of finish reasons.
+_INCOMPLETE_REASONS: Mapping[str, str] = {"max_output_tokens": "length", "content_filter": "content_filter"}
+
+
+class ResponsesAdapter:
+    """The MLflow responses route of the Databricks gateway (``{base_url}/responses``)."""
+
+    api: ClassVar[str] = "responses"
+    api_type: ClassVar[str] = "mlflow/v1/responses"
+    output: ClassVar[Literal["text", "vector"]] = "text"
+
+    def url(self, base_url: str, model: str) -> str:
+        """``{base_url}/responses``; the model travels in the body."""
+        return f"{base_url.rstrip('/')}/responses"
+
+    def headers(self) -> Mapping[str, str]:
+        """No headers beyond auth and content type."""
+        return {}
+
+    def build_body(self, request: APIRequest) -> dict[str, Any]:
+        """The Responses body: one user message, mapped parameters, ``text.format`` for structured output."""
+        # A message list rather than a bare string: both routes document it, and OpenResponses servers that
+        # implement only the item form accept it too.
+        body: dict[str, Any] = {
+            "model": request.model,
+            "input": [{"role": "user", "content": request.prompt}],
+        }
+        fmt = request.response_format
+        if fmt is not None and fmt.kind == "json_object":
+            body["instructions"] = JSON_OBJECT_INSTRUCTION
+        RESPONSES_PARAMETERS.apply(body, request.parameters)
+        rendered = render_response_format(fmt)
+        if rendered is not None:
+            body["text"] = {"format": rendered}
+        return body
+
+    def parse_response(self, body: Any, request: APIRequest) -> Answer:
+        """The concatenated output text, the finish reason (from ``status``) and the usage.
+
+        Raises:
+            MalformedResponse: no ``output`` array, a completed response without a message item, a refusal,
+                or parts of the wrong type.
+        """
+        response = require_object(body, "the response body")
+        items = require_list(response, "output", "output")
+        status = response.get("status")
+        messages = [item for item in items if isinstance(item, Mapping) and item.get("type") == "message"]
+        if not messages and status != "incomplete":
+            kinds = ", ".join(sorted({str(item.get("type")) for item in items if isinstance(item, Mapping)}))
+            raise MalformedResponse(f"output holds no message item (found: {kinds or 'nothing'})")
+        text = "".join(_message_text(message, index) for index, message in enumerate(messages))
+        return Answer(
+            value=text,
+            usage=_map_usage(response.get("usage"), request.prompt, text),
+            finish_reason=_finish_reason(response),
+        )
+
+    def parse_error(self, status: int, body: Any) -> ErrorVerdict:
+        """The provider's message and retry hint (see :func:`~aiquery.apis.error_body.parse_error_body`)."""
+        return parse_error_body(status, body)
+
+
+class OpenAIResponsesAdapter(ResponsesAdapter):
+    """OpenAI's native Responses API, on the gateway's ``openai/v1`` route or at OpenAI itself."""
+
+    api: ClassVar[str] = "openai-responses"
+    api_type: ClassVar[str] = "openai/v1/responses"
+
+
+def render_response_format(response_format: ResponseFormat | None) -> dict[str, Any] | None:
+    """The Responses API's ``text.format`` object (flat, unlike chat's nested ``json_schema``), or None."""
+    if response_format is None or response_format.kind == "text":
+        return None
+    if response_format.kind == "json_object":
+        return {"type": "json_object"}
+    return {
+        "type": "json_schema",
+        "name": response_format.name,
+        "schema": dict(response_format.schema or {}),
+        "strict": response_format.strict,
+    }
+
+
+def _message_text(message: Mapping[str, Any], index: int) -> str:
+    where = f"output message {index}"
+    parts = require_list(message, "content", f"{where}.content")
+    texts: list[str] = []
+    for part in parts:
+        part = require_object(part, f"{where}.content[]")
+        if part.get("type") == "output_text":
+            texts.append(require_text(part.get("text"), f"{where}.content[].text"))
+        elif part.get("type") == "refusal":
+            raise MalformedResponse(f"the model refused to answer: {part.get('refusal')}")
+    return "".join(texts)
+
+
+def _finish_reason(response: Mapping[str, Any]) -> str | None:
+    status = response.get("status")
+    if status == "completed":
+        return "stop"
+    details = response.get("incomplete_details")
+    reason = details.get("reason") if isinstance(details, Mapping) else None
+    if isinstance(reason, str):
+        return _INCOMPLETE_REASONS.get(reason, reason)
+    return status if isinstance(status, str) else None
+
+
+def _map_usage(usage: Any, prompt: str, text: str) -> TokenUsage:
+    return build_usage(
+        prompt=prompt,
+        output=text,
+        input_tokens=token_count(usage, "input_tokens"),
+        output_tokens=token_count(usage, "output_tokens"),
+        cache_read_input_tokens=token_count(usage, "input_tokens_details", "cached_tokens"),
+        output_reasoning_tokens=token_count(usage, "output_tokens_details", "reasoning_tokens"),
+    )
