@@ -20,11 +20,12 @@ def ai_query(
     endpoint: str,
     request: Column | str,
     *,
-    returnType: str | None = None,  # noqa: N803 - Databricks' argument names
-    failOnError: bool = True,  # noqa: N803
-    modelParameters: Mapping[str, Any] | None = None,  # noqa: N803
-    responseFormat: str | None = None,  # noqa: N803
-    requestTags: Mapping[str, str] | str | None = None,  # noqa: N803
+    # Databricks' argument names, camelCase as in SQL.
+    returnType: str | None = None,
+    failOnError: bool = True,
+    modelParameters: Mapping[str, Any] | None = None,
+    responseFormat: str | None = None,
+    requestTags: Mapping[str, str] | str | None = None,
 ) -> Column:
     """Query an endpoint for each row, like SQL's ``ai_query``.
 

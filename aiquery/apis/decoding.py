@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from aiquery.apis.base import MalformedResponse, TokenUsage
+from aiquery.apis.base import MalformedResponse, TokenUsage, estimate_tokens
 
 __all__ = [
     "build_usage",
@@ -44,7 +44,8 @@ def require_object(value: Any, path: str) -> Mapping[str, Any]:
     Raises:
         MalformedResponse: ``value`` is not an object.
     """
-    if not isinstance(value, Mapping):
+    # Decoded JSON objects are dicts; the concrete check is several times cheaper than the Mapping ABC.
+    if not isinstance(value, dict):
         raise MalformedResponse(f"expected {path} to be an object, found {describe(value)}")
     return value
 
@@ -94,7 +95,7 @@ def token_count(container: Any, *path: str) -> int | None:
     """
     value = container
     for key in path:
-        if not isinstance(value, Mapping):
+        if not isinstance(value, dict):
             return None
         value = value.get(key)
     if isinstance(value, bool):
@@ -123,10 +124,9 @@ def build_usage(
     """
     if input_tokens is None and output_tokens is None:
         return TokenUsage.estimate(prompt, output)
-    estimate = TokenUsage.estimate(prompt, output)
     estimated = input_tokens is None or output_tokens is None
-    final_input = estimate.input_tokens if input_tokens is None else input_tokens
-    final_output = estimate.output_tokens if output_tokens is None else output_tokens
+    final_input = estimate_tokens(prompt) if input_tokens is None else input_tokens
+    final_output = estimate_tokens(output) if output_tokens is None else output_tokens
     return TokenUsage(
         input_tokens=final_input,
         output_tokens=final_output,

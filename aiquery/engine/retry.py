@@ -130,7 +130,7 @@ def is_retryable(exc: BaseException) -> bool:
     return retry
 
 
-class wait_retry_after(tenacity.wait.wait_base):  # noqa: N801 - tenacity's naming for strategies
+class wait_retry_after(tenacity.wait.wait_base):
     """Wait as long as the server asked; otherwise fall back to full-jitter exponential backoff."""
 
     def __init__(self, fallback: tenacity.wait.wait_base | None = None) -> None:
@@ -144,7 +144,7 @@ class wait_retry_after(tenacity.wait.wait_base):  # noqa: N801 - tenacity's nami
         return float(self.fallback(retry_state))
 
 
-class stop_before_deadline(tenacity.stop.stop_base):  # noqa: N801 - tenacity's naming for strategies
+class stop_before_deadline(tenacity.stop.stop_base):
     """Stop when the coming wait would end past the call's deadline (monotonic seconds)."""
 
     def __init__(self, deadline: float, clock: Callable[[], float] = time.monotonic) -> None:

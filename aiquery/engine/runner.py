@@ -200,51 +200,65 @@ class Engine:
                 rows.setdefault(prompt, []).append(index)
         if not rows:
             return outcomes
-        failed: asyncio.Future[CallError] = asyncio.get_running_loop().create_future()
-
-        async def call(prompt: str) -> None:
-            outcome = await self._call(prepared, limits, prompt)
-            for index in rows[prompt]:
-                outcomes[index] = outcome
-            if fail_fast and outcome.error is not None and not failed.done():
-                failed.set_result(outcome.error)
-
-        tasks = [asyncio.ensure_future(call(prompt)) for prompt in rows]
+        loop = asyncio.get_running_loop()
+        failed: asyncio.Future[CallError] | None = loop.create_future() if fail_fast else None
+        tasks = [loop.create_task(self._call(prepared, limits, prompt, failed)) for prompt in rows]
         everything = asyncio.gather(*tasks)
         try:
-            await asyncio.wait([everything, failed], return_when=asyncio.FIRST_COMPLETED)
+            if failed is None:
+                await everything
+            else:
+                await asyncio.wait([everything, failed], return_when=asyncio.FIRST_COMPLETED)
         finally:
             if not everything.done():
                 everything.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await everything
-        if failed.done():
-            raise failed.result()
-        failed.cancel()
+        if failed is not None:
+            if failed.done():
+                raise failed.result()
+            failed.cancel()
+        for prompt, task in zip(rows, tasks, strict=True):
+            outcome = task.result()
+            for index in rows[prompt]:
+                outcomes[index] = outcome
         return outcomes
 
-    async def _call(self, prepared: _Prepared, limits: _EndpointLimits, prompt: str) -> Outcome:
+    async def _call(
+        self,
+        prepared: _Prepared,
+        limits: _EndpointLimits,
+        prompt: str,
+        failed: asyncio.Future[CallError] | None,
+    ) -> Outcome:
+        outcome = await self._call_outcome(prepared, limits, prompt)
+        if failed is not None and outcome.error is not None and not failed.done():
+            failed.set_result(outcome.error)
+        return outcome
+
+    async def _call_outcome(self, prepared: _Prepared, limits: _EndpointLimits, prompt: str) -> Outcome:
         endpoint = prepared.endpoint
         deadline = self._clock() + endpoint.deadline
         call_id = f"{self._id_prefix}-c{next(self._ids)}"
+        request = prepared.request(prompt)
         try:
-            body = self._encode(prepared, prompt)
+            body = self._encode(prepared, request)
         except CallError as error:
             return Outcome(error=error)
         request_hash = hashlib.sha256(prepared.hash_prefix + body).hexdigest()
-        attempts = 0
-
-        async def attempt() -> Answer:
-            nonlocal attempts
-            attempts += 1
-            return await self._attempt(prepared, limits, prompt, body, call_id, attempts, request_hash, deadline)
-
+        attempts = 1
         try:
-            answer = await attempt()
+            answer = await self._attempt(prepared, limits, request, body, call_id, 1, request_hash, deadline)
         except AttemptFailed as first:
             if not first.decision.retry or endpoint.max_retries == 0:
                 logger.debug("call %s not retried: %s", call_id, first.decision.reason)
                 return Outcome(error=first.error.with_attempts(attempts))
+
+            async def attempt() -> Answer:
+                nonlocal attempts
+                attempts += 1
+                return await self._attempt(prepared, limits, request, body, call_id, attempts, request_hash, deadline)
+
             answer_or_error = await self._retry(first, attempt, endpoint, deadline)
             if isinstance(answer_or_error, CallError):
                 return Outcome(error=answer_or_error.with_attempts(attempts))
@@ -286,13 +300,13 @@ class Engine:
                 )
             return last.error
 
-    def _encode(self, prepared: _Prepared, prompt: str) -> bytes:
-        body = prepared.adapter.build_body(prepared.request(prompt))
+    def _encode(self, prepared: _Prepared, request: APIRequest) -> bytes:
+        body = prepared.adapter.build_body(request)
         try:
             encoded = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         except UnicodeEncodeError as exc:
             raise CallError(
-                f"the request text is not valid Unicode (unpaired surrogate {exc.object[exc.start:exc.end]!r} "
+                f"the request text is not valid Unicode (unpaired surrogate {exc.object[exc.start : exc.end]!r} "
                 f"at character {exc.start}); clean the column before calling ai_query",
                 endpoint=prepared.endpoint.name,
                 attempts=0,
@@ -310,7 +324,7 @@ class Engine:
         self,
         prepared: _Prepared,
         limits: _EndpointLimits,
-        prompt: str,
+        request: APIRequest,
         body: bytes,
         call_id: str,
         attempt: int,
@@ -318,8 +332,15 @@ class Engine:
         deadline: float,
     ) -> Answer:
         endpoint = prepared.endpoint
-        token_estimate = estimate_tokens(prompt) + prepared.output_estimate
-        await self._wait_for_budget(limits, token_estimate, deadline, endpoint)
+        token_estimate = 0
+        if limits.tokens is not None:
+            token_estimate = estimate_tokens(request.prompt) + prepared.output_estimate
+        if (
+            limits.requests is not None
+            or limits.tokens is not None
+            or (limits.learned is not None and limits.learned.budget is not None)
+        ):
+            await self._wait_for_budget(limits, token_estimate, deadline, endpoint)
         await limits.concurrency.acquire()
         try:
             remaining = deadline - self._clock()
@@ -333,7 +354,11 @@ class Engine:
             self.sink.begin(record)
             try:
                 response = await self._transport.post(
-                    prepared.url, headers, body, timeout=min(endpoint.timeout, remaining), verify_tls=endpoint.verify_tls
+                    prepared.url,
+                    headers,
+                    body,
+                    timeout=min(endpoint.timeout, remaining),
+                    verify_tls=endpoint.verify_tls,
                 )
             except NoResponse as failure:
                 self._end_without_response(record, failure.message, failure.elapsed, failure.time_to_first_byte)
@@ -341,7 +366,7 @@ class Engine:
             except asyncio.CancelledError:
                 self._end_without_response(record, "cancelled before the response arrived", None, None)
                 raise
-            return self._finish(prepared, limits, prompt, record, response, token_estimate)
+            return self._finish(prepared, limits, request, record, response, token_estimate)
         finally:
             limits.concurrency.release()
 
@@ -404,7 +429,7 @@ class Engine:
         self,
         prepared: _Prepared,
         limits: _EndpointLimits,
-        prompt: str,
+        request: APIRequest,
         record: UsageRecord,
         response: HTTPResponse,
         token_estimate: int,
@@ -415,7 +440,7 @@ class Engine:
         record.time_to_first_byte_ms = int(response.time_to_first_byte * 1000)
         if 200 <= response.status < 300:
             try:
-                answer = prepared.adapter.parse_response(json.loads(response.body), prepared.request(prompt))
+                answer = prepared.adapter.parse_response(json.loads(response.body.decode()), request)
             except (ValueError, MalformedResponse) as exc:
                 failure = self._bad_body_failure(exc, response, endpoint)
                 record.error_message = failure.error.message

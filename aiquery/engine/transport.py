@@ -57,9 +57,19 @@ class Transport:
 
     def __init__(self) -> None:
         self._sessions: dict[tuple[str, bool], aiohttp.ClientSession] = {}
+        self._by_url: dict[tuple[str, bool], aiohttp.ClientSession] = {}
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
 
     def _session(self, url: str, verify_tls: bool) -> aiohttp.ClientSession:
+        session = self._by_url.get((url, verify_tls))
+        if session is not None and not session.closed:
+            return session
+        session = self._origin_session(url, verify_tls)
+        if len(self._by_url) < 1024:
+            self._by_url[(url, verify_tls)] = session
+        return session
+
+    def _origin_session(self, url: str, verify_tls: bool) -> aiohttp.ClientSession:
         parts = urlsplit(url)
         key = (f"{parts.scheme}://{parts.netloc}", verify_tls)
         session = self._sessions.get(key)
@@ -99,9 +109,11 @@ class Transport:
             async with session.post(url, data=body, headers=headers, timeout=self._timeout(timeout)) as response:
                 ttfb = time.perf_counter() - started
                 payload = await response.read()
+                status = response.status
                 return HTTPResponse(
-                    status=response.status,
-                    headers={k.lower(): v for k, v in response.headers.items()},
+                    status=status,
+                    # Only error handling reads headers (Retry-After, x-should-retry): skip the copy on success.
+                    headers={} if status < 300 else {k.lower(): v for k, v in response.headers.items()},
                     body=payload,
                     time_to_first_byte=ttfb,
                     elapsed=time.perf_counter() - started,
@@ -113,11 +125,13 @@ class Transport:
         except aiohttp.ClientConnectorCertificateError as exc:
             raise NoResponse("tls", f"TLS certificate rejected: {exc.certificate_error}", _since(started)) from None
         except aiohttp.ClientConnectorError as exc:
-            raise NoResponse("connect", f"cannot connect to {exc.host}:{exc.port}: {exc.strerror or exc}",
-                             _since(started)) from None
+            raise NoResponse(
+                "connect", f"cannot connect to {exc.host}:{exc.port}: {exc.strerror or exc}", _since(started)
+            ) from None
         except aiohttp.ClientPayloadError as exc:
-            raise NoResponse("truncated", f"response body cut short: {_first_line(exc)}", _since(started),
-                             ttfb) from None
+            raise NoResponse(
+                "truncated", f"response body cut short: {_first_line(exc)}", _since(started), ttfb
+            ) from None
         except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, ConnectionError) as exc:
             raise NoResponse("dropped", f"connection dropped: {_first_line(exc)}", _since(started), ttfb) from None
         except ssl.SSLError as exc:
@@ -128,6 +142,7 @@ class Transport:
     async def aclose(self) -> None:
         """Close every session and its connections."""
         sessions, self._sessions = list(self._sessions.values()), {}
+        self._by_url.clear()
         for session in sessions:
             await session.close()
 

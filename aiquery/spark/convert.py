@@ -26,7 +26,9 @@ def convert_answer(text: str, type_json: Any) -> Any:
     try:
         value = json.loads(text)
     except ValueError:
-        raise ValueError(f"the answer is not JSON, so it cannot be parsed into the returnType: {text[:200]!r}")
+        raise ValueError(
+            f"the answer is not JSON, so it cannot be parsed into the returnType: {text[:200]!r}"
+        ) from None
     return _convert(value, type_json, "$")
 
 

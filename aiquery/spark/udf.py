@@ -39,9 +39,9 @@ class WorkerRuntime:
         self.loop = LoopThread()
         self.sink: UsageSink
         if spool_dir is not None:
-            from aiquery.usage.spool import SpoolWriter
+            from aiquery.usage.spool import spool_writer
 
-            self.sink = SpoolWriter(spool_dir)
+            self.sink = spool_writer(spool_dir)
         else:
             self.sink = MemorySink()
         self.engine = Engine(sink=self.sink, requester=requester)

@@ -1,0 +1,208 @@
+"""Benchmark: ai_query through Spark SQL against bare aiohttp loops and a hand-written pandas UDF, same run.
+
+    .venv/bin/python benchmarks/spark_throughput.py fixed     # 100 ms latency, 20,000 rows, 2 partitions
+    .venv/bin/python benchmarks/spark_throughput.py llm       # latency uniform in 0.5-3 s, 6,000 rows
+    .venv/bin/python benchmarks/spark_throughput.py rowwise   # a row-at-a-time Python UDF, for reference
+
+local[2]; 128 requests in flight per worker (two workers); the emulator in its own process; usage recording on
+for ai_query (spool files ingested into Delta after each run, outside the timed part). Variants alternate within
+one run and each is repeated; the table gives every run, the medians and the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from aiquery.gateway import start_gateway
+
+TOKEN = "bench-token"
+PER_WORKER = 128
+SCENARIOS = {
+    "fixed": {"rows": 20000, "gateway": {"latency_ms": 100}},
+    "llm": {"rows": 6000, "gateway": {"latency_min_ms": 500, "latency_max_ms": 3000}},
+}
+
+
+def _bare_worker(url: str, prompts: list[str], concurrency: int, queue: Any) -> None:
+    async def go() -> None:
+        semaphore = asyncio.Semaphore(concurrency)
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+
+            async def one(prompt: str) -> str:
+                async with semaphore:
+                    body = {"model": "bench", "messages": [{"role": "user", "content": prompt}]}
+                    async with session.post(url, json=body, headers=headers) as response:
+                        return str((await response.json())["choices"][0]["message"]["content"])
+
+            await asyncio.gather(*(one(p) for p in prompts))
+
+    started = time.process_time()
+    asyncio.run(go())
+    queue.put(time.process_time() - started)
+
+
+def bare_loops(url: str, prompts: list[str]) -> dict[str, float]:
+    """Two processes, each a bare aiohttp loop with half the rows and 128 in flight."""
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    halves = [prompts[0::2], prompts[1::2]]
+    wall = time.perf_counter()
+    processes = [context.Process(target=_bare_worker, args=(url, half, PER_WORKER, queue)) for half in halves]
+    for process in processes:
+        process.start()
+    cpu = sum(queue.get() for _ in processes)
+    for process in processes:
+        process.join()
+    return {"wall": time.perf_counter() - wall, "cpu": cpu}
+
+
+def handwritten_udf(url: str) -> Any:
+    """What a user writes by hand: asyncio.gather over an aiohttp client per Arrow batch."""
+    import pandas as pd
+    from pyspark.sql.functions import pandas_udf
+
+    def call_batch(prompts: list[str]) -> list[str]:
+        async def go() -> list[str]:
+            semaphore = asyncio.Semaphore(PER_WORKER)
+            headers = {"Authorization": f"Bearer {TOKEN}"}
+            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+
+                async def one(prompt: str) -> str:
+                    async with semaphore:
+                        body = {"model": "bench", "messages": [{"role": "user", "content": prompt}]}
+                        async with session.post(url, json=body, headers=headers) as response:
+                            return str((await response.json())["choices"][0]["message"]["content"])
+
+                return list(await asyncio.gather(*(one(p) for p in prompts)))
+
+        return asyncio.run(go())
+
+    def handwritten(batches: Iterator[pd.Series]) -> Iterator[pd.Series]:
+        for batch in batches:
+            yield pd.Series(call_batch(batch.tolist()))
+
+    handwritten.__annotations__ = {"batches": Iterator[pd.Series], "return": Iterator[pd.Series]}
+    return pandas_udf(handwritten, returnType="string")  # type: ignore[call-overload]
+
+
+def rowwise_udf(url: str) -> Any:
+    import urllib.request
+
+    from pyspark.sql.functions import udf
+
+    def one(prompt: str) -> str:
+        body = json.dumps({"model": "bench", "messages": [{"role": "user", "content": prompt}]}).encode()
+        request = urllib.request.Request(url, data=body, headers={"Authorization": f"Bearer {TOKEN}",
+                                                                  "Content-Type": "application/json"})
+        with urllib.request.urlopen(request) as response:
+            return str(json.loads(response.read())["choices"][0]["message"]["content"])
+
+    return udf(one, "string")
+
+
+def timed_spark(spark: Any, frame: Any) -> dict[str, float]:
+    """Evaluate a DataFrame fully (noop sink) and return wall time and the Python workers' CPU time."""
+    before = _workers_cpu()
+    wall = time.perf_counter()
+    frame.write.format("noop").mode("overwrite").save()
+    return {"wall": time.perf_counter() - wall, "cpu": _workers_cpu() - before}
+
+
+def _workers_cpu() -> float:
+    """CPU seconds used so far by this machine's pyspark worker processes (children of the daemon)."""
+    total = 0.0
+    ticks = os.sysconf("SC_CLK_TCK")
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            if b"pyspark.daemon" not in cmdline and b"pyspark.worker" not in cmdline:
+                continue
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks
+        except OSError:
+            continue
+    return total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("scenario", choices=[*SCENARIOS, "rowwise"])
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rows", type=int, default=None)
+    args = parser.parse_args()
+    scenario = SCENARIOS.get(args.scenario, {"rows": 200, "gateway": {"latency_ms": 100}})
+    rows = args.rows or int(scenario["rows"])
+
+    from aiquery.spark.session import local_spark
+
+    work = Path(tempfile.mkdtemp(prefix="aiquery-bench-"))
+    config = work / "aiquery.toml"
+    config.write_text(f'[endpoints.bench]\napi = "chat"\nmodel = "bench"\nmax_concurrency = {PER_WORKER}\n')
+    with start_gateway(token=TOKEN, **scenario["gateway"]) as gateway:
+        os.environ.update({"DATABRICKS_HOST": gateway.url, "DATABRICKS_TOKEN": TOKEN, "AIQUERY_CONFIG": str(config)})
+        spark = local_spark("aiquery-bench", warehouse_dir=str(work / "warehouse"))
+        import aiquery
+
+        aiquery.register(spark)
+        url = gateway.url + "/ai-gateway/mlflow/v1/chat/completions"
+        results: dict[str, list[dict[str, float]]] = {}
+
+        def frame(round_number: int) -> Any:
+            return spark.range(rows, numPartitions=2).selectExpr(
+                f"CONCAT('round {round_number} row ', CAST(id AS STRING), ': summarize this') AS text")
+
+        variants = {
+            "ai_query (Spark SQL)": lambda r: timed_spark(
+                spark, frame(r).selectExpr("ai_query('bench', text) AS s")),
+            "hand-written pandas UDF": lambda r: timed_spark(
+                spark, frame(r).select(handwritten_udf(url)("text").alias("s"))),
+            "two bare aiohttp loops": lambda r: bare_loops(
+                url, [f"round {r} row {i}: summarize this" for i in range(rows)]),
+        }
+        if args.scenario == "rowwise":
+            variants = {"row-at-a-time Python UDF": lambda r: timed_spark(
+                spark, frame(r).select(rowwise_udf(url)("text").alias("s")))}
+        served_before = gateway.stats()["requests"]
+        for round_number in range(args.rounds):
+            for label, run in variants.items():
+                results.setdefault(label, []).append(run(round_number * 10 + len(results.get(label, []))))
+        served = gateway.stats()["requests"] - served_before
+        ingested = aiquery.flush_usage(spark)
+        spark.stop()
+    expected = rows * args.rounds * len(variants)
+    print(f"\nscenario {args.scenario}: {rows} rows, 2 partitions, {PER_WORKER} in flight per worker, "
+          f"gateway {scenario['gateway']}; {args.rounds} rounds; emulator served {served} (expected {expected}); "
+          f"usage rows ingested after the runs: {ingested}\n")
+    print("| variant | rows/s per round | median rows/s | client CPU ms/request |")
+    print("|---|---|---|---|")
+    medians = {}
+    for label, runs in results.items():
+        rates = [rows / r["wall"] for r in runs]
+        medians[label] = statistics.median(rates)
+        cpu = statistics.median(r["cpu"] for r in runs) * 1000 / rows
+        print(f"| {label} | {', '.join(f'{x:.0f}' for x in rates)} | {medians[label]:.0f} | {cpu:.3f} |")
+    if "ai_query (Spark SQL)" in medians:
+        ours = medians["ai_query (Spark SQL)"]
+        print(f"\nai_query / bare loops = {ours / medians['two bare aiohttp loops']:.3f}; "
+              f"ai_query / hand-written UDF = {ours / medians['hand-written pandas UDF']:.3f}")
+    print(json.dumps({"scenario": args.scenario, "medians": medians}), file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
