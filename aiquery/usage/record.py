@@ -48,6 +48,8 @@ class UsageRecord:
     status_code: int | None = None
     """HTTP status; None when no response arrived (see ``error_message``)."""
     error_message: str | None = None
+    response_content_type: str | None = None
+    """The response's Content-Type header, when a response arrived."""
     spark_app_id: str | None = None
     task_attempt_id: int | None = None
     query_tag: str | None = None

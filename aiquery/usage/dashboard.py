@@ -1,0 +1,200 @@
+"""``aiquery dashboard``: run the queries of ``sql/dashboard`` and render one self-contained HTML page.
+
+Each ``.sql`` file is a page section; its queries are separated by ``;`` and each is preceded by comments::
+
+    -- name: Daily requests            the chart's title
+    -- chart: line x=event_date y=requests,total_tokens series=endpoint_name
+
+Chart kinds: ``kpi`` (one row of numbers), ``bar``, ``line`` and ``table``; ``x`` defaults to the first column
+and ``y`` to the numeric columns, and ``series`` splits a line chart by a column's values. The page draws its
+charts as inline SVG with its own script, with the data embedded: no network, no external file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import html
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from aiquery.config import DEFAULT_USAGE_TABLE
+from aiquery.usage.dashboard_page import PAGE_TEMPLATE
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+__all__ = ["DashboardQuery", "default_queries_dir", "load_queries", "render_dashboard", "with_table"]
+
+SECTION_ORDER = ("overview", "usage", "tokens", "performance", "errors")
+CHART_KINDS = ("kpi", "bar", "line", "table")
+_DIRECTIVE = re.compile(r"^\s*--\s*(name|chart)\s*:\s*(.*?)\s*$")
+_STATEMENT_END = re.compile(r";[ \t]*(?:\n|$)")
+
+
+@dataclass(frozen=True)
+class DashboardQuery:
+    """One chart: a titled SQL query and how to draw its result."""
+
+    section: str
+    """The file it comes from, without ``.sql``."""
+    name: str
+    sql: str
+    kind: str = "table"
+    options: dict[str, str] = field(default_factory=dict)
+    """``x``, ``y`` (comma-separated) and ``series`` from the ``-- chart:`` line."""
+
+
+def default_queries_dir() -> Path:
+    """``sql/dashboard`` of the source tree this package was loaded from."""
+    return Path(__file__).resolve().parents[2] / "sql" / "dashboard"
+
+
+def load_queries(queries_dir: str | Path | None = None) -> list[DashboardQuery]:
+    """The dashboard's queries, section by section, in file order.
+
+    Raises:
+        FileNotFoundError: the folder is missing (installed without the ``sql/`` folder: pass ``queries_dir``).
+        ValueError: a query has no ``-- name:`` or an unknown chart kind.
+    """
+    folder = Path(queries_dir) if queries_dir is not None else default_queries_dir()
+    files = sorted(folder.glob("*.sql"), key=lambda p: (_section_rank(p.stem), p.stem))
+    if not files:
+        raise FileNotFoundError(f"no dashboard queries (*.sql) in {folder}")
+    queries = []
+    for path in files:
+        for chunk in _STATEMENT_END.split(path.read_text(encoding="utf-8")):
+            if _strip_comments(chunk):
+                queries.append(_parse_query(path.stem, chunk, path))
+    return queries
+
+
+def _section_rank(stem: str) -> int:
+    return SECTION_ORDER.index(stem) if stem in SECTION_ORDER else len(SECTION_ORDER)
+
+
+def _strip_comments(sql: str) -> str:
+    return "\n".join(line for line in sql.splitlines() if not line.strip().startswith("--")).strip()
+
+
+def _parse_query(section: str, chunk: str, path: Path) -> DashboardQuery:
+    name = ""
+    kind = "table"
+    options: dict[str, str] = {}
+    for line in chunk.splitlines():
+        match = _DIRECTIVE.match(line)
+        if match is None:
+            continue
+        if match.group(1) == "name":
+            name = match.group(2)
+        else:
+            kind, *settings = match.group(2).split()
+            options = dict(setting.split("=", 1) for setting in settings)
+    if not name:
+        raise ValueError(f"{path}: a query has no '-- name:' line: {_strip_comments(chunk)[:60]!r}")
+    if kind not in CHART_KINDS:
+        raise ValueError(f"{path}: query {name!r} has chart kind {kind!r}; expected one of {CHART_KINDS}")
+    return DashboardQuery(section, name, chunk.strip(), kind, options)
+
+
+def with_table(sql: str, table: str) -> str:
+    """``sql`` reading ``table`` instead of the default ``ai_gateway.usage``."""
+    return re.sub(rf"\b{re.escape(DEFAULT_USAGE_TABLE)}\b", table, sql)
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, (dt.datetime, dt.date)):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    if isinstance(value, dict):
+        return {str(k): _json_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_value(v) for v in value]
+    return value
+
+
+def run_queries(
+    spark: SparkSession, queries: Sequence[DashboardQuery], table: str = DEFAULT_USAGE_TABLE
+) -> list[dict[str, Any]]:
+    """Run each query on ``table``; the results as JSON-ready chart descriptions."""
+    charts = []
+    for query in queries:
+        frame = spark.sql(with_table(query.sql, table))
+        columns = [f.name for f in frame.schema.fields]
+        numeric = [f.name for f in frame.schema.fields if f.dataType.typeName() in _NUMERIC_TYPES]
+        rows = [[_json_value(v) for v in row] for row in frame.collect()]
+        x = query.options.get("x", columns[0] if columns else "")
+        y = [c for c in query.options.get("y", "").split(",") if c] or [c for c in numeric if c != x]
+        charts.append(
+            {
+                "section": query.section,
+                "name": query.name,
+                "kind": query.kind,
+                "x": x,
+                "y": y,
+                "series": query.options.get("series"),
+                "columns": columns,
+                "rows": rows,
+            }
+        )
+    return charts
+
+
+_NUMERIC_TYPES = frozenset({"byte", "short", "integer", "long", "float", "double", "decimal"})
+
+
+def render_html(charts: list[dict[str, Any]], *, table: str, generated: str) -> str:
+    """The dashboard page for already computed charts."""
+    sections: dict[str, list[int]] = {}
+    for index, chart in enumerate(charts):
+        sections.setdefault(chart["section"], []).append(index)
+    body: list[str] = []
+    nav: list[str] = []
+    for section, indexes in sections.items():
+        cards = "\n".join(
+            f'<figure class="chart {charts[i]["kind"]}" id="chart-{i}" data-index="{i}" data-drawn="">'
+            f'<figcaption>{html.escape(charts[i]["name"])}</figcaption><div class="plot"></div></figure>'
+            for i in indexes
+        )
+        anchor = html.escape(f"section-{section}")
+        body.append(f'<section id="{anchor}"><h2>{html.escape(section.title())}</h2>\n{cards}</section>')
+        nav.append(f'<a href="#{anchor}">{html.escape(section.title())}</a>')
+    # "</" inside a script element would end it early: escape the slash.
+    data = json.dumps({"charts": charts}, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
+    return (
+        PAGE_TEMPLATE.replace("{{TITLE}}", html.escape(f"ai_query usage: {table}"))
+        .replace("{{GENERATED}}", html.escape(generated))
+        .replace("{{NAV}}", "".join(nav))
+        .replace("{{SECTIONS}}", "\n".join(body))
+        .replace("{{DATA}}", data)
+    )
+
+
+def render_dashboard(
+    spark: SparkSession,
+    table: str = DEFAULT_USAGE_TABLE,
+    output: str | Path = "usage_dashboard.html",
+    *,
+    queries_dir: str | Path | None = None,
+) -> Path:
+    """Run the dashboard queries on ``table`` and write one self-contained HTML file.
+
+    Args:
+        spark: a session in which ``table`` is registered (see :class:`aiquery.usage.ingest.UsageLedger`).
+        table: the usage table.
+        output: the HTML file to write.
+        queries_dir: the folder of ``*.sql`` files; default ``sql/dashboard`` of the source tree.
+
+    Returns:
+        The path written.
+    """
+    charts = run_queries(spark, load_queries(queries_dir), table)
+    generated = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    path = Path(output)
+    path.write_text(render_html(charts, table=table, generated=generated), encoding="utf-8")
+    return path

@@ -1,0 +1,228 @@
+"""Ingestion into Delta: exactly once across runs, restarts, crashes at each step, threads and dead workers."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from usage_helpers import finish, ids, record, spool_files
+
+from aiquery.usage import checkpoint as ckpt
+from aiquery.usage import ingest
+from aiquery.usage.recovery import LOST_WORKER_MESSAGE
+from aiquery.usage.spool import SpoolWriter
+
+pytestmark = pytest.mark.spark
+
+
+def write(ledger: Any, prefix: str, count: int, **outcome: Any) -> list[str]:
+    """``count`` finished records through a spool writer, flushed and closed; their request ids."""
+    with SpoolWriter(ledger.spool_dir) as writer:
+        for i in range(count):
+            rec = record(f"{prefix}-{i}")
+            writer.begin(rec)
+            writer.end(finish(rec, **outcome))
+            if i % 7 == 6:
+                writer.flush()
+    return [f"{prefix}-{i}" for i in range(count)]
+
+
+def table_ids(spark: Any, ledger: Any) -> list[str]:
+    return ids(spark.table(ledger.table).select("request_id").collect())
+
+
+def test_repeated_ingestion_adds_each_record_once(spark: Any, make_ledger: Callable[..., Any]) -> None:
+    ledger = make_ledger()
+    first = write(ledger, "a", 20)
+    assert ledger.ingest() == 20
+    assert ledger.ingest() == 0
+    second = write(ledger, "b", 9)
+    assert ledger.ingest() == 9
+    assert table_ids(spark, ledger) == sorted(first + second)
+    assert spool_files(ledger.spool_dir) == []  # every ingested file removed, the last batch's too
+    assert not Path(ledger.checkpoint_dir).exists()  # nothing to replay: the checkpoint was retired
+
+
+def test_row_values_follow_the_schema(spark: Any, make_ledger: Callable[..., Any]) -> None:
+    ledger = make_ledger()
+    with SpoolWriter(ledger.spool_dir) as writer:
+        rec = record("x", attempt=2, task_attempt_id=77, query_tag="q1", request_tags={"team": "ml", "env": "dev"})
+        writer.begin(rec)
+        writer.end(finish(rec, cache_read_input_tokens=3, output_reasoning_tokens=2, tokens_estimated=True))
+    ledger.ingest()
+    row = spark.table(ledger.table).collect()[0].asDict(recursive=True)
+    assert row["event_time"].isoformat().startswith("2026-03-01T09:30")
+    assert str(row["event_date"]) == "2026-03-01"
+    assert row["token_details"] == {
+        "cache_read_input_tokens": 3,
+        "cache_creation_input_tokens": None,
+        "output_reasoning_tokens": 2,
+    }
+    assert row["request_tags"] == {"team": "ml", "env": "dev"}
+    assert (row["attempt"], row["task_attempt_id"], row["query_tag"]) == (2, 77, "q1")
+    assert (row["status_code"], row["total_tokens"], row["tokens_estimated"]) == (200, 15, True)
+    assert row["schema_version"] == "aiquery-1" and row["response_content_type"] == "application/json"
+
+
+def test_a_new_session_re_registers_the_table_and_continues(spark: Any, make_ledger: Callable[..., Any]) -> None:
+    ledger = make_ledger()
+    first = write(ledger, "a", 5)
+    ledger.ingest()
+    # Spark's in-memory catalog forgets tables when a session ends; the files stay.
+    spark.sql(f"DROP TABLE {ledger.table}")
+    write(ledger, "pending", 4)  # left by the "killed" driver, ingested by the next one
+    again = make_ledger(ledger.table)
+    assert again.ingest() == 4
+    assert table_ids(spark, again) == sorted(first + [f"pending-{i}" for i in range(4)])
+
+
+def run_without_cleanup(ledger: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One ingestion that stops right after the stream ends (a driver killed before deleting anything)."""
+    with monkeypatch.context() as patch:
+        patch.setattr(ingest.ckpt, "cleanup_committed", lambda *args: 0)
+        patch.setattr(ingest, "_retire_if_complete", lambda *args: None)
+        ledger.ingest()
+
+
+def test_killed_after_commit_before_cleanup(
+    spark: Any, make_ledger: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ledger = make_ledger()
+    written = write(ledger, "a", 12)
+    run_without_cleanup(ledger, monkeypatch)
+    assert len(spool_files(ledger.spool_dir)) > 0  # committed but still there
+    assert ledger.ingest() == 0  # seen by the checkpoint: deleted, not read again
+    assert spool_files(ledger.spool_dir) == []
+    assert table_ids(spark, ledger) == sorted(written)
+
+
+def test_killed_after_delta_commit_before_the_commit_log(
+    spark: Any, make_ledger: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ledger = make_ledger()
+    written = write(ledger, "a", 12)
+    run_without_cleanup(ledger, monkeypatch)
+    checkpoint = Path(ledger.checkpoint_dir)
+    last = ckpt.committed_batch(checkpoint)
+    assert last >= 0
+    # The batch reached Delta, but its commit entry was never written: the next run replays it.
+    for entry in (checkpoint / "commits").glob(f"*{last}*"):
+        entry.unlink()
+    ledger.ingest()
+    assert table_ids(spark, ledger) == sorted(written)  # Delta's txn id made the replay a no-op
+    assert spool_files(ledger.spool_dir) == []
+
+
+def test_killed_while_retiring_the_checkpoint(spark: Any, make_ledger: Callable[..., Any]) -> None:
+    ledger = make_ledger()
+    first = write(ledger, "a", 3)
+    ledger.ingest()
+    half_deleted = Path(f"{ledger.checkpoint_dir}.retired-1")
+    (half_deleted / "offsets").mkdir(parents=True)
+    second = write(ledger, "b", 3)
+    ledger.ingest()
+    assert not half_deleted.exists()
+    assert table_ids(spark, ledger) == sorted(first + second)
+
+
+def test_dead_workers_are_recovered_before_ingestion(spark: Any, make_ledger: Callable[..., Any]) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    ledger = make_ledger()
+    child = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("spool_child.py")), ledger.spool_dir, "steady"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+    child.send_signal(signal.SIGKILL)
+    child.wait(30)
+    assert ledger.ingest() == 57
+    rows = spark.table(ledger.table).collect()
+    assert ids(rows) == sorted([f"done-{i}" for i in range(50)] + [f"flying-{i}" for i in range(7)])
+    lost = [r for r in rows if r["status_code"] is None]
+    assert len(lost) == 7
+    assert all(r["error_message"] == LOST_WORKER_MESSAGE and r["total_tokens"] is None for r in lost)
+
+
+def test_concurrent_ingestions_do_not_double(spark: Any, make_ledger: Callable[..., Any]) -> None:
+    ledger = make_ledger()
+    twin = make_ledger(ledger.table)  # another ledger object on the same table: shares the lock
+    written = write(ledger, "a", 30)
+    results: list[int] = []
+    workers = [threading.Thread(target=lambda lg=lg: results.append(lg.ingest())) for lg in (ledger, twin)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(300)
+    assert sorted(results) == [0, 30]
+    assert table_ids(spark, ledger) == sorted(written)
+
+
+@pytest.mark.slow
+def test_background_ingestion_makes_usage_visible(spark: Any, make_ledger: Callable[..., Any]) -> None:
+    ledger = make_ledger(ingest_interval=0.5)
+    ledger.start_background()
+    try:
+        written = write(ledger, "bg", 10)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if spark.catalog.tableExists(ledger.table) and spark.table(ledger.table).count() == 10:
+                break
+            time.sleep(0.5)
+        more = write(ledger, "bg2", 4)
+        while time.monotonic() < deadline and spark.table(ledger.table).count() < 14:
+            time.sleep(0.5)
+    finally:
+        ledger.stop_background()
+    assert table_ids(spark, ledger) == sorted(written + more)
+
+
+def test_flush_usage_uses_the_session_ledger(spark: Any, tmp_path: Path) -> None:
+    from aiquery.config import UsageSettings
+
+    settings = UsageSettings(
+        table="ai_gateway.usage_flush_test", dir=str(tmp_path / "dir"), path=str(tmp_path / "table")
+    )
+    ledger = ingest.ledger_for(spark, settings)
+    try:
+        assert ingest.ledger_for(spark) is ledger
+        written = write(ledger, "f", 6)
+        assert ingest.flush_usage(spark) == 6
+        assert table_ids(spark, ledger) == sorted(written)
+    finally:
+        spark.sql(f"DROP TABLE IF EXISTS {ledger.table}")
+        ingest._ledgers.pop(id(spark), None)
+
+
+def test_checkpoint_cleanup_reads_compacted_source_logs(tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    checkpoint = tmp_path / "cp"
+    (checkpoint / "commits").mkdir(parents=True)
+    log = checkpoint / "sources" / "0"
+    log.mkdir(parents=True)
+    entries = {}
+    for batch in range(12):
+        name = f"usage-h-1-1-0-{batch:06d} x.json"  # a space: paths in the log are URL-encoded
+        (spool / name).write_text("{}\n")
+        entries[batch] = (
+            f'{{"path":"file://{(spool / name).as_posix().replace(" ", "%20")}","timestamp":1,"batchId":{batch}}}'
+        )
+        (checkpoint / "commits" / str(batch)).write_text("v1\n{}")
+    # Batches 0-9 only in the compaction file (per-batch files already removed by Spark), 10-11 on their own.
+    (log / "9.compact").write_text("v1\n" + "\n".join(entries[b] for b in range(10)))
+    (log / "10").write_text("v1\n" + entries[10])
+    (log / "11").write_text("v1\n" + entries[11])
+    (spool / "usage-not-ingested.json").write_text("{}\n")
+    assert ckpt.cleanup_committed(checkpoint, spool) == 12
+    assert [p.name for p in spool.iterdir()] == ["usage-not-ingested.json"]
+    assert ckpt.cleanup_committed(checkpoint, spool) == 0
+    shutil.rmtree(checkpoint)
