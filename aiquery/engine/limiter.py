@@ -6,8 +6,8 @@
 - :class:`PacedBudget` spaces permits evenly at a rate (GCRA): each acquisition reserves its slot and sleeps
   until it. A small burst allowance lets a quiet endpoint start at once. Token budgets reserve an estimate
   before sending and are corrected with the real count afterwards.
-- :class:`LearnedRate` finds a request rate from 429s when none is configured: the first 429 sets it to the
-  recent success rate, later 429s cut it by 15 % (once per second), and each quiet second adds 2 %.
+- :class:`LearnedRate` finds a request rate from 429s when none is configured, anchored on the rate the
+  endpoint accepted in the last second (see its docstring).
 """
 
 from __future__ import annotations
@@ -86,24 +86,35 @@ class AdaptiveConcurrency:
 
 
 class PacedBudget:
-    """Permits at ``rate`` per second, spaced evenly, with a burst allowance of ``burst`` permits."""
+    """Permits at ``rate`` per second, spaced evenly, with a burst allowance of ``burst`` permits.
+
+    Waiters queue in FIFO order behind one dispatcher that hands out permits at the current rate and looks at
+    the rate again at least every quarter second, so a rate raised while requests wait takes effect at once.
+    """
+
+    RECHECK_S = 0.25
 
     def __init__(self, rate: float, *, burst: float | None = None, clock: Clock = time.monotonic) -> None:
         self.rate = rate
         self.burst = max(1.0, burst if burst is not None else rate * 0.1)
         self._clock = clock
         self._tat = clock()  # theoretical arrival time of the next permit (GCRA)
+        self._waiters: collections.deque[tuple[asyncio.Future[None], float]] = collections.deque()
+        self._queued = 0.0
+        self._dispatcher: asyncio.Task[None] | None = None
 
-    def reserve(self, amount: float = 1.0) -> float:
-        """Reserve ``amount`` permits; the seconds to wait before using them."""
-        now = self._clock()
-        tat = max(self._tat, now)
-        wait = max(0.0, tat - now - (self.burst - 1.0) / self.rate)
-        self._tat = tat + amount / self.rate
-        return wait
+    def _wait_for(self, now: float) -> float:
+        return max(self._tat, now) - now - (self.burst - 1.0) / self.rate
+
+    def _take(self, amount: float, now: float) -> None:
+        self._tat = max(self._tat, now) + amount / self.rate
+
+    def estimated_wait(self, amount: float = 1.0) -> float:
+        """Seconds until ``amount`` more permits would be handed out at the current rate."""
+        return max(0.0, self._wait_for(self._clock()) + (self._queued + amount - 1.0) / self.rate)
 
     def correct(self, delta: float) -> None:
-        """Account for ``delta`` more (or, negative, fewer) permits than were reserved."""
+        """Account for ``delta`` more (or, negative, fewer) permits than were taken."""
         self._tat = max(self._clock() - self.burst / self.rate, self._tat + delta / self.rate)
 
     def set_rate(self, rate: float) -> None:
@@ -114,48 +125,91 @@ class PacedBudget:
         self._tat = now + backlog / rate
 
     async def acquire(self, amount: float, sleep: Sleep) -> None:
-        """Reserve and sleep until the permits may be used."""
-        wait = self.reserve(amount)
-        if wait > 0:
-            await sleep(wait)
+        """Wait until ``amount`` permits may be used."""
+        now = self._clock()
+        if not self._waiters and self._wait_for(now) <= 0:
+            self._take(amount, now)
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append((waiter, amount))
+        self._queued += amount
+        if self._dispatcher is None or self._dispatcher.done():
+            self._dispatcher = asyncio.ensure_future(self._dispatch(sleep))
+        await waiter
+
+    async def _dispatch(self, sleep: Sleep) -> None:
+        while self._waiters:
+            waiter, amount = self._waiters[0]
+            if waiter.done():  # cancelled while queued
+                self._waiters.popleft()
+                self._queued -= amount
+                continue
+            now = self._clock()
+            wait = self._wait_for(now)
+            if wait > 0:
+                await sleep(min(wait, self.RECHECK_S))
+                continue
+            self._waiters.popleft()
+            self._queued -= amount
+            self._take(amount, now)
+            waiter.set_result(None)
 
 
 class LearnedRate:
-    """A request rate discovered from 429s, for endpoints without a configured budget."""
+    """A request rate discovered from 429s, for endpoints without a configured budget.
 
-    WINDOW_S = 5.0
-    CUT = 0.85
-    GROWTH_PER_S = 0.02
-    MIN_RATE = 0.2
+    Decisions are taken once per interval of about a second. An interval with 429s sets the pace to 95 % of
+    the rate that succeeded in it (what the endpoint actually accepted from this process), or cuts it by 30 %
+    if nothing succeeded; an interval without 429s raises it by 5 % plus one request per second, probing for
+    room. Anchoring on the accepted rate keeps the pace near the limit instead of collapsing under a burst of
+    429s.
+    """
+
+    INTERVAL_S = 1.0
+    KEEP = 0.95
+    CUT = 0.7
+    GROWTH = 0.05
+    MIN_RATE = 0.5
 
     def __init__(self, clock: Clock = time.monotonic) -> None:
         self._clock = clock
-        self._successes: collections.deque[float] = collections.deque()
         self.budget: PacedBudget | None = None
-        self._last_change = clock()
+        self._interval_start = clock()
+        self._accepted = 0
+        self._limited = 0
 
     def on_success(self) -> None:
-        """Count a success; grow the learned rate by 2 % per quiet second."""
-        now = self._clock()
-        if self.budget is None:
-            self._successes.append(now)
-            while self._successes and self._successes[0] < now - self.WINDOW_S:
-                self._successes.popleft()
-            return
-        elapsed = now - self._last_change
-        if elapsed >= 1.0:
-            self._last_change = now
-            self.budget.set_rate(self.budget.rate * (1.0 + self.GROWTH_PER_S) ** elapsed)
+        """Count an accepted request."""
+        self._accepted += 1
+        self._maybe_adjust()
 
     def on_rate_limited(self) -> None:
-        """Start pacing at the recent success rate, or cut the pace by 15 %."""
-        now = self._clock()
+        """Count a 429; the first one starts pacing at once."""
+        self._limited += 1
         if self.budget is None:
-            span = max(1.0, min(self.WINDOW_S, now - self._successes[0])) if self._successes else 1.0
-            rate = max(self.MIN_RATE, 0.9 * len(self._successes) / span)
-            self.budget = PacedBudget(rate, burst=1.0, clock=self._clock)
-            self._last_change = now
-            self._successes.clear()
-        elif now - self._last_change >= 1.0:
-            self._last_change = now
-            self.budget.set_rate(max(self.MIN_RATE, self.budget.rate * self.CUT))
+            # The first interval may hold no success yet (429s come back faster than answers), so this rate is
+            # provisional: the interval's end sets it from what the endpoint accepted.
+            elapsed = max(self._clock() - self._interval_start, 1.0)
+            self.budget = PacedBudget(max(1.0, self._accepted / elapsed), burst=1.0, clock=self._clock)
+        self._maybe_adjust()
+
+    def _start_interval(self) -> None:
+        self._interval_start = self._clock()
+        self._accepted = 0
+        self._limited = 0
+
+    def _maybe_adjust(self) -> None:
+        elapsed = self._clock() - self._interval_start
+        if elapsed < self.INTERVAL_S:
+            return
+        if self.budget is not None:
+            accepted_rate = self._accepted / elapsed
+            if self._limited and self._accepted:
+                rate = self.KEEP * accepted_rate
+            elif self._limited:
+                rate = self.budget.rate * self.CUT
+            else:
+                step = min(elapsed, 5.0)  # an idle gap is no evidence of room
+                rate = self.budget.rate * (1.0 + self.GROWTH * step) + step
+            self.budget.set_rate(max(self.MIN_RATE, rate))
+        self._start_interval()

@@ -373,24 +373,32 @@ class Engine:
     async def _wait_for_budget(
         self, limits: _EndpointLimits, token_estimate: int, deadline: float, endpoint: Endpoint
     ) -> None:
-        waits = []
         requests = limits.requests or (limits.learned.budget if limits.learned else None)
-        if requests is not None:
-            waits.append(requests.reserve(1.0))
+        waits = [(requests, 1.0)] if requests is not None else []
         if limits.tokens is not None:
-            waits.append(limits.tokens.reserve(float(token_estimate)))
-        wait = max(waits, default=0.0)
-        if wait <= 0:
-            return
-        if self._clock() + wait > deadline:
-            raise AttemptFailed(
-                DeadlineExceeded(
-                    f"the endpoint's rate budget cannot fit this call before its {endpoint.deadline:g} s deadline",
-                    endpoint=endpoint.name,
-                ),
-                Decision(False, "budget wait past the deadline"),
-            )
-        await self._sleep(wait)
+            waits.append((limits.tokens, float(token_estimate)))
+        for budget, amount in waits:
+            remaining = deadline - self._clock()
+            # A configured budget is exact: fail at once if the call cannot fit. A learned one may speed up.
+            if budget is not requests or limits.requests is not None:
+                if budget.estimated_wait(amount) > remaining:
+                    raise self._budget_deadline(endpoint)
+                await budget.acquire(amount, self._sleep)
+                continue
+            try:
+                await asyncio.wait_for(budget.acquire(amount, self._sleep), timeout=max(remaining, 0.0))
+            except asyncio.TimeoutError:
+                raise self._budget_deadline(endpoint) from None
+
+    @staticmethod
+    def _budget_deadline(endpoint: Endpoint) -> AttemptFailed:
+        return AttemptFailed(
+            DeadlineExceeded(
+                f"the endpoint's rate budget cannot fit this call before its {endpoint.deadline:g} s deadline",
+                endpoint=endpoint.name,
+            ),
+            Decision(False, "budget wait past the deadline"),
+        )
 
     def _record(self, prepared: _Prepared, call_id: str, attempt: int, request_hash: str) -> UsageRecord:
         return UsageRecord(
