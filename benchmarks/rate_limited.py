@@ -37,7 +37,8 @@ def main() -> None:
     config.write_text(
         "[endpoints.limited]\napi = 'chat'\nmax_concurrency = 128\n"
         f"requests_per_minute = {int(args.rps * 60)}\n\n"
-        "[endpoints.unlimited]\napi = 'chat'\nmax_concurrency = 128\n"
+        "[endpoints.unlimited]\napi = 'chat'\nmax_concurrency = 128\n\n"
+        "[endpoints.warmup]\napi = 'chat'\n"
     )
     ideal = args.rows / args.rps
     report = []
@@ -48,7 +49,7 @@ def main() -> None:
 
         aiquery.register(spark)
         spark.range(200, numPartitions=2).selectExpr("CAST(id AS STRING) AS t").selectExpr(
-            "ai_query('unlimited', t)"
+            "ai_query('warmup', t)"
         ).write.format("noop").mode("overwrite").save()  # start the Python workers before timing
         print("warm", flush=True)
         for endpoint, goal in (("limited", 1.15), ("unlimited", 1.3)):
@@ -61,6 +62,14 @@ def main() -> None:
             failed = frame.where("r.errorMessage IS NOT NULL").count()
             wall = time.perf_counter() - started
             stats = gateway.stats()
+            log = gateway.requests()
+            start = min(entry["time"] for entry in log)
+            per_second: dict[int, list[int]] = {}
+            for entry in log:
+                bucket = per_second.setdefault(int(entry["time"] - start), [0, 0])
+                bucket[0 if entry["status"] == 200 else 1] += 1
+            timeline = " ".join(f"{ok}/{limited}" for _, (ok, limited) in sorted(per_second.items()))
+            print(f"{endpoint}: accepted/429 per second: {timeline}", flush=True)
             rejected = int(stats["by_status"].get("429", 0))
             print("done", endpoint, wall, flush=True)
             report.append({

@@ -166,6 +166,7 @@ class LearnedRate:
     """
 
     INTERVAL_S = 1.0
+    STALE_S = 5.0
     KEEP = 0.95
     CUT = 0.7
     GROWTH = 0.05
@@ -202,6 +203,10 @@ class LearnedRate:
         elapsed = self._clock() - self._interval_start
         if elapsed < self.INTERVAL_S:
             return
+        if elapsed > self.STALE_S:
+            # The endpoint was idle (between queries, say): its counts say nothing about the rate now.
+            self._start_interval()
+            return
         if self.budget is not None:
             accepted_rate = self._accepted / elapsed
             if self._limited and self._accepted:
@@ -209,7 +214,6 @@ class LearnedRate:
             elif self._limited:
                 rate = self.budget.rate * self.CUT
             else:
-                step = min(elapsed, 5.0)  # an idle gap is no evidence of room
-                rate = self.budget.rate * (1.0 + self.GROWTH * step) + step
+                rate = self.budget.rate * (1.0 + self.GROWTH * elapsed) + elapsed
             self.budget.set_rate(max(self.MIN_RATE, rate))
         self._start_interval()
