@@ -123,15 +123,30 @@ def timed_spark(spark: Any, frame: Any) -> dict[str, float]:
 
 
 def _workers_cpu() -> float:
-    """CPU seconds used so far by this machine's pyspark worker processes (children of the daemon)."""
+    """CPU seconds used so far by this benchmark's pyspark daemon and worker processes (its descendants)."""
+    parents: dict[int, int] = {}
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                parents[int(pid)] = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+
+    def descends_from_us(pid: int) -> bool:
+        while pid > 1:
+            pid = parents.get(pid, 0)
+            if pid == os.getpid():
+                return True
+        return False
+
     total = 0.0
     ticks = os.sysconf("SC_CLK_TCK")
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
+    for pid in parents:
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
             if b"pyspark.daemon" not in cmdline and b"pyspark.worker" not in cmdline:
+                continue
+            if not descends_from_us(pid):
                 continue
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             total += (int(fields[11]) + int(fields[12])) / ticks
@@ -178,6 +193,13 @@ def main() -> None:
         if args.scenario == "rowwise":
             variants = {"row-at-a-time Python UDF": lambda r: timed_spark(
                 spark, frame(r).select(rowwise_udf(url)("text").alias("s")))}
+        # Warm up every variant once (Python workers started, modules imported) before anything is timed.
+        for label, run in variants.items():
+            if "bare" not in label:
+                warm_rows = rows
+                rows = 512
+                run(-1)
+                rows = warm_rows
         served_before = gateway.stats()["requests"]
         for round_number in range(args.rounds):
             for label, run in variants.items():

@@ -93,17 +93,16 @@ def token_count(container: Any, *path: str) -> int | None:
     Usage blocks are best effort: a missing or odd count means "unknown" (and is then estimated), never a
     failed row, because the answer itself is fine.
     """
+    # Exact type checks: this runs several times per response, and `type(x) is int` also rules out bools.
     value = container
     for key in path:
-        if not isinstance(value, dict):
+        if type(value) is not dict:
             return None
         value = value.get(key)
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, int) and value >= 0:
-        return value
+    if type(value) is int:
+        return value if value >= 0 else None
+    if type(value) is float and value.is_integer() and value >= 0:
+        return int(value)
     return None
 
 

@@ -58,6 +58,7 @@ USER_AGENT = (
 )
 TAGS_HEADER = "Databricks-Ai-Gateway-Request-Tags"
 REQUEST_ID_HEADER = "X-Client-Request-Id"
+_PROMPT_SENTINEL = "\u0000aiquery-prompt\u0000"
 # Output tokens assumed for a token budget when the call sets no max_tokens; corrected after the response.
 DEFAULT_OUTPUT_ESTIMATE = 256
 _AUTH_HEADERS: Mapping[str, Callable[[str], tuple[str, str]]] = {
@@ -128,6 +129,22 @@ class _Prepared:
         self.hash_prefix = f"{endpoint.name}\0{endpoint.api}\0".encode()
         max_tokens = site.parameters.get("max_tokens")
         self.output_estimate = int(max_tokens) if isinstance(max_tokens, (int, float)) else DEFAULT_OUTPUT_ESTIMATE
+        self._template = self._body_template()
+
+    def encode(self, request: APIRequest) -> str:
+        """The JSON body for ``request``: the site's template with the prompt spliced in, when possible."""
+        if self._template is None:
+            return json.dumps(self.adapter.build_body(request), ensure_ascii=False, separators=(",", ":"))
+        prefix, suffix = self._template
+        return prefix + json.dumps(request.prompt, ensure_ascii=False)[1:-1] + suffix
+
+    def _body_template(self) -> tuple[str, str] | None:
+        # Every row of a call site has the same body but for the prompt: build it once around a sentinel and
+        # splice each prompt's JSON string in, instead of building and encoding the whole body per row.
+        body = self.adapter.build_body(self.request(_PROMPT_SENTINEL))
+        text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+        parts = text.split(json.dumps(_PROMPT_SENTINEL, ensure_ascii=False)[1:-1])
+        return (parts[0], parts[1]) if len(parts) == 2 else None
 
     def request(self, prompt: str) -> APIRequest:
         return APIRequest(
@@ -202,7 +219,16 @@ class Engine:
             return outcomes
         loop = asyncio.get_running_loop()
         failed: asyncio.Future[CallError] | None = loop.create_future() if fail_fast else None
-        tasks = [loop.create_task(self._call(prepared, limits, prompt, failed)) for prompt in rows]
+        tasks = [loop.create_task(self._call(prepared, limits, prompt)) for prompt in rows]
+        if failed is not None:
+
+            def signal(task: asyncio.Task[Outcome]) -> None:
+                # A done-callback, not another coroutine layer: every await in a call passes through each layer.
+                if not task.cancelled() and task.result().error is not None and not failed.done():
+                    failed.set_result(task.result().error)  # type: ignore[arg-type]
+
+            for task in tasks:
+                task.add_done_callback(signal)
         everything = asyncio.gather(*tasks)
         try:
             if failed is None:
@@ -224,19 +250,7 @@ class Engine:
                 outcomes[index] = outcome
         return outcomes
 
-    async def _call(
-        self,
-        prepared: _Prepared,
-        limits: _EndpointLimits,
-        prompt: str,
-        failed: asyncio.Future[CallError] | None,
-    ) -> Outcome:
-        outcome = await self._call_outcome(prepared, limits, prompt)
-        if failed is not None and outcome.error is not None and not failed.done():
-            failed.set_result(outcome.error)
-        return outcome
-
-    async def _call_outcome(self, prepared: _Prepared, limits: _EndpointLimits, prompt: str) -> Outcome:
+    async def _call(self, prepared: _Prepared, limits: _EndpointLimits, prompt: str) -> Outcome:
         endpoint = prepared.endpoint
         deadline = self._clock() + endpoint.deadline
         call_id = f"{self._id_prefix}-c{next(self._ids)}"
@@ -301,9 +315,8 @@ class Engine:
             return last.error
 
     def _encode(self, prepared: _Prepared, request: APIRequest) -> bytes:
-        body = prepared.adapter.build_body(request)
         try:
-            encoded = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+            encoded = prepared.encode(request).encode("utf-8")
         except UnicodeEncodeError as exc:
             raise CallError(
                 f"the request text is not valid Unicode (unpaired surrogate {exc.object[exc.start : exc.end]!r} "

@@ -54,8 +54,13 @@ def endpoint(gateway: Any, api: str = "chat", **options: Any) -> Endpoint:
         "anthropic": "/ai-gateway/anthropic",
         "gemini": "/ai-gateway/gemini",
     }[api]
-    settings: dict[str, Any] = {"name": f"test-{api}", "api": api, "model": f"model-{api}",
-                                "base_url": gateway.url + base, "token": Secret(gateway.token)}
+    settings: dict[str, Any] = {
+        "name": f"test-{api}",
+        "api": api,
+        "model": f"model-{api}",
+        "base_url": gateway.url + base,
+        "token": Secret(gateway.token),
+    }
     settings.update(options)
     return Endpoint(**settings)
 
@@ -103,9 +108,7 @@ def test_identical_prompts_are_sent_once(gateway: Any) -> None:
     assert len({o.value for o in outcomes[:50]}) == 1 and outcomes[0].value != outcomes[99].value
 
 
-@pytest.mark.parametrize(
-    ("mode", "expected"), [("seconds", 7.0), ("ms", 7.0), ("date", None)]
-)
+@pytest.mark.parametrize(("mode", "expected"), [("seconds", 7.0), ("ms", 7.0), ("date", None)])
 def test_429_retry_after_is_waited_out(gateway: Any, mode: str, expected: float | None) -> None:
     gateway.configure(script=["429", "ok"], retry_after=mode, fault_retry_after_s=7)
     sleep = RecordingSleep()
@@ -123,9 +126,14 @@ def test_429_retry_after_is_waited_out(gateway: Any, mode: str, expected: float 
     assert gateway.stats()["by_status"] == {"429": 1, "200": 1}
 
 
-@pytest.mark.parametrize(("fault", "error_type", "status"), [
-    ("400", ClientError, 400), ("401", ClientError, 401), ("quota", CallError, 429),
-])
+@pytest.mark.parametrize(
+    ("fault", "error_type", "status"),
+    [
+        ("400", ClientError, 400),
+        ("401", ClientError, 401),
+        ("quota", CallError, 429),
+    ],
+)
 def test_non_retryable_errors_are_not_retried(gateway: Any, fault: str, error_type: type, status: int) -> None:
     gateway.configure(script=[fault])
     sleep = RecordingSleep()
@@ -269,8 +277,14 @@ def test_dropped_connections_are_retried(gateway: Any) -> None:
 
 
 def test_unreachable_host_names_the_endpoint_and_cause() -> None:
-    unreachable = Endpoint(name="nowhere", api="chat", model="m", base_url="http://127.0.0.1:9/v1",
-                           token=Secret("dapi-secret-value-xyz"), max_retries=2)
+    unreachable = Endpoint(
+        name="nowhere",
+        api="chat",
+        model="m",
+        base_url="http://127.0.0.1:9/v1",
+        token=Secret("dapi-secret-value-xyz"),
+        max_retries=2,
+    )
     sink = MemorySink()
     outcomes = run(Engine(sink=sink, sleep=RecordingSleep()), CallSite(endpoint=unreachable), ["x"])
     error = outcomes[0].error
@@ -307,3 +321,31 @@ def test_the_token_never_appears_in_errors_or_logs(gateway: Any, caplog: pytest.
     assert token not in repr(site)
     assert token not in caplog.text
     assert "retryable" in caplog.text  # the retry decision was logged with its reason
+
+
+@pytest.mark.parametrize("api", ["chat", "embeddings", "responses", "openai-responses", "anthropic", "gemini"])
+@pytest.mark.parametrize("response_format", [None, "json_object", "json_schema"])
+def test_spliced_bodies_equal_the_adapters_own(api: str, response_format: str | None) -> None:
+    import json
+
+    from aiquery.apis import get_adapter
+    from aiquery.apis.base import ResponseFormat
+    from aiquery.engine.runner import _Prepared
+
+    if api == "embeddings" and response_format is not None:
+        return
+    fmt = None
+    if response_format == "json_object":
+        fmt = ResponseFormat(kind="json_object")
+    elif response_format == "json_schema":
+        fmt = ResponseFormat(kind="json_schema", name="x", schema={"type": "object", "properties": {}})
+    site = CallSite(
+        endpoint=Endpoint(name="e", api=api, model="m", base_url="http://127.0.0.1:1"),
+        parameters={"max_tokens": 7} if api != "embeddings" else {},
+        response_format=fmt,
+    )
+    prepared = _Prepared(site, "me")
+    assert prepared._template is not None
+    for prompt in ["plain", 'quotes " and \\ backslash', "new\nline\ttab", "ünïcödé ✓ 中文", "", "\u0000nul"]:
+        request = prepared.request(prompt)
+        assert json.loads(prepared.encode(request)) == get_adapter(api).build_body(request)
