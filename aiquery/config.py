@@ -25,7 +25,7 @@ from aiquery.errors import ConfigError
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
+    import tomli as tomllib  # type: ignore[import-not-found, no-redef, unused-ignore]
 
 __all__ = [
     "APIS",
@@ -294,7 +294,8 @@ def _login_name() -> str:
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as handle:
-            return tomllib.load(handle)
+            data: dict[str, Any] = tomllib.load(handle)
+            return data
     except FileNotFoundError:
         raise ConfigError(f"{path}: configuration file not found (named by AIQUERY_CONFIG)") from None
     except tomllib.TOMLDecodeError as exc:
@@ -311,9 +312,16 @@ def _usage_settings(raw: Any, source: str) -> UsageSettings:
         raise ConfigError(
             f"{source}: [usage] has unknown key {sorted(unknown)[0]!r}; allowed: {', '.join(sorted(_USAGE_KEYS))}"
         )
-    checks = {"enabled": bool, "table": str, "path": str, "dir": str, "ingest_interval": (int, float)}
+    checks: dict[str, type | tuple[type, ...]] = {
+        "enabled": bool,
+        "table": str,
+        "path": str,
+        "dir": str,
+        "ingest_interval": (int, float),
+    }
     for key, value in raw.items():
-        if not isinstance(value, checks[key]) or (key == "ingest_interval" and value <= 0):
+        too_small = key == "ingest_interval" and isinstance(value, (int, float)) and value <= 0
+        if not isinstance(value, checks[key]) or too_small:
             raise ConfigError(f"{source}: [usage] {key} = {value!r} is invalid; expected {_describe(checks[key])}")
     return UsageSettings(**raw)
 

@@ -44,8 +44,9 @@ async def bare_loop(url: str, prompts: list[str], concurrency: int) -> None:
 
 
 async def engine_run(base_url: str, prompts: list[str], concurrency: int) -> None:
-    endpoint = Endpoint(name="bench", api="chat", model="bench", base_url=base_url, token=Secret(TOKEN),
-                        max_concurrency=concurrency)
+    endpoint = Endpoint(
+        name="bench", api="chat", model="bench", base_url=base_url, token=Secret(TOKEN), max_concurrency=concurrency
+    )
     sink = MemorySink()
     engine = Engine(sink=sink)
     try:
@@ -74,11 +75,14 @@ def main() -> None:
         for round_number in range(args.rounds):
             prompts = [f"round {round_number} prompt {i}: summarize this" for i in range(args.requests)]
             results["bare aiohttp"].append(
-                measure("bare", bare_loop(base_url + "/chat/completions", prompts, args.concurrency)))
+                measure("bare", bare_loop(base_url + "/chat/completions", prompts, args.concurrency))
+            )
             results["engine"].append(measure("engine", engine_run(base_url, prompts, args.concurrency)))
     bound = args.concurrency / (args.latency_ms / 1000.0)
-    print(f"{args.requests} requests, {args.concurrency} in flight, {args.latency_ms:g} ms latency "
-          f"(bound {bound:.0f} req/s), {args.rounds} rounds\n")
+    print(
+        f"{args.requests} requests, {args.concurrency} in flight, {args.latency_ms:g} ms latency "
+        f"(bound {bound:.0f} req/s), {args.rounds} rounds\n"
+    )
     print("| client | req/s per round | median req/s | client CPU ms/request |")
     print("|---|---|---|---|")
     medians = {}

@@ -72,26 +72,30 @@ def main() -> None:
             print(f"{endpoint}: accepted/429 per second: {timeline}", flush=True)
             rejected = int(stats["by_status"].get("429", 0))
             print("done", endpoint, wall, flush=True)
-            report.append({
-                "endpoint": endpoint,
-                "configured_rpm": int(args.rps * 60) if endpoint == "limited" else None,
-                "wall_s": round(wall, 1),
-                "ratio_to_ideal": round(wall / ideal, 3),
-                "goal": goal,
-                "failed_rows": failed,
-                "requests": stats["requests"],
-                "answered_429": rejected,
-                "share_429": round(rejected / max(1, stats["requests"]), 4),
-            })
+            report.append(
+                {
+                    "endpoint": endpoint,
+                    "configured_rpm": int(args.rps * 60) if endpoint == "limited" else None,
+                    "wall_s": round(wall, 1),
+                    "ratio_to_ideal": round(wall / ideal, 3),
+                    "goal": goal,
+                    "failed_rows": failed,
+                    "requests": stats["requests"],
+                    "answered_429": rejected,
+                    "share_429": round(rejected / max(1, stats["requests"]), 4),
+                }
+            )
         aiquery.flush_usage(spark)
         spark.stop()
     print(f"\n{args.rows} rows, 2 workers, emulator limit {args.rps:g} requests/s (ideal {ideal:.0f} s)\n")
     print("| endpoint | configured RPM | wall s | x ideal (goal) | failed rows | requests | 429s | 429 share |")
     print("|---|---|---|---|---|---|---|---|")
     for row in report:
-        print(f"| {row['endpoint']} | {row['configured_rpm'] or 'none'} | {row['wall_s']} | "
-              f"{row['ratio_to_ideal']} (<= {row['goal']}) | {row['failed_rows']} | {row['requests']} | "
-              f"{row['answered_429']} | {row['share_429']:.1%} |")
+        print(
+            f"| {row['endpoint']} | {row['configured_rpm'] or 'none'} | {row['wall_s']} | "
+            f"{row['ratio_to_ideal']} (<= {row['goal']}) | {row['failed_rows']} | {row['requests']} | "
+            f"{row['answered_429']} | {row['share_429']:.1%} |"
+        )
     print(json.dumps(report))
 
 

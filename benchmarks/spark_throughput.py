@@ -106,8 +106,9 @@ def rowwise_udf(url: str) -> Any:
 
     def one(prompt: str) -> str:
         body = json.dumps({"model": "bench", "messages": [{"role": "user", "content": prompt}]}).encode()
-        request = urllib.request.Request(url, data=body, headers={"Authorization": f"Bearer {TOKEN}",
-                                                                  "Content-Type": "application/json"})
+        request = urllib.request.Request(
+            url, data=body, headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+        )
         with urllib.request.urlopen(request) as response:
             return str(json.loads(response.read())["choices"][0]["message"]["content"])
 
@@ -180,19 +181,24 @@ def main() -> None:
 
         def frame(round_number: int) -> Any:
             return spark.range(rows, numPartitions=2).selectExpr(
-                f"CONCAT('round {round_number} row ', CAST(id AS STRING), ': summarize this') AS text")
+                f"CONCAT('round {round_number} row ', CAST(id AS STRING), ': summarize this') AS text"
+            )
 
         variants = {
-            "ai_query (Spark SQL)": lambda r: timed_spark(
-                spark, frame(r).selectExpr("ai_query('bench', text) AS s")),
+            "ai_query (Spark SQL)": lambda r: timed_spark(spark, frame(r).selectExpr("ai_query('bench', text) AS s")),
             "hand-written pandas UDF": lambda r: timed_spark(
-                spark, frame(r).select(handwritten_udf(url)("text").alias("s"))),
+                spark, frame(r).select(handwritten_udf(url)("text").alias("s"))
+            ),
             "two bare aiohttp loops": lambda r: bare_loops(
-                url, [f"round {r} row {i}: summarize this" for i in range(rows)]),
+                url, [f"round {r} row {i}: summarize this" for i in range(rows)]
+            ),
         }
         if args.scenario == "rowwise":
-            variants = {"row-at-a-time Python UDF": lambda r: timed_spark(
-                spark, frame(r).select(rowwise_udf(url)("text").alias("s")))}
+            variants = {
+                "row-at-a-time Python UDF": lambda r: timed_spark(
+                    spark, frame(r).select(rowwise_udf(url)("text").alias("s"))
+                )
+            }
         # Warm up every variant once (Python workers started, modules imported) before anything is timed.
         for label, run in variants.items():
             if "bare" not in label:
@@ -208,9 +214,11 @@ def main() -> None:
         ingested = aiquery.flush_usage(spark)
         spark.stop()
     expected = rows * args.rounds * len(variants)
-    print(f"\nscenario {args.scenario}: {rows} rows, 2 partitions, {PER_WORKER} in flight per worker, "
-          f"gateway {scenario['gateway']}; {args.rounds} rounds; emulator served {served} (expected {expected}); "
-          f"usage rows ingested after the runs: {ingested}\n")
+    print(
+        f"\nscenario {args.scenario}: {rows} rows, 2 partitions, {PER_WORKER} in flight per worker, "
+        f"gateway {scenario['gateway']}; {args.rounds} rounds; emulator served {served} (expected {expected}); "
+        f"usage rows ingested after the runs: {ingested}\n"
+    )
     print("| variant | rows/s per round | median rows/s | client CPU ms/request |")
     print("|---|---|---|---|")
     medians = {}
@@ -221,8 +229,10 @@ def main() -> None:
         print(f"| {label} | {', '.join(f'{x:.0f}' for x in rates)} | {medians[label]:.0f} | {cpu:.3f} |")
     if "ai_query (Spark SQL)" in medians:
         ours = medians["ai_query (Spark SQL)"]
-        print(f"\nai_query / bare loops = {ours / medians['two bare aiohttp loops']:.3f}; "
-              f"ai_query / hand-written UDF = {ours / medians['hand-written pandas UDF']:.3f}")
+        print(
+            f"\nai_query / bare loops = {ours / medians['two bare aiohttp loops']:.3f}; "
+            f"ai_query / hand-written UDF = {ours / medians['hand-written pandas UDF']:.3f}"
+        )
     print(json.dumps({"scenario": args.scenario, "medians": medians}), file=sys.stderr)
 
 

@@ -91,9 +91,7 @@ class AnthropicAdapter:
         return Answer(
             value=text,
             usage=_map_usage(response.get("usage"), request.prompt, text),
-            finish_reason=_STOP_REASONS.get(stop_reason, stop_reason)
-            if isinstance(stop_reason, str)
-            else None,
+            finish_reason=_STOP_REASONS.get(stop_reason, stop_reason) if isinstance(stop_reason, str) else None,
         )
 
     def parse_error(self, status: int, body: Any) -> ErrorVerdict:

@@ -108,8 +108,7 @@ def _message_text(message: Mapping[str, Any], finish: Any) -> str:
     if isinstance(refusal, str) and refusal:
         raise MalformedResponse(f"the model refused to answer: {refusal}")
     raise MalformedResponse(
-        f"expected choices[0].message.content to be a string, found {describe(content)} "
-        f"(finish_reason: {finish})"
+        f"expected choices[0].message.content to be a string, found {describe(content)} (finish_reason: {finish})"
     )
 
 

@@ -57,9 +57,7 @@ class EmbeddingsAdapter:
         item = require_object(data[0], "data[0]")
         vector = item.get("embedding")
         if not isinstance(vector, list) or not vector:
-            raise MalformedResponse(
-                f"expected data[0].embedding to be an array of numbers, found {describe(vector)}"
-            )
+            raise MalformedResponse(f"expected data[0].embedding to be an array of numbers, found {describe(vector)}")
         values: list[float] = []
         for number in vector:
             if isinstance(number, bool) or not isinstance(number, (int, float)):

@@ -191,9 +191,7 @@ def _plain(body: Mapping[str, Any]) -> ErrorVerdict | None:
         text = _string(body.get(key))
         if text is not None:
             code = _string(body.get("code")) or _string(body.get("type"))
-            return ErrorVerdict(
-                message=_truncate(text), code=code, retryable=False if _is_quota_code(code) else None
-            )
+            return ErrorVerdict(message=_truncate(text), code=code, retryable=False if _is_quota_code(code) else None)
     return None
 
 

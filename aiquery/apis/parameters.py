@@ -49,9 +49,7 @@ SQLSTATE = "22023"
 
 _IN_REQUEST = 'should be specified in the "request" argument of AI_QUERY'
 _IN_RESPONSE_FORMAT = 'should be specified in the "responseFormat" argument of AI_QUERY'
-_BY_AIQUERY = (
-    "is set by aiquery itself (the endpoint's configuration names the model; answers are not streamed)"
-)
+_BY_AIQUERY = "is set by aiquery itself (the endpoint's configuration names the model; answers are not streamed)"
 
 RESERVED_PARAMETERS: Mapping[str, str] = {
     # the prompt, in every API's spelling: it comes only from `request`
@@ -147,16 +145,12 @@ def validate_model_parameters(params: Mapping[str, Any], *, endpoint: str | None
                 f"The provided model parameters ({shown}) are invalid in the AI_QUERY function "
                 f'for serving endpoint "{endpoint}". '
             )
-        raise ArgumentError(
-            f"{ERROR_CLASS}.{invalid.subclass}", prefix + invalid.detail, sqlstate=SQLSTATE
-        ) from None
+        raise ArgumentError(f"{ERROR_CLASS}.{invalid.subclass}", prefix + invalid.detail, sqlstate=SQLSTATE) from None
 
 
 def _check(name: str, value: Any) -> Any:
     if name in RESERVED_PARAMETERS:
-        raise _Invalid(
-            "FOUND_RESERVED_PARAMETER_NAME", f'The "{name}" parameter {RESERVED_PARAMETERS[name]}.'
-        )
+        raise _Invalid("FOUND_RESERVED_PARAMETER_NAME", f'The "{name}" parameter {RESERVED_PARAMETERS[name]}.')
     spec = PARAMETER_SPECS.get(name)
     if spec is None:
         return value
@@ -227,9 +221,7 @@ def check_supported(api: str, params: Mapping[str, Any]) -> None:
         route = mapping.routes.get(name)
         if route is not None and route.maximum is not None and value > route.maximum:
             limit = f"between {PARAMETER_SPECS[name].minimum} and {route.maximum} (the {api} API's limit)"
-            raise ArgumentError(
-                f"{ERROR_CLASS}.INVALID_NUMERIC_PARAMETER", _must_be(name, limit), sqlstate=SQLSTATE
-            )
+            raise ArgumentError(f"{ERROR_CLASS}.INVALID_NUMERIC_PARAMETER", _must_be(name, limit), sqlstate=SQLSTATE)
 
 
 def prepare_model_parameters(

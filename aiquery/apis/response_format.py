@@ -160,9 +160,7 @@ def response_format_from_spark_type(type_json: Mapping[str, Any] | str, ddl: str
             with exactly one field, or holds a type JSON cannot express (BINARY, INTERVAL, VARIANT …).
     """
     if not isinstance(type_json, Mapping) or type_json.get("type") != "struct":
-        _ddl_error(
-            ddl, f"The response format must be a STRUCT with exactly one field, not {_type_name(type_json)}."
-        )
+        _ddl_error(ddl, f"The response format must be a STRUCT with exactly one field, not {_type_name(type_json)}.")
     fields = type_json.get("fields")
     if not isinstance(fields, list) or len(fields) != 1:
         count = len(fields) if isinstance(fields, list) else 0

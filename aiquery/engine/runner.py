@@ -234,7 +234,7 @@ class Engine:
             if failed is None:
                 await everything
             else:
-                await asyncio.wait([everything, failed], return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait([everything, failed], return_when=asyncio.FIRST_COMPLETED)  # type: ignore[type-var]
         finally:
             if not everything.done():
                 everything.cancel()

@@ -79,7 +79,7 @@ class Transport:
                 limit=0,
                 ttl_dns_cache=300,
                 keepalive_timeout=30.0,
-                ssl=None if verify_tls else False,
+                ssl=verify_tls,
             )
             session = aiohttp.ClientSession(connector=connector, auto_decompress=True, trust_env=False)
             self._sessions[key] = session

@@ -132,9 +132,7 @@ def compose_reply(ask: Ask, config: GatewayConfig, forced_tokens: int | None) ->
         dimensions = ask.dimensions or config.embedding_dim
         input_tokens = sum(token_count(text) for text in ask.inputs)
         vectors = [embedding(text, dimensions) for text in ask.inputs]
-        return Reply(
-            text="", stopped_by_max_tokens=False, input_tokens=input_tokens, output_tokens=0, vectors=vectors
-        )
+        return Reply(text="", stopped_by_max_tokens=False, input_tokens=input_tokens, output_tokens=0, vectors=vectors)
     input_tokens = token_count(ask.prompt)
     if ask.json_mode is None:
         target = forced_tokens if forced_tokens is not None else config.output_tokens

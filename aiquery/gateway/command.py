@@ -52,9 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m aiquery.gateway",
         description="Local AI Gateway emulator: the six gateway routes on loopback, with injectable faults.",
     )
-    parser.add_argument(
-        "--host", default="127.0.0.1", help="loopback address to listen on (default 127.0.0.1)"
-    )
+    parser.add_argument("--host", default="127.0.0.1", help="loopback address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=0, help="port to listen on (default 0: a free port)")
     auth = parser.add_mutually_exclusive_group()
     auth.add_argument("--token", default=DEFAULT_TOKEN, help="the token clients must present")
@@ -62,12 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--config", default="{}", help='settings as a JSON object, e.g. \'{"fault_rates": {"503": 0.1}}\''
     )
-    parser.add_argument(
-        "--log-limit", type=int, default=DEFAULT_LOG_LIMIT, help="requests kept in the request log"
-    )
-    parser.add_argument(
-        "--watch-stdin", action="store_true", help="stop when stdin closes (the parent went away)"
-    )
+    parser.add_argument("--log-limit", type=int, default=DEFAULT_LOG_LIMIT, help="requests kept in the request log")
+    parser.add_argument("--watch-stdin", action="store_true", help="stop when stdin closes (the parent went away)")
     for name, kind in _scalar_settings().items():
         parser.add_argument(
             f"--{name.replace('_', '-')}",
@@ -87,9 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         changes: dict[str, Any] = json.loads(args.config)
         if not isinstance(changes, dict):
             raise ValueError("--config must be a JSON object")
-        changes.update(
-            {name: getattr(args, name) for name in _scalar_settings() if getattr(args, name) is not None}
-        )
+        changes.update({name: getattr(args, name) for name in _scalar_settings() if getattr(args, name) is not None})
         config = GatewayConfig().updated(changes)
     except ValueError as error:
         parser.error(str(error))

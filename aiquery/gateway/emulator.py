@@ -50,9 +50,7 @@ class Emulator:
         log_limit: how many requests the log keeps (the oldest are forgotten first).
     """
 
-    def __init__(
-        self, *, token: str | None, config: GatewayConfig, log_limit: int = DEFAULT_LOG_LIMIT
-    ) -> None:
+    def __init__(self, *, token: str | None, config: GatewayConfig, log_limit: int = DEFAULT_LOG_LIMIT) -> None:
         self._token = token
         self._bearer = None if token is None else f"Bearer {token}"
         self._initial = config
@@ -161,16 +159,10 @@ class Emulator:
         retry_after_s: float | None = None,
     ) -> None:
         outcome = "rate_limited" if kind == "rate_limit" else kind
-        self.accounting.record(
-            route=route.key, status=status, outcome=outcome, model=model, headers=exchange.headers
-        )
-        exchange.respond(
-            status, _json(route.errors.body(kind, status, message, retry_after_s)), headers or ()
-        )
+        self.accounting.record(route=route.key, status=status, outcome=outcome, model=model, headers=exchange.headers)
+        exchange.respond(status, _json(route.errors.body(kind, status, message, retry_after_s)), headers or ())
 
-    def _accept(
-        self, exchange: Exchange, route: Route, model: str, body: Any, path_model: str | None
-    ) -> None:
+    def _accept(self, exchange: Exchange, route: Route, model: str, body: Any, path_model: str | None) -> None:
         try:
             ask = route.wire.parse(body, exchange.headers, path_model)
             directives = read_directives(ask.prompt)
@@ -181,9 +173,7 @@ class Emulator:
             wait_s = self._bucket.take()
             if wait_s > 0:
                 headers = retry_after_headers(self.config.retry_after, wait_s)
-                self._refuse(
-                    exchange, route, model, 429, "rate_limit", MESSAGES["rate_limit"], headers, wait_s
-                )
+                self._refuse(exchange, route, model, 429, "rate_limit", MESSAGES["rate_limit"], headers, wait_s)
                 return
         fault, delay_s, forced_tokens = None, None, None
         if directives is not None:
@@ -226,9 +216,7 @@ class Emulator:
         reply = compose_reply(ask, self.config, forced)
         render = route.wire.render if fault == "ok" else route.wire.render_without_answer
         body = _json(render(ask, reply, self._next_id()))
-        self._record(
-            exchange, route, ask, 200, fault, (reply.input_tokens, reply.output_tokens, reply.cached_tokens)
-        )
+        self._record(exchange, route, ask, 200, fault, (reply.input_tokens, reply.output_tokens, reply.cached_tokens))
         exchange.later(delay_s, exchange.respond, 200, body)
 
     def _truncated(
@@ -244,15 +232,11 @@ class Emulator:
         self._record(exchange, route, ask, 200, fault)
         exchange.later(delay_s, exchange.respond, 200, MALFORMED_BODY)
 
-    def _drop(
-        self, exchange: Exchange, route: Route, ask: Ask, fault: str, delay_s: float, forced: int | None
-    ) -> None:
+    def _drop(self, exchange: Exchange, route: Route, ask: Ask, fault: str, delay_s: float, forced: int | None) -> None:
         self._record(exchange, route, ask, "drop", fault)
         exchange.later(delay_s, exchange.drop)
 
-    def _hang(
-        self, exchange: Exchange, route: Route, ask: Ask, fault: str, delay_s: float, forced: int | None
-    ) -> None:
+    def _hang(self, exchange: Exchange, route: Route, ask: Ask, fault: str, delay_s: float, forced: int | None) -> None:
         self._record(exchange, route, ask, "hang", fault)
         exchange.later(self.config.hang_seconds, exchange.drop)
 

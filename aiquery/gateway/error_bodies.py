@@ -65,9 +65,7 @@ def kind_of_status(status: int) -> str:
 class ErrorStyle(Protocol):
     """How one API spells its errors."""
 
-    def body(
-        self, kind: str, status: int, message: str, retry_after_s: float | None = None
-    ) -> dict[str, Any]:
+    def body(self, kind: str, status: int, message: str, retry_after_s: float | None = None) -> dict[str, Any]:
         """The error body for ``kind`` at ``status``; ``retry_after_s`` is the wait a 429 asks for."""
         ...
 
@@ -92,9 +90,7 @@ class DatabricksStyle:
         "overloaded": "TEMPORARILY_UNAVAILABLE",
     }
 
-    def body(
-        self, kind: str, status: int, message: str, retry_after_s: float | None = None
-    ) -> dict[str, Any]:
+    def body(self, kind: str, status: int, message: str, retry_after_s: float | None = None) -> dict[str, Any]:
         if kind == "quota":
             message = f"insufficient_quota: {message}"
         return {"error_code": self.codes.get(kind, "INTERNAL_ERROR"), "message": message}
@@ -120,9 +116,7 @@ class OpenAIStyle:
         "overloaded": ("server_error", "overloaded"),
     }
 
-    def body(
-        self, kind: str, status: int, message: str, retry_after_s: float | None = None
-    ) -> dict[str, Any]:
+    def body(self, kind: str, status: int, message: str, retry_after_s: float | None = None) -> dict[str, Any]:
         error_type, code = self.codes.get(kind, ("server_error", None))
         return {"error": {"message": message, "type": error_type, "param": None, "code": code}}
 
@@ -147,9 +141,7 @@ class AnthropicStyle:
         "overloaded": "overloaded_error",
     }
 
-    def body(
-        self, kind: str, status: int, message: str, retry_after_s: float | None = None
-    ) -> dict[str, Any]:
+    def body(self, kind: str, status: int, message: str, retry_after_s: float | None = None) -> dict[str, Any]:
         error: dict[str, Any] = {"type": self.types.get(kind, "api_error"), "message": message}
         if kind == "quota":
             error["details"] = {"error_code": "enforced_spend_limit_reached"}
@@ -176,9 +168,7 @@ class GoogleStyle:
         "overloaded": "UNAVAILABLE",
     }
 
-    def body(
-        self, kind: str, status: int, message: str, retry_after_s: float | None = None
-    ) -> dict[str, Any]:
+    def body(self, kind: str, status: int, message: str, retry_after_s: float | None = None) -> dict[str, Any]:
         error: dict[str, Any] = {
             "code": status,
             "message": message,
@@ -194,9 +184,7 @@ class GoogleStyle:
                 "quotaMetric": "generate_content_requests",
                 "quotaId": "GenerateRequestsPerDayPerProject",
             }
-            error["details"] = [
-                {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [violation]}
-            ]
+            error["details"] = [{"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [violation]}]
         return {"error": error}
 
 

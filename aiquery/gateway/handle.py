@@ -144,9 +144,7 @@ class GatewayHandle:
                 detail = json.loads(detail)["error"]
             if error.code == 400:
                 raise ValueError(detail) from None
-            raise RuntimeError(
-                f"gateway admin call {method} {action} failed: {error.code} {detail}"
-            ) from None
+            raise RuntimeError(f"gateway admin call {method} {action} failed: {error.code} {detail}") from None
 
 
 def start_gateway(
@@ -203,15 +201,11 @@ def _start_process(
     if not line.startswith("http"):
         process.kill()
         process.wait()
-        raise RuntimeError(
-            f"the gateway emulator did not start (exit status {process.returncode}); see its stderr"
-        )
+        raise RuntimeError(f"the gateway emulator did not start (exit status {process.returncode}); see its stderr")
     return GatewayHandle(line, token, process=process)
 
 
-def _start_thread(
-    *, token: str | None, host: str, port: int, settings: GatewayConfig, log_limit: int
-) -> GatewayHandle:
+def _start_thread(*, token: str | None, host: str, port: int, settings: GatewayConfig, log_limit: int) -> GatewayHandle:
     started = threading.Event()
     outcome: dict[str, Any] = {}
 
@@ -223,9 +217,7 @@ def _start_thread(
         loop = new_event_loop()
         try:
             loop.run_until_complete(
-                run_gateway(
-                    host=host, port=port, token=token, config=settings, ready=ready, log_limit=log_limit
-                )
+                run_gateway(host=host, port=port, token=token, config=settings, ready=ready, log_limit=log_limit)
             )
         except BaseException as error:  # reported to the starting thread, which raises it
             outcome["error"] = error

@@ -263,15 +263,11 @@ class HTTPProtocol(asyncio.Protocol):
 
     def _refuse(self, status: int, message: str) -> None:
         body = f'{{"error_code":"BAD_REQUEST","message":"{message}"}}'.encode()
-        self.write(
-            _STATUS_LINES[status] + b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body
-        )
+        self.write(_STATUS_LINES[status] + b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body)
         self._close()
 
 
-async def serve(
-    app: Application, host: str, port: int, connections: set[HTTPProtocol] | None = None
-) -> asyncio.Server:
+async def serve(app: Application, host: str, port: int, connections: set[HTTPProtocol] | None = None) -> asyncio.Server:
     """Listen on ``host:port`` (0 picks a free port) and serve ``app``; asyncio sets TCP_NODELAY itself.
 
     Args:

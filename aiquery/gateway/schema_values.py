@@ -97,13 +97,10 @@ class _Generator:
         required = list(schema.get("required") or [])
         # Strict structured output requires every property, so all are generated unless recursion runs deep.
         names = (
-            required
-            if depth >= MAX_DEPTH
-            else [*properties, *(name for name in required if name not in properties)]
+            required if depth >= MAX_DEPTH else [*properties, *(name for name in required if name not in properties)]
         )
         return {
-            name: self.value(properties.get(name, {"type": "string"}), f"{path}.{name}", depth + 1)
-            for name in names
+            name: self.value(properties.get(name, {"type": "string"}), f"{path}.{name}", depth + 1) for name in names
         }
 
     def _array(self, schema: Mapping[str, Any], path: str, depth: int) -> list[Any]:
@@ -168,9 +165,7 @@ _GENERATORS = {
 
 _STRING_FORMATS = {
     "date": lambda n: f"20{10 + n % 20:02d}-{1 + n % 12:02d}-{1 + n % 28:02d}",
-    "date-time": lambda n: (
-        f"20{10 + n % 20:02d}-{1 + n % 12:02d}-{1 + n % 28:02d}T{n % 24:02d}:{n % 60:02d}:00Z"
-    ),
+    "date-time": lambda n: f"20{10 + n % 20:02d}-{1 + n % 12:02d}-{1 + n % 28:02d}T{n % 24:02d}:{n % 60:02d}:00Z",
     "time": lambda n: f"{n % 24:02d}:{n % 60:02d}:00",
     "email": lambda n: f"user{n % 10_000}@example.com",
     "uri": lambda n: f"https://example.com/item/{n % 10_000}",

@@ -128,9 +128,7 @@ class GatewayConfig:
         return data
 
 
-def _number(
-    minimum: float, *, optional: bool = False, maximum: float = math.inf
-) -> Callable[[str, Any], float | None]:
+def _number(minimum: float, *, optional: bool = False, maximum: float = math.inf) -> Callable[[str, Any], float | None]:
     def check(name: str, value: Any) -> float | None:
         if value is None and optional:
             return None
@@ -171,9 +169,7 @@ def _fault_kind(name: str, value: Any, *, allow_ok: bool) -> str:
     kind = str(value) if isinstance(value, (str, int)) and not isinstance(value, bool) else ""
     if (allow_ok and kind == "ok") or is_fault(kind):
         return kind
-    raise ValueError(
-        f"{name}: {value!r} is not a fault kind; use one of {sorted(FAULT_KINDS)} or a 4xx/5xx status"
-    )
+    raise ValueError(f"{name}: {value!r} is not a fault kind; use one of {sorted(FAULT_KINDS)} or a 4xx/5xx status")
 
 
 def _fault_rates(name: str, value: Any) -> dict[str, float]:

@@ -33,9 +33,7 @@ class AnthropicFormat:
         texts.extend(text_of(message.get("content")) for message in messages if isinstance(message, Mapping))
         # Structured outputs arrived as `output_format` (beta) and later moved under `output_config.format`.
         output_config = body.get("output_config")
-        form = (
-            output_config.get("format") if isinstance(output_config, Mapping) else body.get("output_format")
-        )
+        form = output_config.get("format") if isinstance(output_config, Mapping) else body.get("output_format")
         json_mode, schema = None, None
         if isinstance(form, Mapping):
             if form.get("type") != "json_schema" or not isinstance(form.get("schema"), Mapping):
@@ -55,9 +53,7 @@ class AnthropicFormat:
     def render_without_answer(self, ask: Ask, reply: Reply, response_id: str) -> dict[str, Any]:
         return self._body(ask, reply, response_id, [])
 
-    def _body(
-        self, ask: Ask, reply: Reply, response_id: str, content: list[dict[str, Any]]
-    ) -> dict[str, Any]:
+    def _body(self, ask: Ask, reply: Reply, response_id: str, content: list[dict[str, Any]]) -> dict[str, Any]:
         # Anthropic's input_tokens excludes what was read from or written to the prompt cache.
         uncached = reply.input_tokens - reply.cached_tokens - reply.cache_creation_tokens
         return {
@@ -121,9 +117,7 @@ class GeminiFormat:
 
     def render_without_answer(self, ask: Ask, reply: Reply, response_id: str) -> dict[str, Any]:
         # What a blocked answer looks like: a candidate with a finish reason and no content.
-        return self._body(
-            ask, reply, response_id, {"finishReason": "SAFETY", "index": 0, "safetyRatings": []}
-        )
+        return self._body(ask, reply, response_id, {"finishReason": "SAFETY", "index": 0, "safetyRatings": []})
 
     def _body(self, ask: Ask, reply: Reply, response_id: str, candidate: dict[str, Any]) -> dict[str, Any]:
         # promptTokenCount includes cached content; candidates exclude thoughts; the total counts both.

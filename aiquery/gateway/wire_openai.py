@@ -37,9 +37,7 @@ class ChatFormat:
     def parse(self, body: Any, headers: Mapping[str, str], path_model: str | None) -> Ask:
         body = require_object(body)
         messages = require_list(body, "messages")
-        prompt = "\n".join(
-            text_of(message.get("content")) for message in messages if isinstance(message, Mapping)
-        )
+        prompt = "\n".join(text_of(message.get("content")) for message in messages if isinstance(message, Mapping))
         response_format = body.get("response_format")
         json_mode, schema = None, None
         if isinstance(response_format, Mapping):

@@ -95,7 +95,8 @@ class AIQueryBuilder:
         from py4j.protocol import Py4JJavaError
 
         # With propagate_java_exceptions, py4j throws this Java exception in the JVM's analyzer thread.
-        return Py4JJavaError(message, self._jvm.java.lang.IllegalArgumentException(message))
+        error: Exception = Py4JJavaError(message, self._jvm.java.lang.IllegalArgumentException(message))
+        return error
 
     def _build(self, expressions: list[Any]) -> Any:
         arguments = self._bind(expressions)

@@ -92,7 +92,7 @@ def _tags_error(value: Any, reason: str) -> ArgumentError:
     return ArgumentError(
         "AI_FUNCTION_INVALID_REQUEST_TAGS",
         f"requestTags must be a MAP<STRING, STRING> or a JSON object of string to string, like "
-        f"'{{\"team\": \"ml\"}}'; {reason}: {str(value)[:200]!r}.",
+        f'\'{{"team": "ml"}}\'; {reason}: {str(value)[:200]!r}.',
         sqlstate="22023",
     )
 
@@ -129,7 +129,8 @@ def plan_call(
             type_json, _ = parse_ddl(parsed.ddl)
             parsed = response_format_from_spark_type(type_json, parsed.ddl)
         fmt = parsed
-    result_sql, result_json, parse_json = ("STRING", "string", False)
+    result_json: Any = "string"
+    result_sql, parse_json = "STRING", False
     if adapter.output == "vector":
         result_sql, result_json = "ARRAY<FLOAT>", {"type": "array", "elementType": "float", "containsNull": True}
     if return_type is not None:

@@ -46,7 +46,7 @@ def register(spark: SparkSession, *, settings: Settings | None = None) -> None:
         spool_dir = ledger.spool_dir
     gateway = spark.sparkContext._gateway
     assert gateway is not None
-    ensure_callback_server_started(gateway)
+    ensure_callback_server_started(gateway)  # type: ignore[no-untyped-call]
     # Lets the builder raise IllegalArgumentException into the analyzer (see AIQueryBuilder.apply).
     gateway.python_parameters.propagate_java_exceptions = True
     info = SparkContextInfo(spark, settings, spool_dir)

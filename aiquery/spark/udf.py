@@ -151,7 +151,7 @@ def _values(plan: CallPlan, outcomes: list[Outcome]) -> tuple[list[Any], list[st
 def make_udf(plan: CallPlan) -> UserDefinedFunction:
     """A nondeterministic pandas UDF of one argument (the request) specialised for ``plan``."""
     import pandas as pd
-    from pyspark.sql.functions import pandas_udf
+    from pyspark.sql.pandas.functions import pandas_udf
 
     if plan.wrapped:
 
@@ -172,7 +172,8 @@ def make_udf(plan: CallPlan) -> UserDefinedFunction:
     # pandas_udf reads the hints to pick the iterator form; with postponed annotations they are strings that
     # name this function's locals, which it cannot resolve, so give it the real types.
     ai_query.__annotations__ = {"batches": Iterator[pd.Series], "return": Iterator[output]}
-    wrapped_udf = pandas_udf(ai_query, returnType=plan.udf_type)  # type: ignore[call-overload]
+    # The overloads cannot see the iterator form through the hints set at runtime above.
+    wrapped_udf: Any = pandas_udf(ai_query, returnType=plan.udf_type)  # type: ignore[call-overload]
     # Nondeterministic, so Spark never evaluates it twice for one row (for example once per struct field read).
     udf: UserDefinedFunction = wrapped_udf.asNondeterministic()._unwrapped
     return udf

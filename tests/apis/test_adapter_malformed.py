@@ -81,9 +81,7 @@ MALFORMED: list[tuple[str, Any, str]] = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("api", "body", "message"), MALFORMED, ids=[f"{c[0]}-{i}" for i, c in enumerate(MALFORMED)]
-)
+@pytest.mark.parametrize(("api", "body", "message"), MALFORMED, ids=[f"{c[0]}-{i}" for i, c in enumerate(MALFORMED)])
 def test_malformed_body_raises_with_a_clear_message(api: str, body: Any, message: str) -> None:
     with pytest.raises(MalformedResponse) as raised:
         get_adapter(api).parse_response(body, REQUEST)

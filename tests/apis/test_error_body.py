@@ -39,9 +39,7 @@ def test_text_that_looks_like_json_but_is_not() -> None:
 
 
 def test_openai_error_with_integer_code() -> None:
-    verdict = parse_error_body(
-        500, {"error": {"message": "The server had an error", "type": None, "code": 500}}
-    )
+    verdict = parse_error_body(500, {"error": {"message": "The server had an error", "type": None, "code": 500}})
     assert verdict == ErrorVerdict(message="The server had an error", code="500")
 
 

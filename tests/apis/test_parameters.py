@@ -88,10 +88,7 @@ def test_out_of_range(params: dict[str, Any], constraint: str) -> None:
 
     assert error.error_class == PREFIX + "INVALID_NUMERIC_PARAMETER"
     name = next(iter(params))
-    assert (
-        error.detail
-        == f'The "{name}" parameter must be {constraint} for the modelParameters argument of AI_QUERY.'
-    )
+    assert error.detail == f'The "{name}" parameter must be {constraint} for the modelParameters argument of AI_QUERY.'
 
 
 def test_endpoint_name_and_parameters_prefix_the_message() -> None:
@@ -188,9 +185,7 @@ def test_every_api_has_a_mapping_that_knows_every_parameter() -> None:
 def test_building_twice_does_not_mutate_shared_parameters() -> None:
     # A pass-through object merged with reasoning_effort must not leak into the caller's parameters,
     # which are shared by every row of a call site.
-    parameters = prepare_model_parameters(
-        "responses", {"reasoning": {"summary": "auto"}, "reasoning_effort": "low"}
-    )
+    parameters = prepare_model_parameters("responses", {"reasoning": {"summary": "auto"}, "reasoning_effort": "low"})
     request = APIRequest(prompt="p", model="m", parameters=parameters)
     adapter = get_adapter("responses")
 

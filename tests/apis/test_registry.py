@@ -46,10 +46,7 @@ def test_unknown_api_names_the_allowed_ones() -> None:
 def test_gemini_url_drops_a_models_prefix_and_quotes_the_name() -> None:
     gemini = get_adapter("gemini")
     base = "https://generativelanguage.googleapis.com"
-    assert (
-        gemini.url(base, "models/gemini-2.5-flash")
-        == f"{base}/v1beta/models/gemini-2.5-flash:generateContent"
-    )
+    assert gemini.url(base, "models/gemini-2.5-flash") == f"{base}/v1beta/models/gemini-2.5-flash:generateContent"
     assert gemini.url(base, "my model") == f"{base}/v1beta/models/my%20model:generateContent"
 
 

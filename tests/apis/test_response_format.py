@@ -191,9 +191,7 @@ def test_a_field_that_is_not_a_struct_is_wrapped_in_an_object() -> None:
 def test_a_map_becomes_an_open_object_and_turns_strict_off() -> None:
     counts = {"type": "map", "keyType": "string", "valueType": "integer", "valueContainsNull": True}
 
-    fmt = response_format_from_spark_type(
-        _struct(_field("counts", counts)), "STRUCT<counts: MAP<STRING, INT>>"
-    )
+    fmt = response_format_from_spark_type(_struct(_field("counts", counts)), "STRUCT<counts: MAP<STRING, INT>>")
 
     assert fmt.strict is False
     assert fmt.schema == {
@@ -205,9 +203,7 @@ def test_a_map_becomes_an_open_object_and_turns_strict_off() -> None:
 
 
 def test_schema_name_keeps_to_openai_characters() -> None:
-    fmt = response_format_from_spark_type(
-        _struct(_field("my review!", _struct())), "STRUCT<`my review!`: ...>"
-    )
+    fmt = response_format_from_spark_type(_struct(_field("my review!", _struct())), "STRUCT<`my review!`: ...>")
     assert fmt.name == "my_review_"
 
 

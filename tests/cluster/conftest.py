@@ -27,20 +27,45 @@ class StandaloneCluster:
     def __init__(self, workers: int = 1, cores: int = 1, work_dir: Path | None = None) -> None:
         self.port = free_port()
         self.master_url = f"spark://127.0.0.1:{self.port}"
-        env = {**os.environ, "SPARK_HOME": str(SPARK_HOME), "PYSPARK_PYTHON": sys.executable,
-               "SPARK_LOCAL_IP": "127.0.0.1"}
+        env = {
+            **os.environ,
+            "SPARK_HOME": str(SPARK_HOME),
+            "PYSPARK_PYTHON": sys.executable,
+            "SPARK_LOCAL_IP": "127.0.0.1",
+        }
         spark_class = [str(SPARK_HOME / "bin" / "spark-class")]
         self.master = subprocess.Popen(
-            [*spark_class, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
-             "--port", str(self.port), "--webui-port", str(free_port())],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            [
+                *spark_class,
+                "org.apache.spark.deploy.master.Master",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--webui-port",
+                str(free_port()),
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         self._wait_for(self.master, r"I have been elected leader|Starting Spark master")
         self.workers = []
         for _ in range(workers):
-            args = [*spark_class, "org.apache.spark.deploy.worker.Worker", self.master_url,
-                    "--host", "127.0.0.1", "--cores", str(cores), "--memory", "2g",
-                    "--webui-port", str(free_port())]
+            args = [
+                *spark_class,
+                "org.apache.spark.deploy.worker.Worker",
+                self.master_url,
+                "--host",
+                "127.0.0.1",
+                "--cores",
+                str(cores),
+                "--memory",
+                "2g",
+                "--webui-port",
+                str(free_port()),
+            ]
             if work_dir is not None:
                 args += ["--work-dir", str(work_dir)]
             worker = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

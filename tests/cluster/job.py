@@ -13,9 +13,14 @@ def main() -> None:
     import aiquery
     from aiquery.config import UsageSettings, load_settings
 
-    spark = (SparkSession.builder.master(master).appName("aiquery-cluster-test")
-             .config("spark.ui.enabled", "false").config("spark.executor.memory", "1g")
-             .config("spark.pyspark.python", sys.executable).getOrCreate())
+    spark = (
+        SparkSession.builder.master(master)
+        .appName("aiquery-cluster-test")
+        .config("spark.ui.enabled", "false")
+        .config("spark.executor.memory", "1g")
+        .config("spark.pyspark.python", sys.executable)
+        .getOrCreate()
+    )
     settings = load_settings()
     if len(sys.argv) <= 4 or sys.argv[4] != "usage":
         import dataclasses
@@ -26,13 +31,17 @@ def main() -> None:
     result = spark.sql("SELECT t, ai_query('cluster-chat', 'Summarize ' || t, failOnError => false) AS r FROM t")
     collected = result.collect()
     executors = spark.sparkContext._jsc.sc().getExecutorMemoryStatus().size() - 1
-    print(json.dumps({
-        "rows": len(collected),
-        "answered": sum(1 for r in collected if r.r.result),
-        "errors": sum(1 for r in collected if r.r.errorMessage),
-        "distinct": len({r.t for r in collected}),
-        "executors": executors,
-    }))
+    print(
+        json.dumps(
+            {
+                "rows": len(collected),
+                "answered": sum(1 for r in collected if r.r.result),
+                "errors": sum(1 for r in collected if r.r.errorMessage),
+                "distinct": len({r.t for r in collected}),
+                "executors": executors,
+            }
+        )
+    )
     spark.stop()
 
 

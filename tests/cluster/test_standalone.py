@@ -19,11 +19,22 @@ JOB = Path(__file__).with_name("job.py")
 def test_ai_query_on_a_standalone_cluster(gateway: Any, tmp_path: Path, standalone_cluster: Any) -> None:
     config = tmp_path / "aiquery.toml"
     config.write_text('[endpoints.cluster-chat]\napi = "chat"\nmax_concurrency = 8\n')
-    env = {**os.environ, "DATABRICKS_HOST": gateway.url, "DATABRICKS_TOKEN": gateway.token,
-           "AIQUERY_CONFIG": str(config), "PYSPARK_PYTHON": sys.executable}
+    env = {
+        **os.environ,
+        "DATABRICKS_HOST": gateway.url,
+        "DATABRICKS_TOKEN": gateway.token,
+        "AIQUERY_CONFIG": str(config),
+        "PYSPARK_PYTHON": sys.executable,
+    }
     with standalone_cluster(workers=1, cores=2, work_dir=tmp_path / "work") as cluster:
-        done = subprocess.run([sys.executable, str(JOB), cluster.master_url, "300", "4"], env=env,
-                              capture_output=True, text=True, timeout=300, cwd=tmp_path)
+        done = subprocess.run(
+            [sys.executable, str(JOB), cluster.master_url, "300", "4"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=tmp_path,
+        )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result == {"rows": 300, "answered": 300, "errors": 0, "distinct": 300, "executors": 1}

@@ -100,18 +100,13 @@ def test_embeddings_are_unit_vectors_and_deterministic(post: Any) -> None:
 
 
 def test_embedding_dimensions(post: Any, gateway: Any) -> None:
-    assert (
-        len(post(EMBEDDINGS, {"model": "e", "input": "a", "dimensions": 8}).json()["data"][0]["embedding"])
-        == 8
-    )
+    assert len(post(EMBEDDINGS, {"model": "e", "input": "a", "dimensions": 8}).json()["data"][0]["embedding"]) == 8
     gateway.configure(embedding_dim=16)
     assert len(post(EMBEDDINGS, {"model": "e", "input": "a"}).json()["data"][0]["embedding"]) == 16
 
 
 def test_embedding_base64_encoding(post: Any) -> None:
     floats = post(EMBEDDINGS, {"model": "e", "input": "a", "dimensions": 4}).json()["data"][0]["embedding"]
-    encoded = post(
-        EMBEDDINGS, {"model": "e", "input": "a", "dimensions": 4, "encoding_format": "base64"}
-    ).json()
+    encoded = post(EMBEDDINGS, {"model": "e", "input": "a", "dimensions": 4, "encoding_format": "base64"}).json()
     decoded = struct.unpack("<4f", base64.b64decode(encoded["data"][0]["embedding"]))
     assert all(math.isclose(x, y, rel_tol=1e-6) for x, y in zip(decoded, floats, strict=True))

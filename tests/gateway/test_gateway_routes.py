@@ -96,9 +96,7 @@ def test_anthropic_shape(post: Any) -> None:
 
 
 def test_gemini_shape_takes_model_from_the_url(post: Any) -> None:
-    body = post(
-        GEMINI, request_body(GEMINI, "Hello!", systemInstruction={"parts": [{"text": "Be kind."}]})
-    ).json()
+    body = post(GEMINI, request_body(GEMINI, "Hello!", systemInstruction={"parts": [{"text": "Be kind."}]})).json()
     candidate = body["candidates"][0]
     assert candidate["content"]["role"] == "model"
     assert candidate["finishReason"] == "STOP"
@@ -136,20 +134,13 @@ def test_missing_or_wrong_token_is_401_in_the_route_shape(post: Any, path: str, 
 
 
 def test_native_key_headers(post: Any, gateway: Any) -> None:
-    anthropic = post(
-        ANTHROPIC, request_body(ANTHROPIC, "hi"), token=None, headers={"x-api-key": gateway.token}
-    )
+    anthropic = post(ANTHROPIC, request_body(ANTHROPIC, "hi"), token=None, headers={"x-api-key": gateway.token})
     gemini = post(GEMINI, request_body(GEMINI, "hi"), token=None, headers={"x-goog-api-key": gateway.token})
     gemini_query = post(GEMINI + f"?key={gateway.token}", request_body(GEMINI, "hi"), token=None)
     assert (anthropic.status, gemini.status, gemini_query.status) == (200, 200, 200)
     # Each key header belongs to its own API only.
-    assert (
-        post(CHAT, request_body(CHAT, "hi"), token=None, headers={"x-api-key": gateway.token}).status == 401
-    )
-    assert (
-        post(GEMINI, request_body(GEMINI, "hi"), token=None, headers={"x-api-key": gateway.token}).status
-        == 401
-    )
+    assert post(CHAT, request_body(CHAT, "hi"), token=None, headers={"x-api-key": gateway.token}).status == 401
+    assert post(GEMINI, request_body(GEMINI, "hi"), token=None, headers={"x-api-key": gateway.token}).status == 401
 
 
 def test_basic_auth_as_in_the_documented_curl_examples(post: Any, gateway: Any) -> None:

@@ -22,9 +22,7 @@ _TYPES: dict[str, Any] = {
 }
 
 
-def validate(
-    value: Any, schema: Mapping[str, Any], root: Mapping[str, Any] | None = None, path: str = "$"
-) -> None:
+def validate(value: Any, schema: Mapping[str, Any], root: Mapping[str, Any] | None = None, path: str = "$") -> None:
     """A small JSON-schema checker for the keywords the generator claims to honour; raises AssertionError."""
     root = root if root is not None else schema
     if "$ref" in schema:
@@ -55,9 +53,7 @@ def validate(
     if kind == "integer":
         assert isinstance(value, int) and not isinstance(value, bool), f"{path}: {value!r} is not an integer"
     elif kind == "number":
-        assert isinstance(value, (int, float)) and not isinstance(value, bool), (
-            f"{path}: {value!r} is not a number"
-        )
+        assert isinstance(value, (int, float)) and not isinstance(value, bool), f"{path}: {value!r} is not a number"
     else:
         assert isinstance(value, _TYPES[kind]), f"{path}: {value!r} is not {kind}"
     if kind in ("integer", "number"):

@@ -37,8 +37,7 @@ def sql(spark: Any, gateway: Any, tmp_path: Path) -> Any:
     """Register ai_query against the emulator (usage ledger off: these tests are about the function)."""
     config = tmp_path / "aiquery.toml"
     config.write_text(CONFIG)
-    settings = load_settings({"DATABRICKS_HOST": gateway.url, "DATABRICKS_TOKEN": gateway.token},
-                             config_path=config)
+    settings = load_settings({"DATABRICKS_HOST": gateway.url, "DATABRICKS_TOKEN": gateway.token}, config_path=config)
     settings = dataclasses.replace(settings, usage=UsageSettings(enabled=False))
     aiquery.register(spark, settings=settings)
     spark.createDataFrame(
@@ -113,14 +112,21 @@ def test_embeddings_return_array_of_float(sql: Any, gateway: Any) -> None:
 
 
 def test_response_format_json_schema_then_from_json(sql: Any, spark: Any) -> None:
-    schema = {"type": "object", "properties": {"topic": {"type": "string"}, "score": {"type": "integer"}},
-              "required": ["topic", "score"]}
+    schema = {
+        "type": "object",
+        "properties": {"topic": {"type": "string"}, "score": {"type": "integer"}},
+        "required": ["topic", "score"],
+    }
     fmt = json.dumps({"type": "json_schema", "json_schema": {"name": "doc", "schema": schema, "strict": True}})
-    df = spark.table("docs").where("id < 5").selectExpr(
-        "id",
-        f"""ai_query(endpoint => 'my-chat', request => CONCAT('Extract: ', text),
+    df = (
+        spark.table("docs")
+        .where("id < 5")
+        .selectExpr(
+            "id",
+            f"""ai_query(endpoint => 'my-chat', request => CONCAT('Extract: ', text),
                      responseFormat => '{fmt}', modelParameters => named_struct('temperature', 0.),
                      failOnError => false) AS response""",
+        )
     )
     parsed = df.selectExpr("from_json(response.result, 'topic STRING, score INT') AS p").collect()
     assert all(isinstance(r.p.topic, str) and isinstance(r.p.score, int) for r in parsed)
@@ -139,34 +145,51 @@ def test_response_format_ddl_and_return_type_parse_into_a_struct(sql: Any) -> No
 
 @pytest.mark.parametrize("endpoint", ["my-anthropic", "my-gemini", "my-responses"])
 def test_other_wire_formats_through_sql(sql: Any, gateway: Any, endpoint: str) -> None:
-    rows = sql(f"SELECT ai_query('{endpoint}', text, modelParameters => named_struct('max_tokens', 32)) AS s "
-               "FROM docs WHERE id < 3").collect()
+    rows = sql(
+        f"SELECT ai_query('{endpoint}', text, modelParameters => named_struct('max_tokens', 32)) AS s "
+        "FROM docs WHERE id < 3"
+    ).collect()
     assert all(isinstance(r.s, str) and r.s for r in rows)
     assert served(gateway) == 3
 
 
-@pytest.mark.parametrize(("query", "error_class"), [
-    ("ai_query(text, text)", "DATATYPE_MISMATCH.NON_FOLDABLE_INPUT"),
-    ("ai_query('my-chat', id)", "DATATYPE_MISMATCH.UNEXPECTED_INPUT_TYPE"),
-    ("ai_query('my-chat', text, failOnError => 'yes')", "DATATYPE_MISMATCH.UNEXPECTED_INPUT_TYPE"),
-    ("ai_query('my-chat', text, failOnError => id > 1)", "DATATYPE_MISMATCH.NON_FOLDABLE_INPUT"),
-    ("ai_query('my-chat', text, modelParameters => named_struct('messages', 'x'))",
-     "AI_FUNCTION_INVALID_MODEL_PARAMETERS.FOUND_RESERVED_PARAMETER_NAME"),
-    ("ai_query('my-chat', text, modelParameters => named_struct('temperature', 'hot'))",
-     "AI_FUNCTION_INVALID_MODEL_PARAMETERS.INVALID_PARAMETER_DATA_TYPE"),
-    ("ai_query('my-chat', text, modelParameters => named_struct('temperature', 7))",
-     "AI_FUNCTION_INVALID_MODEL_PARAMETERS.INVALID_NUMERIC_PARAMETER"),
-    ("ai_query('my-chat', text, modelParameters => named_struct('max_tokens', id))",
-     "AI_FUNCTION_INVALID_MODEL_PARAMETERS"),
-    ("ai_query('my-chat', text, responseFormat => '{\"type\": \"xml\"}')",
-     "AI_FUNCTION_UNSUPPORTED_RESPONSE_FORMAT.JSON_STRING"),
-    ("ai_query('my-chat', text, responseFormat => 'STRUCT<a: INT, b: INT>')",
-     "AI_FUNCTION_UNSUPPORTED_RESPONSE_FORMAT.DDL_STRING"),
-    ("ai_query('my-chat', text, returnType => 'STRUCT<a: NOPE>')", "INVALID_SCHEMA.PARSE_ERROR"),
-    ("ai_query('my-chat', text, requestTags => '[1, 2]')", "AI_FUNCTION_INVALID_REQUEST_TAGS"),
-    ("ai_query('my-chat', text, colour => 'red')", "UNRECOGNIZED_PARAMETER_NAME"),
-    ("ai_query('my-chat')", "REQUIRED_PARAMETER_NOT_FOUND"),
-])
+@pytest.mark.parametrize(
+    ("query", "error_class"),
+    [
+        ("ai_query(text, text)", "DATATYPE_MISMATCH.NON_FOLDABLE_INPUT"),
+        ("ai_query('my-chat', id)", "DATATYPE_MISMATCH.UNEXPECTED_INPUT_TYPE"),
+        ("ai_query('my-chat', text, failOnError => 'yes')", "DATATYPE_MISMATCH.UNEXPECTED_INPUT_TYPE"),
+        ("ai_query('my-chat', text, failOnError => id > 1)", "DATATYPE_MISMATCH.NON_FOLDABLE_INPUT"),
+        (
+            "ai_query('my-chat', text, modelParameters => named_struct('messages', 'x'))",
+            "AI_FUNCTION_INVALID_MODEL_PARAMETERS.FOUND_RESERVED_PARAMETER_NAME",
+        ),
+        (
+            "ai_query('my-chat', text, modelParameters => named_struct('temperature', 'hot'))",
+            "AI_FUNCTION_INVALID_MODEL_PARAMETERS.INVALID_PARAMETER_DATA_TYPE",
+        ),
+        (
+            "ai_query('my-chat', text, modelParameters => named_struct('temperature', 7))",
+            "AI_FUNCTION_INVALID_MODEL_PARAMETERS.INVALID_NUMERIC_PARAMETER",
+        ),
+        (
+            "ai_query('my-chat', text, modelParameters => named_struct('max_tokens', id))",
+            "AI_FUNCTION_INVALID_MODEL_PARAMETERS",
+        ),
+        (
+            "ai_query('my-chat', text, responseFormat => '{\"type\": \"xml\"}')",
+            "AI_FUNCTION_UNSUPPORTED_RESPONSE_FORMAT.JSON_STRING",
+        ),
+        (
+            "ai_query('my-chat', text, responseFormat => 'STRUCT<a: INT, b: INT>')",
+            "AI_FUNCTION_UNSUPPORTED_RESPONSE_FORMAT.DDL_STRING",
+        ),
+        ("ai_query('my-chat', text, returnType => 'STRUCT<a: NOPE>')", "INVALID_SCHEMA.PARSE_ERROR"),
+        ("ai_query('my-chat', text, requestTags => '[1, 2]')", "AI_FUNCTION_INVALID_REQUEST_TAGS"),
+        ("ai_query('my-chat', text, colour => 'red')", "UNRECOGNIZED_PARAMETER_NAME"),
+        ("ai_query('my-chat')", "REQUIRED_PARAMETER_NOT_FOUND"),
+    ],
+)
 def test_validation_errors_at_analysis_time(sql: Any, gateway: Any, query: str, error_class: str) -> None:
     with pytest.raises(Exception) as raised:
         sql(f"SELECT {query} FROM docs")
@@ -182,7 +205,7 @@ def test_request_tags_reach_the_gateway(sql: Any, gateway: Any) -> None:
 
 
 def test_usual_forms_around_aggregates_work(sql: Any, gateway: Any) -> None:
-    with pytest.raises(Exception, match="(?i)nondeterministic"):
+    with pytest.raises(Exception, match=r"(?i)nondeterministic"):
         sql("SELECT count(ai_query('my-chat', text)) FROM docs").collect()
     assert sql("SELECT count(s) FROM (SELECT ai_query('my-chat', text) AS s FROM docs)").first()[0] == 12
     groups = sql("""
@@ -218,13 +241,19 @@ def test_dataframe_api_matches_sql(sql: Any, spark: Any, gateway: Any) -> None:
     from aiquery.functions import ai_query
 
     docs = spark.table("docs").where("id < 4")
-    df = docs.select("id", ai_query("my-chat", F.col("text"), failOnError=False,
-                                    modelParameters={"max_tokens": 64}).alias("r"))
+    df = docs.select(
+        "id", ai_query("my-chat", F.col("text"), failOnError=False, modelParameters={"max_tokens": 64}).alias("r")
+    )
     assert df.schema["r"].dataType.simpleString() == "struct<result:string,errorMessage:string>"
     api_rows = {r.id: r.r.result for r in df.collect()}
-    sql_rows = {r.id: r.s for r in sql("SELECT id, ai_query('my-chat', text, "
-                                         "modelParameters => named_struct('max_tokens', 64)) AS s "
-                                         "FROM docs WHERE id < 4").collect()}
+    sql_rows = {
+        r.id: r.s
+        for r in sql(
+            "SELECT id, ai_query('my-chat', text, "
+            "modelParameters => named_struct('max_tokens', 64)) AS s "
+            "FROM docs WHERE id < 4"
+        ).collect()
+    }
     assert api_rows == sql_rows
     vectors = docs.select(ai_query("databricks-gte-large-en", "text").alias("v"))
     assert vectors.schema["v"].dataType.simpleString() == "array<float>"
