@@ -1,0 +1,215 @@
+"""The usage ledger against what the emulator served: same requests, same tokens, no repeated request_id.
+
+(a) failOnError => false with injected faults and retries, in the shared session;
+(b) a Python worker killed mid-job with task retries (local[2,4]), in an application of its own;
+(c) the driver killed after the job and before ingestion, then a new session flushes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import aiquery
+from aiquery.config import UsageSettings, load_settings
+
+pytestmark = [pytest.mark.spark]
+
+JOB = Path(__file__).with_name("ledger_job.py")
+CONFIG = '[endpoints.ledger-chat]\napi = "chat"\nmax_concurrency = 16\nmax_retries = 8\n'
+
+
+def ledger_rows(spark: Any, table: str) -> list[Any]:
+    return spark.sql(
+        f"SELECT request_id, call_id, attempt, status_code, input_tokens, output_tokens, total_tokens, "
+        f"token_details.cache_read_input_tokens AS cached FROM {table}"
+    ).collect()
+
+
+def assert_ledger_matches(rows: list[Any], served: list[dict[str, Any]]) -> None:
+    by_id = {entry["client_request_id"]: entry for entry in served}
+    ids = [row.request_id for row in rows]
+    assert len(ids) == len(set(ids)), "a request_id appears twice in the ledger"
+    assert set(ids) == set(by_id), "the ledger and the emulator disagree on which requests were made"
+    for row in rows:
+        entry = by_id[row.request_id]
+        if isinstance(entry["status"], int):
+            assert row.status_code == entry["status"]
+        if entry.get("outcome", "ok") == "ok" and entry["status"] == 200:
+            assert (row.input_tokens, row.output_tokens) == (entry["input_tokens"], entry["output_tokens"])
+        else:  # an error, or a 200 whose body could not be read (malformed, truncated): no tokens known
+            assert not row.input_tokens and not row.output_tokens
+    served_tokens = sum(e["input_tokens"] + e["output_tokens"] for e in served)
+    assert sum(row.total_tokens or 0 for row in rows) == served_tokens
+
+
+def test_fail_on_error_false_with_faults_and_retries(spark: Any, gateway: Any, tmp_path: Path) -> None:
+    config = tmp_path / "aiquery.toml"
+    config.write_text(CONFIG)
+    table = f"ai_gateway.usage_{uuid.uuid4().hex[:10]}"
+    settings = load_settings({"DATABRICKS_HOST": gateway.url, "DATABRICKS_TOKEN": gateway.token}, config_path=config)
+    settings = dataclasses.replace(
+        settings, usage=UsageSettings(table=table, dir=str(tmp_path / "usage"), path=str(tmp_path / "table"))
+    )
+    aiquery.register(spark, settings=settings)
+    gateway.configure(
+        fault_rates={"429": 0.1, "500": 0.05, "529": 0.05, "drop": 0.02, "malformed": 0.02},
+        fault_retry_after_s=0.05,
+        retry_after="ms",
+        seed=7,
+    )
+    frame = spark.range(600, numPartitions=2).selectExpr(
+        "id",
+        "ai_query('ledger-chat', CASE WHEN id % 100 = 7 THEN 'bad [[fault:400]]' "
+        "ELSE CONCAT('Summarize ledger row ', CAST(id AS STRING)) END, failOnError => false) AS r",
+    )
+    rows = frame.collect()
+    assert len(rows) == 600
+    assert all((r.r.result is None) != (r.r.errorMessage is None) for r in rows)
+    assert sum(1 for r in rows if r.r.errorMessage) == 6  # the six 400 rows, not retried
+    aiquery.flush_usage(spark)
+    ledger = ledger_rows(spark, table)
+    served = gateway.requests()
+    assert len(ledger) == gateway.stats()["requests"] > 600  # retries are requests too
+    assert_ledger_matches(ledger, served)
+    attempts = {}
+    for row in ledger:
+        attempts.setdefault(row.call_id, []).append(row.attempt)
+    assert all(sorted(a) == list(range(1, len(a) + 1)) for a in attempts.values())
+    assert any(len(a) > 1 for a in attempts.values())
+    spark.sql(f"DROP TABLE {table}")
+
+
+def _job_env(gateway: Any, tmp_path: Path) -> dict[str, str]:
+    config = tmp_path / "aiquery.toml"
+    config.write_text(CONFIG)
+    return {
+        **os.environ,
+        "DATABRICKS_HOST": gateway.url,
+        "DATABRICKS_TOKEN": gateway.token,
+        "AIQUERY_CONFIG": str(config),
+        "PYSPARK_PYTHON": sys.executable,
+    }
+
+
+def _descendants(pid: int) -> list[int]:
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                parents[int(entry)] = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    found, frontier = [], [pid]
+    while frontier:
+        parent = frontier.pop()
+        children = [child for child, p in parents.items() if p == parent]
+        found += children
+        frontier += children
+    return found
+
+
+def _read_ledger_in_new_app(tmp_path: Path, env: dict[str, str], warehouse: Path, table: str) -> list[dict[str, Any]]:
+    script = tmp_path / "read_ledger.py"
+    script.write_text(
+        "import json, sys\n"
+        "from aiquery.spark.session import local_spark\n"
+        f"spark = local_spark('read', warehouse_dir={str(warehouse)!r})\n"
+        f"rows = spark.read.format('delta').load({str(warehouse / 'usage_table')!r}).select("
+        "'request_id', 'status_code', 'input_tokens', 'output_tokens', 'total_tokens', 'attempt', 'call_id', "
+        "'token_details.cache_read_input_tokens').collect()\n"
+        "print(json.dumps([r.asDict() for r in rows]))\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+class _Row:
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.__dict__.update(data)
+
+
+@pytest.mark.slow
+def test_a_python_worker_killed_mid_job(gateway: Any, tmp_path: Path) -> None:
+    gateway.configure(latency_ms=300)
+    env = _job_env(gateway, tmp_path)
+    warehouse, usage_dir, table = tmp_path / "warehouse", tmp_path / "usage", "ai_gateway.usage_kill"
+    job = subprocess.Popen(
+        [sys.executable, str(JOB), "run", "local[2,4]", str(warehouse), str(usage_dir), table, "800"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 180
+    killed = None
+    while time.monotonic() < deadline and killed is None:
+        if gateway.stats()["requests"] >= 60:
+            workers = [
+                pid
+                for pid in _descendants(job.pid)
+                if b"pyspark.worker" in Path(f"/proc/{pid}/cmdline").read_bytes()
+                or b"pyspark.daemon" in Path(f"/proc/{pid}/cmdline").read_bytes()
+            ]
+            # The daemon's forked children are the workers that run our UDF; kill one of them.
+            children = [p for p in workers if any(p in _descendants(d) for d in workers)]
+            if children:
+                killed = children[0]
+                os.kill(killed, signal.SIGKILL)
+        time.sleep(0.05)
+    assert killed is not None, "no Python worker was found to kill"
+    out, err = job.communicate(timeout=300)
+    assert job.returncode == 0, err[-3000:]
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["rows"] == 800 and result["answered"] == 800 and result["errors"] == 0
+    rows = [_Row(r) for r in _read_ledger_in_new_app(tmp_path, env, warehouse, table)]
+    served = gateway.requests()
+    # The killed worker's rows were asked again by the retried task: more requests than rows, all recorded.
+    assert len(served) > 800
+    assert len(rows) == len(served)
+    lost = [r for r in rows if r.status_code is None]
+    by_id = {e["client_request_id"]: e for e in served}
+    assert all(by_id[r.request_id]["status"] in (200, "hang", "drop") for r in lost)
+    assert_ledger_matches(
+        [r for r in rows if r.status_code is not None], [by_id[r.request_id] for r in rows if r.status_code is not None]
+    )
+
+
+@pytest.mark.slow
+def test_driver_killed_before_ingestion_then_a_new_session_flushes(gateway: Any, tmp_path: Path) -> None:
+    env = _job_env(gateway, tmp_path)
+    warehouse, usage_dir, table = tmp_path / "warehouse", tmp_path / "usage", "ai_gateway.usage_crash"
+    args = [str(warehouse), str(usage_dir), table, "300"]
+    first = subprocess.run(
+        [sys.executable, str(JOB), "run-no-flush", "local[2]", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert json.loads(first.stdout.strip().splitlines()[-1])["answered"] == 300
+    assert any(usage_dir.rglob("usage-*.json")), "the dead driver's workers left spool files"
+    second = subprocess.run(
+        [sys.executable, str(JOB), "flush", "local[2]", *args], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert json.loads(second.stdout.strip().splitlines()[-1])["ingested"] == 300
+    third = subprocess.run(
+        [sys.executable, str(JOB), "flush", "local[2]", *args], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert json.loads(third.stdout.strip().splitlines()[-1])["ingested"] == 0  # once, never twice
+    rows = [_Row(r) for r in _read_ledger_in_new_app(tmp_path, env, warehouse, table)]
+    assert len(rows) == 300
+    assert_ledger_matches(rows, gateway.requests())
