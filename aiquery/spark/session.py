@@ -78,6 +78,8 @@ def local_spark(
         "spark.databricks.delta.snapshotPartitions": str(DEFAULT_SHUFFLE_PARTITIONS),
         # Usage timestamps are UTC; showing them in UTC keeps the dashboard's dates equal to event_date.
         "spark.sql.session.timeZone": "UTC",
+        # As on Databricks, CREATE TABLE ... AS SELECT without USING makes a Delta table.
+        "spark.sql.sources.default": "delta",
     }
     if warehouse_dir is not None:
         conf["spark.sql.warehouse.dir"] = warehouse_dir

@@ -1,0 +1,184 @@
+"""``aiquery run JOB.sql``: the scheduled batch job, from the command line or through spark-submit.
+
+Exit status: 0 when every statement ran; 1 when a statement failed (the message names it) or Spark failed;
+2 when nothing ran because the command line, the job file, a variable or the configuration is wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, TYPE_CHECKING
+from urllib.parse import unquote, urlparse
+
+from aiquery.errors import AIQueryError
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "UsageProblem",
+    "add_run_arguments",
+    "guarded",
+    "run_command",
+    "spark_log_path",
+]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+class UsageProblem(Exception):
+    """The command cannot start: a missing file, a bad option (exit status 2)."""
+
+
+def add_run_arguments(parser: argparse.ArgumentParser, *, submitted: bool) -> None:
+    """The options of ``aiquery run`` (``submitted``: the spark-submit launcher, where Spark is given)."""
+    parser.add_argument("job", metavar="JOB.sql", help="SQL file of one or more statements separated by ';'")
+    parser.add_argument(
+        "--var",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="value for ${NAME} in the job file (repeatable); every variable the file uses must be given",
+    )
+    parser.add_argument(
+        "--config", metavar="FILE", help="endpoints file (default: $AIQUERY_CONFIG, else ./conf/aiquery.toml)"
+    )
+    parser.add_argument(
+        "--query-tag", metavar="TAG", help="tag for this run's rows in the usage table (default: <job>-<time>-<id>)"
+    )
+    parser.add_argument(
+        "--show-rows", type=int, default=20, metavar="N", help="rows of each result to print (default 20; 0: none)"
+    )
+    parser.add_argument(
+        "--progress-interval", type=float, default=2.0, metavar="SECONDS", help="seconds between progress updates"
+    )
+    if not submitted:
+        parser.add_argument("--master", default="local[*]", help="Spark master URL (default local[*])")
+        parser.add_argument(
+            "--warehouse",
+            default="spark-warehouse",
+            metavar="DIR",
+            help="warehouse folder; its Delta tables are available to the job (default ./spark-warehouse)",
+        )
+        parser.add_argument(
+            "--spark-log",
+            metavar="FILE",
+            help="file for Spark's own output, appended to (default <warehouse>/_logs/spark.log; '-': stderr)",
+        )
+
+
+def run_command(
+    args: argparse.Namespace, *, submitted: bool, out: IO[str] | None = None, err: IO[str] | None = None
+) -> int:
+    """Run a job as ``aiquery run`` (``submitted=False``) or under spark-submit; the exit status."""
+    from aiquery import register
+    from aiquery.config import load_settings
+    from aiquery.jobs.runner import new_query_tag, report, run_statements
+    from aiquery.jobs.script import parse_variables, prepare_job
+    from aiquery.jobs.session import quiet_pyspark_loggers
+    from aiquery.spark.registry import ledger_for
+
+    out = out or sys.stdout
+    err = err or sys.stderr
+    path = Path(args.job)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise UsageProblem(f"cannot read the job file {path}: {error.strerror}") from None
+    statements = prepare_job(text, parse_variables(args.var))
+    settings = load_settings(config_path=args.config)
+    if args.show_rows < 0 or args.progress_interval <= 0:
+        raise UsageProblem("--show-rows must be 0 or more and --progress-interval more than 0")
+    query_tag = args.query_tag or new_query_tag(path.stem)
+    spark = _submitted_spark(settings.usage.enabled) if submitted else _local_spark(args, err)
+    try:
+        quiet_pyspark_loggers()
+        register(spark, settings=settings)
+        ledger = ledger_for(spark)
+        out.write(f"aiquery run {path}: {len(statements)} statement(s), query tag {query_tag}\n")
+        result = run_statements(
+            spark,
+            statements,
+            query_tag=query_tag,
+            out=out,
+            progress=err,
+            show_rows=args.show_rows,
+            progress_interval=args.progress_interval,
+        )
+        report(result, out, ledger_table=ledger.table if ledger is not None else None)
+    finally:
+        spark.stop()
+    if result.failed is not None:
+        err.write(f"aiquery run: {result.failed.describe()} failed: {result.error}\n")
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def spark_log_path(option: str | None, warehouse: str | Path) -> Path | None:
+    """Where Spark's output goes: the ``--spark-log`` file, ``<warehouse>/_logs/spark.log``, or None for stderr."""
+    if option == "-":
+        return None
+    # Under the warehouse, in a folder whose name starts with "_": never taken for a table.
+    return Path(option) if option else Path(warehouse) / "_logs" / "spark.log"
+
+
+def _local_spark(args: argparse.Namespace, err: IO[str]) -> SparkSession:
+    from aiquery.jobs.session import start_local_spark
+
+    spark_log = spark_log_path(args.spark_log, args.warehouse)
+    if spark_log is not None:
+        err.write(f"Spark's own log: {spark_log}\n")
+    return start_local_spark("aiquery-run", master=args.master, warehouse_dir=args.warehouse, spark_log=spark_log)
+
+
+def _submitted_spark(usage_enabled: bool) -> SparkSession:
+    from pyspark.sql import SparkSession
+
+    from aiquery.jobs.session import attach_tables
+    from aiquery.spark.session import ensure_delta
+
+    spark = SparkSession.builder.appName("aiquery-run").getOrCreate()
+    if usage_enabled:
+        ensure_delta(spark)
+    warehouse = spark.conf.get("spark.sql.warehouse.dir", "") or ""
+    parsed = urlparse(warehouse)
+    if parsed.scheme in ("", "file"):
+        attach_tables(spark, unquote(parsed.path) if parsed.scheme else warehouse)
+    return spark
+
+
+def guarded(prog: str, action: Callable[[], int], *, debug: bool = False, err: IO[str] | None = None) -> int:
+    """Run ``action``; a user error becomes one line on stderr and exit status 2, anything else status 1.
+
+    Args:
+        prog: the command's name, prefixed to messages (``aiquery run``).
+        action: what to run; returns the exit status.
+        debug: let unexpected errors raise, with their traceback.
+        err: where messages go (default stderr).
+    """
+    from aiquery.jobs.script import JobScriptError
+
+    err = err or sys.stderr
+    try:
+        return action()
+    except (UsageProblem, JobScriptError, AIQueryError) as error:
+        err.write(f"{prog}: {error}\n")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        err.write(f"{prog}: interrupted\n")
+        return 130
+    except Exception as error:
+        if debug:
+            raise
+        from aiquery.jobs.runner import describe_error
+
+        err.write(f"{prog}: {describe_error(error)} (run with --debug for the traceback)\n")
+        return EXIT_FAILED

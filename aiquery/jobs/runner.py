@@ -1,0 +1,211 @@
+"""Running a job's statements in order in one SparkSession, with progress, a usage summary, and a clear failure.
+
+Every request a job makes carries one query tag (the ``aiquery.query_tag`` local property, which the UDF reads
+into the usage table's ``query_tag``), so the summary, and any later query of the usage table, can tell this
+run's requests from all others. Each statement also gets its own Spark job group, which names it in Spark's UI
+and gives the progress line its task counts.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import secrets
+import sys
+import textwrap
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from aiquery.jobs.progress import POLL_INTERVAL_S, ProgressReporter, UsageTail, spark_tasks
+from aiquery.jobs.script import Statement
+from aiquery.jobs.summary import EndpointUsage, format_summary, usage_summary
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+__all__ = ["JobResult", "describe_error", "new_query_tag", "run_statements"]
+
+QUERY_TAG_PROPERTY = "aiquery.query_tag"
+MAX_ERROR_CHARS = 600
+MAX_CELL_CHARS = 60
+_PYTHON_ERROR = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?([A-Z]\w*(?:Error|Exception|Exceeded|Timeout)): (.+)$", re.M)
+_JAVA_ERROR = re.compile(r"^(?:Caused by: )?(?:[\w$]+\.)*([\w$]+(?:Exception|Error)): (.*)$")
+
+
+@dataclass
+class JobResult:
+    """What happened when a job ran.
+
+    Attributes:
+        query_tag: the tag its requests carry in the usage table.
+        statements: how many statements the job has.
+        completed: how many ran to the end.
+        failed: the statement that failed, or None.
+        error: why it failed, in one or a few lines.
+        usage: per-endpoint totals from the usage table; None when the ledger is off or could not be read.
+        seconds: wall time of the statements.
+        notes: anything else worth saying at the end (e.g. why there is no usage summary).
+    """
+
+    query_tag: str
+    statements: int
+    completed: int = 0
+    failed: Statement | None = None
+    error: str | None = None
+    usage: list[EndpointUsage] | None = None
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when every statement ran."""
+        return self.failed is None
+
+
+def new_query_tag(job_name: str) -> str:
+    """A tag unique to one run, e.g. ``nightly-20240601T020000Z-3f9a``."""
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", job_name).strip("-") or "job"
+    return f"{stem}-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{secrets.token_hex(2)}"
+
+
+def describe_error(error: BaseException) -> str:
+    """The useful part of an error raised by ``spark.sql``: a worker's Python error, or Spark's own message."""
+    text = str(error)
+    if "Traceback (most recent call last)" in text:
+        found = list(_PYTHON_ERROR.finditer(text))
+        if found:
+            name, message = found[-1].groups()
+            return _shorten(f"{name}: {message.removesuffix(' SQLSTATE: 38000').strip()}")
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("at ")]
+    lines = [line.removeprefix(": ") for line in lines if not line.startswith("An error occurred while calling")]
+    caused = [line for line in lines if line.startswith("Caused by: ")]
+    chosen = caused[-1] if caused else (lines[0] if lines else type(error).__name__)
+    match = _JAVA_ERROR.match(chosen)
+    if match is not None:
+        name, message = match.groups()
+        # "[ERROR_CLASS] message" says it all; a bare message is clearer with its exception's short name.
+        chosen = message if message.startswith("[") else f"{name}: {message}"
+    return _shorten(chosen)
+
+
+def _shorten(text: str) -> str:
+    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 3] + "..."
+
+
+def run_statements(
+    spark: SparkSession,
+    statements: Sequence[Statement],
+    *,
+    query_tag: str,
+    out: IO[str] = sys.stdout,
+    progress: IO[str] = sys.stderr,
+    show_rows: int = 20,
+    progress_interval: float = POLL_INTERVAL_S,
+    indent: str = "",
+) -> JobResult:
+    """Run ``statements`` in order, stopping at the first failure; then flush usage and summarise it.
+
+    ``ai_query`` must already be registered in ``spark`` (see :func:`aiquery.register`).
+
+    Args:
+        spark: the session.
+        statements: what to run (see :func:`aiquery.jobs.script.prepare_job`).
+        query_tag: the tag every request of this run carries.
+        out: where statement headers, result rows and the summary go.
+        progress: where the live progress line goes.
+        show_rows: rows of a statement's result to print (a SELECT computes only those, as with LIMIT).
+        progress_interval: seconds between progress updates.
+        indent: put before every line printed (the demo nests the job's lines under its own steps).
+
+    Returns:
+        The outcome; it never raises for a failing statement.
+    """
+    from aiquery import flush_usage
+    from aiquery.spark.registry import ledger_for
+
+    ledger: Any = ledger_for(spark)
+    tail = UsageTail(Path(ledger.spool_dir), query_tag) if ledger is not None else None
+    context = spark.sparkContext
+    previous_tag = context.getLocalProperty(QUERY_TAG_PROPERTY)
+    context.setLocalProperty(QUERY_TAG_PROPERTY, query_tag)
+    result = JobResult(query_tag=query_tag, statements=len(statements))
+    started = time.monotonic()
+    try:
+        for statement in statements:
+            label = f"{indent}statement {statement.number}/{len(statements)}"
+            out.write(f"{indent}[{statement.number}/{len(statements)}] line {statement.line}: {statement.first_line}\n")
+            out.flush()
+            group = f"{query_tag}#{statement.number}"
+            context.setJobGroup(group, f"aiquery {query_tag}: {statement.describe()}")
+            frame: DataFrame | None = None
+            try:
+                with ProgressReporter(
+                    label,
+                    usage=tail,
+                    tasks=functools.partial(spark_tasks, context, group),
+                    stream=progress,
+                    interval=progress_interval,
+                ):
+                    frame = spark.sql(statement.sql)
+                    rows = frame.limit(show_rows + 1).collect() if show_rows > 0 and frame.columns else []
+            except Exception as error:  # any failure of the statement ends the job, reported, not raised
+                result.failed, result.error = statement, describe_error(error)
+                break
+            if rows:
+                out.write(textwrap.indent(format_rows(frame.columns, rows, show_rows), indent) + "\n")
+            result.completed += 1
+    finally:
+        result.seconds = time.monotonic() - started
+        # pyspark types the value as str, but None is how the JVM removes a local property.
+        context.setLocalProperty("spark.jobGroup.id", None)  # type: ignore[arg-type]
+        context.setLocalProperty("spark.job.description", None)  # type: ignore[arg-type]
+        context.setLocalProperty(QUERY_TAG_PROPERTY, previous_tag)  # type: ignore[arg-type]
+    if ledger is not None:
+        try:
+            flush_usage(spark)
+            result.usage = usage_summary(spark, ledger.table, query_tag)
+        except Exception as error:  # the job's own outcome matters more than its bill; say why there is none
+            result.notes.append(f"usage summary unavailable: {describe_error(error)}")
+    return result
+
+
+def format_rows(columns: Sequence[str], rows: Sequence[Any], limit: int) -> str:
+    """A small plain-text table of result rows (values cut to a readable width)."""
+    shown = [[_cell(value) for value in row] for row in rows[:limit]]
+    widths = [max([len(name)] + [len(row[i]) for row in shown]) for i, name in enumerate(columns)]
+    lines = ["  " + "  ".join(name.ljust(width) for name, width in zip(columns, widths, strict=True)).rstrip()]
+    lines += [
+        "  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in shown
+    ]
+    if len(rows) > limit:
+        lines.append(f"  (first {limit} rows shown)")
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, list) and len(value) > 3:
+        text = f"[{', '.join(_cell(v) for v in value[:3])}, ... ({len(value)} values)]"
+    else:
+        text = str(value)
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_CELL_CHARS else text[: MAX_CELL_CHARS - 3] + "..."
+
+
+def report(result: JobResult, out: IO[str], *, ledger_table: str | None, indent: str = "") -> None:
+    """Print the end-of-job summary: outcome, time and the usage table's totals for this run."""
+    status = "finished" if result.ok else "failed"
+    lines = [
+        f"Job {status}: {result.completed} of {result.statements} statement(s) in {result.seconds:.1f} s; "
+        f"query tag {result.query_tag}"
+    ]
+    if result.usage is not None:
+        lines += [f"Usage recorded in {ledger_table} for this run:", format_summary(result.usage)]
+    lines += [f"  {note}" for note in result.notes]
+    out.write(textwrap.indent("\n".join(lines), indent) + "\n")
+    out.flush()

@@ -1,0 +1,141 @@
+"""``aiquery run`` end to end, each in its own process (one Spark application per process) against the emulator."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = [pytest.mark.spark, pytest.mark.slow]
+
+AIQUERY = Path(sys.executable).with_name("aiquery")
+CONFIG = '[endpoints.job-chat]\napi = "chat"\nmodel = "databricks-gpt-5-4"\nmax_concurrency = 8\n'
+
+MULTI_STATEMENT_JOB = """\
+-- Nightly summaries. ${unused} in a comment needs no value.
+CREATE OR REPLACE TEMP VIEW docs AS
+SELECT id, 'Document ' || id || ' is about ${topic}; it is short.' AS text FROM range(${n});
+
+CREATE TABLE summaries AS
+SELECT id, ai_query('job-chat', 'Summarize: ' || text) AS summary FROM docs;
+
+INSERT INTO summaries SELECT ${n} + 1, 'added by hand';
+
+SELECT count(*) AS total, count_if(summary LIKE 'Summary %') AS answered FROM summaries;
+"""
+
+FAILING_JOB = """\
+INSERT INTO summaries SELECT 100, 'second run';
+CREATE OR REPLACE TABLE broken AS
+SELECT ai_query('job-chat', CASE WHEN id = 3 THEN 'x [[fault:400]]' ELSE 'y ' || id END) AS s FROM range(10);
+CREATE TABLE never AS SELECT 1 AS x;
+"""
+
+
+def run_aiquery(gateway: Any, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    (cwd / "aiquery.toml").write_text(CONFIG)
+    env = {**os.environ, "DATABRICKS_HOST": gateway.url, "DATABRICKS_TOKEN": gateway.token}
+    command = [
+        str(AIQUERY),
+        "run",
+        *args,
+        "--config",
+        "aiquery.toml",
+        "--warehouse",
+        "wh",
+        "--progress-interval",
+        "0.5",
+    ]
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_variables_and_several_statements(gateway: Any, spark: Any, tmp_path: Path) -> None:
+    (tmp_path / "nightly.sql").write_text(MULTI_STATEMENT_JOB)
+    done = run_aiquery(
+        gateway, tmp_path, "nightly.sql", "--var", "topic=whales", "--var", "n=40", "--query-tag", "nightly-test"
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = done.stdout
+    assert "aiquery run nightly.sql: 4 statement(s), query tag nightly-test" in out
+    for header in (
+        "[1/4] line 2: CREATE OR REPLACE TEMP VIEW docs AS",
+        "[2/4] line 5: CREATE TABLE summaries AS",
+        "[3/4] line 8: INSERT INTO summaries SELECT ${n} + 1, 'added by hand'".replace("${n}", "40"),
+        "[4/4] line 10: SELECT count(*) AS total",
+    ):
+        assert header in out
+    assert ["41", "40"] in [line.split() for line in out.splitlines()]  # the last statement's result
+    assert "Job finished: 4 of 4 statement(s)" in out
+    summary = next(line.split() for line in out.splitlines() if line.strip().startswith("job-chat"))
+    assert summary[1:4] == ["40", "40", "0"]  # requests, calls, errors from the usage table
+    assert "statement 2/4" in done.stderr and "requests 40" in done.stderr  # the progress line
+
+    assert gateway.stats()["requests"] == 40
+    table = spark.read.format("delta").load(str(tmp_path / "wh" / "summaries"))
+    assert table.count() == 41
+    # The emulator's answer repeats the prompt's first words: the variable reached the endpoint.
+    assert table.where("summary LIKE 'Summary %: Summarize Document % is about whales it is short%'").count() == 40
+    usage = spark.read.format("delta").load(str(tmp_path / "wh" / "ai_gateway.db" / "usage"))
+    assert usage.where("query_tag = 'nightly-test' AND endpoint_name = 'job-chat'").count() == 40
+
+
+def test_failing_statement_stops_the_job_with_its_number_and_cause(gateway: Any, spark: Any, tmp_path: Path) -> None:
+    # A table left by an earlier run, which the job's first statement appends to: found in the warehouse again.
+    spark.range(2).selectExpr("id", "'old' AS summary").write.format("delta").save(str(tmp_path / "wh" / "summaries"))
+    (tmp_path / "second.sql").write_text(FAILING_JOB)
+    done = run_aiquery(gateway, tmp_path, "second.sql")
+    assert done.returncode == 1, done.stdout + done.stderr[-3000:]
+    last = done.stderr.strip().splitlines()[-1]
+    assert last == (
+        "aiquery run: statement 2 (line 2: CREATE OR REPLACE TABLE broken AS) failed: "
+        "ClientError: endpoint 'job-chat': HTTP 400: The request is invalid."
+    )
+    assert "Traceback" not in done.stderr
+    assert "Job failed: 1 of 3 statement(s)" in done.stdout and "[3/3]" not in done.stdout
+    assert spark.read.format("delta").load(str(tmp_path / "wh" / "summaries")).count() == 3
+    assert not (tmp_path / "wh" / "never").exists()
+    summary = next(line.split() for line in done.stdout.splitlines() if line.strip().startswith("job-chat"))
+    assert int(summary[3]) == 1  # the failed request is in the usage table too
+
+
+def test_the_same_job_through_spark_submit(gateway: Any, spark: Any, tmp_path: Path) -> None:
+    from aiquery.spark.session import DELTA_PACKAGE, delta_configs
+
+    (tmp_path / "aiquery.toml").write_text(CONFIG)
+    (tmp_path / "job.sql").write_text(
+        "CREATE TABLE answers AS SELECT id, ai_query('job-chat', 'Say ' || id) AS answer FROM range(${n})"
+    )
+    launcher = subprocess.run(
+        [sys.executable, "-m", "aiquery.jobs.submit", "--path"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    confs = [f"{key}={value}" for key, value in delta_configs().items() if key != "spark.jars.packages"]
+    confs += ["spark.sql.sources.default=delta", f"spark.sql.warehouse.dir={tmp_path / 'wh'}"]
+    command = [
+        str(Path(sys.executable).with_name("spark-submit")),
+        "--master",
+        "local[2]",
+        "--packages",
+        DELTA_PACKAGE,
+        *[arg for conf in confs for arg in ("--conf", conf)],
+        launcher,
+        "job.sql",
+        "--var",
+        "n=25",
+        "--config",
+        "aiquery.toml",
+    ]
+    env = {
+        **os.environ,
+        "DATABRICKS_HOST": gateway.url,
+        "DATABRICKS_TOKEN": gateway.token,
+        "PYSPARK_PYTHON": sys.executable,
+    }
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Job finished: 1 of 1 statement(s)" in done.stdout
+    assert spark.read.format("delta").load(str(tmp_path / "wh" / "answers")).count() == 25
+    assert gateway.stats()["requests"] == 25
