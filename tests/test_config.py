@@ -1,0 +1,102 @@
+"""Configuration: the TOML file, the environment, defaults, and errors that name the file, key and fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from aiquery.config import DATABRICKS_EMBEDDING_ENDPOINTS, Secret, load_settings
+from aiquery.errors import ConfigError
+
+ENV = {"DATABRICKS_HOST": "https://ws.example.com/", "DATABRICKS_TOKEN": "dapi-config-test-token"}
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "aiquery.toml"
+    path.write_text(text)
+    return path
+
+
+def test_an_unconfigured_endpoint_is_a_workspace_chat_endpoint() -> None:
+    endpoint = load_settings(ENV, config_path=None).endpoint("databricks-gpt-5-4")
+    assert endpoint.api == "chat" and endpoint.model == "databricks-gpt-5-4"
+    assert endpoint.base_url == "https://ws.example.com/ai-gateway/mlflow/v1"
+    assert endpoint.token == Secret("dapi-config-test-token") and endpoint.verify_tls
+
+
+@pytest.mark.parametrize("name", sorted(DATABRICKS_EMBEDDING_ENDPOINTS))
+def test_databricks_embedding_endpoints_default_to_embeddings(name: str) -> None:
+    assert load_settings(ENV).endpoint(name).api == "embeddings"
+
+
+def test_configured_endpoint_options_and_their_own_token(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+[endpoints.claude]
+api = "anthropic"
+model = "claude-sonnet"
+base_url = "https://api.anthropic.com"
+token_env = "ANTHROPIC_API_KEY"
+auth = "x-api-key"
+max_concurrency = 8
+requests_per_minute = 600
+tokens_per_minute = 100000
+timeout = 30
+request_tags = { team = "ml" }
+""",
+    )
+    endpoint = load_settings({**ENV, "ANTHROPIC_API_KEY": "sk-ant-xyz"}, config_path=path).endpoint("claude")
+    assert (endpoint.api, endpoint.model, endpoint.base_url, endpoint.auth) == (
+        "anthropic",
+        "claude-sonnet",
+        "https://api.anthropic.com",
+        "x-api-key",
+    )
+    assert endpoint.token == Secret("sk-ant-xyz") and endpoint.max_concurrency == 8
+    assert endpoint.requests_per_minute == 600 and endpoint.tokens_per_minute == 100000 and endpoint.timeout == 30
+    assert dict(endpoint.request_tags) == {"team": "ml"}
+
+
+def test_aiquery_config_names_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, '[endpoints.e]\napi = "gemini"\n')
+    assert load_settings({**ENV, "AIQUERY_CONFIG": str(path)}).endpoint("e").api == "gemini"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('[endpoints.e]\napi = "soap"\n', "api = 'soap' is invalid; expected one of chat, embeddings"),
+        (
+            "[endpoints.e]\nmax_concurrency = 0\n",
+            "max_concurrency = 0 is invalid; expected a whole number of at least 1",
+        ),
+        ('[endpoints.e]\ntimeout = "fast"\n', "timeout = 'fast' is invalid; expected a positive number"),
+        ("[endpoints.e]\ncolour = 1\n", "unknown key 'colour'; allowed: api, auth, base_url"),
+        ('[endpoints.e]\nbase_url = "ftp://x"\n', "expected an http:// or https:// URL"),
+        ("[endpoints.e]\nrequest_tags = { a = 1 }\n", "request_tags = {'a': 1} is invalid"),
+        ("[endpoints.e\napi = 1\n", "not valid TOML"),
+        ("[usage]\nenabled = 3\n", "[usage] enabled = 3 is invalid; expected true or false"),
+        ("colour = 1\n", "unknown top-level key 'colour'"),
+    ],
+)
+def test_bad_files_and_values_name_the_file_key_and_what_is_allowed(tmp_path: Path, text: str, expected: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as raised:
+        load_settings(ENV, config_path=path)
+    assert str(path) in str(raised.value) and expected in str(raised.value)
+
+
+def test_missing_file_host_and_token_are_clear(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="configuration file not found"):
+        load_settings({"AIQUERY_CONFIG": str(tmp_path / "nope.toml")})
+    with pytest.raises(ConfigError, match="DATABRICKS_HOST is not set"):
+        load_settings({"DATABRICKS_TOKEN": "t"}).endpoint("x")
+    with pytest.raises(ConfigError, match=r"no token\. Set the environment variable DATABRICKS_TOKEN"):
+        load_settings({"DATABRICKS_HOST": "http://h"}).endpoint("x")
+
+
+def test_secrets_never_show_in_repr() -> None:
+    settings = load_settings(ENV)
+    assert "dapi-config-test-token" not in repr(settings) + repr(settings.endpoint("x")) + str(Secret("abc-123"))
