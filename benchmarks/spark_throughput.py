@@ -37,23 +37,25 @@ SCENARIOS = {
 }
 
 
+async def send_all(url: str, prompts: list[str], concurrency: int) -> list[str]:
+    """The hand-written client: a semaphore, one aiohttp session, POST, read JSON, take the text."""
+    semaphore = asyncio.Semaphore(concurrency)
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+
+        async def one(prompt: str) -> str:
+            async with semaphore:
+                body = {"model": "bench", "messages": [{"role": "user", "content": prompt}]}
+                async with session.post(url, json=body, headers=headers) as response:
+                    return str((await response.json())["choices"][0]["message"]["content"])
+
+        return list(await asyncio.gather(*(one(p) for p in prompts)))
+
+
 def _bare_worker(url: str, prompts: list[str], concurrency: int, go: Any, queue: Any) -> None:
-    async def run() -> None:
-        semaphore = asyncio.Semaphore(concurrency)
-        headers = {"Authorization": f"Bearer {TOKEN}"}
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
-
-            async def one(prompt: str) -> str:
-                async with semaphore:
-                    body = {"model": "bench", "messages": [{"role": "user", "content": prompt}]}
-                    async with session.post(url, json=body, headers=headers) as response:
-                        return str((await response.json())["choices"][0]["message"]["content"])
-
-            await asyncio.gather(*(one(p) for p in prompts))
-
     go.wait()  # start together, after both processes have imported everything
     started = time.process_time()
-    asyncio.run(run())
+    asyncio.run(send_all(url, prompts, concurrency))
     queue.put(time.process_time() - started)
 
 
@@ -81,20 +83,7 @@ def handwritten_udf(url: str) -> Any:
     from pyspark.sql.functions import pandas_udf
 
     def call_batch(prompts: list[str]) -> list[str]:
-        async def go() -> list[str]:
-            semaphore = asyncio.Semaphore(PER_WORKER)
-            headers = {"Authorization": f"Bearer {TOKEN}"}
-            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
-
-                async def one(prompt: str) -> str:
-                    async with semaphore:
-                        body = {"model": "bench", "messages": [{"role": "user", "content": prompt}]}
-                        async with session.post(url, json=body, headers=headers) as response:
-                            return str((await response.json())["choices"][0]["message"]["content"])
-
-                return list(await asyncio.gather(*(one(p) for p in prompts)))
-
-        return asyncio.run(go())
+        return asyncio.run(send_all(url, prompts, PER_WORKER))
 
     def handwritten(batches: Iterator[pd.Series]) -> Iterator[pd.Series]:
         for batch in batches:
