@@ -39,7 +39,7 @@ logger = logging.getLogger("aiquery.retry")
 
 RETRYABLE_STATUSES = frozenset({408, 409, 429, 529})
 BACKOFF_INITIAL_S = 0.5
-BACKOFF_CAP_S = 30.0
+BACKOFF_CAP_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)

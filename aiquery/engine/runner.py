@@ -57,6 +57,7 @@ USER_AGENT = (
     f"aiquery/{__version__} python/{sys.version_info.major}.{sys.version_info.minor} aiohttp/{aiohttp.__version__}"
 )
 TAGS_HEADER = "Databricks-Ai-Gateway-Request-Tags"
+AUTH_STATUSES = frozenset({401, 403})
 REQUEST_ID_HEADER = "X-Client-Request-Id"
 _PROMPT_SENTINEL = "\u0000aiquery-prompt\u0000"
 # Output tokens assumed for a token budget when the call sets no max_tokens; corrected after the response.
@@ -187,6 +188,17 @@ class Engine:
         self._limits: dict[tuple[str, str, str], _EndpointLimits] = {}
         self._id_prefix = uuid.uuid4().hex[:16]
         self._ids = itertools.count(1)
+        self._active_calls = 0
+        self._resting_calls = 0
+
+    @property
+    def busy_calls(self) -> int:
+        """Calls started and not finished, except those waiting out a retry delay.
+
+        A caller feeding the engine from another thread (the Spark UDF) keeps this near the endpoint's
+        concurrency; a call resting between attempts takes no capacity, so it must not hold back new rows.
+        """
+        return self._active_calls - self._resting_calls
 
     def limits(self, endpoint: Endpoint, budget_share: float = 1.0) -> _EndpointLimits:
         """The limits this process keeps for an endpoint (created on first use)."""
@@ -220,6 +232,9 @@ class Engine:
         loop = asyncio.get_running_loop()
         failed: asyncio.Future[CallError] | None = loop.create_future() if fail_fast else None
         tasks = [loop.create_task(self._call(prepared, limits, prompt)) for prompt in rows]
+        self._active_calls += len(tasks)
+        for task in tasks:
+            task.add_done_callback(self._call_done)
         if failed is not None:
 
             def signal(task: asyncio.Task[Outcome]) -> None:
@@ -249,6 +264,16 @@ class Engine:
             for index in rows[prompt]:
                 outcomes[index] = outcome
         return outcomes
+
+    def _call_done(self, task: asyncio.Task[Outcome]) -> None:
+        self._active_calls -= 1
+
+    async def _rest(self, seconds: float) -> None:
+        self._resting_calls += 1
+        try:
+            await self._sleep(seconds)
+        finally:
+            self._resting_calls -= 1
 
     async def _call(self, prepared: _Prepared, limits: _EndpointLimits, prompt: str) -> Outcome:
         endpoint = prepared.endpoint
@@ -297,7 +322,7 @@ class Engine:
             return await attempt()
 
         retrying = tenacity.AsyncRetrying(
-            sleep=self._sleep,
+            sleep=self._rest,
             stop=tenacity.stop_after_attempt(endpoint.max_retries + 1) | stop_before_deadline(deadline, self._clock),
             wait=wait_retry_after(),
             retry=tenacity.retry_if_exception(is_retryable),
@@ -318,9 +343,14 @@ class Engine:
         try:
             encoded = prepared.encode(request).encode("utf-8")
         except UnicodeEncodeError as exc:
+            bad = exc.object[exc.start : exc.end]
+            if "\udc80" <= bad[0] <= "\udcff":
+                # A byte that was not UTF-8, kept by the Spark UDF's surrogateescape decoding (see udf._prompts).
+                what = f"not valid UTF-8 (byte 0x{ord(bad[0]) - 0xDC00:02X})"
+            else:
+                what = f"not valid Unicode (unpaired surrogate {bad!r})"
             raise CallError(
-                f"the request text is not valid Unicode (unpaired surrogate {exc.object[exc.start : exc.end]!r} "
-                f"at character {exc.start}); clean the column before calling ai_query",
+                f"the request text is {what}; clean the column before calling ai_query",
                 endpoint=prepared.endpoint.name,
                 attempts=0,
             ) from None
@@ -520,8 +550,13 @@ class Engine:
             body_delay=verdict.retry_after,
             now=self._wall_clock,
         )
+        message = verdict.message
+        if response.status in AUTH_STATUSES and not decision.retry:
+            # Providers rarely say which credential failed; name the variable (never its value) and say that
+            # retrying would not help, so nobody waits for a retry that is not coming.
+            message = f"{message} (not retried: check the token in {endpoint.token_env})"
         error = status_error_class(response.status)(
-            verdict.message,
+            message,
             endpoint=endpoint.name,
             status_code=response.status,
             headers=response.headers,

@@ -2,8 +2,8 @@
 
 For a gateway route the steps are: authenticate, decode the body, let the wire format validate it, take a
 rate-limit token, pick the outcome (directive, script, random fault or ``ok``), count it, then answer after
-the latency. Refusals by the gateway itself (401, 400, rate-limit 429) are answered at once, as real gateways
-do.
+the latency. Refusals by the gateway itself (401, 400, rate-limit and quota 429s, injected or from the token
+bucket) are answered at once, as real gateways do.
 
 Admin routes (not counted): ``GET /_emulator/stats``, ``GET /_emulator/requests?offset=&limit=``,
 ``GET|POST /_emulator/config`` (a POST is a partial update) and ``POST /_emulator/reset``.
@@ -247,14 +247,15 @@ class Emulator:
         headers = retry_after_headers(self.config.retry_after, wait_s)
         body = _json(route.errors.body("rate_limit", 429, MESSAGES["rate_limit"], wait_s))
         self._record(exchange, route, ask, 429, fault)
-        exchange.later(delay_s, exchange.respond, 429, body, headers)
+        # A rate-limit refusal comes from the gateway, not the model: at once, like the token bucket's.
+        exchange.respond(429, body, headers)
 
     def _quota(
         self, exchange: Exchange, route: Route, ask: Ask, fault: str, delay_s: float, forced: int | None
     ) -> None:
         body = _json(route.errors.body("quota", 429, MESSAGES["quota"]))
         self._record(exchange, route, ask, 429, fault)
-        exchange.later(delay_s, exchange.respond, 429, body)
+        exchange.respond(429, body)
 
     def _error_status(
         self, exchange: Exchange, route: Route, ask: Ask, fault: str, delay_s: float, forced: int | None

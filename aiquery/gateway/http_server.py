@@ -14,7 +14,7 @@ import asyncio
 import http
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 __all__ = ["Application", "Exchange", "HTTPProtocol", "serve"]
 
@@ -154,8 +154,9 @@ class HTTPProtocol(asyncio.Protocol):
         self._body_start = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's TCP transport implements asyncio.Transport's methods without subclassing it, so an
+        # isinstance check would refuse every connection whenever uvloop is installed.
+        self._transport = cast(asyncio.Transport, transport)
         if self._connections is not None:
             self._connections.add(self)
 

@@ -58,7 +58,7 @@ class GatewayConfig:
     """How the emulator behaves. Every field can be changed at start and at run time.
 
     Attributes:
-        latency_ms: fixed delay before each answer (and before each injected fault).
+        latency_ms: fixed delay before each answer (and before each injected fault but a 429, which is immediate).
         latency_min_ms: with ``latency_max_ms``, a uniformly random delay instead of ``latency_ms``.
         latency_max_ms: upper bound of the random delay.
         rate_limit_rps: token-bucket rate over accepted requests; beyond it the route answers 429 at once.

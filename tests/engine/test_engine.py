@@ -224,15 +224,17 @@ def test_budget_shared_by_workers_uses_the_share(gateway: Any) -> None:
     assert sends[-1] - sends[0] >= 1.35  # 10 per second: half the budget
 
 
-def test_429s_cut_concurrency_and_teach_a_rate(gateway: Any) -> None:
-    gateway.configure(script=["429"] * 3, retry_after="ms", fault_retry_after_s=0.01)
-    engine = Engine(sleep=RecordingSleep())
+def test_a_burst_of_429s_teaches_a_rate(gateway: Any) -> None:
+    # 30 of the first 40 requests refused: a limit (a few scattered 429s would not be, see LearnedRate). The
+    # retries come back after the one-second decision interval, which then sets the pace from what was accepted.
+    gateway.configure(script=["429"] * 30, retry_after="ms", fault_retry_after_s=1.1)
+    engine = Engine()
     site = CallSite(endpoint=endpoint(gateway, max_concurrency=64))
-    outcomes = run(engine, site, [f"p{i}" for i in range(20)])
+    outcomes = run(engine, site, [f"p{i}" for i in range(40)])
     assert all(o.error is None for o in outcomes)
     limits = engine.limits(site.endpoint)
     assert limits.learned is not None and limits.learned.budget is not None
-    assert limits.concurrency.limit < 64 + 1
+    assert limits.learned.budget.rate < 40  # from the 10 accepted at once and the 30 retries after 1.1 s
 
 
 def test_usage_records_match_what_the_gateway_served(gateway: Any) -> None:
@@ -349,3 +351,14 @@ def test_spliced_bodies_equal_the_adapters_own(api: str, response_format: str | 
     for prompt in ["plain", 'quotes " and \\ backslash', "new\nline\ttab", "ünïcödé ✓ 中文", "", "\u0000nul"]:
         request = prepared.request(prompt)
         assert json.loads(prepared.encode(request)) == get_adapter(api).build_body(request)
+
+
+def test_text_that_is_not_unicode_fails_its_own_row_unsent(gateway: Any) -> None:
+    prompts = ["fine", "lone \ud800 surrogate", "bad byte \udcff kept by surrogateescape", None]
+    outcomes = run(Engine(), CallSite(endpoint=endpoint(gateway)), prompts)
+    assert outcomes[0].error is None and outcomes[0].value
+    assert "not valid Unicode (unpaired surrogate '\\ud800')" in str(outcomes[1].error)
+    # How the Spark UDF hands over a byte that was not UTF-8 (see aiquery.spark.udf._prompts).
+    assert "not valid UTF-8 (byte 0xFF)" in str(outcomes[2].error)
+    assert outcomes[3].error is None and outcomes[3].value is None
+    assert outcomes[1].error.attempts == 0 and len(gateway.requests()) == 1
