@@ -63,7 +63,9 @@ def ai_query(
         request_tags=dict(requestTags) if isinstance(requestTags, Mapping) else requestTags,
     )
     column = F.col(request) if isinstance(request, str) else request
-    result = make_udf(plan)(column)
+    # As in SQL, the request travels as bytes so that one invalid UTF-8 value fails only its row (through STRING,
+    # so that a number is sent as its text, not as its binary encoding).
+    result = make_udf(plan)(column.cast("string").cast("binary"))
     if plan.extract_result:
         result = result.getField("result")
     return result.alias("ai_query")

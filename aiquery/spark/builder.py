@@ -206,10 +206,16 @@ class AIQueryBuilder:
     def _expression(self, plan: CallPlan, request: Any) -> Any:
         jvm = self._jvm
         udf = make_udf(plan)
+        # The request goes to Python as bytes: a STRING holding invalid UTF-8 (CAST(X'FF' AS STRING)) would make
+        # Arrow fail the whole task before any row is seen; as bytes, that row alone gets an error (udf._prompts).
+        # Through STRING first, so that a number is sent as its text rather than its binary encoding.
+        expressions = jvm.org.apache.spark.sql.catalyst.expressions
+        types = jvm.org.apache.spark.sql.types.DataTypes
+        for target in (types.StringType, types.BinaryType):
+            request = expressions.Cast(request, target, jvm.scala.Option.empty(), expressions.EvalMode.LEGACY())
         sequence = jvm.org.apache.spark.api.python.PythonUtils.toSeq(jvm.java.util.ArrayList([request]))
         expression = udf._judf.builder(sequence)
         if plan.extract_result:
-            expressions = jvm.org.apache.spark.sql.catalyst.expressions
             expression = expressions.GetStructField(expression, 0, jvm.scala.Option.apply("result"))
         return expression
 

@@ -49,6 +49,7 @@ def register(spark: SparkSession, *, settings: Settings | None = None) -> None:
     ensure_callback_server_started(gateway)  # type: ignore[no-untyped-call]
     # Lets the builder raise IllegalArgumentException into the analyzer (see AIQueryBuilder.apply).
     gateway.python_parameters.propagate_java_exceptions = True
+    _bound_arrow_batches(spark)
     info = SparkContextInfo(spark, settings, spool_dir)
     builder = AIQueryBuilder(info)
     registry = spark._jsparkSession.sessionState().functionRegistry()
@@ -61,6 +62,18 @@ def register(spark: SparkSession, *, settings: Settings | None = None) -> None:
         _sessions[id(spark)] = (info, builder, ledger)
     if ledger is not None:
         ledger.start_background(settings.usage.ingest_interval)
+
+
+ARROW_BATCH_BYTES = "spark.sql.execution.arrow.maxBytesPerBatch"
+DEFAULT_ARROW_BATCH_BYTES = 16 * 1024 * 1024
+"""Arrow batch size (bytes) ai_query sets in a session that has not set one: a Python worker holds a whole input
+batch, so Spark's default of 10,000 rows per batch would mean 200 MB for 20 KB prompts; 16 MiB bounds it for
+any prompt size and leaves batches of short prompts at 10,000 rows."""
+
+
+def _bound_arrow_batches(spark: SparkSession) -> None:
+    if spark.conf.get(ARROW_BATCH_BYTES, None) is None:
+        spark.conf.set(ARROW_BATCH_BYTES, str(DEFAULT_ARROW_BATCH_BYTES))
 
 
 def context_for(spark: SparkSession) -> SparkContextInfo:

@@ -3,7 +3,12 @@
 Each Spark Python worker keeps one :class:`WorkerRuntime`: an event loop in a background thread, one engine
 (so one HTTP session per host and one set of limits per endpoint), and one usage spool writer. The UDF cuts
 each Arrow batch into chunks and keeps a window of chunks in flight, so the next rows are already being sent
-while earlier results go back to Spark, and a LIMIT that stops reading early wastes at most one window.
+while earlier results go back to Spark, and a LIMIT that stops reading early wastes little.
+
+Results go back in input order, so one slow row (a hung request waiting for its timeout, a Retry-After) holds
+back every answered row behind it. The window therefore bounds the rows still *working* (sent or ready to send;
+rows waiting out a retry delay do not count), and, separately and more loosely, all rows held in memory
+(``HOLD_WINDOWS`` windows), so a few stragglers never stall the rest of the partition.
 """
 
 from __future__ import annotations
@@ -29,6 +34,10 @@ __all__ = ["WorkerRuntime", "make_udf", "worker_runtime"]
 
 CHUNK_ROWS = 256
 FLUSH_INTERVAL_S = 5.0
+HOLD_WINDOWS = 16
+"""Rows kept in memory (answered or not, waiting to go back in order), as a multiple of the working window."""
+POLL_S = 0.005
+"""How often the UDF thread looks again at the engine while the window is full and the oldest chunk is not done."""
 
 
 class WorkerRuntime:
@@ -67,9 +76,28 @@ class WorkerRuntime:
         self.loop.call(rotate)
         done.wait(30)
 
-    def run(self, plan: CallPlan, prompts: list[str | None]) -> concurrent.futures.Future[list[Outcome]]:
-        """Start one chunk; the future resolves to its outcomes."""
-        return self.loop.submit(self.engine.run(plan.site, prompts, fail_fast=plan.fail_on_error))
+    def run(self, plan: CallPlan, prompts: list[str | None]) -> _Chunk:
+        """Start one chunk; its future resolves to its outcomes."""
+        chunk = _Chunk(len(prompts))
+
+        async def started() -> list[Outcome]:
+            # Until this runs on the loop thread, the engine does not count the chunk's rows as busy.
+            chunk.started = True
+            return await self.engine.run(plan.site, prompts, fail_fast=plan.fail_on_error)
+
+        chunk.future = self.loop.submit(started())
+        return chunk
+
+
+class _Chunk:
+    """A chunk of rows submitted to the engine: its outcome future, size, and whether the engine has it yet."""
+
+    __slots__ = ("future", "rows", "started")
+
+    def __init__(self, rows: int) -> None:
+        self.rows = rows
+        self.started = False
+        self.future: concurrent.futures.Future[list[Outcome]]
 
 
 _runtime: WorkerRuntime | None = None
@@ -107,26 +135,33 @@ def _window_rows(plan: CallPlan) -> int:
 def run_batches(plan: CallPlan, batches: Iterator[list[str | None]]) -> Iterator[list[Outcome]]:
     """Outcomes for a stream of prompt lists, chunked and pipelined; same rows, same order."""
     runtime = worker_runtime(plan)
-    runtime.engine.context = _task_context(plan)
-    window: collections.deque[tuple[concurrent.futures.Future[list[Outcome]], int]] = collections.deque()
-    in_window = 0
+    engine = runtime.engine
+    engine.context = _task_context(plan)
+    window: collections.deque[_Chunk] = collections.deque()
+    held = 0
     limit = _window_rows(plan)
+    hold_limit = HOLD_WINDOWS * limit
     try:
         for prompts in batches:
             for start in range(0, len(prompts), CHUNK_ROWS):
-                chunk = prompts[start : start + CHUNK_ROWS]
-                while window and (in_window + len(chunk) > limit or window[0][0].done()):
-                    future, size = window.popleft()
-                    in_window -= size
-                    yield future.result()
-                window.append((runtime.run(plan, chunk), len(chunk)))
-                in_window += len(chunk)
+                rows = prompts[start : start + CHUNK_ROWS]
+                while window:
+                    head = window[0]
+                    if head.future.done() or held + len(rows) > hold_limit:
+                        window.popleft()
+                        held -= head.rows
+                        yield head.future.result()
+                    elif engine.busy_calls + sum(c.rows for c in window if not c.started) + len(rows) > limit:
+                        concurrent.futures.wait([head.future], timeout=POLL_S)
+                    else:
+                        break
+                window.append(runtime.run(plan, rows))
+                held += len(rows)
         while window:
-            future, size = window.popleft()
-            yield future.result()
+            yield window.popleft().future.result()
     finally:
-        for future, _ in window:
-            future.cancel()
+        for chunk in window:
+            chunk.future.cancel()
         runtime.flush()
 
 
@@ -180,4 +215,7 @@ def make_udf(plan: CallPlan) -> UserDefinedFunction:
 
 
 def _prompts(batch: pd.Series) -> list[str | None]:
-    return [value if isinstance(value, str) else None for value in batch.tolist()]
+    # Requests arrive as BINARY (see AIQueryBuilder._expression): Arrow's own decoding of a STRING column fails
+    # the whole task on one invalid UTF-8 value. surrogateescape keeps each bad byte as a lone surrogate, which
+    # the engine reports on that row alone, without sending it.
+    return [value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else None for value in batch.tolist()]
