@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
     "EXIT_OK",
     "EXIT_USAGE",
     "UsageProblem",
@@ -32,6 +33,8 @@ __all__ = [
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+"""The shell's status for a command ended by Ctrl-C (128 + SIGINT)."""
 
 
 class UsageProblem(Exception):
@@ -83,7 +86,7 @@ def run_command(
     from aiquery.config import load_settings
     from aiquery.jobs.runner import new_query_tag, report, run_statements
     from aiquery.jobs.script import parse_variables, prepare_job
-    from aiquery.jobs.session import quiet_pyspark_loggers
+    from aiquery.jobs.session import plain_ctrl_c, quiet_pyspark_loggers
     from aiquery.spark.registry import ledger_for
 
     out = out or sys.stdout
@@ -101,6 +104,7 @@ def run_command(
     spark = _submitted_spark(settings.usage.enabled) if submitted else _local_spark(args, err)
     try:
         quiet_pyspark_loggers()
+        plain_ctrl_c()
         register(spark, settings=settings)
         ledger = ledger_for(spark)
         out.write(f"aiquery run {path}: {len(statements)} statement(s), query tag {query_tag}\n")
@@ -116,6 +120,9 @@ def run_command(
         report(result, out, ledger_table=ledger.table if ledger is not None else None)
     finally:
         spark.stop()
+    if result.interrupted:
+        err.write(f"aiquery run: interrupted during {result.failed.describe() if result.failed else 'the job'}\n")
+        return EXIT_INTERRUPTED
     if result.failed is not None:
         err.write(f"aiquery run: {result.failed.describe()} failed: {result.error}\n")
         return EXIT_FAILED
@@ -174,7 +181,7 @@ def guarded(prog: str, action: Callable[[], int], *, debug: bool = False, err: I
         return EXIT_USAGE
     except KeyboardInterrupt:
         err.write(f"{prog}: interrupted\n")
-        return 130
+        return EXIT_INTERRUPTED
     except Exception as error:
         if debug:
             raise

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 __all__ = ["JobResult", "describe_error", "new_query_tag", "run_statements"]
 
 QUERY_TAG_PROPERTY = "aiquery.query_tag"
+CANCEL_WAIT_S = 30.0
+"""How long an interrupted job waits for its cancelled tasks to end before ingesting their usage."""
 MAX_ERROR_CHARS = 600
 MAX_CELL_CHARS = 60
 _PYTHON_ERROR = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?([A-Z]\w*(?:Error|Exception|Exceeded|Timeout)): (.+)$", re.M)
@@ -44,8 +46,9 @@ class JobResult:
         query_tag: the tag its requests carry in the usage table.
         statements: how many statements the job has.
         completed: how many ran to the end.
-        failed: the statement that failed, or None.
+        failed: the statement that failed (or was running when the job was interrupted), or None.
         error: why it failed, in one or a few lines.
+        interrupted: the user stopped the job (Ctrl-C); its running Spark jobs were cancelled.
         usage: per-endpoint totals from the usage table; None when the ledger is off or could not be read.
         seconds: wall time of the statements.
         notes: anything else worth saying at the end (e.g. why there is no usage summary).
@@ -56,6 +59,7 @@ class JobResult:
     completed: int = 0
     failed: Statement | None = None
     error: str | None = None
+    interrupted: bool = False
     usage: list[EndpointUsage] | None = None
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
@@ -155,6 +159,14 @@ def run_statements(
             except Exception as error:  # any failure of the statement ends the job, reported, not raised
                 result.failed, result.error = statement, describe_error(error)
                 break
+            except KeyboardInterrupt:
+                # PySpark's own SIGINT handler has asked Spark to cancel the running jobs; the usage of every
+                # request already sent is still ingested below, once the cancelled tasks are gone.
+                context.cancelJobGroup(group)
+                result.failed, result.interrupted = statement, True
+                result.error = "interrupted (Ctrl-C); its Spark jobs were cancelled"
+                _wait_until_settled(context, ledger, CANCEL_WAIT_S)
+                break
             if rows:
                 out.write(textwrap.indent(format_rows(frame.columns, rows, show_rows), indent) + "\n")
             result.completed += 1
@@ -197,9 +209,24 @@ def _cell(value: Any) -> str:
     return text if len(text) <= MAX_CELL_CHARS else text[: MAX_CELL_CHARS - 3] + "..."
 
 
+def _wait_until_settled(context: Any, ledger: Any, timeout: float) -> None:
+    # A cancelled stage ends at once, but its tasks run on until their Python workers are killed
+    # (spark.python.task.killTimeout, 2 s by default), and only a dead worker's journal can be recovered. So wait
+    # for the tasks to end, then for no live worker to hold unpublished records.
+    from aiquery.usage.recovery import unsettled_writers
+
+    deadline = time.monotonic() + timeout
+    tracker = context._jsc.sc().statusTracker()
+    while time.monotonic() < deadline:
+        running = any(info.numRunningTasks() for info in tracker.getExecutorInfos())
+        if not running and (ledger is None or not unsettled_writers(ledger.spool_dir)):
+            return
+        time.sleep(0.2)
+
+
 def report(result: JobResult, out: IO[str], *, ledger_table: str | None, indent: str = "") -> None:
     """Print the end-of-job summary: outcome, time and the usage table's totals for this run."""
-    status = "finished" if result.ok else "failed"
+    status = "finished" if result.ok else "interrupted" if result.interrupted else "failed"
     lines = [
         f"Job {status}: {result.completed} of {result.statements} statement(s) in {result.seconds:.1f} s; "
         f"query tag {result.query_tag}"

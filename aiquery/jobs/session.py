@@ -173,5 +173,28 @@ def quiet_pyspark_loggers() -> None:
         PySparkLogger.getLogger(name).setLevel(logging.CRITICAL)
 
 
+def plain_ctrl_c() -> None:
+    """Make Ctrl-C a plain KeyboardInterrupt in the main thread, reported once by the caller.
+
+    PySpark's own SIGINT handler cancels every job by calling the JVM from inside the handler, which fails with a
+    "reentrant call" traceback whenever the main thread is itself waiting on the JVM (as it is while a query
+    runs); py4j then logs each interrupted call with a traceback on the root logger. The caller cancels the job
+    group itself (see :func:`aiquery.jobs.runner.run_statements`).
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        logging.getLogger().addFilter(_not_an_interrupted_py4j_call)
+
+
+def _not_an_interrupted_py4j_call(record: logging.LogRecord) -> bool:
+    # py4j logs "KeyboardInterrupt while sending command." (and, for the call cut short, "Exception while
+    # sending command.") with logging.exception on the root logger.
+    interrupted = record.exc_info is not None and record.exc_info[0] is KeyboardInterrupt
+    return not (interrupted or str(record.msg).endswith("while sending command."))
+
+
 def _sql_text(text: str) -> str:
     return text.replace("\\", "\\\\").replace("'", "\\'")

@@ -99,20 +99,7 @@ def recover_orphans(
     with _exclusive(journal_dir / LOCK_NAME, wait) as acquired:
         if not acquired:
             return report
-        journals: dict[Owner, _Journal] = {}
-        with os.scandir(journal_dir) as entries:
-            for entry in entries:
-                parsed = parse_journal_name(entry.name)
-                if parsed is None:
-                    continue
-                journal = journals.setdefault(parsed.owner, _Journal())
-                path = Path(entry.path)
-                if parsed.kind == "segment":
-                    journal.segments.append(path)
-                elif parsed.kind == "pending":
-                    journal.pending = path
-                else:
-                    journal.temps.append(path)
+        journals = _journals(journal_dir)
         now = time.time()
         for owner, journal in sorted(journals.items(), key=lambda item: item[0].token):
             state = liveness(owner)
@@ -131,6 +118,44 @@ def recover_orphans(
             report.lost,
         )
     return report
+
+
+def _journals(journal_dir: Path) -> dict[Owner, _Journal]:
+    journals: dict[Owner, _Journal] = {}
+    with os.scandir(journal_dir) as entries:
+        for entry in entries:
+            parsed = parse_journal_name(entry.name)
+            if parsed is None:
+                continue
+            journal = journals.setdefault(parsed.owner, _Journal())
+            path = Path(entry.path)
+            if parsed.kind == "segment":
+                journal.segments.append(path)
+            elif parsed.kind == "pending":
+                journal.pending = path
+            else:
+                journal.temps.append(path)
+    return journals
+
+
+def unsettled_writers(spool_dir: str | os.PathLike[str]) -> int:
+    """Live writers in ``spool_dir`` holding records not yet published or requests still in flight.
+
+    A writer whose task ended normally has rotated its journal down to empty files; one whose task was killed
+    keeps its records until its process dies (recovery then publishes them) or rotates again.
+    """
+    journal_dir = Path(spool_dir) / JOURNAL_DIR
+    if not journal_dir.is_dir():
+        return 0
+    count = 0
+    for owner, journal in _journals(journal_dir).items():
+        try:
+            holding = any(path.stat().st_size for path in [*journal.segments, *filter(None, [journal.pending])])
+        except FileNotFoundError:  # rotated or recovered while we looked
+            holding = True
+        if holding and liveness(owner) is Liveness.ALIVE:
+            count += 1
+    return count
 
 
 @contextmanager
