@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+
+# Helpers the tests import by module name (tests/support/processes.py), whichever import mode pytest runs in.
+sys.path.insert(0, str(Path(__file__).parent / "support"))
 
 EMULATOR_TOKEN = "dapi-test-emulator-token-0123456789"
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from processes import job_env
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
@@ -19,13 +19,7 @@ JOB = Path(__file__).with_name("job.py")
 def test_ai_query_on_a_standalone_cluster(gateway: Any, tmp_path: Path, standalone_cluster: Any) -> None:
     config = tmp_path / "aiquery.toml"
     config.write_text('[endpoints.cluster-chat]\napi = "chat"\nmax_concurrency = 8\n')
-    env = {
-        **os.environ,
-        "DATABRICKS_HOST": gateway.url,
-        "DATABRICKS_TOKEN": gateway.token,
-        "AIQUERY_CONFIG": str(config),
-        "PYSPARK_PYTHON": sys.executable,
-    }
+    env = job_env(gateway, config)
     with standalone_cluster(workers=1, cores=2, work_dir=tmp_path / "work") as cluster:
         done = subprocess.run(
             [sys.executable, str(JOB), cluster.master_url, "300", "4"],

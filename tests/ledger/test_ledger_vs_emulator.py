@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from processes import job_env, python_workers
 
 import aiquery
 from aiquery.config import UsageSettings, load_settings
@@ -93,30 +94,7 @@ def test_fail_on_error_false_with_faults_and_retries(spark: Any, gateway: Any, t
 def _job_env(gateway: Any, tmp_path: Path) -> dict[str, str]:
     config = tmp_path / "aiquery.toml"
     config.write_text(CONFIG)
-    return {
-        **os.environ,
-        "DATABRICKS_HOST": gateway.url,
-        "DATABRICKS_TOKEN": gateway.token,
-        "AIQUERY_CONFIG": str(config),
-        "PYSPARK_PYTHON": sys.executable,
-    }
-
-
-def _descendants(pid: int) -> list[int]:
-    parents = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                parents[int(entry)] = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-    found, frontier = [], [pid]
-    while frontier:
-        parent = frontier.pop()
-        children = [child for child, p in parents.items() if p == parent]
-        found += children
-        frontier += children
-    return found
+    return job_env(gateway, config)
 
 
 def _read_ledger_in_new_app(tmp_path: Path, env: dict[str, str], warehouse: Path, table: str) -> list[dict[str, Any]]:
@@ -156,14 +134,8 @@ def test_a_python_worker_killed_mid_job(gateway: Any, tmp_path: Path) -> None:
     killed = None
     while time.monotonic() < deadline and killed is None:
         if gateway.stats()["requests"] >= 60:
-            workers = [
-                pid
-                for pid in _descendants(job.pid)
-                if b"pyspark.worker" in Path(f"/proc/{pid}/cmdline").read_bytes()
-                or b"pyspark.daemon" in Path(f"/proc/{pid}/cmdline").read_bytes()
-            ]
             # The daemon's forked children are the workers that run our UDF; kill one of them.
-            children = [p for p in workers if any(p in _descendants(d) for d in workers)]
+            children = python_workers(job.pid)
             if children:
                 killed = children[0]
                 os.kill(killed, signal.SIGKILL)

@@ -1,0 +1,70 @@
+"""Bounded memory: many rows with large prompts and long answers keep each Python worker's peak RSS under a bound
+that does not depend on the row count.
+
+200,000 rows of 20 KB prompts, each answered with about 2,000 tokens (8 KB), in two partitions: each Python
+worker sees 100,000 rows, 2 GB of prompts and 0.8 GB of answers, so a worker that buffered its partition (or
+kept what it had answered) would need gigabytes. aiquery bounds a worker's Arrow batches to 16 MiB (see
+``aiquery.spark.registry``) and its rows in flight to a window. Measured (docs/reliability.md): peak RSS (VmHWM)
+302 and 319 MiB for the two workers at 200,000 rows, 300 and 301 MiB at 20,000 (``RELIABILITY_MEMORY_ROWS``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from processes import job_env, peak_rss_kib, python_workers, reaped, wait_until
+
+pytestmark = [pytest.mark.spark, pytest.mark.slow]
+
+JOB = Path(__file__).with_name("job.py")
+ROWS = int(os.environ.get("RELIABILITY_MEMORY_ROWS", "200000"))
+PROMPT_CHARS = 20_000
+PEAK_RSS_BOUND_MIB = 512
+
+
+def test_python_workers_peak_memory_is_bounded(gateway: Any, tmp_path: Path) -> None:
+    config = tmp_path / "aiquery.toml"
+    config.write_text("[endpoints.memory-chat]\napi = 'chat'\n")
+    env = job_env(gateway, config)
+    job = subprocess.Popen(
+        [
+            sys.executable,
+            str(JOB),
+            "memory",
+            str(tmp_path / "warehouse"),
+            str(tmp_path / "usage"),
+            "ai_gateway.usage_memory",
+            str(ROWS),
+            str(PROMPT_CHARS),
+        ],
+        env=env,
+        cwd=tmp_path,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert job.stdin is not None and job.stdout is not None
+    with reaped(job):
+        first = json.loads(job.stdout.readline())  # the query is done; the job waits for us to read its workers
+        assert wait_until(lambda: len(python_workers(job.pid)) >= 2, timeout=10)
+        workers = python_workers(job.pid)
+        peaks_mib = {pid: peak_rss_kib(pid) // 1024 for pid in workers}
+        job.stdin.write("\n")
+        job.stdin.flush()
+        last = json.loads(job.stdout.read().strip().splitlines()[-1])
+        job.wait(120)
+    assert job.returncode == 0
+    assert first["errors"] == 0 and first["chars"] >= ROWS * 7_000  # every row got its long answer
+    assert last["ingested"] == ROWS
+    assert gateway.stats()["tokens"]["input"] >= ROWS * PROMPT_CHARS // 4
+    busy = {pid: peak for pid, peak in peaks_mib.items() if peak > 100}  # idle workers never loaded a batch
+    assert len(busy) >= 2, peaks_mib
+    print("\nmemory:", json.dumps({"rows": ROWS, "seconds": round(first["seconds"], 1), "peak_rss_mib": busy}))
+    assert max(busy.values()) < PEAK_RSS_BOUND_MIB, busy
