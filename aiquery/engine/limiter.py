@@ -25,7 +25,12 @@ Clock = Callable[[], float]
 
 
 class AdaptiveConcurrency:
-    """An asyncio bound on requests in flight whose size follows AIMD."""
+    """An asyncio bound on requests in flight whose size follows AIMD.
+
+    Waiters are served in order, retries first: a call that already had an attempt has waited out its backoff,
+    and the rows behind it cannot go back to Spark until it ends (results keep their input order), so putting
+    it behind every fresh call queued meanwhile would stretch a query's tail by a queue's wait per retry.
+    """
 
     DECREASE_FACTOR = 0.5
     DECREASE_SPACING_S = 1.0
@@ -36,16 +41,18 @@ class AdaptiveConcurrency:
         self.in_flight = 0
         self.peak = 0
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._retries: collections.deque[asyncio.Future[None]] = collections.deque()
         self._clock = clock
         self._last_cut = -1e18
 
-    async def acquire(self) -> None:
-        """Wait for a free slot."""
-        if self.in_flight < int(self.limit) and not self._waiters:
+    async def acquire(self, retry: bool = False) -> None:
+        """Wait for a free slot; ``retry`` for a call's second or later attempt (served before first attempts)."""
+        if self.in_flight < int(self.limit) and not self._waiters and not self._retries:
             self._take()
             return
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
+        queue = self._retries if retry else self._waiters
+        queue.append(waiter)
         try:
             await waiter
         except BaseException:
@@ -53,7 +60,7 @@ class AdaptiveConcurrency:
                 # The slot was handed to us just as we were cancelled: pass it on.
                 self.release()
             else:
-                self._waiters.remove(waiter)
+                queue.remove(waiter)
             raise
 
     def _take(self) -> None:
@@ -66,8 +73,8 @@ class AdaptiveConcurrency:
         self._wake()
 
     def _wake(self) -> None:
-        while self._waiters and self.in_flight < int(self.limit):
-            waiter = self._waiters.popleft()
+        while self.in_flight < int(self.limit) and (self._retries or self._waiters):
+            waiter = (self._retries or self._waiters).popleft()
             if not waiter.done():
                 self._take()
                 waiter.set_result(None)

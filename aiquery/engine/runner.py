@@ -190,6 +190,8 @@ class Engine:
         self._ids = itertools.count(1)
         self._active_calls = 0
         self._resting_calls = 0
+        self.on_capacity: Callable[[], None] | None = None
+        """Called (on the loop thread) whenever ``busy_calls`` goes down: a call ended or began a retry wait."""
 
     @property
     def busy_calls(self) -> int:
@@ -267,9 +269,13 @@ class Engine:
 
     def _call_done(self, task: asyncio.Task[Outcome]) -> None:
         self._active_calls -= 1
+        if self.on_capacity is not None:
+            self.on_capacity()
 
     async def _rest(self, seconds: float) -> None:
         self._resting_calls += 1
+        if self.on_capacity is not None:
+            self.on_capacity()
         try:
             await self._sleep(seconds)
         finally:
@@ -384,7 +390,7 @@ class Engine:
             or (limits.learned is not None and limits.learned.budget is not None)
         ):
             await self._wait_for_budget(limits, token_estimate, deadline, endpoint)
-        await limits.concurrency.acquire()
+        await limits.concurrency.acquire(retry=attempt > 1)
         try:
             remaining = deadline - self._clock()
             if remaining <= 0:
@@ -555,6 +561,9 @@ class Engine:
             # Providers rarely say which credential failed; name the variable (never its value) and say that
             # retrying would not help, so nobody waits for a retry that is not coming.
             message = f"{message} (not retried: check the token in {endpoint.token_env})"
+        elif response.status == 404 and not decision.retry:
+            # An unknown endpoint name or a wrong base_url: say which URL was asked, so the fix is obvious.
+            message = f"{message} (not retried: no model {endpoint.model!r} at {prepared.url}; check the name)"
         error = status_error_class(response.status)(
             message,
             endpoint=endpoint.name,

@@ -36,8 +36,8 @@ CHUNK_ROWS = 256
 FLUSH_INTERVAL_S = 5.0
 HOLD_WINDOWS = 16
 """Rows kept in memory (answered or not, waiting to go back in order), as a multiple of the working window."""
-POLL_S = 0.005
-"""How often the UDF thread looks again at the engine while the window is full and the oldest chunk is not done."""
+WAKE_S = 0.1
+"""The longest the UDF thread waits for capacity without looking again (it is woken as soon as a call ends)."""
 
 
 class WorkerRuntime:
@@ -54,6 +54,10 @@ class WorkerRuntime:
         else:
             self.sink = MemorySink()
         self.engine = Engine(sink=self.sink, requester=requester)
+        # Set by the loop thread when a call ends or starts waiting out a retry: the UDF thread, waiting for
+        # room in its window, wakes then instead of polling.
+        self.capacity = threading.Event()
+        self.engine.on_capacity = self.capacity.set
         self.loop.call(self._schedule_flush)
 
     def _schedule_flush(self) -> None:
@@ -83,7 +87,10 @@ class WorkerRuntime:
         async def started() -> list[Outcome]:
             # Until this runs on the loop thread, the engine does not count the chunk's rows as busy.
             chunk.started = True
-            return await self.engine.run(plan.site, prompts, fail_fast=plan.fail_on_error)
+            try:
+                return await self.engine.run(plan.site, prompts, fail_fast=plan.fail_on_error)
+            finally:
+                self.capacity.set()  # the UDF thread may be waiting for this chunk, the oldest in its window
 
         chunk.future = self.loop.submit(started())
         return chunk
@@ -151,8 +158,11 @@ def run_batches(plan: CallPlan, batches: Iterator[list[str | None]]) -> Iterator
                         window.popleft()
                         held -= head.rows
                         yield head.future.result()
-                    elif engine.busy_calls + sum(c.rows for c in window if not c.started) + len(rows) > limit:
-                        concurrent.futures.wait([head.future], timeout=POLL_S)
+                    elif _working(engine, window) + len(rows) > limit:
+                        runtime.capacity.clear()
+                        # Looked at again after the clear, so that a call ending in between is not missed.
+                        if _working(engine, window) + len(rows) > limit and not head.future.done():
+                            runtime.capacity.wait(WAKE_S)
                     else:
                         break
                 window.append(runtime.run(plan, rows))
@@ -163,6 +173,12 @@ def run_batches(plan: CallPlan, batches: Iterator[list[str | None]]) -> Iterator
         for chunk in window:
             chunk.future.cancel()
         runtime.flush()
+
+
+def _working(engine: Engine, window: collections.deque[_Chunk]) -> int:
+    # Calls the engine has started and not finished (except those waiting out a retry), plus the rows of chunks
+    # submitted to the loop thread that it has not started yet.
+    return engine.busy_calls + sum(chunk.rows for chunk in window if not chunk.started)
 
 
 def _values(plan: CallPlan, outcomes: list[Outcome]) -> tuple[list[Any], list[str | None]]:
