@@ -186,14 +186,22 @@ def plain_ctrl_c() -> None:
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        logging.getLogger().addFilter(_not_an_interrupted_py4j_call)
+        # A logger's filters see only the records logged on it, not those its children pass up.
+        for name in ("", "py4j", "py4j.clientserver", "py4j.java_gateway"):
+            logging.getLogger(name).addFilter(_not_an_interrupted_py4j_call)
 
 
 def _not_an_interrupted_py4j_call(record: logging.LogRecord) -> bool:
-    # py4j logs "KeyboardInterrupt while sending command." (and, for the call cut short, "Exception while
-    # sending command.") with logging.exception on the root logger.
-    interrupted = record.exc_info is not None and record.exc_info[0] is KeyboardInterrupt
-    return not (interrupted or str(record.msg).endswith("while sending command."))
+    # On the call cut short py4j logs "KeyboardInterrupt while sending command." and "Exception while sending
+    # command." (root logger), then "Exception occurred while shutting down connection" (py4j.clientserver),
+    # each with a traceback whose exception is, or was raised while handling, the KeyboardInterrupt.
+    error = record.exc_info[1] if record.exc_info else None
+    while error is not None:
+        if isinstance(error, KeyboardInterrupt):
+            return False
+        error = error.__context__
+    message = str(record.msg)
+    return not (message.endswith("while sending command.") or "while shutting down connection" in message)
 
 
 def _sql_text(text: str) -> str:

@@ -119,6 +119,20 @@ def test_unreachable_host_is_a_row_error_and_every_attempt_is_in_the_ledger(
     assert all("cannot connect" in r.error_message for r in ledger)
 
 
+def test_an_unknown_endpoint_is_a_404_not_retried_that_names_the_url(
+    spark: Any, gateway: Any, register_with_ledger: Callable[..., str]
+) -> None:
+    # With a host set, a name the configuration does not know is sent to the gateway, which has no such
+    # endpoint. The emulator serves any model name, so the unknown endpoint is a route it does not serve.
+    config = f'[endpoints.misnamed]\napi = "chat"\nbase_url = "{gateway.url}/ai-gateway/nope/v1"\n'
+    register_with_ledger(gateway, config)
+    (row,) = spark.sql("SELECT ai_query('misnamed', 'hello', failOnError => false) AS r").collect()
+    assert row.r.result is None
+    assert "HTTP 404" in row.r.errorMessage and "not retried: no model 'misnamed' at " in row.r.errorMessage
+    assert f"{gateway.url}/ai-gateway/nope/v1/chat/completions" in row.r.errorMessage
+    assert gateway.stats()["by_status"] == {"404": 1}  # one request: not retried
+
+
 def test_an_unconfigured_endpoint_without_a_host_fails_at_analysis(spark: Any, gateway: Any) -> None:
     from aiquery.config import Settings, UsageSettings
 

@@ -57,6 +57,15 @@ def run_tagged(spark: Any, tag: str) -> tuple[list[Any], float]:
         spark.sparkContext.setLocalProperty("aiquery.query_tag", None)
 
 
+def requests_per_5s(served: list[dict[str, Any]]) -> list[int]:
+    """The emulator's requests in each 5 s of the run: where the time went (the tail is the last few)."""
+    start = min(entry["time"] for entry in served)
+    counts = [0] * (int((max(entry["time"] for entry in served) - start) // 5) + 1)
+    for entry in served:
+        counts[int((entry["time"] - start) // 5)] += 1
+    return counts
+
+
 def assert_every_row_answered_or_explained(rows: list[Any]) -> None:
     ids = sorted(row.id for row in rows)
     assert ids == list(range(ROWS)), "rows lost or duplicated"
@@ -118,6 +127,7 @@ def test_fault_matrix_every_row_answered_or_explained_ledger_exact_time_bounded(
                 "requests": len(served),
                 "by_status": by_status(served),
                 "max_attempts": max(len(a) for a in attempts.values()),
+                "requests_per_5s": requests_per_5s(served),
             }
         ),
     )
