@@ -20,7 +20,7 @@ import json
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
-from aiquery.apis.base import Answer, APIRequest, ErrorVerdict, ResponseFormat, TokenUsage
+from aiquery.apis.base import Answer, APIRequest, BodyModelAdapter, ErrorVerdict, ResponseFormat, TokenUsage
 from aiquery.apis.decoding import build_usage, require_list, require_object, require_text, token_count
 from aiquery.apis.error_body import parse_error_body
 from aiquery.apis.parameter_mappings import ANTHROPIC_PARAMETERS
@@ -45,16 +45,13 @@ _STOP_REASONS: Mapping[str, str] = {
 }
 
 
-class AnthropicAdapter:
+class AnthropicAdapter(BodyModelAdapter):
     """Anthropic's Messages API, on the gateway's ``anthropic`` route or at Anthropic itself."""
 
     api: ClassVar[str] = "anthropic"
     api_type: ClassVar[str] = "anthropic/v1/messages"
+    path: ClassVar[str] = "/v1/messages"
     output: ClassVar[Literal["text", "vector"]] = "text"
-
-    def url(self, base_url: str, model: str) -> str:
-        """``{base_url}/v1/messages``; the model travels in the body."""
-        return f"{base_url.rstrip('/')}/v1/messages"
 
     def headers(self) -> Mapping[str, str]:
         """``anthropic-version``, which the API requires on every request."""

@@ -151,3 +151,19 @@ class Adapter(Protocol):
         Never raises: an unrecognised body still yields a message.
         """
         ...
+
+
+class BodyModelAdapter:
+    """Base of the adapters whose model travels in the body: the URL is ``{base_url}`` plus a fixed ``path``,
+    and no headers are needed beyond auth and content type (a subclass may add some)."""
+
+    path: ClassVar[str]
+    """What follows the base URL, e.g. ``/chat/completions``."""
+
+    def url(self, base_url: str, model: str) -> str:
+        """``{base_url}{path}``; the model travels in the body."""
+        return f"{base_url.rstrip('/')}{self.path}"
+
+    def headers(self) -> Mapping[str, str]:
+        """No headers beyond auth and content type."""
+        return {}

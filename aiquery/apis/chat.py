@@ -11,7 +11,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
-from aiquery.apis.base import Answer, APIRequest, ErrorVerdict, MalformedResponse, ResponseFormat, TokenUsage
+from aiquery.apis.base import (
+    Answer,
+    APIRequest,
+    BodyModelAdapter,
+    ErrorVerdict,
+    MalformedResponse,
+    ResponseFormat,
+    TokenUsage,
+)
 from aiquery.apis.decoding import (
     build_usage,
     describe,
@@ -27,20 +35,13 @@ from aiquery.apis.response_format import JSON_OBJECT_INSTRUCTION
 __all__ = ["ChatAdapter"]
 
 
-class ChatAdapter:
+class ChatAdapter(BodyModelAdapter):
     """OpenAI-style chat completions, as served by the Databricks gateway's MLflow route, OpenAI, vLLM …"""
 
     api: ClassVar[str] = "chat"
     api_type: ClassVar[str] = "mlflow/v1/chat/completions"
+    path: ClassVar[str] = "/chat/completions"
     output: ClassVar[Literal["text", "vector"]] = "text"
-
-    def url(self, base_url: str, model: str) -> str:
-        """``{base_url}/chat/completions``; the model travels in the body."""
-        return f"{base_url.rstrip('/')}/chat/completions"
-
-    def headers(self) -> Mapping[str, str]:
-        """No headers beyond auth and content type."""
-        return {}
 
     def build_body(self, request: APIRequest) -> dict[str, Any]:
         """The chat completions body: one user message, parameters under their own names, response format."""

@@ -6,10 +6,9 @@ Request: ``{"model", "input": prompt}``. Answer: ``data[0].embedding`` as a list
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
-from aiquery.apis.base import Answer, APIRequest, ErrorVerdict, MalformedResponse, TokenUsage
+from aiquery.apis.base import Answer, APIRequest, BodyModelAdapter, ErrorVerdict, MalformedResponse, TokenUsage
 from aiquery.apis.decoding import build_usage, describe, require_list, require_object, token_count
 from aiquery.apis.error_body import parse_error_body
 from aiquery.apis.parameter_mappings import EMBEDDINGS_PARAMETERS
@@ -18,20 +17,13 @@ from aiquery.apis.response_format import reject_response_format
 __all__ = ["EmbeddingsAdapter"]
 
 
-class EmbeddingsAdapter:
+class EmbeddingsAdapter(BodyModelAdapter):
     """OpenAI-style embeddings; answers are vectors (``ARRAY<FLOAT>`` in SQL)."""
 
     api: ClassVar[str] = "embeddings"
     api_type: ClassVar[str] = "mlflow/v1/embeddings"
+    path: ClassVar[str] = "/embeddings"
     output: ClassVar[Literal["text", "vector"]] = "vector"
-
-    def url(self, base_url: str, model: str) -> str:
-        """``{base_url}/embeddings``; the model travels in the body."""
-        return f"{base_url.rstrip('/')}/embeddings"
-
-    def headers(self) -> Mapping[str, str]:
-        """No headers beyond auth and content type."""
-        return {}
 
     def build_body(self, request: APIRequest) -> dict[str, Any]:
         """``{"model", "input"}`` plus any pass-through parameters (``dimensions`` …).

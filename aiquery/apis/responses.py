@@ -13,7 +13,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
-from aiquery.apis.base import Answer, APIRequest, ErrorVerdict, MalformedResponse, ResponseFormat, TokenUsage
+from aiquery.apis.base import (
+    Answer,
+    APIRequest,
+    BodyModelAdapter,
+    ErrorVerdict,
+    MalformedResponse,
+    ResponseFormat,
+    TokenUsage,
+)
 from aiquery.apis.decoding import build_usage, require_list, require_object, require_text, token_count
 from aiquery.apis.error_body import parse_error_body
 from aiquery.apis.parameter_mappings import RESPONSES_PARAMETERS
@@ -25,20 +33,13 @@ __all__ = ["OpenAIResponsesAdapter", "ResponsesAdapter"]
 _INCOMPLETE_REASONS: Mapping[str, str] = {"max_output_tokens": "length", "content_filter": "content_filter"}
 
 
-class ResponsesAdapter:
+class ResponsesAdapter(BodyModelAdapter):
     """The MLflow responses route of the Databricks gateway (``{base_url}/responses``)."""
 
     api: ClassVar[str] = "responses"
     api_type: ClassVar[str] = "mlflow/v1/responses"
+    path: ClassVar[str] = "/responses"
     output: ClassVar[Literal["text", "vector"]] = "text"
-
-    def url(self, base_url: str, model: str) -> str:
-        """``{base_url}/responses``; the model travels in the body."""
-        return f"{base_url.rstrip('/')}/responses"
-
-    def headers(self) -> Mapping[str, str]:
-        """No headers beyond auth and content type."""
-        return {}
 
     def build_body(self, request: APIRequest) -> dict[str, Any]:
         """The Responses body: one user message, mapped parameters, ``text.format`` for structured output."""
