@@ -104,7 +104,7 @@ def run_command(
     spark = _submitted_spark(settings.usage.enabled) if submitted else _local_spark(args, err)
     try:
         quiet_pyspark_loggers()
-        plain_ctrl_c()
+        plain_ctrl_c(spark.sparkContext)
         register(spark, settings=settings)
         ledger = ledger_for(spark)
         out.write(f"aiquery run {path}: {len(statements)} statement(s), query tag {query_tag}\n")

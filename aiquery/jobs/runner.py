@@ -22,6 +22,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from aiquery.jobs.progress import POLL_INTERVAL_S, ProgressReporter, UsageTail, spark_tasks
 from aiquery.jobs.script import Statement
+from aiquery.jobs.session import INTERRUPTED
 from aiquery.jobs.summary import EndpointUsage, format_summary, usage_summary
 
 if TYPE_CHECKING:
@@ -158,6 +159,10 @@ def run_statements(
                     rows = frame.limit(show_rows + 1).collect() if show_rows > 0 and frame.columns else []
             except Exception as error:  # any failure of the statement ends the job, reported, not raised
                 result.failed, result.error = statement, describe_error(error)
+                if INTERRUPTED.is_set():  # Ctrl-C surfaced as the cancelled job's error
+                    result.interrupted = True
+                    result.error = "interrupted (Ctrl-C); its Spark jobs were cancelled"
+                    _wait_until_settled(context, ledger, CANCEL_WAIT_S)
                 break
             except KeyboardInterrupt:
                 # PySpark's own SIGINT handler has asked Spark to cancel the running jobs; the usage of every

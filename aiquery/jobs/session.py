@@ -12,10 +12,12 @@ import contextlib
 import logging
 import os
 import shutil
+import signal
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiquery.errors import ConfigError
 
@@ -173,22 +175,31 @@ def quiet_pyspark_loggers() -> None:
         PySparkLogger.getLogger(name).setLevel(logging.CRITICAL)
 
 
-def plain_ctrl_c() -> None:
-    """Make Ctrl-C a plain KeyboardInterrupt in the main thread, reported once by the caller.
+INTERRUPTED = threading.Event()
+"""Set by :func:`plain_ctrl_c`'s handler when the user pressed Ctrl-C."""
+
+
+def plain_ctrl_c(context: Any) -> None:
+    """Make Ctrl-C cancel the running Spark jobs and raise a plain KeyboardInterrupt in the main thread.
 
     PySpark's own SIGINT handler cancels every job by calling the JVM from inside the handler, which fails with a
     "reentrant call" traceback whenever the main thread is itself waiting on the JVM (as it is while a query
-    runs); py4j then logs each interrupted call with a traceback on the root logger. The caller cancels the job
-    group itself (see :func:`aiquery.jobs.runner.run_statements`).
+    runs); py4j then logs each interrupted call with a traceback on the root logger. This handler asks for the
+    cancellation from a thread of its own (its own JVM connection), so the jobs stop even if the interrupt
+    reaches the main thread somewhere that turns it into another error; :data:`INTERRUPTED` tells the caller.
     """
-    import signal
-    import threading
+    if threading.current_thread() is not threading.main_thread():
+        return
 
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        # A logger's filters see only the records logged on it, not those its children pass up.
-        for name in ("", "py4j", "py4j.clientserver", "py4j.java_gateway"):
-            logging.getLogger(name).addFilter(_not_an_interrupted_py4j_call)
+    def on_sigint(signum: int, frame: Any) -> None:
+        INTERRUPTED.set()
+        threading.Thread(target=context.cancelAllJobs, name="aiquery-cancel", daemon=True).start()
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, on_sigint)
+    # A logger's filters see only the records logged on it, not those its children pass up.
+    for name in ("", "py4j", "py4j.clientserver", "py4j.java_gateway"):
+        logging.getLogger(name).addFilter(_not_an_interrupted_py4j_call)
 
 
 def _not_an_interrupted_py4j_call(record: logging.LogRecord) -> bool:
