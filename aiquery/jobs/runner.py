@@ -157,20 +157,18 @@ def run_statements(
                 ):
                     frame = spark.sql(statement.sql)
                     rows = frame.limit(show_rows + 1).collect() if show_rows > 0 and frame.columns else []
-            except Exception as error:  # any failure of the statement ends the job, reported, not raised
-                result.failed, result.error = statement, describe_error(error)
-                if INTERRUPTED.is_set():  # Ctrl-C surfaced as the cancelled job's error
+            except (Exception, KeyboardInterrupt) as error:  # any failure ends the job, reported, not raised
+                result.failed = statement
+                if isinstance(error, KeyboardInterrupt) or INTERRUPTED.is_set():
+                    # Ctrl-C (see jobs.session.plain_ctrl_c), raised here or surfacing as the cancelled job's
+                    # error: the usage of every request already sent is still ingested below, once the
+                    # cancelled tasks are gone.
+                    context.cancelJobGroup(group)
                     result.interrupted = True
                     result.error = "interrupted (Ctrl-C); its Spark jobs were cancelled"
                     _wait_until_settled(context, ledger, CANCEL_WAIT_S)
-                break
-            except KeyboardInterrupt:
-                # PySpark's own SIGINT handler has asked Spark to cancel the running jobs; the usage of every
-                # request already sent is still ingested below, once the cancelled tasks are gone.
-                context.cancelJobGroup(group)
-                result.failed, result.interrupted = statement, True
-                result.error = "interrupted (Ctrl-C); its Spark jobs were cancelled"
-                _wait_until_settled(context, ledger, CANCEL_WAIT_S)
+                else:
+                    result.error = describe_error(error)
                 break
             if rows:
                 out.write(textwrap.indent(format_rows(frame.columns, rows, show_rows), indent) + "\n")
