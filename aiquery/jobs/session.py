@@ -15,6 +15,7 @@ import shutil
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -193,13 +194,26 @@ def plain_ctrl_c(context: Any) -> None:
 
     def on_sigint(signum: int, frame: Any) -> None:
         INTERRUPTED.set()
-        threading.Thread(target=context.cancelAllJobs, name="aiquery-cancel", daemon=True).start()
+        threading.Thread(target=_cancel_all_jobs, args=(context,), name="aiquery-cancel", daemon=True).start()
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGINT, on_sigint)
     # A logger's filters see only the records logged on it, not those its children pass up.
     for name in ("", "py4j", "py4j.clientserver", "py4j.java_gateway"):
         logging.getLogger(name).addFilter(_not_an_interrupted_py4j_call)
+
+
+def _cancel_all_jobs(context: Any, attempts: int = 3) -> None:
+    # A second line of defence: run_statements cancels the job group itself once the interrupt reaches it. Opening
+    # a JVM connection while the main thread's call is being torn down can fail ("Answer from Java side is
+    # empty", seen once in CI), so try again briefly and never print a traceback over the one-line report.
+    for attempt in range(1, attempts + 1):
+        try:
+            context.cancelAllJobs()
+            return
+        except Exception as error:  # any failure here is retried, then only logged
+            logger.debug("cancelling the running Spark jobs failed (attempt %d of %d): %s", attempt, attempts, error)
+            time.sleep(0.2 * attempt)
 
 
 def _not_an_interrupted_py4j_call(record: logging.LogRecord) -> bool:
