@@ -52,12 +52,13 @@ class Decision:
 
 
 class AttemptFailed(Exception):
-    """One attempt failed; carries the user-facing error and the retry decision."""
+    """One attempt failed; carries the user-facing error, the retry decision and whether a request went out."""
 
-    def __init__(self, error: CallError, decision: Decision) -> None:
+    def __init__(self, error: CallError, decision: Decision, *, sent: bool = True) -> None:
         super().__init__(error.message)
         self.error = error
         self.decision = decision
+        self.sent = sent
 
 
 def parse_retry_after(headers: Mapping[str, str], now: Callable[[], float] = time.time) -> float | None:
@@ -145,11 +146,12 @@ class wait_retry_after(tenacity.wait.wait_base):
 
 
 class stop_before_deadline(tenacity.stop.stop_base):
-    """Stop when the coming wait would end past the call's deadline (monotonic seconds)."""
+    """Stop when the coming wait would leave less than ``margin`` seconds before the call's deadline (monotonic)."""
 
-    def __init__(self, deadline: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, deadline: float, clock: Callable[[], float] = time.monotonic, margin: float = 0.0) -> None:
         self.deadline = deadline
         self.clock = clock
+        self.margin = margin
 
     def __call__(self, retry_state: RetryCallState) -> bool:
-        return self.clock() + (retry_state.upcoming_sleep or 0.0) >= self.deadline
+        return self.clock() + (retry_state.upcoming_sleep or 0.0) + self.margin >= self.deadline

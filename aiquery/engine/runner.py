@@ -38,7 +38,7 @@ from aiquery.engine.retry import (
     stop_before_deadline,
     wait_retry_after,
 )
-from aiquery.engine.transport import HTTPResponse, NoResponse, Transport
+from aiquery.engine.transport import MIN_TIMEOUT_S, HTTPResponse, NoResponse, Transport
 from aiquery.errors import (
     CallError,
     DeadlineExceeded,
@@ -297,12 +297,18 @@ class Engine:
         except AttemptFailed as first:
             if not first.decision.retry or endpoint.max_retries == 0:
                 logger.debug("call %s not retried: %s", call_id, first.decision.reason)
-                return Outcome(error=first.error.with_attempts(attempts))
+                return Outcome(error=first.error.with_attempts(attempts if first.sent else 0))
 
             async def attempt() -> Answer:
                 nonlocal attempts
                 attempts += 1
-                return await self._attempt(prepared, limits, request, body, call_id, attempts, request_hash, deadline)
+                try:
+                    return await self._attempt(
+                        prepared, limits, request, body, call_id, attempts, request_hash, deadline
+                    )
+                except AttemptFailed as failure:
+                    attempts -= 0 if failure.sent else 1
+                    raise
 
             answer_or_error = await self._retry(first, attempt, endpoint, deadline)
             if isinstance(answer_or_error, CallError):
@@ -318,18 +324,25 @@ class Engine:
         deadline: float,
     ) -> Answer | CallError:
         pending: AttemptFailed | None = first
+        last_sent = first
 
         async def again() -> Answer:
             # The first failure is replayed so that tenacity computes its wait like any other.
-            nonlocal pending
+            nonlocal pending, last_sent
             if pending is not None:
                 failure, pending = pending, None
                 raise failure
-            return await attempt()
+            try:
+                return await attempt()
+            except AttemptFailed as failure:
+                last_sent = failure if failure.sent else last_sent
+                raise
 
+        # No retry is begun that would have less than a request's shortest timeout left before the deadline.
+        before_deadline = stop_before_deadline(deadline, self._clock, margin=MIN_TIMEOUT_S)
         retrying = tenacity.AsyncRetrying(
             sleep=self._rest,
-            stop=tenacity.stop_after_attempt(endpoint.max_retries + 1) | stop_before_deadline(deadline, self._clock),
+            stop=tenacity.stop_after_attempt(endpoint.max_retries + 1) | before_deadline,
             wait=wait_retry_after(),
             retry=tenacity.retry_if_exception(is_retryable),
             reraise=True,
@@ -337,10 +350,10 @@ class Engine:
         try:
             return await retrying(again)
         except AttemptFailed as last:
-            if last.decision.retry and retrying.statistics["attempt_number"] <= endpoint.max_retries:
-                # Still retryable and attempts left: the deadline is what stopped it.
+            if not last.sent or (last.decision.retry and retrying.statistics["attempt_number"] <= endpoint.max_retries):
+                # The deadline is what stopped it: before a retry could be sent, or with attempts left.
                 return DeadlineExceeded(
-                    f"call deadline of {endpoint.deadline:g} s reached; last error: {last.error.describe()}",
+                    f"{_deadline_reason(last, endpoint)}; last error: {last_sent.error.describe()}",
                     endpoint=endpoint.name,
                 )
             return last.error
@@ -393,10 +406,11 @@ class Engine:
         await limits.concurrency.acquire(retry=attempt > 1)
         try:
             remaining = deadline - self._clock()
-            if remaining <= 0:
+            if remaining < MIN_TIMEOUT_S:
                 raise AttemptFailed(
                     DeadlineExceeded(f"call deadline of {endpoint.deadline:g} s reached", endpoint=endpoint.name),
                     Decision(False, "deadline reached"),
+                    sent=False,
                 )
             record = self._record(prepared, call_id, attempt, request_hash)
             headers = {**prepared.headers, REQUEST_ID_HEADER: record.request_id}
@@ -447,6 +461,7 @@ class Engine:
                 endpoint=endpoint.name,
             ),
             Decision(False, "budget wait past the deadline"),
+            sent=False,
         )
 
     def _record(self, prepared: _Prepared, call_id: str, attempt: int, request_hash: str) -> UsageRecord:
@@ -577,3 +592,8 @@ class Engine:
         """Close connections and flush the sink."""
         await self._transport.aclose()
         self.sink.flush()
+
+
+def _deadline_reason(last: AttemptFailed, endpoint: Endpoint) -> str:
+    """What stopped a call at its deadline: the unsent attempt's own reason, or the deadline itself."""
+    return last.error.message if not last.sent else f"call deadline of {endpoint.deadline:g} s reached"

@@ -16,6 +16,8 @@ import aiohttp
 __all__ = ["HTTPResponse", "NoResponse", "Transport"]
 
 CONNECT_TIMEOUT_S = 10.0
+MIN_TIMEOUT_S = 0.1
+"""The shortest timeout a request is given: an attempt with less time than this left is not started."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +88,9 @@ class Transport:
         return session
 
     def _timeout(self, seconds: float) -> aiohttp.ClientTimeout:
-        rounded = round(seconds, 1)
+        # Rounded to share the objects; never to 0, which aiohttp reads as "no timeout at all" (a call whose
+        # deadline left it 0.04 s once waited 30 s on a hung endpoint).
+        rounded = max(round(seconds, 1), MIN_TIMEOUT_S)
         timeout = self._timeouts.get(rounded)
         if timeout is None:
             timeout = aiohttp.ClientTimeout(total=rounded, connect=min(rounded, CONNECT_TIMEOUT_S))

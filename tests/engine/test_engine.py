@@ -11,6 +11,7 @@ import pytest
 
 from aiquery.config import Endpoint, Secret
 from aiquery.engine import CallSite, Engine
+from aiquery.engine.transport import NoResponse, Transport
 from aiquery.errors import (
     CallError,
     ClientError,
@@ -180,6 +181,54 @@ def test_a_hung_request_never_outlives_the_call_deadline(gateway: Any) -> None:
     elapsed = time.monotonic() - started
     assert elapsed < 3.0
     assert all(isinstance(o.error, (RequestTimeout, DeadlineExceeded)) for o in outcomes)
+
+
+def test_a_timeout_rounded_below_a_tenth_of_a_second_still_times_out(gateway: Any) -> None:
+    # aiohttp reads a timeout of 0 as "none": 0.04 s must not become a 30 s wait on a hung endpoint.
+    gateway.configure(fault_rates={"hang": 1.0}, hang_seconds=30)
+
+    async def post() -> tuple[NoResponse, float]:
+        transport = Transport()
+        started = time.monotonic()
+        try:
+            with pytest.raises(NoResponse) as raised:
+                url = f"{gateway.url}/ai-gateway/mlflow/v1/chat/completions"
+                headers = {"Authorization": f"Bearer {gateway.token}", "Content-Type": "application/json"}
+                body = b'{"model": "m", "messages": [{"role": "user", "content": "x"}]}'
+                await transport.post(url, headers, body, timeout=0.04)
+            return raised.value, time.monotonic() - started
+        finally:
+            await transport.aclose()
+
+    failure, elapsed = asyncio.run(post())
+    assert failure.kind == "timeout" and elapsed < 2.0, (failure, elapsed)
+
+
+def test_no_attempt_starts_with_less_than_a_tenth_of_a_second_of_the_deadline_left(gateway: Any) -> None:
+    gateway.configure(fault_rates={"hang": 1.0}, hang_seconds=30)
+    site = CallSite(endpoint=endpoint(gateway, timeout=20.0, deadline=0.04))
+    started = time.monotonic()
+    outcomes = run(Engine(clock=FakeClock()), site, ["x"])
+    assert time.monotonic() - started < 2.0
+    assert isinstance(outcomes[0].error, DeadlineExceeded)
+    assert gateway.stats()["requests"] == 0  # nothing sent that could not be waited for
+
+
+def test_a_call_stopped_by_its_deadline_reports_the_last_request_it_sent(gateway: Any) -> None:
+    # Timeouts of 0.5 s within a 1.2 s deadline: where the deadline falls between attempts varies with the backoff's
+    # jitter; every call must end at the deadline naming the last request's own error and counting only requests sent.
+    gateway.configure(fault_rates={"hang": 1.0}, hang_seconds=30)
+    site = CallSite(endpoint=endpoint(gateway, timeout=0.5, deadline=1.2))
+    started = time.monotonic()
+    outcomes = run(Engine(), site, [f"p{i}" for i in range(8)])
+    assert time.monotonic() - started < 1.2 + 1.0
+    sent = 0
+    for outcome in outcomes:
+        error = outcome.error
+        assert isinstance(error, DeadlineExceeded), error
+        assert "call deadline of 1.2 s reached; last error:" in error.message and "no response within" in error.message
+        sent += max(error.attempts, 1)
+    assert gateway.stats()["requests"] == sent
 
 
 def test_deadline_stops_retries_whose_wait_would_end_past_it(gateway: Any) -> None:
