@@ -307,7 +307,8 @@ class Engine:
                         prepared, limits, request, body, call_id, attempts, request_hash, deadline
                     )
                 except AttemptFailed as failure:
-                    attempts -= 0 if failure.sent else 1
+                    if not failure.sent:  # stopped before sending (deadline, budget): not an attempt
+                        attempts -= 1
                     raise
 
             answer_or_error = await self._retry(first, attempt, endpoint, deadline)
