@@ -21,6 +21,8 @@ from aiquery.errors import (
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
+    from aiquery.coordinator.progress import QueryProgress
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -34,6 +36,7 @@ __all__ = [
     "__version__",
     "flush_usage",
     "load_settings",
+    "progress",
     "register",
 ]
 
@@ -45,12 +48,35 @@ def register(spark: SparkSession, *, settings: Settings | None = None) -> None:
     _register(spark, settings=settings)
 
 
+SETTLE_S = 15.0
+"""How long :func:`flush_usage` waits for requests begun by workers that are gone to be closed or delivered."""
+
+
 def flush_usage(spark: SparkSession) -> int:
-    """Return once every request made so far is in the Delta usage table; the number of rows added."""
+    """Return once every request made so far is in the Delta usage table; the number of rows added.
+
+    Requests begun by a worker that died (its task failed) are closed as lost first; a worker cut off from the
+    driver delivers its records when it reconnects, and this waits up to ``SETTLE_S`` seconds for that.
+    """
+    from aiquery.spark.coordination import running_coordinator
     from aiquery.spark.registry import ledger_for
 
     ledger: Any = ledger_for(spark)
     if ledger is None:
         return 0
+    coordinator = running_coordinator(spark)
+    if coordinator is not None:
+        coordinator.settle(SETTLE_S)
     added: int = ledger.ingest()
     return added
+
+
+def progress(spark: SparkSession) -> list[QueryProgress]:
+    """Where each recent ``ai_query`` query of ``spark``'s application stands (see :class:`QueryProgress`).
+
+    Rows answered and failed, requests and their rate, the share answered 429, tokens, and the ETA from Spark's
+    task counts, per query (its query tag, or its SQL execution id), the most recently active first.
+    """
+    from aiquery.spark.progress import progress as _progress
+
+    return _progress(spark)

@@ -31,6 +31,7 @@ __all__ = [
     "APIS",
     "DATABRICKS_EMBEDDING_ENDPOINTS",
     "DEFAULT_CONFIG_PATH",
+    "CoordinatorSettings",
     "Endpoint",
     "Secret",
     "Settings",
@@ -83,8 +84,9 @@ _ENDPOINT_KEYS = frozenset(
         "request_tags",
     }
 )
-_TOP_KEYS = frozenset({"endpoints", "usage", "requester"})
+_TOP_KEYS = frozenset({"endpoints", "usage", "requester", "coordinator"})
 _USAGE_KEYS = frozenset({"enabled", "table", "path", "dir", "ingest_interval"})
+_COORDINATOR_KEYS = frozenset({"port"})
 
 
 class Secret:
@@ -168,6 +170,14 @@ class UsageSettings:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class CoordinatorSettings:
+    """The driver-side coordinator that every worker of the application reaches."""
+
+    port: int = 0
+    """The TCP port it listens on; 0 for an ephemeral one. Set it for clusters whose firewall opens fixed ports."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Settings:
     """Everything aiquery reads from the environment and the configuration file."""
 
@@ -176,6 +186,7 @@ class Settings:
     endpoints: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     """Raw endpoint tables from the file, already checked for unknown keys and types."""
     usage: UsageSettings = field(default_factory=UsageSettings)
+    coordinator: CoordinatorSettings = field(default_factory=CoordinatorSettings)
     requester: str = ""
     source: str = ""
     """The file the settings came from, or '' when none was read."""
@@ -278,6 +289,7 @@ def load_settings(environ: Mapping[str, str] | None = None, *, config_path: str 
         token=Secret(token) if token else None,
         endpoints=endpoints,
         usage=_usage_settings(data.get("usage", {}), source),
+        coordinator=_coordinator_settings(data.get("coordinator", {}), source),
         requester=str(requester),
         source=source,
         environ=env,
@@ -324,6 +336,23 @@ def _usage_settings(raw: Any, source: str) -> UsageSettings:
         if not isinstance(value, checks[key]) or too_small:
             raise ConfigError(f"{source}: [usage] {key} = {value!r} is invalid; expected {_describe(checks[key])}")
     return UsageSettings(**raw)
+
+
+def _coordinator_settings(raw: Any, source: str) -> CoordinatorSettings:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: [coordinator] must be a table")
+    unknown = set(raw) - _COORDINATOR_KEYS
+    if unknown:
+        raise ConfigError(
+            f"{source}: [coordinator] has unknown key {sorted(unknown)[0]!r}; "
+            f"allowed: {', '.join(sorted(_COORDINATOR_KEYS))}"
+        )
+    port = raw.get("port", 0)
+    if not _is_int(port) or not 0 <= port <= 65535:
+        raise ConfigError(
+            f"{source}: [coordinator] port = {port!r} is invalid; expected a whole number from 0 to 65535"
+        )
+    return CoordinatorSettings(port=port)
 
 
 def _describe(kind: Any) -> str:

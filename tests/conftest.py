@@ -47,6 +47,7 @@ def spark() -> Iterator[Any]:
     """One local[2] Spark session with Delta for the whole run."""
     from aiquery.spark.session import local_spark
 
-    session = local_spark(app_name="aiquery-tests")
+    # The coordinator listens where the workers reach the driver: loopback only, as every server in the tests.
+    session = local_spark(app_name="aiquery-tests", extra_conf={"spark.driver.host": "127.0.0.1"})
     yield session
     session.stop()

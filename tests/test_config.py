@@ -64,6 +64,11 @@ def test_aiquery_config_names_the_file(tmp_path: Path) -> None:
     assert load_settings({**ENV, "AIQUERY_CONFIG": str(path)}).endpoint("e").api == "gemini"
 
 
+def test_the_coordinator_port_is_ephemeral_unless_set(tmp_path: Path) -> None:
+    assert load_settings(ENV).coordinator.port == 0
+    assert load_settings(ENV, config_path=write(tmp_path, "[coordinator]\nport = 7078\n")).coordinator.port == 7078
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
@@ -79,6 +84,8 @@ def test_aiquery_config_names_the_file(tmp_path: Path) -> None:
         ("[endpoints.e\napi = 1\n", "not valid TOML"),
         ("[usage]\nenabled = 3\n", "[usage] enabled = 3 is invalid; expected true or false"),
         ("colour = 1\n", "unknown top-level key 'colour'"),
+        ("[coordinator]\nport = 70000\n", "[coordinator] port = 70000 is invalid; expected a whole number from 0"),
+        ("[coordinator]\nhost = 'x'\n", "[coordinator] has unknown key 'host'; allowed: port"),
     ],
 )
 def test_bad_files_and_values_name_the_file_key_and_what_is_allowed(tmp_path: Path, text: str, expected: str) -> None:

@@ -1,119 +1,63 @@
-"""Live progress of a running statement: Spark's task counts, and the usage records workers have written.
+"""Live progress of a running statement: Spark's task counts, and what the application's coordinator counted.
 
 Two sources, both independent of the endpoint (they work the same against a real gateway):
 
 - Spark's status tracker gives the tasks done and in total for the statement's jobs (a job group per
-  statement), which is how far the statement has got;
-- the usage records, read from the driver as workers write them: each worker appends one JSON line per
-  finished request to a journal segment, renames the segment into the spool directory every few seconds, and
-  the ledger later ingests and deletes it (:mod:`aiquery.usage.spool`). :class:`UsageTail` follows both
-  places, reading only the bytes added since its last look, and keys each file by its segment name so a
-  renamed segment is not counted twice. It gives requests, calls, failed requests and tokens for one query tag.
+  statement), which is how far the statement has got, and the ETA;
+- the coordinator in the driver (:mod:`aiquery.coordinator.progress`) adds up, per query tag, the rows
+  answered and failed, the requests, 429s, errors and tokens that every worker reports with its syncs.
 
-The counts are live, not final: a segment renamed and ingested between two looks is counted only up to what
-was read. The summary at the end of a job comes from the usage table, which is exact.
+The counts are live, not final: a worker reports every quarter second. The summary at the end of a job comes
+from the usage table, which is exact.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
-
-from aiquery.usage.journal import JOURNAL_DIR, SEGMENT_PREFIX, SEGMENT_SUFFIX, SPOOL_PREFIX, SPOOL_SUFFIX
 
 if TYPE_CHECKING:
     from pyspark import SparkContext
 
-__all__ = ["ProgressReporter", "TaskCounts", "UsageCounts", "UsageTail", "spark_tasks"]
+__all__ = ["ProgressReporter", "TaskCounts", "UsageCounts", "coordinator_counts", "spark_tasks"]
 
 POLL_INTERVAL_S = 2.0
 LOG_INTERVAL_S = 10.0
 """When the output is not a terminal, a progress line is printed at most this often."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class UsageCounts:
-    """What the usage records read so far say about one query tag."""
+    """What the workers reported so far for one query tag."""
 
+    rows: int = 0
+    """Rows that got an answer or failed for good."""
     requests: int = 0
-    calls: int = 0
-    """First attempts: one per distinct request the job made (retries are further requests of a call)."""
     errors: int = 0
     """Requests answered with an error status, or not answered at all (retried ones included)."""
+    rate_limited: int = 0
     tokens: int = 0
 
-
-@dataclass
-class _Followed:
-    offset: int = 0
+    def minus(self, base: UsageCounts) -> UsageCounts:
+        return UsageCounts(*(getattr(self, name) - getattr(base, name) for name in self.__dataclass_fields__))
 
 
-@dataclass
-class UsageTail:
-    """Follows the usage records of one query tag in a spool directory, from the driver.
-
-    Args:
-        spool_dir: the ledger's spool directory.
-        query_tag: count only records with this tag; None counts every record.
-    """
-
-    spool_dir: Path
-    query_tag: str | None = None
-    counts: UsageCounts = field(default_factory=UsageCounts)
-    _files: dict[str, _Followed] = field(default_factory=dict)
-
-    def poll(self) -> UsageCounts:
-        """Read what was written since the last call; the cumulative counts."""
-        for key, path in self._current_files():
-            followed = self._files.setdefault(key, _Followed())
-            try:
-                with path.open("rb") as handle:
-                    handle.seek(followed.offset)
-                    data = handle.read()
-            except FileNotFoundError:  # renamed or ingested since the listing: read it under its new name
-                continue
-            complete = data.rfind(b"\n") + 1
-            followed.offset += complete
-            for line in data[:complete].splitlines():
-                self._count(line)
-        return self.counts
-
-    def _current_files(self) -> list[tuple[str, Path]]:
-        files: list[tuple[str, Path]] = []
-        # Spool first, journal second: a segment renamed in between is missed for one poll, never read twice.
-        for folder, prefix, suffix in (
-            (self.spool_dir, SPOOL_PREFIX, SPOOL_SUFFIX),
-            (self.spool_dir / JOURNAL_DIR, SEGMENT_PREFIX, SEGMENT_SUFFIX),
-        ):
-            try:
-                names = os.listdir(folder)
-            except FileNotFoundError:
-                continue
-            for name in names:
-                if name.startswith(prefix) and name.endswith(suffix):
-                    files.append((name[len(prefix) : -len(suffix)], folder / name))
-        return files
-
-    def _count(self, line: bytes) -> None:
-        try:
-            record: dict[str, Any] = json.loads(line)
-        except ValueError:
-            return
-        if self.query_tag is not None and record.get("query_tag") != self.query_tag:
-            return
-        counts = self.counts
-        counts.requests += 1
-        counts.calls += record.get("attempt") == 1
-        status = record.get("status_code")
-        counts.errors += not (isinstance(status, int) and 200 <= status < 300)
-        counts.tokens += int(record.get("total_tokens") or 0)
+def coordinator_counts(coordinator: Any, query_tag: str) -> UsageCounts:
+    """The counts the coordinator holds for ``query_tag``."""
+    for query in coordinator.progress():
+        if query.query == query_tag:
+            return UsageCounts(
+                query.rows_answered + query.rows_failed,
+                query.requests,
+                query.errors,
+                query.rate_limited,
+                query.tokens,
+            )
+    return UsageCounts()
 
 
 @dataclass(frozen=True)
@@ -149,7 +93,7 @@ class ProgressReporter:
 
     Args:
         label: what runs, e.g. ``statement 2/3``.
-        usage: the usage tail (None when the ledger is off).
+        usage: returns the job's counts so far (None when there is no coordinator).
         tasks: returns the statement's task counts (None to show none).
         stream: where to print.
         interval: seconds between looks.
@@ -159,7 +103,7 @@ class ProgressReporter:
         self,
         label: str,
         *,
-        usage: UsageTail | None,
+        usage: Callable[[], UsageCounts] | None,
         tasks: Callable[[], TaskCounts] | None,
         stream: IO[str],
         interval: float = POLL_INTERVAL_S,
@@ -171,7 +115,7 @@ class ProgressReporter:
         self.interval = interval
         self.terminal = bool(getattr(stream, "isatty", lambda: False)())
         self._started = time.monotonic()
-        self._base = UsageCounts(**vars(usage.poll())) if usage is not None else UsageCounts()
+        self._base = usage() if usage is not None else UsageCounts()
         self._samples: deque[tuple[float, int]] = deque(maxlen=6)
         self._last_logged = self._started
         self._requests = 0
@@ -208,23 +152,27 @@ class ProgressReporter:
     def line(self, *, final: bool = False) -> str:
         """The current progress line; the request rate is over the last ten seconds, or the whole run if final."""
         now = time.monotonic()
-        parts = [f"  {self.label}", _clock(now - self._started)]
+        elapsed = now - self._started
+        parts = [f"  {self.label}", _clock(elapsed)]
+        eta = None
         if self.tasks is not None:
             tasks = self.tasks()
             if tasks.total:
                 parts.append(f"tasks {tasks.done}/{tasks.total}")
+                if tasks.done and tasks.done < tasks.total:
+                    eta = elapsed * (tasks.total - tasks.done) / tasks.done
         if self.usage is not None:
-            counts = self.usage.poll()
-            requests = self._requests = counts.requests - self._base.requests
+            counts = self.usage().minus(self._base)
+            requests = self._requests = counts.requests
             self._samples.append((now, requests))
             first_time, first_requests = (self._started, 0) if final else self._samples[0]
             rate = (requests - first_requests) / (now - first_time) if now > first_time else 0.0
-            parts += [
-                f"calls {_grouped(counts.calls - self._base.calls)}",
-                f"requests {_grouped(requests)} ({rate:,.1f}/s)",
-                f"errors {_grouped(counts.errors - self._base.errors)}",
-                f"tokens {_grouped(counts.tokens - self._base.tokens)}",
-            ]
+            parts += [f"rows {_grouped(counts.rows)}", f"requests {_grouped(requests)} ({rate:,.1f}/s)"]
+            if counts.rate_limited:
+                parts.append(f"429s {counts.rate_limited / max(1, requests):.1%}")
+            parts += [f"errors {_grouped(counts.errors)}", f"tokens {_grouped(counts.tokens)}"]
+        if eta is not None and not final:
+            parts.append(f"ETA {_clock(eta)}")
         return "  ".join(parts)
 
     def _print(self, line: str, *, final: bool) -> None:

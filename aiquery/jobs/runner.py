@@ -17,10 +17,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from aiquery.jobs.progress import POLL_INTERVAL_S, ProgressReporter, UsageTail, spark_tasks
+from aiquery.jobs.progress import POLL_INTERVAL_S, ProgressReporter, coordinator_counts, spark_tasks
 from aiquery.jobs.script import Statement
 from aiquery.jobs.session import INTERRUPTED
 from aiquery.jobs.summary import EndpointUsage, format_summary, usage_summary
@@ -130,10 +129,12 @@ def run_statements(
         The outcome; it never raises for a failing statement.
     """
     from aiquery import flush_usage
+    from aiquery.spark.coordination import running_coordinator
     from aiquery.spark.registry import ledger_for
 
     ledger: Any = ledger_for(spark)
-    tail = UsageTail(Path(ledger.spool_dir), query_tag) if ledger is not None else None
+    coordinator = running_coordinator(spark)
+    usage = functools.partial(coordinator_counts, coordinator, query_tag) if coordinator is not None else None
     context = spark.sparkContext
     previous_tag = context.getLocalProperty(QUERY_TAG_PROPERTY)
     context.setLocalProperty(QUERY_TAG_PROPERTY, query_tag)
@@ -150,7 +151,7 @@ def run_statements(
             try:
                 with ProgressReporter(
                     label,
-                    usage=tail,
+                    usage=usage,
                     tasks=functools.partial(spark_tasks, context, group),
                     stream=progress,
                     interval=progress_interval,
@@ -166,7 +167,7 @@ def run_statements(
                     context.cancelJobGroup(group)
                     result.interrupted = True
                     result.error = "interrupted (Ctrl-C); its Spark jobs were cancelled"
-                    _wait_until_settled(context, ledger, CANCEL_WAIT_S)
+                    _wait_until_settled(context, coordinator, CANCEL_WAIT_S)
                 else:
                     result.error = describe_error(error)
                 break
@@ -212,19 +213,18 @@ def _cell(value: Any) -> str:
     return text if len(text) <= MAX_CELL_CHARS else text[: MAX_CELL_CHARS - 3] + "..."
 
 
-def _wait_until_settled(context: Any, ledger: Any, timeout: float) -> None:
+def _wait_until_settled(context: Any, coordinator: Any, timeout: float) -> None:
     # A cancelled stage ends at once, but its tasks run on until their Python workers are killed
-    # (spark.python.task.killTimeout, 2 s by default), and only a dead worker's journal can be recovered. So wait
-    # for the tasks to end, then for no live worker to hold unpublished records.
-    from aiquery.usage.recovery import unsettled_writers
-
+    # (spark.python.task.killTimeout, 2 s by default). Wait for the tasks to end, then for the coordinator to
+    # close the requests those workers had begun (it does once their tasks are reported killed).
     deadline = time.monotonic() + timeout
     tracker = context._jsc.sc().statusTracker()
     while time.monotonic() < deadline:
-        running = any(info.numRunningTasks() for info in tracker.getExecutorInfos())
-        if not running and (ledger is None or not unsettled_writers(ledger.spool_dir)):
-            return
+        if not any(info.numRunningTasks() for info in tracker.getExecutorInfos()):
+            break
         time.sleep(0.2)
+    if coordinator is not None:
+        coordinator.settle(max(0.0, deadline - time.monotonic()))
 
 
 def report(result: JobResult, out: IO[str], *, ledger_table: str | None, indent: str = "") -> None:

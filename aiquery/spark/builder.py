@@ -14,6 +14,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from aiquery.config import Settings
+from aiquery.coordinator.protocol import CoordinatorAddress
 from aiquery.errors import AIQueryError, ArgumentError
 from aiquery.spark.plan import CallPlan, plan_call
 from aiquery.spark.udf import make_udf
@@ -30,12 +31,19 @@ NAMED = {name.lower(): name for name in (*POSITIONAL, "modelParameters", "respon
 
 
 class SparkContextInfo:
-    """What a call plan needs from the driver's session: DDL parsing, spool dir, app id, budget share."""
+    """What a call plan needs from the driver's session: DDL parsing, journal, coordinator, app id, parallelism."""
 
-    def __init__(self, spark: SparkSession, settings: Settings, spool_dir: str | None) -> None:
+    def __init__(
+        self,
+        spark: SparkSession,
+        settings: Settings,
+        journal: str | None,
+        coordinator: CoordinatorAddress | None = None,
+    ) -> None:
         self.spark = spark
         self.settings = settings
-        self.spool_dir = spool_dir
+        self.journal = journal
+        self.coordinator = coordinator
         self.app_id = spark.sparkContext.applicationId
         self.parallelism = max(1, spark.sparkContext.defaultParallelism)
 
@@ -48,9 +56,10 @@ class SparkContextInfo:
         return plan_call(
             self.settings,
             parse_ddl=self.parse_ddl,
-            spool_dir=self.spool_dir,
+            journal=self.journal,
+            coordinator=self.coordinator,
             spark_app_id=self.app_id,
-            # Configured budgets are per application: each of the N concurrent tasks gets 1/N.
+            # Configured budgets are per application; a worker cut off from the coordinator uses 1/N of them.
             budget_share=1.0 / self.parallelism,
             **arguments,
         )

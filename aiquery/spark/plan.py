@@ -20,7 +20,8 @@ from aiquery.apis.response_format import (
     response_format_from_spark_type,
 )
 from aiquery.config import Settings
-from aiquery.engine.runner import CallSite
+from aiquery.coordinator.protocol import CoordinatorAddress
+from aiquery.engine.prepared import CallSite
 from aiquery.errors import ArgumentError
 
 __all__ = ["CallPlan", "ParseDDL", "parse_request_tags", "plan_call"]
@@ -43,8 +44,10 @@ class CallPlan:
     """The same type as Spark's jsonValue(), used to convert parsed JSON answers."""
     parse_json: bool = False
     """Answers are JSON text to convert into ``result_sql`` (a ``returnType`` other than STRING)."""
-    spool_dir: str | None = None
-    """Where workers journal usage records; None when the usage ledger is off."""
+    journal: str | None = None
+    """The driver's usage journal for this call's records (its ledger's spool folder); None with the ledger off."""
+    coordinator: CoordinatorAddress | None = None
+    """How workers reach the application's coordinator; None to run each worker on its own."""
     requester: str = ""
     spark_app_id: str | None = None
 
@@ -107,7 +110,8 @@ def plan_call(
     model_parameters: Mapping[str, Any] | None = None,
     response_format: str | None = None,
     request_tags: Any = None,
-    spool_dir: str | None = None,
+    journal: str | None = None,
+    coordinator: CoordinatorAddress | None = None,
     spark_app_id: str | None = None,
     budget_share: float = 1.0,
 ) -> CallPlan:
@@ -151,7 +155,8 @@ def plan_call(
         result_sql=result_sql,
         result_json=result_json,
         parse_json=parse_json,
-        spool_dir=spool_dir if settings.usage.enabled else None,
+        journal=journal if settings.usage.enabled else None,
+        coordinator=coordinator,
         requester=settings.requester,
         spark_app_id=spark_app_id,
     )

@@ -20,7 +20,7 @@ _lock = threading.Lock()
 
 
 def register(spark: SparkSession, *, settings: Settings | None = None) -> None:
-    """Register ``ai_query`` in ``spark`` and start the usage ledger.
+    """Register ``ai_query`` in ``spark``, start the application's coordinator and the usage ledger.
 
     Args:
         spark: a classic (non-Connect) SparkSession.
@@ -36,21 +36,25 @@ def register(spark: SparkSession, *, settings: Settings | None = None) -> None:
         raise RuntimeError(
             "aiquery needs classic PySpark (a driver-side JVM); Spark Connect sessions are not supported."
         )
-    settings = settings or load_settings()
-    ledger = None
-    spool_dir = None
-    if settings.usage.enabled:
-        from aiquery.usage.ingest import UsageLedger
+    from aiquery.spark.coordination import coordinator_for
 
-        ledger = UsageLedger(spark, settings.usage)
-        spool_dir = ledger.spool_dir
+    settings = settings or load_settings()
     gateway = spark.sparkContext._gateway
     assert gateway is not None
     ensure_callback_server_started(gateway)  # type: ignore[no-untyped-call]
     # Lets the builder raise IllegalArgumentException into the analyzer (see AIQueryBuilder.apply).
     gateway.python_parameters.propagate_java_exceptions = True
+    coordinator = coordinator_for(spark, settings)
+    ledger = None
+    journal = None
+    if settings.usage.enabled:
+        from aiquery.usage.ingest import UsageLedger
+
+        ledger = UsageLedger(spark, settings.usage, coordinator=coordinator)
+        journal = ledger.spool_dir
+        coordinator.add_journal(journal)
     _bound_arrow_batches(spark)
-    info = SparkContextInfo(spark, settings, spool_dir)
+    info = SparkContextInfo(spark, settings, journal, coordinator.address)
     builder = AIQueryBuilder(info)
     registry = spark._jsparkSession.sessionState().functionRegistry()
     registry.createOrReplaceTempFunction(FUNCTION_NAME, builder, "python_udf")

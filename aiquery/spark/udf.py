@@ -1,9 +1,10 @@
 """The pandas UDF behind ai_query, and the per-worker runtime it shares across batches, tasks and queries.
 
 Each Spark Python worker keeps one :class:`WorkerRuntime`: an event loop in a background thread, one engine
-(so one HTTP session per host and one set of limits per endpoint), and one usage spool writer. The UDF cuts
-each Arrow batch into chunks and keeps a window of chunks in flight, so the next rows are already being sent
-while earlier results go back to Spark, and a LIMIT that stops reading early wastes little.
+(so one HTTP session per host and one set of limits per endpoint), and one governor: the client of the driver's
+coordinator, which leases budgets and journals usage records on the driver (:mod:`aiquery.coordinator.client`).
+The UDF cuts each Arrow batch into chunks and keeps a window of chunks in flight, so the next rows are already
+being sent while earlier results go back to Spark, and a LIMIT that stops reading early wastes little.
 
 Results go back in input order, so one slow row (a hung request waiting for its timeout, a Retry-After) holds
 back every answered row behind it. The window therefore bounds the rows still *working* (sent or ready to send;
@@ -15,16 +16,18 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import logging
 import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from aiquery.engine.governor import Governor, LocalGovernor, TaskInfo
 from aiquery.engine.loop import LoopThread
 from aiquery.engine.runner import Engine, Outcome
 from aiquery.errors import CallError
 from aiquery.spark.convert import convert_answer
 from aiquery.spark.plan import CallPlan
-from aiquery.usage.record import MemorySink, UsageSink
+from aiquery.usage.record import MemorySink
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -32,8 +35,9 @@ if TYPE_CHECKING:
 
 __all__ = ["WorkerRuntime", "make_udf", "worker_runtime"]
 
+logger = logging.getLogger("aiquery.spark")
+
 CHUNK_ROWS = 256
-FLUSH_INTERVAL_S = 5.0
 HOLD_WINDOWS = 16
 """Rows kept in memory (answered or not, waiting to go back in order), as a multiple of the working window."""
 WAKE_S = 0.1
@@ -41,44 +45,30 @@ WAKE_S = 0.1
 
 
 class WorkerRuntime:
-    """One per Python worker process: loop thread, engine and usage sink."""
+    """One per Python worker process: loop thread, engine, and the governor the engine reports to."""
 
-    def __init__(self, spool_dir: str | None, requester: str) -> None:
-        self.key = (spool_dir, requester)
+    def __init__(self, plan: CallPlan) -> None:
+        self.key = _runtime_key(plan)
         self.loop = LoopThread()
-        self.sink: UsageSink
-        if spool_dir is not None:
-            from aiquery.usage.spool import spool_writer
+        self.governor: Governor
+        if plan.coordinator is not None:
+            from aiquery.coordinator.client import CoordinatorClient
 
-            self.sink = spool_writer(spool_dir)
+            self.governor = CoordinatorClient(plan.coordinator, plan.journal)
         else:
-            self.sink = MemorySink()
-        self.engine = Engine(sink=self.sink, requester=requester)
+            self.governor = LocalGovernor(MemorySink())
+        self.engine = Engine(governor=self.governor, requester=plan.requester)
         # Set by the loop thread when a call ends or starts waiting out a retry: the UDF thread, waiting for
         # room in its window, wakes then instead of polling.
         self.capacity = threading.Event()
         self.engine.on_capacity = self.capacity.set
-        self.loop.call(self._schedule_flush)
-
-    def _schedule_flush(self) -> None:
-        # Periodic rotation makes a long task's usage visible to the driver's background ingestion.
-        self.sink.flush()
-        if isinstance(self.sink, MemorySink):
-            self.sink.records.clear()
-        self.loop.loop.call_later(FLUSH_INTERVAL_S, self._schedule_flush)
 
     def flush(self) -> None:
-        """Make every finished request's record visible to ingestion (runs on the loop thread)."""
-        done = threading.Event()
-
-        def rotate() -> None:
-            try:
-                self.sink.flush()
-            finally:
-                done.set()
-
-        self.loop.call(rotate)
-        done.wait(30)
+        """Deliver every finished request's record (to the driver's journal) before the task ends."""
+        try:
+            self.loop.run(self.governor.flush(), timeout=60)
+        except Exception:  # the records stay queued (or in the local journal) and are delivered later
+            logger.warning("aiquery: usage records not delivered at the end of a task", exc_info=True)
 
     def run(self, plan: CallPlan, prompts: list[str | None]) -> _Chunk:
         """Start one chunk; its future resolves to its outcomes."""
@@ -111,28 +101,44 @@ _runtime: WorkerRuntime | None = None
 _runtime_lock = threading.Lock()
 
 
+def _runtime_key(plan: CallPlan) -> tuple[Any, ...]:
+    address = plan.coordinator
+    where = None if address is None else (address.host, address.port, address.application)
+    return (where, plan.journal, plan.requester)
+
+
 def worker_runtime(plan: CallPlan) -> WorkerRuntime:
-    """This process's runtime, created on first use (or again if the usage settings changed)."""
+    """This process's runtime, created on first use (or again for another application, ledger or requester)."""
     global _runtime
     with _runtime_lock:
-        if _runtime is None or _runtime.key != (plan.spool_dir, plan.requester) or not _runtime.loop.alive:
-            _runtime = WorkerRuntime(plan.spool_dir, plan.requester)
+        if _runtime is None or _runtime.key != _runtime_key(plan) or not _runtime.loop.alive:
+            previous = _runtime
+            _runtime = WorkerRuntime(plan)
+            if previous is not None and previous.loop.alive:
+                # Its records must still reach a ledger: deliver them before the old loop goes.
+                previous.loop.run(previous.governor.aclose(), timeout=60)
+                previous.loop.stop()
         return _runtime
 
 
-def _task_context(plan: CallPlan) -> dict[str, Any]:
+def _task_context(plan: CallPlan) -> tuple[dict[str, Any], TaskInfo | None]:
     from pyspark import TaskContext
 
     context: dict[str, Any] = {"spark_app_id": plan.spark_app_id, "task_attempt_id": None, "query_tag": None}
     task = TaskContext.get()
-    if task is not None:
-        context["task_attempt_id"] = task.taskAttemptId()
-        context["query_tag"] = (
-            task.getLocalProperty("aiquery.query_tag")
-            or task.getLocalProperty("spark.job.description")
-            or task.getLocalProperty("spark.jobGroup.id")
-        )
-    return context
+    if task is None:
+        return context, None
+    context["task_attempt_id"] = task.taskAttemptId()
+    description = task.getLocalProperty("spark.job.description")
+    context["query_tag"] = (
+        task.getLocalProperty("aiquery.query_tag") or description or task.getLocalProperty("spark.jobGroup.id")
+    )
+    execution = task.getLocalProperty("spark.sql.execution.id")
+    query = task.getLocalProperty("aiquery.query_tag") or (f"execution {execution}" if execution else None)
+    info = TaskInfo(
+        task_attempt_id=context["task_attempt_id"], stage_id=task.stageId(), query=query, description=description
+    )
+    return context, info
 
 
 def _window_rows(plan: CallPlan) -> int:
@@ -143,7 +149,8 @@ def run_batches(plan: CallPlan, batches: Iterator[list[str | None]]) -> Iterator
     """Outcomes for a stream of prompt lists, chunked and pipelined; same rows, same order."""
     runtime = worker_runtime(plan)
     engine = runtime.engine
-    engine.context = _task_context(plan)
+    engine.context, task = _task_context(plan)
+    runtime.loop.call(runtime.governor.start_task, task)
     window: collections.deque[_Chunk] = collections.deque()
     held = 0
     limit = _window_rows(plan)

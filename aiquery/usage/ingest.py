@@ -1,22 +1,18 @@
-"""Exactly-once ingestion of spool files into the Delta usage table, on the driver.
+"""Exactly-once ingestion of the driver's usage journal into the Delta usage table.
 
-One ingestion (:meth:`UsageLedger.ingest`) under a lock (a thread lock, and ``flock`` against other drivers):
+Usage records reach the driver through its coordinator, which journals them in the ledger's spool folder on
+the driver's own disk (:mod:`aiquery.coordinator.server`); executors never read or write that folder, so a
+cluster needs no shared filesystem. One ingestion (:meth:`UsageLedger.ingest`), under a lock (a thread lock,
+and ``flock`` against other drivers sharing the folder):
 
-1. recover the journals of dead workers (:func:`~aiquery.usage.recovery.recover_orphans`);
-2. delete spool files an earlier, interrupted ingestion committed but did not delete;
-3. run a file-source stream over the spool directory with ``trigger(availableNow=True)`` into the table;
-4. delete the files of the batches it committed (:func:`~aiquery.usage.checkpoint.cleanup_committed`).
+1. asks the coordinator to publish every record ended so far (a journal segment renamed into the spool folder);
+2. recovers journals left by dead processes (:func:`~aiquery.usage.recovery.recover_orphans`): a driver that
+   crashed, or spool files of an older aiquery whose workers wrote them;
+3. finishes a batch an interrupted ingestion planned, then ingests every spool file present, in batches that
+   the ingestion log (:mod:`aiquery.usage.batches`) makes exactly-once with Delta's idempotent writes.
 
-Why nothing is written twice or lost, for each place a driver can die:
-
-- before the stream plans a batch: the files stay and the next run reads them;
-- after planning (``offsets/N``), before Delta commits: the next run replays batch N from the same file list;
-- after Delta commits, before ``commits/N``: the replay is skipped by Delta's streaming sink, which records
-  (query id, batch id) in each commit (its idempotent ``txn``) and ignores a batch it already holds;
-- after ``commits/N``, before the files are deleted: the source log marks them seen, so the stream never reads
-  them again, and step 2 of the next ingestion deletes them;
-- while files arrive: a spool file appears by an atomic rename, complete; availableNow takes the files present
-  when the run starts, and later ones wait for the next run.
+The records are read on the driver and reach the executors inside the job (an RDD of lines parsed by Spark's
+JSON reader with the spool schema), so nothing but the driver touches the folder.
 """
 
 from __future__ import annotations
@@ -29,12 +25,13 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
 from aiquery.config import UsageSettings
 from aiquery.errors import ConfigError
 from aiquery.usage import checkpoint as ckpt
+from aiquery.usage.batches import Batch, IngestLog
 from aiquery.usage.recovery import recover_orphans
 from aiquery.usage.schema import create_table_sql, spool_struct_type, table_projection
 
@@ -46,7 +43,9 @@ __all__ = ["UsageLedger", "flush_usage", "ledger_for"]
 logger = logging.getLogger(__name__)
 
 MAX_FILES_PER_BATCH = 5000
-"""Bounds one micro-batch after a long backlog; availableNow still reads everything, in several batches."""
+MAX_BYTES_PER_BATCH = 256 << 20
+"""Bounds one batch after a long backlog (its lines are held on the driver while it is written)."""
+LINES_PER_SLICE = 20_000
 _TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*){0,2}$")
 _locks: dict[str, threading.Lock] = {}
 _locks_guard = threading.Lock()
@@ -58,27 +57,29 @@ def _local_path(location: str, what: str) -> Path:
         return Path(unquote(urlparse(location).path))
     if re.match(r"^[A-Za-z][A-Za-z0-9+.-]+:", location):
         raise ConfigError(
-            f"{what} {location!r} is not a local path: the usage spool needs a POSIX filesystem shared by the "
-            "driver and the workers (set [usage] dir to a local or NFS path)"
+            f"{what} {location!r} is not a local path: the usage journal lives on the driver's own disk "
+            "(set [usage] dir to a local folder of the driver)"
         )
     return Path(location).absolute()
 
 
 class UsageLedger:
-    """The usage table of one SparkSession, and the spool directory its workers write to.
+    """The usage table of one SparkSession, and the driver-local folder its journal and ingestion log live in.
 
     Args:
         spark: the session (with Delta; see :func:`aiquery.spark.session.local_spark`).
-        settings: table name and location, spool folder and ingestion interval.
+        settings: table name and location, the usage folder and the ingestion interval.
+        coordinator: the application's coordinator, whose journal for this ledger is published before each
+            ingestion (None: only spool files already in the folder are ingested).
 
     Attributes:
-        spool_dir: where workers write spool files (pass it to :func:`aiquery.usage.spool.spool_writer`).
-        checkpoint_dir: the ingestion stream's checkpoint (one per table).
+        spool_dir: where the driver's journal publishes records for ingestion.
     """
 
-    def __init__(self, spark: SparkSession, settings: UsageSettings | None = None) -> None:
+    def __init__(self, spark: SparkSession, settings: UsageSettings | None = None, *, coordinator: Any = None) -> None:
         self.spark = spark
         self.settings = settings or UsageSettings()
+        self.coordinator = coordinator
         self.table = self.settings.table
         if not _TABLE_NAME.match(self.table):
             raise ConfigError(f"[usage] table = {self.table!r} is not a table name like ai_gateway.usage")
@@ -89,11 +90,12 @@ class UsageLedger:
             base = _local_path(warehouse, "spark.sql.warehouse.dir") / "_aiquery"
         self.base_dir = base
         self.spool_dir = str(base / "spool")
-        self.checkpoint_dir = str(base / "checkpoint" / self.table.lower())
+        self.log_dir = str(base / "ingest" / self.table.lower())
+        self._stream_checkpoint = base / "checkpoint" / self.table.lower()
         Path(self.spool_dir).mkdir(parents=True, exist_ok=True)
-        Path(self.checkpoint_dir).parent.mkdir(parents=True, exist_ok=True)
+        self.log = IngestLog(self.log_dir)
         with _locks_guard:
-            self._lock = _locks.setdefault(self.checkpoint_dir, threading.Lock())
+            self._lock = _locks.setdefault(self.log_dir, threading.Lock())
         self._table_ready = False
         self._stop: threading.Event | None = None
         self._thread: threading.Thread | None = None
@@ -132,65 +134,87 @@ class UsageLedger:
 
     # ---- ingestion ------------------------------------------------------------------------------------------
     def ingest(self) -> int:
-        """Move every spool file present now into the table, exactly once.
+        """Move every record ended so far into the table, exactly once.
 
         Returns:
-            The number of rows added (read from the stream's progress reports).
+            The number of rows added.
         """
         with self._lock, self._file_lock():
             spool = Path(self.spool_dir)
-            checkpoint = Path(self.checkpoint_dir)
+            if self.coordinator is not None:
+                self.coordinator.rotate(self.spool_dir)
             recover_orphans(spool)
             self.ensure_table()
-            # Finish what an interrupted ingestion left: delete what it committed, then drop its checkpoint
-            # unless a planned batch still has to be replayed (from that checkpoint, under the same query id).
-            ckpt.remove_retired(checkpoint)
-            ckpt.cleanup_committed(checkpoint, spool)
-            _retire_if_complete(checkpoint)
-            before = _visible_files(spool)
-            if not before:
-                return 0
-            rows = self._run_stream()
-            ckpt.cleanup_committed(checkpoint, spool)
-            left = before & _visible_files(spool)
-            if left:  # cannot happen with a fresh checkpoint; the next run would take them
-                logger.warning("usage spool files not ingested in this run: %s", sorted(left)[:10])
-            _retire_if_complete(checkpoint)
-            logger.info("ingested %d usage row(s) into %s", rows, self.table)
+            self._retire_stream_checkpoint(spool)
+            rows = 0
+            pending = self.log.pending()
+            if pending is not None:
+                # An interrupted ingestion planned this batch; Delta may already hold it (then it ignores the write).
+                before = self._table_version()
+                replayed = self._write(pending)
+                rows += replayed if self._table_version() != before else 0
+            while True:
+                files = _next_files(spool)
+                if not files:
+                    break
+                rows += self._write(self.log.plan(files))
+            if rows:
+                logger.info("ingested %d usage row(s) into %s", rows, self.table)
             return rows
 
-    def _run_stream(self) -> int:
+    def _write(self, batch: Batch) -> int:
+        lines: list[str] = []
+        for name in batch.files:
+            try:
+                with open(name, encoding="utf-8") as handle:
+                    lines.extend(line for line in handle.read().splitlines() if line)
+            except FileNotFoundError:  # deleted after an earlier commit of this very batch
+                continue
+        if lines and batch.version > self.log.committed:
+            self._append(lines, batch.version)
+        _delete(batch.files)
+        self.log.done(batch)
+        return len(lines)
+
+    def _table_version(self) -> int:
+        row = self.spark.sql(f"DESCRIBE HISTORY {self.table} LIMIT 1").select("version").first()
+        return int(row[0]) if row is not None else -1
+
+    def _append(self, lines: list[str], version: int) -> None:
         spark = self.spark
         # From a thread other than the one that built the session (the background thread, a user's thread),
-        # the JVM thread has no active session and Delta then resolves toTable(name) as a path-based table and
-        # fails (DELTA_INVALID_V1_TABLE_CALL; measured on Spark 4.2 + Delta 4.4).
+        # the JVM thread has no active session and Delta then resolves a table name as a path (measured on Spark
+        # 4.2 + Delta 4.4: DELTA_INVALID_V1_TABLE_CALL).
         jvm = spark.sparkContext._jvm
         if jvm is not None:
             jvm.org.apache.spark.sql.SparkSession.setActiveSession(spark._jsparkSession)
-        source = (
-            spark.readStream.schema(spool_struct_type())
-            .option("maxFilesPerTrigger", MAX_FILES_PER_BATCH)
-            .json(self.spool_dir)
-        )
-        query = (
-            source.selectExpr(*table_projection())
-            .writeStream.format("delta")
-            .outputMode("append")
-            .option("checkpointLocation", self.checkpoint_dir)
+        slices = max(1, min(spark.sparkContext.defaultParallelism, len(lines) // LINES_PER_SLICE + 1))
+        records = spark.read.schema(spool_struct_type()).json(spark.sparkContext.parallelize(lines, slices))
+        (
+            records.selectExpr(*table_projection())
+            .write.format("delta")
+            .mode("append")
+            # Delta skips a write whose (txnAppId, txnVersion) it has already committed: replays are no-ops.
+            .option("txnAppId", self.log.writer_id)
+            .option("txnVersion", str(version))
             # A table created by an older aiquery gains the columns added since.
             .option("mergeSchema", "true")
-            .queryName(f"aiquery_usage_ingest_{self.table.replace('.', '_')}")
-            .trigger(availableNow=True)
-            .toTable(self.table)
+            .saveAsTable(self.table)
         )
-        query.awaitTermination()
-        return sum(int(progress.numInputRows) for progress in query.recentProgress)
+
+    def _retire_stream_checkpoint(self, spool: Path) -> None:
+        # aiquery before the coordinator ingested with a file-source stream; its checkpoint says which spool
+        # files it committed but had not deleted yet. Delete those (they are in the table), then the checkpoint.
+        checkpoint = self._stream_checkpoint
+        if checkpoint.is_dir():
+            ckpt.cleanup_committed(checkpoint, spool)
+            ckpt.retire(checkpoint)
+        ckpt.remove_retired(checkpoint)
 
     @contextmanager
     def _file_lock(self) -> Iterator[None]:
-        # Two drivers sharing a usage dir must not run one checkpoint at once (Spark only checks that within
-        # one session).
-        fd = os.open(f"{self.checkpoint_dir}.lock", os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        # Two drivers sharing a usage folder must not ingest the same files at once.
+        fd = os.open(f"{self.log_dir}.lock", os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
@@ -224,14 +248,27 @@ class UsageLedger:
             self._thread = None
 
 
-def _retire_if_complete(checkpoint: Path) -> None:
-    if checkpoint.is_dir() and ckpt.planned_batch(checkpoint) == ckpt.committed_batch(checkpoint):
-        ckpt.retire(checkpoint)
+def _delete(files: tuple[str, ...]) -> None:
+    for name in files:
+        Path(name).unlink(missing_ok=True)
 
 
-def _visible_files(spool: Path) -> set[str]:
+def _next_files(spool: Path) -> list[str]:
+    """The next batch's spool files: oldest names first, bounded in count and bytes."""
     with os.scandir(spool) as entries:
-        return {e.name for e in entries if not e.name.startswith(("_", ".")) and e.is_file()}
+        found = sorted(
+            (entry.name, entry.stat().st_size)
+            for entry in entries
+            if not entry.name.startswith(("_", ".")) and entry.is_file()
+        )
+    files: list[str] = []
+    size = 0
+    for name, length in found:
+        if files and (len(files) >= MAX_FILES_PER_BATCH or size + length > MAX_BYTES_PER_BATCH):
+            break
+        files.append(str(spool / name))
+        size += length
+    return files
 
 
 def _sql_text(text: str) -> str:
@@ -270,8 +307,8 @@ def ledger_for(spark: SparkSession, settings: UsageSettings | None = None) -> Us
 def flush_usage(spark: SparkSession) -> int:
     """Return once every request made so far is in the Delta usage table.
 
-    Workers flush their spool at the end of each task, so when a query has finished its records are in spool
-    files; this ingests them (and those of any dead worker).
+    Workers deliver their records to the driver's journal at the end of each task, so when a query has finished
+    its records are on the driver; this ingests them (and those a dead process left).
 
     Returns:
         The number of rows added.

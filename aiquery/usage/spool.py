@@ -114,15 +114,52 @@ class SpoolWriter:
             head = self._pending.pop(record.request_id, None)
             if head is None:  # ended without begin: still recorded, never lost
                 head = self._encoder.head(record)
-            encoded = (head + self._encoder.tail(record)).encode()
-            try:
-                write_all(self._segment_fd, encoded)
-            except OSError:
-                if not self._reopen_after_fork():
-                    raise
-                write_all(self._segment_fd, encoded)
-            self._segment_bytes += len(encoded)
+            self._append_segment((head + self._encoder.tail(record)).encode())
             self._done_backlog.append('{"done":' + _quote(record.request_id) + "}\n")
+
+    # ---- records encoded elsewhere (the driver's coordinator journals the lines its workers send) ----------
+    def begin_lines(self, request_ids: list[str], heads: list[str]) -> None:
+        """Journal requests about to be sent, from their encoded heads (one write for all of them)."""
+        with self._lock:
+            pending = self._pending
+            for request_id, head in zip(request_ids, heads, strict=True):
+                pending[request_id] = head
+            data = "".join(self._done_backlog) + "".join(head + "}\n" for head in heads)
+            self._done_backlog.clear()
+            encoded = data.encode()
+            write_all(self._pending_fd, encoded)
+            self._pending_bytes += len(encoded)
+
+    def end_lines(self, request_ids: list[str], lines: bytes) -> None:
+        """Append complete records, already encoded as journal lines, in one write."""
+        with self._lock:
+            pending = self._pending
+            for request_id in request_ids:
+                pending.pop(request_id, None)
+            self._append_segment(lines)
+            self._done_backlog.extend('{"done":' + _quote(request_id) + "}\n" for request_id in request_ids)
+
+    def end_lost(self, request_ids: list[str], message: str) -> int:
+        """End begun requests whose sender was lost: status NULL and ``message``. Returns how many it ended."""
+        with self._lock:
+            ended = [rid for rid in request_ids if rid in self._pending]
+            if ended:
+                self._append_segment(
+                    "".join(
+                        self._pending.pop(rid) + ',"error_message":' + _quote(message) + "}\n" for rid in ended
+                    ).encode()
+                )
+                self._done_backlog.extend('{"done":' + _quote(rid) + "}\n" for rid in ended)
+            return len(ended)
+
+    def _append_segment(self, encoded: bytes) -> None:
+        try:
+            write_all(self._segment_fd, encoded)
+        except OSError:
+            if not self._reopen_after_fork():
+                raise
+            write_all(self._segment_fd, encoded)
+        self._segment_bytes += len(encoded)
 
     # ---- rotation -------------------------------------------------------------------------------------------
     def flush(self) -> None:

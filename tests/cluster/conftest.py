@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import socket
 import subprocess
 import sys
@@ -24,7 +25,19 @@ def free_port() -> int:
 class StandaloneCluster:
     """Master and workers as child processes; ``master_url`` for ``SparkSession.builder.master``."""
 
-    def __init__(self, workers: int = 1, cores: int = 1, work_dir: Path | None = None) -> None:
+    def __init__(
+        self, workers: int = 1, cores: int = 1, work_dir: Path | None = None, private_dirs: tuple[Path, ...] = ()
+    ) -> None:
+        """Start the master and ``workers`` workers.
+
+        Args:
+            workers: how many workers (each its own machine, as far as ``private_dirs`` go).
+            cores: cores per worker.
+            work_dir: the workers' work folder (executor logs land in ``<work_dir>/<app>/<executor>/stderr``).
+            private_dirs: folders each worker (and its executors and Python workers) sees as an empty folder of
+                its own: a tmpfs mounted over them in a mount namespace of the worker's (``unshare``, needs root),
+                as on separate machines that share no filesystem with the driver.
+        """
         self.port = free_port()
         self.master_url = f"spark://127.0.0.1:{self.port}"
         env = {
@@ -68,6 +81,19 @@ class StandaloneCluster:
             ]
             if work_dir is not None:
                 args += ["--work-dir", str(work_dir)]
+            if private_dirs:
+                mounts = " && ".join(f"mount -t tmpfs tmpfs {shlex.quote(str(path))}" for path in private_dirs)
+                args = [
+                    "unshare",
+                    "--mount",
+                    "--propagation",
+                    "private",
+                    "sh",
+                    "-c",
+                    f'{mounts} && exec "$@"',
+                    "sh",
+                    *args,
+                ]
             worker = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             self._wait_for(worker, r"Successfully registered with master")
             self.workers.append(worker)

@@ -381,7 +381,7 @@ def test_spliced_bodies_equal_the_adapters_own(api: str, response_format: str | 
 
     from aiquery.apis import get_adapter
     from aiquery.apis.base import ResponseFormat
-    from aiquery.engine.runner import _Prepared
+    from aiquery.engine.prepared import PreparedSite
 
     if api == "embeddings" and response_format is not None:
         return
@@ -395,11 +395,11 @@ def test_spliced_bodies_equal_the_adapters_own(api: str, response_format: str | 
         parameters={"max_tokens": 7} if api != "embeddings" else {},
         response_format=fmt,
     )
-    prepared = _Prepared(site, "me")
+    prepared = PreparedSite(site, "me")
     assert prepared._template is not None
     for prompt in ["plain", 'quotes " and \\ backslash', "new\nline\ttab", "ünïcödé ✓ 中文", "", "\u0000nul"]:
         request = prepared.request(prompt)
-        assert json.loads(prepared.encode(request)) == get_adapter(api).build_body(request)
+        assert json.loads(prepared.body(request)) == get_adapter(api).build_body(request)
 
 
 def test_text_that_is_not_unicode_fails_its_own_row_unsent(gateway: Any) -> None:

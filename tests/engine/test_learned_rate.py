@@ -50,14 +50,26 @@ def limit(rps: int) -> Callable[[int, int], tuple[int, int]]:
 def test_a_true_limit_is_found_and_held_near_it() -> None:
     _, paces = simulate(limit(100), seconds=60)
     settled = paces[10:]
-    # Up to the tolerance above the limit (a 429 share under ~20 % is not yet read as a limit), never far below.
-    assert min(settled) >= 70 and max(settled) <= 160, [round(p) for p in paces]
+    assert min(settled) >= 85 and max(settled) <= 130, [round(p) for p in paces]
     accepted = [min(p, 100) for p in settled]
-    assert sum(accepted) / len(accepted) >= 90, [round(p) for p in paces]
+    assert sum(accepted) / len(accepted) >= 95, [round(p) for p in paces]
     refused = sum(max(0.0, p - 100) for p in settled) / sum(settled)
-    # The price of tolerating a minority of 429s: about a fifth of the requests above the limit are refused
-    # (and retried); the accepted rate stays at the limit.
-    assert refused < 0.25, refused
+    # Above the ceiling, 429s beyond the share refused at the ceiling (here none) mean the limit: the pace is cut
+    # long before 429s pass the tolerance (which alone let about a fifth of the requests above the limit go).
+    assert refused < 0.08, refused
+
+
+def test_a_true_limit_behind_random_429s_is_still_found() -> None:
+    rng = random.Random(5)
+
+    def limit_and_random(second: int, sent: int) -> tuple[int, int]:
+        accepted, limited = min(sent, 100), max(0, sent - 100)
+        refused = sum(rng.random() < 0.05 for _ in range(accepted))
+        return accepted - refused, limited + refused
+
+    _, paces = simulate(limit_and_random, seconds=60)
+    settled = paces[10:]
+    assert max(settled) <= 140 and sum(min(p, 100) for p in settled) / len(settled) >= 90, [round(p) for p in paces]
 
 
 def test_random_429s_at_any_rate_never_pull_the_pace_down() -> None:
@@ -104,6 +116,11 @@ def test_a_squeezed_pace_comes_back_within_seconds_once_the_endpoint_is_free() -
         # Another process takes nearly all of a 100/s limit for 20 s, leaving this one about 2/s; then it is done.
         return limit(2)(second, sent) if second < 20 else limit(100)(second, sent)
 
-    _, paces = simulate(squeezed_then_free, seconds=40)
+    _, paces = simulate(squeezed_then_free, seconds=60)
     assert paces[19] < 10
-    assert max(paces[20:30]) >= 80, [round(p) for p in paces[18:32]]
+    # Each interval that sees clearly more accepted than at the old limit raises the ceiling and the pace by a
+    # tenth and one request a second: 2/s to 80/s within half a minute (5 % a second would take well over a minute).
+    # Not faster: an allowance the endpoint saved up while the pace went unused looks like room too, for a few
+    # seconds, and a faster climb would then run far past the limit. (With the coordinator, the workers of an
+    # application share one pace and do not squeeze each other; this is for workers cut off from the driver.)
+    assert max(paces[20:50]) >= 80, [round(p) for p in paces[18:50]]

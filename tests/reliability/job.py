@@ -124,6 +124,14 @@ def secrets(warehouse: str, usage_dir: str, table: str, event_log_dir: str) -> d
             report["errors"].append("".join(traceback.format_exception(error)))
     report["ingested"] = aiquery.flush_usage(spark)
     report["usage"] = [json.dumps(row.asDict(recursive=True), default=str) for row in spark.table(table).collect()]
+    # The coordinator's per-application secret travelled in every plan: the test searches for it too. It goes
+    # to a file beside the work folder, so that the search of stdout and of the work folder stays blind to it.
+    from aiquery.spark.coordination import running_coordinator
+
+    coordinator = running_coordinator(spark)
+    assert coordinator is not None
+    with open(os.path.join(os.path.dirname(work), "coordinator-secret"), "w") as handle:
+        handle.write(coordinator.secret.reveal())
     spark.stop()
     return report
 

@@ -1,5 +1,6 @@
 """Secrets: a recognisable token, used by jobs that succeed and fail, appears in no log, error, plan, event log,
-spool file or usage row; TLS certificates are checked unless an endpoint says ``verify_tls = false``.
+spool file or usage row, and neither does the coordinator's per-application secret; TLS certificates are checked
+unless an endpoint says ``verify_tls = false``.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def leaks(data: bytes | str) -> list[str]:
 
 @pytest.mark.spark
 @pytest.mark.slow
-def test_the_token_appears_in_no_log_error_plan_event_log_spool_or_usage_row(
+def test_the_tokens_appear_in_no_log_error_plan_event_log_spool_or_usage_row(
     canary_gateway: Any, tmp_path: Path
 ) -> None:
     config = tmp_path / "aiquery.toml"
@@ -107,13 +108,21 @@ def test_the_token_appears_in_no_log_error_plan_event_log_spool_or_usage_row(
     event_files = [path for path in event_log.rglob("*") if path.is_file()]
     assert event_files and b"SparkListenerSQLExecutionStart" in b"".join(p.read_bytes() for p in event_files)
 
+    # The coordinator's secret (random per application, shipped in every plan) leaks nowhere either.
+    coordinator_secret = (tmp_path / "coordinator-secret").read_text()
+    assert len(coordinator_secret) == 64
+
+    def leaks(data: bytes | str) -> list[str]:
+        raw = data.encode() if isinstance(data, str) else data
+        return [marker for marker in (*MARKERS, coordinator_secret) if marker.encode() in raw]
+
     found = {"stdout": leaks(stdout), "stderr": leaks(stderr)}
     for index, text in enumerate(report["plans"] + report["errors"] + report["usage"]):
         found[f"report item {index}"] = leaks(text)
-    # Every file the job left: event log, Delta table and logs, checkpoints, spool and journal files.
+    # Every file the job left: event log, Delta table and logs, the ingestion log, spool and journal files.
     files = [path for path in work.rglob("*") if path.is_file()]
     parquet = [path for path in files if path.name.endswith(".parquet")]
-    assert parquet and any("checkpoint" in str(p) for p in files)
+    assert parquet and any(p.name == "writer" and "ingest" in str(p) for p in files)  # the ingestion log
     # Uncompressed (see job.py), so the bytes searched are the values themselves: a requester is there to be seen.
     assert any(b"ai_query" in p.read_bytes() or b"mlflow/v1/chat/completions" in p.read_bytes() for p in parquet)
     for path in files:

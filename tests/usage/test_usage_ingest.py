@@ -1,4 +1,4 @@
-"""Ingestion into Delta: exactly once across runs, restarts, crashes at each step, threads and dead workers."""
+"""Ingestion into Delta: exactly once across runs, restarts, a driver killed at each step, threads, dead writers."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def test_repeated_ingestion_adds_each_record_once(spark: Any, make_ledger: Calla
     assert ledger.ingest() == 9
     assert table_ids(spark, ledger) == sorted(first + second)
     assert spool_files(ledger.spool_dir) == []  # every ingested file removed, the last batch's too
-    assert not Path(ledger.checkpoint_dir).exists()  # nothing to replay: the checkpoint was retired
+    assert ledger.log.pending() is None and ledger.log.committed == 1  # two batches, nothing left to replay
 
 
 def test_row_values_follow_the_schema(spark: Any, make_ledger: Callable[..., Any]) -> None:
@@ -81,53 +81,109 @@ def test_a_new_session_re_registers_the_table_and_continues(spark: Any, make_led
     assert table_ids(spark, again) == sorted(first + [f"pending-{i}" for i in range(4)])
 
 
-def run_without_cleanup(ledger: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    """One ingestion that stops right after the stream ends (a driver killed before deleting anything)."""
-    with monkeypatch.context() as patch:
-        patch.setattr(ingest.ckpt, "cleanup_committed", lambda *args: 0)
-        patch.setattr(ingest, "_retire_if_complete", lambda *args: None)
-        ledger.ingest()
+class Killed(BaseException):
+    """Stands for the driver dying at one step of an ingestion."""
 
 
-def test_killed_after_commit_before_cleanup(
+def kill_at(monkeypatch: pytest.MonkeyPatch, name: str, after: Callable[..., Any] | None = None) -> None:
+    """Make ``ingest.<name>`` (a step of the ingestion) kill the driver, optionally after running ``after``."""
+
+    def die(*args: Any) -> None:
+        if after is not None:
+            after(*args)
+        raise Killed(name)
+
+    monkeypatch.setattr(ingest, name, die)
+
+
+def test_killed_after_planning_before_the_delta_commit(
     spark: Any, make_ledger: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ledger = make_ledger()
     written = write(ledger, "a", 12)
-    run_without_cleanup(ledger, monkeypatch)
-    assert len(spool_files(ledger.spool_dir)) > 0  # committed but still there
-    assert ledger.ingest() == 0  # seen by the checkpoint: deleted, not read again
+    with monkeypatch.context() as patch:
+        patch.setattr(ingest.UsageLedger, "_append", lambda *args: (_ for _ in ()).throw(Killed("append")))
+        with pytest.raises(Killed):
+            ledger.ingest()
+    assert ledger.log.pending() is not None and spool_files(ledger.spool_dir)  # planned, nothing written
+    assert ledger.ingest() == 12
+    assert table_ids(spark, ledger) == sorted(written)
+    assert spool_files(ledger.spool_dir) == [] and ledger.log.pending() is None
+
+
+def test_killed_after_the_delta_commit_before_deleting_files(
+    spark: Any, make_ledger: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ledger = make_ledger()
+    written = write(ledger, "a", 12)
+    with monkeypatch.context() as patch:
+        kill_at(patch, "_delete")
+        with pytest.raises(Killed):
+            ledger.ingest()
+    assert len(spool_files(ledger.spool_dir)) > 0  # in the table, but still in the spool
+    late = write(ledger, "b", 3)  # records that arrived after the crash: a batch of their own
+    assert ledger.ingest() == 3  # the replay of the committed batch adds nothing (Delta's txn), the new one 3
+    assert table_ids(spark, ledger) == sorted(written + late)
     assert spool_files(ledger.spool_dir) == []
+
+
+def test_killed_after_deleting_some_files(
+    spark: Any, make_ledger: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ledger = make_ledger()
+    written = write(ledger, "a", 20)
+    assert len(spool_files(ledger.spool_dir)) >= 2
+    with monkeypatch.context() as patch:
+        kill_at(patch, "_delete", after=lambda files: Path(files[0]).unlink())
+        with pytest.raises(Killed):
+            ledger.ingest()
+    assert ledger.ingest() == 0
     assert table_ids(spark, ledger) == sorted(written)
 
 
-def test_killed_after_delta_commit_before_the_commit_log(
+def test_killed_after_marking_the_batch_committed(
     spark: Any, make_ledger: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ledger = make_ledger()
-    written = write(ledger, "a", 12)
-    run_without_cleanup(ledger, monkeypatch)
-    checkpoint = Path(ledger.checkpoint_dir)
-    last = ckpt.committed_batch(checkpoint)
-    assert last >= 0
-    # The batch reached Delta, but its commit entry was never written: the next run replays it.
-    for entry in (checkpoint / "commits").glob(f"*{last}*"):
-        entry.unlink()
-    ledger.ingest()
-    assert table_ids(spark, ledger) == sorted(written)  # Delta's txn id made the replay a no-op
-    assert spool_files(ledger.spool_dir) == []
+    written = write(ledger, "a", 5)
+    manifests: list[str] = []
+    original = ingest.IngestLog.done
+
+    def done_then_die(log: Any, batch: Any) -> None:
+        manifests.extend(p.read_text() for p in log.folder.glob("batch-*.json"))
+        original(log, batch)
+        (log.folder / f"batch-{batch.version}.json").write_text(manifests[-1])  # the removal never happened
+        raise Killed("done")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(ingest.IngestLog, "done", done_then_die)
+        with pytest.raises(Killed):
+            ledger.ingest()
+    assert ledger.ingest() == 0
+    assert ledger.log.pending() is None
+    assert table_ids(spark, ledger) == sorted(written)
 
 
-def test_killed_while_retiring_the_checkpoint(spark: Any, make_ledger: Callable[..., Any]) -> None:
+def test_an_older_stream_checkpoint_is_honoured_then_retired(spark: Any, make_ledger: Callable[..., Any]) -> None:
+    # aiquery before the coordinator ingested with a file-source stream; a file its checkpoint committed but did
+    # not delete is already in the table and must not be ingested again.
     ledger = make_ledger()
-    first = write(ledger, "a", 3)
-    ledger.ingest()
-    half_deleted = Path(f"{ledger.checkpoint_dir}.retired-1")
-    (half_deleted / "offsets").mkdir(parents=True)
-    second = write(ledger, "b", 3)
-    ledger.ingest()
-    assert not half_deleted.exists()
-    assert table_ids(spark, ledger) == sorted(first + second)
+    spool = Path(ledger.spool_dir)
+    committed_file = spool / "usage-old-1-1-0-000000.json"
+    committed_file.write_text("{}\n")
+    checkpoint = ledger.base_dir / "checkpoint" / ledger.table.lower()
+    (checkpoint / "commits").mkdir(parents=True)
+    (checkpoint / "offsets").mkdir(parents=True)
+    (checkpoint / "sources" / "0").mkdir(parents=True)
+    (checkpoint / "offsets" / "0").write_text("v1\n{}")
+    (checkpoint / "commits" / "0").write_text("v1\n{}")
+    (checkpoint / "sources" / "0" / "0").write_text(
+        f'v1\n{{"path":"file://{committed_file.as_posix()}","timestamp":1,"batchId":0}}'
+    )
+    fresh = write(ledger, "new", 4)
+    assert ledger.ingest() == 4
+    assert not committed_file.exists() and not checkpoint.exists()
+    assert table_ids(spark, ledger) == sorted(fresh)
 
 
 def test_dead_workers_are_recovered_before_ingestion(spark: Any, make_ledger: Callable[..., Any]) -> None:

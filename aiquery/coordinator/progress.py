@@ -1,0 +1,168 @@
+"""Live progress per running query, from the counters workers send with every sync.
+
+A query is named by its query tag (``aiquery run`` sets one per run) or, in a notebook or a plain
+``spark.sql``, by its SQL execution id. Workers add what their rows and requests did since their last sync;
+the task counts come from Spark's status tracker for the stages that ran ai_query, and give the ETA.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+__all__ = ["COUNTERS", "ProgressBook", "QueryProgress", "TaskCounts"]
+
+COUNTERS = ("rows_answered", "rows_failed", "requests", "errors", "rate_limited", "tokens")
+"""The order of the counters a worker sends per query."""
+RATE_WINDOW_S = 10.0
+ACTIVE_S = 5.0
+"""A query that sent nothing for this long and has no running task is no longer shown as running."""
+
+
+@dataclass(frozen=True)
+class TaskCounts:
+    """Tasks of a query's ai_query stages: done, running, in total."""
+
+    done: int = 0
+    running: int = 0
+    total: int = 0
+
+
+@dataclass(frozen=True)
+class QueryProgress:
+    """Where one query stands.
+
+    Attributes:
+        query: its query tag, or ``execution <id>`` for an untagged SQL execution.
+        description: Spark's description of the job, when there is one.
+        running: tasks still run, or workers reported work in the last few seconds.
+        seconds: since its first report.
+        rows_answered: rows that got an answer.
+        rows_failed: rows that failed for good (with ``failOnError => false`` they carry an errorMessage).
+        requests: HTTP requests sent (retries included).
+        requests_per_second: over the last ten seconds.
+        errors: requests answered with an error status or not answered.
+        rate_limited: requests answered 429.
+        tokens: tokens used by the requests answered.
+        tasks: the query's ai_query tasks per Spark's status tracker.
+        eta_seconds: time left, extrapolated from the tasks done so far (None until one is done).
+    """
+
+    query: str
+    description: str | None
+    running: bool
+    seconds: float
+    rows_answered: int
+    rows_failed: int
+    requests: int
+    requests_per_second: float
+    errors: int
+    rate_limited: int
+    tokens: int
+    tasks: TaskCounts
+    eta_seconds: float | None
+
+    @property
+    def rate_limited_share(self) -> float:
+        """The share of requests answered 429."""
+        return self.rate_limited / self.requests if self.requests else 0.0
+
+    def line(self) -> str:
+        """A one-line summary, as ``aiquery run`` and notebooks show it."""
+        parts = [f"rows {self.rows_answered:,} answered"]
+        if self.rows_failed:
+            parts.append(f"{self.rows_failed:,} failed")
+        parts.append(f"requests {self.requests:,} ({self.requests_per_second:,.1f}/s)")
+        if self.rate_limited:
+            parts.append(f"429s {self.rate_limited_share:.1%}")
+        if self.errors:
+            parts.append(f"errors {self.errors:,}")
+        parts.append(f"tokens {self.tokens:,}")
+        if self.tasks.total:
+            parts.append(f"tasks {self.tasks.done}/{self.tasks.total}")
+        if self.eta_seconds is not None and self.running:
+            parts.append(f"ETA {_clock(self.eta_seconds)}")
+        return "  ".join(parts)
+
+
+@dataclass
+class _Query:
+    description: str | None
+    started: float
+    updated: float
+    counters: list[int] = field(default_factory=lambda: [0] * len(COUNTERS))
+    stages: set[int] = field(default_factory=set)
+    samples: collections.deque[tuple[float, int]] = field(default_factory=lambda: collections.deque(maxlen=64))
+
+
+class ProgressBook:
+    """Counters per query, fed by syncs (on the coordinator's loop) and read from any thread."""
+
+    MAX_QUERIES = 200
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._queries: dict[str, _Query] = {}
+
+    def add(self, rows: dict[str, list[int]], stages: dict[str, int | None], descriptions: dict[str, str]) -> None:
+        """Add a worker's counters per query (see :data:`COUNTERS`)."""
+        now = self._clock()
+        for query, counts in rows.items():
+            entry = self._queries.get(query)
+            if entry is None:
+                if len(self._queries) >= self.MAX_QUERIES:
+                    oldest = min(self._queries, key=lambda name: self._queries[name].updated)
+                    del self._queries[oldest]
+                entry = self._queries[query] = _Query(descriptions.get(query), now, now)
+            entry.updated = now
+            for index, value in enumerate(counts[: len(COUNTERS)]):
+                entry.counters[index] += int(value)
+            stage = stages.get(query)
+            if stage is not None:
+                entry.stages.add(stage)
+            entry.samples.append((now, entry.counters[2]))
+
+    def snapshot(self, tasks: Callable[[Iterable[int]], TaskCounts] | None = None) -> list[QueryProgress]:
+        """Every known query, the most recently active first."""
+        now = self._clock()
+        result = []
+        for query, entry in sorted(self._queries.items(), key=lambda item: -item[1].updated):
+            counts = tasks(entry.stages) if tasks is not None and entry.stages else TaskCounts()
+            answered, failed, requests, errors, limited, tokens = entry.counters
+            recent = [(t, n) for t, n in entry.samples if now - t <= RATE_WINDOW_S]
+            rate = 0.0
+            if len(recent) >= 2 and recent[-1][0] > recent[0][0]:
+                rate = (recent[-1][1] - recent[0][1]) / max(now - recent[0][0], 1e-9)
+            running = counts.running > 0 or (now - entry.updated < ACTIVE_S and counts.done < counts.total)
+            if not counts.total:
+                running = now - entry.updated < ACTIVE_S
+            elapsed = now - entry.started
+            eta = None
+            if counts.total and counts.done:
+                eta = elapsed * (counts.total - counts.done) / counts.done
+            result.append(
+                QueryProgress(
+                    query=query,
+                    description=entry.description,
+                    running=running,
+                    seconds=elapsed,
+                    rows_answered=answered,
+                    rows_failed=failed,
+                    requests=requests,
+                    requests_per_second=rate,
+                    errors=errors,
+                    rate_limited=limited,
+                    tokens=tokens,
+                    tasks=counts,
+                    eta_seconds=eta,
+                )
+            )
+        return result
+
+
+def _clock(seconds: float) -> str:
+    minutes, rest = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{rest:02d}" if hours else f"{minutes:02d}:{rest:02d}"

@@ -1,0 +1,131 @@
+"""The coordinator's wire protocol: length-prefixed frames over one TCP connection per worker process.
+
+A frame is ``!II`` (length of the metadata, length of the payload), the metadata as compact JSON, and the
+payload as raw bytes. Usage records travel in the payload as the journal's own lines, so the driver appends
+them to its journal without decoding them; the metadata says whose they are.
+
+The connection opens with a challenge: the coordinator sends a random nonce, the worker answers with
+HMAC-SHA256 of it under the application's secret. The secret itself never crosses the wire, and a connection
+that does not prove it is refused and closed before any other frame is read. Every later frame is a request
+(``seq`` numbers it) answered by one reply (``re`` names it), in order.
+
+Request ``op`` values:
+
+- ``sync``: everything a worker has for the shared state, each part optional: ``b`` (request ids whose
+  record heads fill the first ``bl`` payload bytes, one per line: begun, to be journaled before they are
+  sent), ``e`` (request ids whose complete lines fill the rest of the payload: ended), ``demand``
+  (per endpoint: calls and tokens waiting, and the endpoint's configured budgets), ``seen`` (per endpoint:
+  answers and 429s since the last sync), ``rows`` (per query: progress counters). The reply carries ``lease``:
+  per endpoint, the request and token rates this worker may use now.
+- ``bye``: the worker is shutting down cleanly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiquery.config import Secret
+
+__all__ = [
+    "HEADER",
+    "PROTOCOL_VERSION",
+    "CoordinatorAddress",
+    "FrameReader",
+    "encode_frame",
+    "new_secret",
+    "prove",
+    "verify",
+]
+
+PROTOCOL_VERSION = 1
+HEADER = struct.Struct("!II")
+MAX_META_BYTES = 1 << 20
+MAX_PAYLOAD_BYTES = 64 << 20
+"""A frame larger than this is a protocol error (a worker sends its records in parts well below it)."""
+_CONTEXT = b"aiquery-coordinator-v1"
+
+
+@dataclass(frozen=True, kw_only=True)
+class CoordinatorAddress:
+    """How a worker reaches its application's coordinator; travels in the query plan like an endpoint's token."""
+
+    host: str
+    port: int
+    secret: Secret = field(repr=False)
+    fingerprint: str | None = None
+    """SHA-256 of the coordinator's TLS certificate (hex) when its traffic is encrypted, else None."""
+    application: str = ""
+    """The Spark application id (names the worker's local fallback journal)."""
+    parallelism: int = 1
+    """Concurrent tasks of the application: a worker cut off from the driver uses 1/parallelism of a budget."""
+
+
+def new_secret() -> Secret:
+    """A fresh random per-application secret."""
+    return Secret(secrets.token_hex(32))
+
+
+def prove(secret: Secret, nonce: bytes) -> str:
+    """The worker's answer to a challenge: HMAC-SHA256 of the nonce under the secret, hex."""
+    return hmac.new(secret.reveal().encode(), _CONTEXT + nonce, hashlib.sha256).hexdigest()
+
+
+def verify(secret: Secret, nonce: bytes, proof: Any) -> bool:
+    """Whether ``proof`` answers the challenge ``nonce`` (constant-time)."""
+    return isinstance(proof, str) and hmac.compare_digest(prove(secret, nonce), proof)
+
+
+def encode_frame(meta: dict[str, Any], payload: bytes = b"") -> bytes:
+    """One frame: header, metadata, payload."""
+    encoded = json.dumps(meta, separators=(",", ":")).encode()
+    return HEADER.pack(len(encoded), len(payload)) + encoded + payload
+
+
+class ProtocolError(Exception):
+    """The peer sent something that is not a frame of this protocol."""
+
+
+class FrameReader:
+    """Cuts a byte stream into frames; feed it what arrives, then iterate the complete frames."""
+
+    __slots__ = ("_buffer",)
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> Iterator[tuple[dict[str, Any], bytes]]:
+        """Add ``data`` and yield every frame now complete.
+
+        Raises:
+            ProtocolError: a frame is larger than the protocol allows or its metadata is not a JSON object.
+        """
+        buffer = self._buffer
+        buffer += data
+        start = 0
+        size = HEADER.size
+        try:
+            while len(buffer) - start >= size:
+                meta_length, payload_length = HEADER.unpack_from(buffer, start)
+                if meta_length > MAX_META_BYTES or payload_length > MAX_PAYLOAD_BYTES:
+                    raise ProtocolError(f"frame too large ({meta_length} + {payload_length} bytes)")
+                end = start + size + meta_length + payload_length
+                if len(buffer) < end:
+                    break
+                meta_end = start + size + meta_length
+                try:
+                    meta = json.loads(bytes(buffer[start + size : meta_end]))
+                except ValueError:
+                    raise ProtocolError("frame metadata is not JSON") from None
+                if not isinstance(meta, dict):
+                    raise ProtocolError("frame metadata is not a JSON object")
+                yield meta, bytes(buffer[meta_end:end])
+                start = end
+        finally:
+            del buffer[:start]

@@ -1,0 +1,153 @@
+"""Requests in flight on the driver: who began them, and when one is known to be lost.
+
+A worker's begin records reach the driver before its requests are sent; its end records follow. A request
+begun and never ended belongs to a worker that is still working, cut off from the driver, or dead. It is
+closed as lost (status NULL, "worker lost") only when both hold:
+
+- the worker's connection is gone (a dead process's kernel closes its sockets; a vanished machine is found by
+  TCP keepalive) and has not come back for :data:`GRACE_S`;
+- Spark reports the request's task attempt failed or killed (an executor lost takes its running tasks with
+  it). A worker merely cut off from the driver runs on, its tasks do not fail because of that, and it delivers
+  its records when it reconnects; so a listener restart never closes a live worker's requests.
+
+An end record that arrives for a request already closed as lost is dropped, and so is one delivered twice
+(a worker resends what was unacknowledged when its connection broke): nothing is recorded twice.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+__all__ = ["GRACE_S", "InFlight"]
+
+GRACE_S = 2.0
+"""How long a disconnected worker may take to come back before its failed tasks' requests are closed."""
+RECENT_PER_WORKER = 4096
+"""End records remembered per worker to drop duplicates (more than a worker ever has unacknowledged)."""
+MAX_FAILED_TASKS = 100_000
+FORGET_S = 600.0
+"""A worker disconnected this long with nothing in flight is forgotten."""
+
+
+@dataclass
+class _Worker:
+    open: dict[str, tuple[int | None, str]] = field(default_factory=dict)
+    """request id -> (task attempt id, journal)."""
+    connected: bool = True
+    since: float = 0.0
+    holding_local: bool = False
+    """It reported records in its local journal, not delivered yet."""
+    recent: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=RECENT_PER_WORKER))
+    recent_set: set[str] = field(default_factory=set)
+
+
+class InFlight:
+    """Begun and unfinished requests per worker. Thread-safe."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._workers: dict[str, _Worker] = {}
+        self._failed: set[int] = set()
+        self._failed_order: collections.deque[int] = collections.deque()
+        self._closed: set[str] = set()
+
+    def _worker(self, worker: str) -> _Worker:
+        state = self._workers.get(worker)
+        if state is None:
+            state = self._workers[worker] = _Worker(since=self._clock())
+        return state
+
+    def begun(self, worker: str, journal: str, request_ids: list[str], task: int | list[int | None] | None) -> None:
+        """Requests a worker is about to send; ``task`` is their task attempt, or one per request."""
+        with self._lock:
+            open_requests = self._worker(worker).open
+            if isinstance(task, list):
+                for request_id, each in zip(request_ids, task, strict=True):
+                    open_requests[request_id] = (each, journal)
+                return
+            entry = (task, journal)
+            for request_id in request_ids:
+                open_requests[request_id] = entry
+
+    def ended(self, worker: str, request_ids: list[str]) -> list[int] | None:
+        """Mark requests ended; the indices of those to record, or None when all of them are to be."""
+        with self._lock:
+            state = self._worker(worker)
+            open_requests, recent, recent_set, closed = state.open, state.recent, state.recent_set, self._closed
+            keep: list[int] | None = None
+            for index, request_id in enumerate(request_ids):
+                if request_id in recent_set or request_id in closed:
+                    if keep is None:
+                        keep = list(range(index))
+                    continue
+                if keep is not None:
+                    keep.append(index)
+                open_requests.pop(request_id, None)
+                if len(recent) == recent.maxlen:
+                    recent_set.discard(recent[0])
+                recent.append(request_id)
+                recent_set.add(request_id)
+            return keep
+
+    def connected(self, worker: str) -> None:
+        with self._lock:
+            state = self._worker(worker)
+            state.connected = True
+            state.since = self._clock()
+
+    def disconnected(self, worker: str) -> None:
+        with self._lock:
+            state = self._worker(worker)
+            state.connected = False
+            state.since = self._clock()
+
+    def task_failed(self, task: int) -> None:
+        with self._lock:
+            if task in self._failed:
+                return
+            self._failed.add(task)
+            self._failed_order.append(task)
+            if len(self._failed_order) > MAX_FAILED_TASKS:
+                self._failed.discard(self._failed_order.popleft())
+
+    def lost(self) -> dict[str, list[str]]:
+        """Requests to close as lost now, per journal; they are forgotten here (late end records are dropped)."""
+        now = self._clock()
+        found: dict[str, list[str]] = {}
+        with self._lock:
+            for name, state in list(self._workers.items()):
+                if state.connected or now - state.since < GRACE_S:
+                    continue
+                if not state.open and now - state.since > FORGET_S:
+                    del self._workers[name]  # long gone with nothing in flight: its duplicate window is moot
+                    continue
+                for request_id, (task, journal) in list(state.open.items()):
+                    if task is not None and task in self._failed:
+                        found.setdefault(journal, []).append(request_id)
+                        del state.open[request_id]
+                        self._closed.add(request_id)
+        return found
+
+    def holding_local(self, worker: str, holding: bool) -> None:
+        """Whether a worker (as it says with each sync) holds records in its local journal."""
+        state = self._workers.get(worker)
+        if state is None or state.holding_local != holding:
+            with self._lock:
+                self._worker(worker).holding_local = holding
+
+    def stranded(self) -> int:
+        """Requests begun by workers that are not connected now, plus workers with undelivered local records."""
+        with self._lock:
+            return sum(
+                len(state.open) if not state.connected else int(state.holding_local) for state in self._workers.values()
+            )
+
+    def open_count(self) -> int:
+        """Requests begun and not ended, by any worker."""
+        with self._lock:
+            return sum(len(state.open) for state in self._workers.values())

@@ -1,0 +1,369 @@
+"""The coordinator: one per Spark application, in the driver's Python process, reached by every Python worker.
+
+It owns what the whole application shares: budget leases and learned paces (:mod:`.budgets`), the usage
+journal on the driver (workers' records are appended to a :class:`~aiquery.usage.spool.SpoolWriter` in the
+ledger's spool directory, which ingestion moves into Delta), the requests in flight and who sent them
+(:mod:`.requests`), and live progress (:mod:`.progress`). It serves the protocol of :mod:`.protocol` on its
+own event-loop thread; every frame is handled synchronously there, without a coroutine per frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from aiquery.config import Secret
+from aiquery.coordinator.budgets import Budgets
+from aiquery.coordinator.progress import ProgressBook, QueryProgress, TaskCounts
+from aiquery.coordinator.protocol import (
+    PROTOCOL_VERSION,
+    CoordinatorAddress,
+    FrameReader,
+    ProtocolError,
+    encode_frame,
+    new_secret,
+    verify,
+)
+from aiquery.coordinator.requests import InFlight
+from aiquery.engine.loop import LoopThread
+from aiquery.usage.spool import SpoolWriter
+
+__all__ = ["Coordinator"]
+
+logger = logging.getLogger("aiquery.coordinator")
+
+MAINTENANCE_S = 0.5
+HANDSHAKE_TIMEOUT_S = 10.0
+
+
+class Coordinator:
+    """The driver-side service. Start it with :meth:`start`; stop it with :meth:`stop`.
+
+    Args:
+        bind_host: the address to listen on.
+        advertised_host: the address workers connect to.
+        port: the port, or 0 for an ephemeral one.
+        tls: a server TLS context and its certificate's fingerprint, or None for plain TCP.
+        application: the Spark application id.
+        parallelism: the application's concurrent tasks (a cut-off worker's static share is 1/parallelism).
+    """
+
+    def __init__(
+        self,
+        *,
+        bind_host: str,
+        advertised_host: str,
+        port: int = 0,
+        tls: tuple[ssl.SSLContext, str] | None = None,
+        application: str = "",
+        parallelism: int = 1,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.secret: Secret = new_secret()
+        self.bind_host = bind_host
+        self.advertised_host = advertised_host
+        self.port = port
+        self.application = application
+        self.parallelism = parallelism
+        self._tls = tls
+        self._clock = clock
+        self.budgets = Budgets(clock)
+        self.progress_book = ProgressBook(clock)
+        self.in_flight = InFlight(clock)
+        self._journals: dict[str, SpoolWriter] = {}
+        self._journals_lock = threading.Lock()
+        self._loop = LoopThread(name="aiquery-coordinator")
+        self._server: asyncio.base_events.Server | None = None
+        self._connections: set[_Connection] = set()
+        self._maintenance: asyncio.Task[None] | None = None
+        self.refused = 0
+        """Connections refused for a missing or wrong secret (for tests and logs)."""
+
+    # ---- life cycle -----------------------------------------------------------------------------------------
+    def start(self) -> CoordinatorAddress:
+        """Listen and start the maintenance task; the address workers use (the secret included)."""
+        self._loop.run(self._listen(), timeout=30)
+        self._maintenance = self._loop.run(self._start_maintenance(), timeout=30)
+        logger.info(
+            "aiquery coordinator listening on %s:%d%s", self.bind_host, self.port, " (TLS)" if self._tls else ""
+        )
+        return self.address
+
+    @property
+    def address(self) -> CoordinatorAddress:
+        return CoordinatorAddress(
+            host=self.advertised_host,
+            port=self.port,
+            secret=self.secret,
+            fingerprint=self._tls[1] if self._tls else None,
+            application=self.application,
+            parallelism=self.parallelism,
+        )
+
+    async def _listen(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: _Connection(self),
+            host=self.bind_host,
+            port=self.port,
+            ssl=self._tls[0] if self._tls else None,
+            reuse_address=True,
+            backlog=1024,
+        )
+        sockets = self._server.sockets
+        self.port = int(sockets[0].getsockname()[1])
+
+    async def _start_maintenance(self) -> asyncio.Task[None]:
+        return asyncio.get_running_loop().create_task(self._maintain())
+
+    async def _maintain(self) -> None:
+        while True:
+            await asyncio.sleep(MAINTENANCE_S)
+            try:
+                self._close_lost()
+            except Exception:  # keep maintaining; a failed round is retried in half a second
+                logger.exception("coordinator maintenance failed")
+
+    def stop_listening(self) -> None:
+        """Close the listener and every connection (workers fall back and keep retrying). For failure drills."""
+
+        async def close() -> None:
+            if self._server is not None:
+                self._server.close()
+                await self._server.wait_closed()
+                self._server = None
+            for connection in list(self._connections):
+                connection.abort()
+
+        self._loop.run(close(), timeout=30)
+
+    def resume_listening(self) -> None:
+        """Listen again on the same port after :meth:`stop_listening`."""
+        self._loop.run(self._listen(), timeout=30)
+
+    def stop(self) -> None:
+        """Stop listening, close the journals (requests still in flight are recorded as lost) and the loop."""
+        if not self._loop.alive:
+            return
+        try:
+            # Workers told the application is ending do not warn when the connection goes.
+            self._loop.run(self._say_closing(), timeout=10)
+            self.stop_listening()
+            if self._maintenance is not None:
+                self._loop.run(_cancelled(self._maintenance), timeout=10)
+        except Exception:  # stopping must finish whatever state the loop is in
+            logger.debug("coordinator listener did not close cleanly", exc_info=True)
+        with self._journals_lock:
+            for journal in self._journals.values():
+                journal.close()
+            self._journals.clear()
+        self._loop.stop()
+
+    async def _say_closing(self) -> None:
+        for connection in list(self._connections):
+            if connection.transport is not None and connection.worker is not None:
+                connection.transport.write(encode_frame({"op": "closing"}))
+
+    @property
+    def running(self) -> bool:
+        return self._loop.alive
+
+    # ---- journals -------------------------------------------------------------------------------------------
+    def add_journal(self, spool_dir: str) -> None:
+        """Accept usage records for a ledger's spool directory (a driver-local folder)."""
+        with self._journals_lock:
+            if spool_dir not in self._journals:
+                self._journals[spool_dir] = SpoolWriter(spool_dir)
+
+    def journal(self, spool_dir: str) -> SpoolWriter | None:
+        with self._journals_lock:
+            return self._journals.get(spool_dir)
+
+    def rotate(self, spool_dir: str) -> None:
+        """Publish every record ended so far into the spool directory, where ingestion reads it."""
+        journal = self.journal(spool_dir)
+        if journal is not None:
+            journal.flush()
+
+    # ---- requests and workers -------------------------------------------------------------------------------
+    def task_failed(self, task_attempt_id: int) -> None:
+        """Spark reports a task attempt that failed or was killed (thread-safe; from the listener)."""
+        self.in_flight.task_failed(task_attempt_id)
+
+    def _close_lost(self) -> None:
+        for journal_key, request_ids in self.in_flight.lost().items():
+            journal = self.journal(journal_key)
+            if journal is not None:
+                from aiquery.usage.recovery import LOST_WORKER_MESSAGE
+
+                closed = journal.end_lost(request_ids, LOST_WORKER_MESSAGE)
+                logger.info("closed %d request(s) of lost workers as lost", closed)
+
+    def settle(self, timeout: float) -> int:
+        """Wait until no request is begun by a worker that is gone, and no worker holds records in a local journal.
+
+        Returns:
+            How many such requests (and workers holding local records) are left when it returns.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            stranded = self.in_flight.stranded()
+            if not stranded or time.monotonic() >= deadline:
+                return stranded
+            time.sleep(0.1)
+
+    # ---- progress -------------------------------------------------------------------------------------------
+    def progress(self, tasks: Callable[[Iterable[int]], TaskCounts] | None = None) -> list[QueryProgress]:
+        """Where every recent query stands."""
+        return self.progress_book.snapshot(tasks)
+
+    # ---- one frame ------------------------------------------------------------------------------------------
+    def handle_sync(self, worker: str, meta: dict[str, Any], payload: bytes) -> dict[str, Any]:
+        """Apply one worker's sync; the reply's metadata."""
+        begun = meta.get("b")
+        ended = meta.get("e")
+        if begun or ended:
+            journal_key = meta.get("j")
+            journal = self.journal(journal_key) if isinstance(journal_key, str) else None
+            if journal is None or not isinstance(journal_key, str):
+                raise ProtocolError(f"no usage journal {journal_key!r} on this driver")
+            split = int(meta.get("bl", 0))
+            if begun:
+                heads = payload[:split].decode().split("\n")
+                journal.begin_lines(begun, heads)
+                self.in_flight.begun(worker, journal_key, begun, meta.get("t"))
+            if ended:
+                lines = payload[split:]
+                keep = self.in_flight.ended(worker, ended)
+                if keep is not None:  # some were closed as lost already, or delivered twice: drop those
+                    parts = lines.split(b"\n")
+                    ended = [ended[i] for i in keep]
+                    lines = b"".join(parts[i] + b"\n" for i in keep)
+                if ended:
+                    journal.end_lines(ended, lines)
+        self.in_flight.holding_local(worker, bool(meta.get("local")))
+        rows = meta.get("rows")
+        if rows:
+            self.progress_book.add(rows, meta.get("stage") or {}, meta.get("desc") or {})
+        return {"lease": self.budgets.sync(worker, meta.get("demand"), meta.get("seen"))}
+
+    def worker_connected(self, worker: str) -> None:
+        self.in_flight.connected(worker)
+
+    def worker_disconnected(self, worker: str, clean: bool) -> None:
+        self.in_flight.disconnected(worker)
+        if clean:
+            self.budgets.release(worker)
+
+
+class _Connection(asyncio.Protocol):
+    """One worker's connection: challenge, then frames handled in order, one reply each."""
+
+    def __init__(self, coordinator: Coordinator) -> None:
+        self.coordinator = coordinator
+        self.transport: asyncio.Transport | None = None
+        self.reader = FrameReader()
+        self.nonce = secrets.token_bytes(32)
+        self.worker: str | None = None
+        self.clean = False
+        self._timeout: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.coordinator._connections.add(self)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            _keepalive(sock)
+        transport.write(encode_frame({"op": "challenge", "nonce": self.nonce.hex(), "version": PROTOCOL_VERSION}))
+        self._timeout = asyncio.get_running_loop().call_later(HANDSHAKE_TIMEOUT_S, self._handshake_timeout)
+
+    def _handshake_timeout(self) -> None:
+        if self.worker is None:
+            self.abort()
+
+    def data_received(self, data: bytes) -> None:
+        transport = self.transport
+        assert transport is not None
+        try:
+            for meta, payload in self.reader.feed(data):
+                if self.worker is None:
+                    self._hello(meta)
+                    if self.worker is None:
+                        return
+                    continue
+                op = meta.get("op")
+                seq = meta.get("seq")
+                if op == "sync":
+                    try:
+                        reply = self.coordinator.handle_sync(self.worker, meta, payload)
+                    except ProtocolError as exc:
+                        reply = {"error": str(exc)}
+                    reply["re"] = seq
+                    transport.write(encode_frame(reply))
+                elif op == "bye":
+                    self.clean = True
+                    transport.write(encode_frame({"re": seq}))
+                else:
+                    transport.write(encode_frame({"re": seq, "error": f"unknown op {op!r}"}))
+        except ProtocolError as exc:
+            logger.warning("coordinator: closing a connection that broke the protocol: %s", exc)
+            self.abort()
+
+    def _hello(self, meta: dict[str, Any]) -> None:
+        assert self.transport is not None
+        if meta.get("op") != "hello" or not verify(self.coordinator.secret, self.nonce, meta.get("proof")):
+            self.coordinator.refused += 1
+            # Say why, without echoing anything the peer sent, then close.
+            self.transport.write(encode_frame({"error": "refused: the application's secret was not proven"}))
+            self.transport.close()
+            return
+        worker = meta.get("worker")
+        if not isinstance(worker, str) or not worker:
+            self.transport.write(encode_frame({"error": "refused: hello without a worker id"}))
+            self.transport.close()
+            return
+        self.worker = worker
+        if self._timeout is not None:
+            self._timeout.cancel()
+        self.coordinator.worker_connected(worker)
+        self.transport.write(encode_frame({"re": 0, "ok": True, "pid": os.getpid()}))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.coordinator._connections.discard(self)
+        if self._timeout is not None:
+            self._timeout.cancel()
+        if self.worker is not None:
+            self.coordinator.worker_disconnected(self.worker, self.clean)
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+
+async def _cancelled(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def _keepalive(sock: socket.socket) -> None:
+    # A worker whose machine vanished sends no FIN: keepalive probes find the dead connection in about 30 s.
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        if hasattr(socket, "TCP_KEEPIDLE"):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 15)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 5)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:
+        pass

@@ -1,0 +1,199 @@
+"""The seam between the engine and shared state: permission to send, and where usage records go.
+
+The engine sends; a *governor* decides what it may send and keeps what it sent. Before each chunk of calls the
+engine makes one :meth:`Governor.admit` call (the place for everything a chunk needs from shared state); before
+each HTTP attempt it waits on the endpoint's :class:`EndpointLimits` and hands the attempt's usage record to
+:meth:`Governor.begin`, sending only once that returns; when the attempt ends, :meth:`Governor.end` takes the
+completed record. Two implementations:
+
+- :class:`LocalGovernor` (here): limits of this process alone, a static share of any configured budget, a pace
+  learned from this process's own 429s, and records in a local :class:`~aiquery.usage.record.UsageSink`. Used
+  by tests, by the engine outside Spark, and by a Spark worker that cannot reach its driver.
+- :class:`~aiquery.coordinator.client.CoordinatorClient`: the driver's coordinator hands out budget leases,
+  keeps one learned pace per endpoint for the whole application, and journals usage records on the driver.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from aiquery.config import Endpoint
+from aiquery.engine.limiter import SLOW_START, AdaptiveConcurrency, LearnedRate, PacedBudget
+from aiquery.usage.record import MemorySink, UsageRecord, UsageSink
+
+__all__ = ["EndpointLimits", "Governor", "LocalGovernor", "Pace", "TaskInfo", "endpoint_key", "limits_key"]
+
+Clock = Callable[[], float]
+
+
+def endpoint_key(endpoint: Endpoint) -> tuple[str, str, str]:
+    """What identifies an endpoint's limits: its name, base URL and API."""
+    return (endpoint.name, endpoint.base_url, endpoint.api)
+
+
+def limits_key(endpoint: Endpoint) -> tuple[Any, ...]:
+    """What a process keys its limits by: the endpoint, and the budgets configured for it (a new configuration
+    of the same endpoint gets limits of its own)."""
+    return (*endpoint_key(endpoint), endpoint.requests_per_minute, endpoint.tokens_per_minute)
+
+
+class Pace(Protocol):
+    """A request rate found from 429s, for an endpoint without a configured budget."""
+
+    @property
+    def budget(self) -> PacedBudget | None:
+        """The pace to keep, or None while no limit has been seen."""
+        ...
+
+    def on_success(self) -> None:
+        """An attempt was answered (not with a rate limit)."""
+        ...
+
+    def on_rate_limited(self) -> None:
+        """An attempt was answered 429 (a retryable one)."""
+        ...
+
+
+class EndpointLimits:
+    """What the engine waits on before each attempt to one endpoint.
+
+    Attributes:
+        concurrency: requests in flight from this process (AIMD on 429s).
+        requests: the request budget this process may use now, or None.
+        tokens: the token budget this process may use now, or None.
+        learned: the learned pace when no request budget is configured, else None.
+        active_calls: calls started and not finished (the engine keeps it; governors read it as demand).
+        active_tokens: estimated tokens of those calls, when the endpoint has a token budget.
+    """
+
+    def __init__(
+        self,
+        concurrency: AdaptiveConcurrency,
+        requests: PacedBudget | None,
+        tokens: PacedBudget | None,
+        learned: Pace | None,
+    ) -> None:
+        self.concurrency = concurrency
+        self.requests = requests
+        self.tokens = tokens
+        self.learned = learned
+        self.active_calls = 0
+        self.active_tokens = 0.0
+
+    @property
+    def paced(self) -> bool:
+        """Whether an attempt must wait for a budget before it is sent."""
+        return (
+            self.requests is not None
+            or self.tokens is not None
+            or (self.learned is not None and self.learned.budget is not None)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TaskInfo:
+    """The Spark task a worker runs now, as governors report it: for progress and for closing lost requests."""
+
+    task_attempt_id: int | None = None
+    stage_id: int | None = None
+    query: str | None = None
+    """The query the task belongs to: its query tag, else its SQL execution id."""
+    description: str | None = None
+
+
+class Governor(Protocol):
+    """Permission to send and a home for usage records. Called on the engine's event-loop thread."""
+
+    def limits(self, endpoint: Endpoint, share: float) -> EndpointLimits:
+        """The limits for ``endpoint``; ``share`` is this process's static share of its budgets (1/N)."""
+        ...
+
+    def admit(self, endpoint: Endpoint, calls: int, tokens: float) -> Awaitable[None] | None:
+        """One call per chunk, before any of its ``calls`` is sent; an awaitable when it must be waited for."""
+        ...
+
+    def begin(self, record: UsageRecord) -> Awaitable[None] | None:
+        """A request is about to be sent; send it only once the returned awaitable (if any) is done."""
+        ...
+
+    def end(self, record: UsageRecord) -> None:
+        """The request ended (answered, failed or abandoned); ``record`` holds its outcome."""
+        ...
+
+    def rows_done(self, answered: int, failed: int) -> None:
+        """Rows of the current task that got their answer, or failed for good."""
+        ...
+
+    def start_task(self, task: TaskInfo | None) -> None:
+        """The Spark task whose rows come next (None outside Spark)."""
+        ...
+
+    async def flush(self) -> None:
+        """Make every ended record durable where the ledger will find it."""
+        ...
+
+    async def aclose(self) -> None:
+        """Flush and release resources."""
+        ...
+
+
+class LocalGovernor:
+    """Limits of this process alone and a local usage sink. Implements :class:`Governor`.
+
+    Args:
+        sink: where usage records go (a :class:`MemorySink` when None).
+        clock: monotonic seconds, for the limits.
+    """
+
+    def __init__(self, sink: UsageSink | None = None, clock: Clock = time.monotonic) -> None:
+        self.sink: UsageSink = sink if sink is not None else MemorySink()
+        self._clock = clock
+        self._limits: dict[tuple[Any, ...], EndpointLimits] = {}
+
+    def limits(self, endpoint: Endpoint, share: float) -> EndpointLimits:
+        key = limits_key(endpoint)
+        limits = self._limits.get(key)
+        if limits is None:
+            limits = self._limits[key] = local_limits(endpoint, share, self._clock)
+        limits.concurrency.maximum = endpoint.max_concurrency
+        return limits
+
+    def admit(self, endpoint: Endpoint, calls: int, tokens: float) -> None:
+        return None
+
+    def begin(self, record: UsageRecord) -> None:
+        self.sink.begin(record)
+
+    def end(self, record: UsageRecord) -> None:
+        self.sink.end(record)
+
+    def rows_done(self, answered: int, failed: int) -> None:
+        pass
+
+    def start_task(self, task: TaskInfo | None) -> None:
+        pass
+
+    async def flush(self) -> None:
+        self.sink.flush()
+
+    async def aclose(self) -> None:
+        self.sink.flush()
+
+
+def local_limits(endpoint: Endpoint, share: float, clock: Clock) -> EndpointLimits:
+    """Limits for a process on its own: ``share`` of the configured budgets, or a pace learned alone."""
+    requests = (
+        PacedBudget(endpoint.requests_per_minute * share / 60.0, clock=clock) if endpoint.requests_per_minute else None
+    )
+    tokens = PacedBudget(endpoint.tokens_per_minute * share / 60.0, clock=clock) if endpoint.tokens_per_minute else None
+    learned = LearnedRate(clock=clock) if requests is None else None
+    return EndpointLimits(concurrency_for(endpoint, clock), requests, tokens, learned)
+
+
+def concurrency_for(endpoint: Endpoint, clock: Clock) -> AdaptiveConcurrency:
+    """The concurrency bound of a process for ``endpoint``: a slow start unless a request budget is configured."""
+    start = None if endpoint.requests_per_minute else SLOW_START
+    return AdaptiveConcurrency(endpoint.max_concurrency, clock=clock, start=start)

@@ -1,0 +1,130 @@
+"""A call site made ready to send: the adapter, URL, headers and a JSON body template shared by its rows."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from aiquery import __version__
+from aiquery.apis import get_adapter
+from aiquery.apis.base import Adapter, APIRequest, ResponseFormat
+from aiquery.config import DEFAULT_MAX_REQUEST_BYTES, Endpoint
+from aiquery.errors import CallError
+
+__all__ = [
+    "DEFAULT_OUTPUT_ESTIMATE",
+    "REQUEST_ID_HEADER",
+    "TAGS_HEADER",
+    "USER_AGENT",
+    "CallSite",
+    "PreparedSite",
+]
+
+USER_AGENT = (
+    f"aiquery/{__version__} python/{sys.version_info.major}.{sys.version_info.minor} aiohttp/{aiohttp.__version__}"
+)
+TAGS_HEADER = "Databricks-Ai-Gateway-Request-Tags"
+REQUEST_ID_HEADER = "X-Client-Request-Id"
+DEFAULT_OUTPUT_ESTIMATE = 256
+"""Output tokens assumed for a token budget when the call sets no max_tokens; corrected after the response."""
+_PROMPT_SENTINEL = "\u0000aiquery-prompt\u0000"
+_AUTH_HEADERS: Mapping[str, Callable[[str], tuple[str, str]]] = {
+    "bearer": lambda token: ("Authorization", f"Bearer {token}"),
+    "x-api-key": lambda token: ("x-api-key", token),
+    "x-goog-api-key": lambda token: ("x-goog-api-key", token),
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallSite:
+    """Everything about one ai_query call site except the prompt: the same for every row."""
+
+    endpoint: Endpoint
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+    """Model parameters under Databricks' names, already validated."""
+    response_format: ResponseFormat | None = None
+    request_tags: Mapping[str, str] = field(default_factory=dict)
+    """Tags of this call site; they extend (and override) the endpoint's configured tags."""
+    budget_share: float = 1.0
+    """The fraction of the endpoint's budgets this process uses when it has no coordinator (1/N for N workers)."""
+
+
+class PreparedSite:
+    """A call site made ready to send: adapter, URL, headers, and a body template for its prompts."""
+
+    def __init__(self, site: CallSite, requester: str) -> None:
+        endpoint = site.endpoint
+        self.site = site
+        self.endpoint = endpoint
+        self.adapter: Adapter = get_adapter(endpoint.api)
+        self.url = self.adapter.url(endpoint.base_url, endpoint.model)
+        self.tags = {**endpoint.request_tags, **site.request_tags}
+        headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, **self.adapter.headers()}
+        if endpoint.token is not None and endpoint.auth in _AUTH_HEADERS:
+            name, value = _AUTH_HEADERS[endpoint.auth](endpoint.token.reveal())
+            headers[name] = value
+        if self.tags:
+            headers[TAGS_HEADER] = json.dumps(self.tags, separators=(",", ":"))
+        self.headers = headers
+        self.requester = requester
+        self.hash_prefix = f"{endpoint.name}\0{endpoint.api}\0".encode()
+        max_tokens = site.parameters.get("max_tokens")
+        self.output_estimate = int(max_tokens) if isinstance(max_tokens, (int, float)) else DEFAULT_OUTPUT_ESTIMATE
+        self._template = self._body_template()
+
+    def request(self, prompt: str) -> APIRequest:
+        """The API request for one prompt of this site."""
+        return APIRequest(
+            prompt=prompt,
+            model=self.endpoint.model,
+            parameters=self.site.parameters,
+            response_format=self.site.response_format,
+        )
+
+    def body(self, request: APIRequest) -> bytes:
+        """The request body as UTF-8 bytes.
+
+        Raises:
+            CallError: the prompt is not valid Unicode, or the body is above the request-size limit.
+        """
+        try:
+            encoded = self._encode(request).encode("utf-8")
+        except UnicodeEncodeError as exc:
+            bad = exc.object[exc.start : exc.end]
+            if "\udc80" <= bad[0] <= "\udcff":
+                # A byte that was not UTF-8, kept by the Spark UDF's surrogateescape decoding (see udf._prompts).
+                what = f"not valid UTF-8 (byte 0x{ord(bad[0]) - 0xDC00:02X})"
+            else:
+                what = f"not valid Unicode (unpaired surrogate {bad!r})"
+            raise CallError(
+                f"the request text is {what}; clean the column before calling ai_query",
+                endpoint=self.endpoint.name,
+                attempts=0,
+            ) from None
+        if len(encoded) > DEFAULT_MAX_REQUEST_BYTES:
+            raise CallError(
+                f"the request body is {len(encoded) / 1e6:.1f} MB, above the {DEFAULT_MAX_REQUEST_BYTES >> 20} MiB "
+                f"limit; shorten the prompt",
+                endpoint=self.endpoint.name,
+                attempts=0,
+            )
+        return encoded
+
+    def _encode(self, request: APIRequest) -> str:
+        if self._template is None:
+            return json.dumps(self.adapter.build_body(request), ensure_ascii=False, separators=(",", ":"))
+        prefix, suffix = self._template
+        return prefix + json.dumps(request.prompt, ensure_ascii=False)[1:-1] + suffix
+
+    def _body_template(self) -> tuple[str, str] | None:
+        # Every row of a call site has the same body but for the prompt: build it once around a sentinel and
+        # splice each prompt's JSON string in, instead of building and encoding the whole body per row.
+        body = self.adapter.build_body(self.request(_PROMPT_SENTINEL))
+        text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+        parts = text.split(json.dumps(_PROMPT_SENTINEL, ensure_ascii=False)[1:-1])
+        return (parts[0], parts[1]) if len(parts) == 2 else None

@@ -1,0 +1,254 @@
+"""The coordinator and its client over real TCP on loopback, with the engine sending to the emulator.
+
+No Spark here: a Coordinator in this process, clients on their own event-loop threads (as in Python workers).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aiquery.config import Settings
+from aiquery.coordinator.client import CoordinatorClient, local_journal_dir
+from aiquery.coordinator.protocol import FrameReader, encode_frame
+from aiquery.coordinator.server import Coordinator
+from aiquery.coordinator.tls import server_context
+from aiquery.engine.governor import TaskInfo
+from aiquery.engine.loop import LoopThread
+from aiquery.engine.runner import CallSite, Engine
+from aiquery.usage.recovery import LOST_WORKER_MESSAGE
+
+
+@pytest.fixture
+def coordinator(tmp_path: Path) -> Iterator[Coordinator]:
+    started = Coordinator(
+        bind_host="127.0.0.1", advertised_host="127.0.0.1", application=f"test-{tmp_path.name}", parallelism=2
+    )
+    started.start()
+    started.add_journal(str(tmp_path / "spool"))
+    yield started
+    started.stop()
+
+
+class Worker:
+    """A client and an engine on their own loop thread, as in one Spark Python worker."""
+
+    def __init__(self, coordinator: Coordinator, journal: str, task: int = 1) -> None:
+        self.loop = LoopThread()
+        self.client = CoordinatorClient(coordinator.address, journal)
+        self.engine = Engine(governor=self.client)
+        self.engine.context = {"task_attempt_id": task, "query_tag": "q-test"}
+        self.loop.call(self.client.start_task, TaskInfo(task_attempt_id=task, stage_id=1, query="q-test"))
+
+    def run(self, site: CallSite, prompts: list[str | None]) -> list[Any]:
+        async def go() -> list[Any]:
+            outcomes = await self.engine.run(site, prompts)
+            await self.client.flush()
+            return outcomes
+
+        return self.loop.run(go(), timeout=120)
+
+    def close(self) -> None:
+        self.loop.run(self.engine.aclose(), timeout=60)
+        self.loop.stop()
+
+
+def site_for(gateway: Any, **options: Any) -> CallSite:
+    settings = Settings(host=gateway.url, environ={"DATABRICKS_TOKEN": gateway.token}).with_endpoint(
+        "coord-chat", api="chat", **options
+    )
+    return CallSite(endpoint=settings.endpoint("coord-chat"), budget_share=0.5)
+
+
+def journaled(coordinator: Coordinator, spool: Path) -> list[dict[str, Any]]:
+    coordinator.rotate(str(spool))
+    return [json.loads(line) for path in sorted(spool.glob("usage-*.json")) for line in path.read_text().splitlines()]
+
+
+def test_records_reach_the_driver_journal_once_per_request(
+    gateway: Any, coordinator: Coordinator, tmp_path: Path
+) -> None:
+    gateway.configure(latency_ms=20, fault_rates={"503": 0.1}, seed=5)
+    worker = Worker(coordinator, str(tmp_path / "spool"))
+    try:
+        outcomes = worker.run(site_for(gateway), [f"p{i}" for i in range(300)])
+    finally:
+        worker.close()
+    assert all(o.error is None for o in outcomes)
+    records = journaled(coordinator, tmp_path / "spool")
+    served = {entry["client_request_id"]: entry for entry in gateway.requests()}
+    assert len(records) == len(served) > 300  # retries of the 503s are requests too
+    assert {r["request_id"]: r["status_code"] for r in records} == {k: v["status"] for k, v in served.items()}
+    progress = coordinator.progress()[0]
+    assert (progress.query, progress.rows_answered, progress.requests) == ("q-test", 300, len(served))
+
+
+def test_a_request_leaves_only_after_the_driver_has_its_begin_record(
+    gateway: Any, coordinator: Coordinator, tmp_path: Path
+) -> None:
+    worker = Worker(coordinator, str(tmp_path / "spool"))
+    try:
+        worker.run(site_for(gateway), ["warm up the connection"])
+        gateway.reset()
+        # Freeze the coordinator's loop: it cannot acknowledge anything for 1.5 s.
+        coordinator._loop.call(time.sleep, 1.5)
+        started = time.monotonic()
+        future = worker.loop.submit(worker.engine.run(site_for(gateway), ["a", "b", "c"]))
+        time.sleep(1.0)
+        assert gateway.stats()["requests"] == 0  # nothing sent while the begin records wait for the driver
+        assert all(o.error is None for o in future.result(30))
+        assert time.monotonic() - started >= 1.4
+        assert gateway.stats()["requests"] == 3
+    finally:
+        worker.close()
+
+
+def test_a_connection_without_the_secret_is_refused(coordinator: Coordinator) -> None:
+    def hello(proof: Any) -> dict[str, Any]:
+        with socket.create_connection(("127.0.0.1", coordinator.port), timeout=10) as sock:
+            reader = FrameReader()
+            frames: list[dict[str, Any]] = []
+            while not frames:
+                frames += [meta for meta, _ in reader.feed(sock.recv(65536))]
+            assert frames[0]["op"] == "challenge"
+            sock.sendall(encode_frame({"op": "hello", "proof": proof, "worker": "intruder"}))
+            sock.sendall(encode_frame({"op": "sync", "seq": 1, "demand": {"x": [1, 0, 60, None]}}))
+            replies: list[dict[str, Any]] = []
+            while True:
+                data = sock.recv(65536)
+                if not data:
+                    return replies[0]
+                replies += [meta for meta, _ in reader.feed(data)]
+
+    before = coordinator.refused
+    assert hello(None)["error"].startswith("refused")
+    assert hello("0" * 64)["error"].startswith("refused")
+    assert coordinator.refused == before + 2
+    assert coordinator.budgets.paces() == {}  # the sync after the bad hello was never read
+
+
+def test_tls_when_spark_traffic_is_encrypted(gateway: Any, tmp_path: Path) -> None:
+    coordinator = Coordinator(bind_host="127.0.0.1", advertised_host="127.0.0.1", tls=server_context())
+    coordinator.start()
+    coordinator.add_journal(str(tmp_path / "spool"))
+    try:
+        assert coordinator.address.fingerprint is not None
+        worker = Worker(coordinator, str(tmp_path / "spool"))
+        try:
+            worker.run(site_for(gateway), ["over TLS"])
+            assert worker.client.connected and worker.client.fallbacks == 0
+        finally:
+            worker.close()
+        assert len(journaled(coordinator, tmp_path / "spool")) == 1
+        # A plain-TCP peer gets nothing readable: the challenge is inside TLS.
+        with socket.create_connection(("127.0.0.1", coordinator.port), timeout=10) as sock:
+            sock.sendall(encode_frame({"op": "hello"}))
+            data = sock.recv(65536)
+            assert b"challenge" not in data
+    finally:
+        coordinator.stop()
+
+
+def test_a_worker_cut_off_falls_back_then_delivers_everything_once(
+    gateway: Any, coordinator: Coordinator, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    spool = tmp_path / "spool"
+    worker = Worker(coordinator, str(spool))
+    try:
+        worker.run(site_for(gateway), [f"before {i}" for i in range(20)])
+        coordinator.stop_listening()
+        with caplog.at_level("WARNING", logger="aiquery.coordinator"):
+            outcomes = worker.run(site_for(gateway, requests_per_minute=6000), [f"during {i}" for i in range(40)])
+        assert all(o.error is None for o in outcomes)
+        warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+        assert len(warnings) == 1 and "static 1/2 share" in warnings[0].getMessage()
+        assert local_journal_dir(coordinator.application).is_dir()
+        coordinator.resume_listening()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(journaled(coordinator, spool)) < 60:
+            time.sleep(0.2)
+    finally:
+        worker.close()
+    records = journaled(coordinator, spool)
+    served = [entry["client_request_id"] for entry in gateway.requests()]
+    assert sorted(r["request_id"] for r in records) == sorted(served)
+    assert len(served) == 60
+
+
+def test_requests_of_a_worker_that_died_with_its_task_are_closed_as_lost(
+    gateway: Any, coordinator: Coordinator, tmp_path: Path
+) -> None:
+    spool = tmp_path / "spool"
+    gateway.configure(latency_ms=30_000)
+    address = coordinator.address
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            str(Path(__file__).with_name("worker_child.py")),
+            address.host,
+            str(address.port),
+            address.secret.reveal(),
+            str(spool),
+            gateway.url,
+            gateway.token,
+            "41",
+            "5",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "sent"
+        assert coordinator.in_flight.open_count() == 5
+        child.send_signal(signal.SIGKILL)
+        child.wait(30)
+    finally:
+        child.kill()
+    wait_for(lambda: coordinator.in_flight.stranded() == 5)
+    time.sleep(3.0)
+    assert journaled(coordinator, spool) == []  # the worker is gone, but Spark has not said its task failed
+    coordinator.task_failed(41)
+    wait_for(lambda: len(journaled(coordinator, spool)) == 5)
+    records = journaled(coordinator, spool)
+    assert sorted(r["request_id"] for r in records) == sorted(e["client_request_id"] for e in gateway.requests())
+    assert all(r.get("status_code") is None and r["error_message"] == LOST_WORKER_MESSAGE for r in records)
+    assert coordinator.settle(0) == 0
+
+
+def wait_for(condition: Any, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.1)
+
+
+def test_two_workers_share_one_budget(gateway: Any, coordinator: Coordinator, tmp_path: Path) -> None:
+    gateway.configure(latency_ms=10)
+    site = site_for(gateway, requests_per_minute=3000, max_concurrency=32)  # 50 requests/s for everybody
+    workers = [Worker(coordinator, str(tmp_path / "spool"), task=i) for i in (1, 2)]
+    try:
+        started = time.monotonic()
+        futures = [
+            worker.loop.submit(worker.engine.run(site, [f"w{i} r{j}" for j in range(n)]))
+            for i, (worker, n) in enumerate(zip(workers, (135, 15), strict=True))
+        ]
+        for future in futures:
+            assert all(o.error is None for o in future.result(60))
+        wall = time.monotonic() - started
+    finally:
+        for worker in workers:
+            worker.close()
+    times = sorted(entry["time"] for entry in gateway.requests())
+    # 150 requests at 50/s: 3 s for the lot; a static half each would have taken 5.4 s for the busy worker.
+    assert 2.0 <= times[-1] - times[0] <= 4.5, (times[-1] - times[0], wall)
+    for start in times:
+        assert sum(1 for t in times if start <= t < start + 1.0) <= 50 + 10

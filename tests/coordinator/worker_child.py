@@ -1,0 +1,37 @@
+"""A worker process for the coordinator tests: sends slow requests through a CoordinatorClient, then waits.
+
+    python worker_child.py HOST PORT SECRET JOURNAL GATEWAY_URL TOKEN TASK COUNT
+
+Prints "sent" once its COUNT requests are begun (acknowledged by the driver) and on their way; the test kills it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from aiquery.config import Secret, Settings
+from aiquery.coordinator.client import CoordinatorClient
+from aiquery.coordinator.protocol import CoordinatorAddress
+from aiquery.engine.governor import TaskInfo
+from aiquery.engine.runner import CallSite, Engine
+
+
+async def main() -> None:
+    host, port, secret, journal, url, token, task, count = sys.argv[1:9]
+    address = CoordinatorAddress(host=host, port=int(port), secret=Secret(secret), application="child")
+    client = CoordinatorClient(address, journal)
+    client.start_task(TaskInfo(task_attempt_id=int(task), stage_id=1, query="child"))
+    engine = Engine(governor=client)
+    engine.context = {"task_attempt_id": int(task), "query_tag": "child"}
+    settings = Settings(host=url, environ={"DATABRICKS_TOKEN": token}).with_endpoint("child-chat", api="chat")
+    site = CallSite(endpoint=settings.endpoint("child-chat"))
+    running = asyncio.ensure_future(engine.run(site, [f"slow {i}" for i in range(int(count))]))
+    while engine.busy_calls < int(count) or client._batch or client._sending:  # noqa: ASYNC110 - polls another task's state
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.3)
+    print("sent", flush=True)
+    await running
+
+
+asyncio.run(main())
