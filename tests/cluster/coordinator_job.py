@@ -1,10 +1,17 @@
-"""A Spark application for the coordinator's cluster tests (one SparkContext per process).
+"""A Spark application for the coordinator's cluster test (one SparkContext per process).
 
-    python coordinator_job.py MASTER WAREHOUSE USAGE_DIR ROWS PARTITIONS [DROP_AFTER DROP_SECONDS]
+    python coordinator_job.py MASTER WAREHOUSE USAGE_DIR ROWS PARTITIONS
 
-Runs ai_query over ROWS rows with failOnError => false. With DROP_AFTER, a driver thread stops the coordinator's
-listener once the emulator has served that many requests, and starts it again DROP_SECONDS later. Then it flushes
-the usage ledger and prints one JSON line.
+Three queries of ROWS rows each, with failOnError => false, each on an endpoint (so a model in the emulator's log)
+of its own:
+
+- ``plain-chat``: nothing special;
+- ``dropped-chat``: once the emulator has served ROWS / 4 of its requests, a driver thread stops the
+  coordinator's listener (workers lose their connection and fall back) and starts it again 4 s later;
+- ``killed-chat``: the job prints ``KILL`` and the test kills one executor mid-query (spark.task.maxFailures
+  lets the lost task run again elsewhere).
+
+Then it flushes the usage ledger and prints one JSON line.
 """
 
 from __future__ import annotations
@@ -15,12 +22,13 @@ import os
 import sys
 import threading
 import time
+from typing import Any
+
+DROP_SECONDS = 4.0
 
 
 def main() -> None:
     master, warehouse, usage_dir, rows, partitions = sys.argv[1:6]
-    drop_after = int(sys.argv[6]) if len(sys.argv) > 6 else None
-    drop_seconds = float(sys.argv[7]) if len(sys.argv) > 7 else 0.0
     import aiquery
     from aiquery.config import UsageSettings, load_settings
     from aiquery.gateway.handle import GatewayHandle
@@ -42,38 +50,51 @@ def main() -> None:
     aiquery.register(spark, settings=dataclasses.replace(load_settings(), usage=usage))
     coordinator = running_coordinator(spark)
     assert coordinator is not None
-    dropped: dict[str, float] = {}
-    if drop_after is not None:
-        gateway = GatewayHandle(os.environ["DATABRICKS_HOST"], os.environ["DATABRICKS_TOKEN"])
+    gateway = GatewayHandle(os.environ["DATABRICKS_HOST"], os.environ["DATABRICKS_TOKEN"])
+    result: dict[str, Any] = {"coordinator_port": coordinator.port}
 
-        def drop() -> None:
-            while gateway.stats()["requests"] < drop_after:
-                time.sleep(0.05)
-            dropped["at_requests"] = gateway.stats()["requests"]
-            coordinator.stop_listening()
-            time.sleep(drop_seconds)
-            dropped["requests_while_down"] = gateway.stats()["requests"] - dropped["at_requests"]
-            coordinator.resume_listening()
+    def query(endpoint: str) -> dict[str, Any]:
+        frame = spark.range(int(rows), numPartitions=int(partitions)).selectExpr(
+            "id", f"ai_query('{endpoint}', CONCAT('Summarize row ', CAST(id AS STRING)), failOnError => false) AS r"
+        )
+        collected = frame.collect()
+        return {
+            "rows": len(collected),
+            "distinct": len({r.id for r in collected}),
+            "answered": sum(1 for r in collected if r.r.result is not None),
+            "errors": sum(1 for r in collected if r.r.errorMessage is not None),
+        }
 
-        threading.Thread(target=drop, daemon=True).start()
-    frame = spark.range(int(rows), numPartitions=int(partitions)).selectExpr(
-        "id",
-        "ai_query('cluster-chat', CONCAT('Summarize cluster row ', CAST(id AS STRING)), failOnError => false) AS r",
-    )
-    collected = frame.collect()
-    while drop_after is not None and "requests_while_down" not in dropped:
-        time.sleep(0.1)
-    result = {
-        "rows": len(collected),
-        "distinct": len({r.id for r in collected}),
-        "answered": sum(1 for r in collected if r.r.result is not None),
-        "errors": sum(1 for r in collected if r.r.errorMessage is not None),
-        "ingested": aiquery.flush_usage(spark),
-        "coordinator_port": coordinator.port,
-        **dropped,
-    }
+    def served(model: str) -> int:
+        return sum(1 for entry in gateway.requests() if entry["model"] == model)
+
+    result["plain"] = query("plain-chat")
+
+    dropped: dict[str, Any] = {}
+
+    def drop() -> None:
+        while served("dropped-chat") < int(rows) // 4:
+            time.sleep(0.05)
+        dropped["at_requests"] = served("dropped-chat")
+        coordinator.stop_listening()
+        time.sleep(DROP_SECONDS)
+        dropped["requests_while_down"] = served("dropped-chat") - dropped["at_requests"]
+        coordinator.resume_listening()
+
+    dropper = threading.Thread(target=drop, daemon=True)
+    dropper.start()
+    result["dropped"] = query("dropped-chat")
+    dropper.join(60)
+    result["dropped"].update(dropped)
+
+    print("KILL", flush=True)  # the test kills an executor while this query runs
+    result["killed"] = query("killed-chat")
+
+    started = time.monotonic()
+    result["ingested"] = aiquery.flush_usage(spark)
+    result["flush_seconds"] = round(time.monotonic() - started, 1)
     spark.stop()
-    print(json.dumps(result))
+    print(json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":

@@ -1,83 +1,104 @@
 """The coordinator on a real standalone cluster whose workers cannot see the driver's usage folder.
 
-Each worker runs in a mount namespace of its own with an empty tmpfs over the usage folder, as separate machines
-would: every usage record must reach the ledger through the coordinator.
+Each worker runs in a mount namespace of its own with an empty tmpfs over the usage folder, as on separate machines:
+every usage record must reach the ledger through the coordinator. One application runs three queries (see
+coordinator_job.py): a plain one, one during which the coordinator's listener stops for 4 s, and one during which
+the test kills an executor. Afterwards the ledger equals the emulator's log, request for request.
 """
 
 from __future__ import annotations
 
+import collections
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from processes import job_env, reaped
+from processes import command_line, descendants, job_env, reaped, wait_until
+
+from aiquery.usage.recovery import LOST_WORKER_MESSAGE
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
 JOB = Path(__file__).with_name("coordinator_job.py")
-CONFIG = '[endpoints.cluster-chat]\napi = "chat"\nmax_concurrency = 8\n'
+ROWS, PARTITIONS = 600, 4
+CONFIG = "".join(
+    f'[endpoints.{name}]\napi = "chat"\nmax_concurrency = 8\n\n'
+    for name in ("plain-chat", "dropped-chat", "killed-chat")
+)
 WARNING = "aiquery: lost the coordinator"
 
 
-def run_job(gateway: Any, tmp_path: Path, cluster: Any, *extra: str) -> dict[str, Any]:
+def executors_of(worker_pid: int) -> list[int]:
+    return [pid for pid in descendants(worker_pid) if "CoarseGrainedExecutorBackend" in command_line(pid)]
+
+
+def served(gateway: Any, model: str) -> list[dict[str, Any]]:
+    return [entry for entry in gateway.requests() if entry["model"] == model]
+
+
+def test_usage_reaches_the_ledger_through_a_listener_stop_and_an_executor_loss(
+    spark: Any, gateway: Any, tmp_path: Path, standalone_cluster: Any
+) -> None:
+    # 8 in flight per executor at 200 ms: 40 rows/s each, so each query runs for about 8 s.
+    gateway.configure(latency_ms=200)
     config = tmp_path / "aiquery.toml"
     config.write_text(CONFIG)
-    args = [str(tmp_path / "warehouse"), str(tmp_path / "usage"), "600", "4", *extra]
-    job = subprocess.Popen(
-        [sys.executable, str(JOB), cluster.master_url, *args],
-        env=job_env(gateway, config),
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    with reaped(job):
-        out, err = job.communicate(timeout=400)
-    assert job.returncode == 0, err[-4000:]
-    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
-    return result
+    usage = tmp_path / "usage"
+    usage.mkdir()
+    work, warehouse = tmp_path / "work", tmp_path / "warehouse"
+    job_log = tmp_path / "job-stderr.log"
+    with (
+        standalone_cluster(workers=2, cores=1, work_dir=work, private_dirs=(usage,)) as cluster,
+        job_log.open("w") as stderr,
+    ):
+        job = subprocess.Popen(
+            [sys.executable, str(JOB), cluster.master_url, str(warehouse), str(usage), str(ROWS), str(PARTITIONS)],
+            env=job_env(gateway, config),
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+        )
+        with reaped(job):
+            assert job.stdout is not None
+            assert job.stdout.readline().strip() == "KILL", job_log.read_text()[-3000:]
+            assert wait_until(lambda: len(served(gateway, "killed-chat")) >= 60, timeout=180), "no requests"
+            victims = executors_of(cluster.workers[0].pid)
+            assert len(victims) == 1, victims
+            os.kill(victims[0], signal.SIGKILL)
+            out, _ = job.communicate(timeout=400)
+    assert job.returncode == 0, job_log.read_text()[-4000:]
+    result = json.loads(out.strip().splitlines()[-1])
+    for phase in ("plain", "dropped", "killed"):
+        outcome = result[phase]
+        assert (outcome["rows"], outcome["distinct"], outcome["answered"], outcome["errors"]) == (ROWS, ROWS, ROWS, 0)
 
+    # The ledger equals the emulator's log, request for request; nothing is recorded twice.
+    rows = spark.read.format("delta").load(str(warehouse / "usage_table")).collect()
+    log = {entry["client_request_id"]: entry for entry in gateway.requests()}
+    assert len(rows) == len({row.request_id for row in rows}) == result["ingested"]
+    assert {row.request_id for row in rows} == set(log)
+    lost = [row for row in rows if row.status_code is None]
+    assert all(row.status_code == log[row.request_id]["status"] for row in rows if row.status_code is not None)
 
-def ledger_equals_emulator(spark: Any, gateway: Any, tmp_path: Path) -> list[Any]:
-    rows = spark.read.format("delta").load(str(tmp_path / "warehouse" / "usage_table")).collect()
-    served = {entry["client_request_id"]: entry for entry in gateway.requests()}
-    assert len(rows) == len({row.request_id for row in rows})  # nothing recorded twice
-    assert {row.request_id: row.status_code for row in rows} == {rid: e["status"] for rid, e in served.items()}
-    return rows
+    # The listener stop: workers kept sending while cut off, each warned once, and delivered everything after.
+    assert result["dropped"]["requests_while_down"] > 0
+    warnings = [path.read_text(errors="replace").count(WARNING) for path in work.glob("app-*/*/stderr")]
+    assert sum(warnings) == 2 and max(warnings) == 1, warnings  # the two executors running then; none since
 
-
-def executor_logs(work: Path) -> list[str]:
-    return [path.read_text(errors="replace") for path in work.glob("app-*/*/stderr")]
-
-
-def test_usage_reaches_the_ledger_without_a_shared_folder(
-    spark: Any, gateway: Any, tmp_path: Path, standalone_cluster: Any
-) -> None:
-    gateway.configure(latency_ms=50)
-    (tmp_path / "usage").mkdir()
-    with standalone_cluster(workers=2, cores=1, work_dir=tmp_path / "work", private_dirs=(tmp_path / "usage",)) as c:
-        result = run_job(gateway, tmp_path, c)
-    assert result["rows"] == result["answered"] == result["distinct"] == 600 and result["errors"] == 0
-    rows = ledger_equals_emulator(spark, gateway, tmp_path)
-    assert result["ingested"] == len(rows) == 600
-    # The workers never wrote where the driver keeps its journal (their view of it was their own empty tmpfs).
-    assert not any(WARNING in log for log in executor_logs(tmp_path / "work"))
-
-
-def test_a_listener_stopped_mid_job_loses_nothing(
-    spark: Any, gateway: Any, tmp_path: Path, standalone_cluster: Any
-) -> None:
-    gateway.configure(latency_ms=300)
-    (tmp_path / "usage").mkdir()
-    with standalone_cluster(workers=2, cores=1, work_dir=tmp_path / "work", private_dirs=(tmp_path / "usage",)) as c:
-        result = run_job(gateway, tmp_path, c, "150", "4")
-    assert result["rows"] == result["answered"] == 600 and result["errors"] == 0
-    assert result["requests_while_down"] > 0  # the workers kept sending while the driver could not be reached
-    rows = ledger_equals_emulator(spark, gateway, tmp_path)
-    assert result["ingested"] == len(rows)
-    logs = executor_logs(tmp_path / "work")
-    assert len(logs) == 2
-    assert [log.count(WARNING) for log in logs] == [1, 1], [log[-2000:] for log in logs]
+    # The executor loss: its task ran again elsewhere; what it had in flight is in the ledger as lost (the driver
+    # closed those requests once Spark reported the task failed), and the emulator did receive them.
+    assert "ExecutorLostFailure" in job_log.read_text(errors="replace")
+    killed = [row for row in rows if log[row.request_id]["model"] == "killed-chat"]
+    assert lost and all(row in killed and row.error_message == LOST_WORKER_MESSAGE for row in lost)
+    assert all(log[row.request_id]["status"] == 200 for row in lost)
+    attempts_by_prompt = collections.defaultdict(set)
+    for row in killed:
+        attempts_by_prompt[row.request_hash].add(row.task_attempt_id)
+    assert any(len(attempts) > 1 for attempts in attempts_by_prompt.values()), "no row sent by two task attempts"
+    print("\ncluster:", json.dumps({**result, "lost": len(lost), "requests": len(rows)}))
