@@ -62,3 +62,10 @@ def test_quickstart_notebook_runs_cleanly(kernel_name: str, tmp_path: Path) -> N
     assert "HTTP 400" in text  # the failOnError => false row kept its error message
     dashboard = Path(text.split("dashboard:")[1].split()[0])
     assert dashboard.is_file() and dashboard.stat().st_size > 1000
+    # The long query's cell showed a progress line, updated in place (one display, its last state kept).
+    progress = next(cell for cell in code if "aiquery.progress(spark)" in cell.source)
+    shown = [o for o in progress.outputs if o.get("output_type") == "display_data"]
+    assert len(shown) == 1, progress.outputs
+    line = shown[0]["data"]["text/plain"]
+    assert line.startswith("ai_query execution ") and "rows " in line and "requests " in line, line
+    assert "answered: 320" in outputs_text(progress) and "rows 320 answered" in outputs_text(progress)
