@@ -31,6 +31,7 @@ __all__ = [
     "APIS",
     "DATABRICKS_EMBEDDING_ENDPOINTS",
     "DEFAULT_CONFIG_PATH",
+    "CacheSettings",
     "CoordinatorSettings",
     "Endpoint",
     "Secret",
@@ -50,6 +51,8 @@ DEFAULT_MAX_RETRIES = 10
 DEFAULT_MAX_RETRY_AFTER_S = 120.0
 DEFAULT_USAGE_TABLE = "ai_gateway.usage"
 DEFAULT_MAX_REQUEST_BYTES = 16 * 1024 * 1024
+DEFAULT_CACHE_TTL_S = 30 * 86_400.0
+DEFAULT_CACHE_MAX_BYTES = 1 << 30
 
 # Wire formats we speak (STYLE: kebab-case names) and where each lives on the Databricks AI Gateway.
 APIS: Mapping[str, str] = {
@@ -82,9 +85,13 @@ _ENDPOINT_KEYS = frozenset(
         "max_retry_after",
         "verify_tls",
         "request_tags",
+        "cache",
     }
 )
-_TOP_KEYS = frozenset({"endpoints", "usage", "requester", "coordinator"})
+_TOP_KEYS = frozenset({"endpoints", "usage", "requester", "coordinator", "cache"})
+_CACHE_KEYS = frozenset({"enabled", "ttl", "url", "max_size"})
+_DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86_400.0}
+_SIZE_UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 1 << 10, "MIB": 1 << 20, "GIB": 1 << 30}
 _USAGE_KEYS = frozenset({"enabled", "table", "path", "dir", "ingest_interval"})
 _COORDINATOR_KEYS = frozenset({"port"})
 
@@ -152,6 +159,21 @@ class Endpoint:
     """Check the server's TLS certificate. Only an explicit ``verify_tls = false`` turns it off."""
     request_tags: Mapping[str, str] = field(default_factory=dict)
     """Tags sent with every request to this endpoint (``Databricks-Ai-Gateway-Request-Tags``)."""
+    cache: bool = True
+    """Answer from the answer store when it has the answer; ``cache = false`` sends every row."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CacheSettings:
+    """The answer store: answers once paid for are answered from it while fresh."""
+
+    enabled: bool = True
+    ttl: float = DEFAULT_CACHE_TTL_S
+    """Seconds an answer stays fresh (the file says ``ttl = "30d"``, ``"12h"``, or a number of seconds)."""
+    url: str | None = None
+    """A Redis server (``redis://host:port/db``) shared by several applications; None for the driver's disk."""
+    max_size: int = DEFAULT_CACHE_MAX_BYTES
+    """Bytes of answers the disk store keeps (``max_size = "1GB"``); the least recently used go first."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -187,6 +209,7 @@ class Settings:
     """Raw endpoint tables from the file, already checked for unknown keys and types."""
     usage: UsageSettings = field(default_factory=UsageSettings)
     coordinator: CoordinatorSettings = field(default_factory=CoordinatorSettings)
+    cache: CacheSettings = field(default_factory=CacheSettings)
     requester: str = ""
     source: str = ""
     """The file the settings came from, or '' when none was read."""
@@ -237,6 +260,7 @@ class Settings:
             max_retry_after=raw.get("max_retry_after", DEFAULT_MAX_RETRY_AFTER_S),
             verify_tls=raw.get("verify_tls", True),
             request_tags=dict(raw.get("request_tags", {})),
+            cache=raw.get("cache", True),
         )
 
     def with_endpoint(self, name: str, **options: Any) -> Settings:
@@ -290,6 +314,7 @@ def load_settings(environ: Mapping[str, str] | None = None, *, config_path: str 
         endpoints=endpoints,
         usage=_usage_settings(data.get("usage", {}), source),
         coordinator=_coordinator_settings(data.get("coordinator", {}), source),
+        cache=_cache_settings(data.get("cache", {}), source),
         requester=str(requester),
         source=source,
         environ=env,
@@ -355,6 +380,57 @@ def _coordinator_settings(raw: Any, source: str) -> CoordinatorSettings:
     return CoordinatorSettings(port=port)
 
 
+def _cache_settings(raw: Any, source: str) -> CacheSettings:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: [cache] must be a table")
+    unknown = set(raw) - _CACHE_KEYS
+    if unknown:
+        raise ConfigError(
+            f"{source}: [cache] has unknown key {sorted(unknown)[0]!r}; allowed: {', '.join(sorted(_CACHE_KEYS))}"
+        )
+
+    def fail(key: str, expected: str) -> ConfigError:
+        return ConfigError(f"{source}: [cache] {key} = {raw[key]!r} is invalid; expected {expected}")
+
+    options: dict[str, Any] = {}
+    if "enabled" in raw:
+        if not isinstance(raw["enabled"], bool):
+            raise fail("enabled", "true or false")
+        options["enabled"] = raw["enabled"]
+    if "ttl" in raw:
+        ttl = _amount(raw["ttl"], _DURATION_UNITS)
+        if ttl is None or ttl <= 0:
+            raise fail("ttl", 'a positive number of seconds, or a duration like "30d", "12h", "90m"')
+        options["ttl"] = ttl
+    if "max_size" in raw:
+        size = _amount(raw["max_size"], _SIZE_UNITS)
+        if size is None or size < 1:
+            raise fail("max_size", 'a positive number of bytes, or a size like "1GB", "500MB", "2GiB"')
+        options["max_size"] = int(size)
+    if "url" in raw:
+        url = raw["url"]
+        if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
+            raise fail("url", "a Redis URL (redis://host:port/db or rediss://...)")
+        options["url"] = url
+    return CacheSettings(**options)
+
+
+def _amount(value: Any, units: Mapping[str, float]) -> float | None:
+    """A number, or a string of a number and one of ``units`` (case-insensitive), as a number of the base unit."""
+    if _is_number(value):
+        return float(value)
+    if not isinstance(value, str):
+        return None
+    text = value.strip().upper()
+    for unit in sorted(units, key=len, reverse=True):
+        if text.endswith(unit.upper()):
+            try:
+                return float(text[: -len(unit)].strip()) * units[unit]
+            except ValueError:
+                return None
+    return None
+
+
 def _describe(kind: Any) -> str:
     if kind == (int, float):
         return "a positive number"
@@ -391,8 +467,9 @@ def _check_endpoint(name: str, raw: Any, source: str) -> None:
     for key in ("requests_per_minute", "tokens_per_minute", "timeout", "deadline", "max_retry_after"):
         if key in raw and (not _is_number(raw[key]) or raw[key] <= 0):
             fail(key, "a positive number")
-    if "verify_tls" in raw and not isinstance(raw["verify_tls"], bool):
-        fail("verify_tls", "true or false")
+    for key in ("verify_tls", "cache"):
+        if key in raw and not isinstance(raw[key], bool):
+            fail(key, "true or false")
     tags = raw.get("request_tags")
     if tags is not None and (
         not isinstance(tags, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items())

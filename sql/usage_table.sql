@@ -1,5 +1,6 @@
 -- The aiquery usage table: one row per HTTP request made by ai_query, shaped like Databricks'
 -- system.ai_gateway.usage (same column names and types) plus aiquery's own columns after status_code.
+-- An older table (schema_version aiquery-1) gains the columns after event_date on aiquery's next ingestion.
 -- aiquery creates it on first ingestion; this file is for creating it by hand, e.g. in a shared metastore.
 -- The schema is defined in aiquery/usage/schema.py; tests/usage/test_schema.py keeps this file equal to it.
 
@@ -34,16 +35,22 @@ CREATE TABLE IF NOT EXISTS ai_gateway.usage (
   status_code INT COMMENT 'HTTP status (NULL when no response arrived)',
   call_id STRING COMMENT 'shared by the attempts of one call',
   attempt INT COMMENT '1 for the first request of a call, 2 for its first retry, ...',
-  request_hash STRING COMMENT 'SHA-256 of endpoint, API, model, request and parameters',
+  request_hash STRING COMMENT 'the request\'s fingerprint: equal for requests whose answer is the same',
   tokens_estimated BOOLEAN COMMENT 'token counts estimated as (chars+1)/4',
   error_message STRING COMMENT 'why the request failed (NULL on success)',
   spark_app_id STRING COMMENT 'Spark application that sent the request',
   task_attempt_id BIGINT COMMENT 'Spark task attempt that sent the request',
   query_tag STRING COMMENT 'tag of the query that sent the request',
-  event_date DATE COMMENT 'UTC date of event_time'
+  event_date DATE COMMENT 'UTC date of event_time',
+  cache_hit BOOLEAN COMMENT 'answered from the answer store: no HTTP request was made (tokens: those it would have used)',
+  cost DOUBLE COMMENT 'billed: tokens x price; 0 for an answer from the store; NULL without a price',
+  avoided_cost DOUBLE COMMENT 'for an answer from the store: what the request would have cost',
+  currency STRING COMMENT 'currency of cost and avoided_cost (USD, DBU, ...)',
+  function_name STRING COMMENT 'the SQL function that made the request (ai_query, ai_summarize, ...)',
+  estimate BOOLEAN COMMENT 'made by an estimate run on a sample of the rows'
 )
 USING delta
-COMMENT 'One row per HTTP request made by ai_query (aiquery), shaped like system.ai_gateway.usage'
+COMMENT 'One row per HTTP request made by ai_query (aiquery), and per answer from its answer store, shaped like system.ai_gateway.usage'
 TBLPROPERTIES (
   'delta.dataSkippingStatsColumns' = 'event_date,event_time,endpoint_name,requester,status_code'
 );

@@ -29,11 +29,12 @@ import socket
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from aiquery.config import Endpoint
+from aiquery.coordinator.progress import COUNTERS
 from aiquery.coordinator.protocol import (
     CoordinatorAddress,
     FrameReader,
@@ -42,8 +43,9 @@ from aiquery.coordinator.protocol import (
     prove,
 )
 from aiquery.coordinator.tls import certificate_fingerprint, client_context
-from aiquery.engine.governor import EndpointLimits, LocalGovernor, TaskInfo, concurrency_for, limits_key
+from aiquery.engine.governor import Admission, EndpointLimits, LocalGovernor, TaskInfo, concurrency_for, limits_key
 from aiquery.engine.limiter import LearnedRate, PacedBudget
+from aiquery.store.base import StoredAnswer
 from aiquery.usage.codec import RecordEncoder
 from aiquery.usage.record import UsageRecord
 from aiquery.usage.spool import SpoolWriter
@@ -77,7 +79,19 @@ class _Batch:
     the local journal first, so a request waiting on its begin may be sent either way.
     """
 
-    __slots__ = ("begin_heads", "begin_ids", "end_ids", "end_lines", "extra", "future", "tasks", "wanted")
+    __slots__ = (
+        "answers",
+        "begin_heads",
+        "begin_ids",
+        "end_ids",
+        "end_lines",
+        "extra",
+        "future",
+        "lookups",
+        "releases",
+        "tasks",
+        "wanted",
+    )
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.begin_ids: list[str] = []
@@ -87,11 +101,29 @@ class _Batch:
         self.end_lines: list[str] = []
         self.extra: dict[str, list[float]] = {}
         """Demand of chunks being admitted, not yet counted in their endpoint's active calls."""
+        self.lookups: list[str] = []
+        self.answers: list[str] = []
+        """Answers for the store, as ``<fingerprint>\t<encoded answer>\n`` lines."""
+        self.releases: list[str] = []
         self.wanted = False
-        self.future: asyncio.Future[dict[str, Any]] = loop.create_future()
+        self.future: asyncio.Future[_Reply] = loop.create_future()
 
     def __bool__(self) -> bool:
-        return bool(self.wanted or self.begin_ids or self.end_ids)
+        return bool(self.wanted or self.begin_ids or self.end_ids or self.answers or self.releases)
+
+
+class _Reply:
+    """A sync's reply: its metadata and the answers the store had (parsed once, shared by every waiter)."""
+
+    __slots__ = ("hits", "meta")
+
+    def __init__(self, meta: dict[str, Any], payload: bytes = b"") -> None:
+        self.meta = meta
+        self.hits: dict[str, StoredAnswer] = {}
+        for line in payload.split(b"\n"):
+            if line:
+                key, _, encoded = line.partition(b"\t")
+                self.hits[key.decode()] = StoredAnswer.decode(encoded)
 
 
 class _Pace:
@@ -204,10 +236,17 @@ class CoordinatorClient:
     """
 
     def __init__(
-        self, address: CoordinatorAddress, journal: str | None, *, clock: Callable[[], float] = time.monotonic
+        self,
+        address: CoordinatorAddress,
+        journal: str | None,
+        store: str | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.address = address
         self.journal = journal
+        self.store = store
+        self._waits: dict[str, asyncio.Future[StoredAnswer | None]] = {}
         self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:12]}"
         self._clock = clock
         self._endpoints: dict[str, _Endpoint] = {}
@@ -215,7 +254,7 @@ class CoordinatorClient:
         self._task: TaskInfo | None = None
         self._rows: dict[str, list[int]] = {}
         self._transport: asyncio.Transport | None = None
-        self._replies: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._replies: dict[int, asyncio.Future[_Reply]] = {}
         self._seq = 0
         self._batch: _Batch | None = None
         self._sending: _Batch | None = None
@@ -246,24 +285,55 @@ class CoordinatorClient:
             entry = self._endpoints[key] = _Endpoint(endpoint, share, self, self._clock)
         return entry
 
-    def admit(self, endpoint: Endpoint, calls: int, tokens: float) -> asyncio.Future[Any] | None:
+    def admit(
+        self, endpoint: Endpoint, calls: int, tokens: float, lookups: Sequence[str] | None
+    ) -> asyncio.Future[Admission | None] | None:
         self._start_ticker()
         entry = self._endpoints[_key(endpoint)]
         entry.reported_idle = False
         if not self.connected and self._clock() < self._next_attempt:
             return None  # cut off: the static share applies until the ticker reconnects
-        return asyncio.ensure_future(self._admit(entry, calls, tokens))
+        return asyncio.ensure_future(self._admit(entry, calls, tokens, lookups))
 
-    async def _admit(self, entry: _Endpoint, calls: int, tokens: float) -> None:
+    async def _admit(
+        self, entry: _Endpoint, calls: int, tokens: float, lookups: Sequence[str] | None
+    ) -> Admission | None:
         if not self.connected and not await self._connect():
-            return
+            return None
         batch = self._next_batch()
         batch.wanted = True
         extra = batch.extra.setdefault(entry.key, [0.0, 0.0])
         extra[0] += calls
         extra[1] += tokens
+        if lookups and self.store is not None:
+            batch.lookups.extend(lookups)
         self._schedule_flush()
-        await asyncio.shield(batch.future)
+        reply = await asyncio.shield(batch.future)
+        if not lookups or not reply.meta:
+            return None
+        mine = set(lookups)
+        hits = {key: answer for key, answer in reply.hits.items() if key in mine}
+        return Admission(hits, {key for key in reply.meta.get("wait", ()) if key in mine})
+
+    def await_answer(self, fingerprint: str) -> asyncio.Future[StoredAnswer | None]:
+        future = self._waits.get(fingerprint)
+        if future is None:
+            future = self._waits[fingerprint] = asyncio.get_running_loop().create_future()
+            if not self.connected:
+                future.set_result(None)
+                del self._waits[fingerprint]
+        return future
+
+    def settled(self, fingerprint: str, answer: StoredAnswer | None) -> None:
+        if self.store is None or not self.connected:
+            return  # cut off from the driver: no store to tell (another worker may send the same request)
+        batch = self._next_batch()
+        if answer is not None:
+            # Shipped as it arrives, not at the end of the task: a worker lost now does not lose the answer.
+            batch.answers.append(f"{fingerprint}\t{answer.encode()}\n")
+            self._schedule_flush()
+        else:
+            batch.releases.append(fingerprint)
 
     def begin(self, record: UsageRecord) -> asyncio.Future[Any] | None:
         if self.journal is None:
@@ -332,11 +402,14 @@ class CoordinatorClient:
         query = task.query if task is not None and task.query else "unnamed"
         counts = self._rows.get(query)
         if counts is None:
-            counts = self._rows[query] = [0, 0, 0, 0, 0, 0]
+            counts = self._rows[query] = [0] * len(COUNTERS)
         return counts
 
     def _count_request(self, record: UsageRecord) -> None:
         counts = self._query_counts()
+        if record.cache_hit:
+            counts[6] += 1
+            return
         counts[2] += 1
         status = record.status_code
         if status is None or not 200 <= status < 300:
@@ -369,15 +442,24 @@ class CoordinatorClient:
         payload = b""
         if self.journal is not None and (batch.begin_ids or batch.end_ids):
             meta["j"] = self.journal
-            begun = "\n".join(batch.begin_heads).encode()
-            meta["bl"] = len(begun)
-            payload = begun + "".join(batch.end_lines).encode()
             if batch.begin_ids:
                 meta["b"] = batch.begin_ids
                 tasks = batch.tasks
                 meta["t"] = tasks[0] if tasks.count(tasks[0]) == len(tasks) else tasks
             if batch.end_ids:
                 meta["e"] = batch.end_ids
+        begun = "\n".join(batch.begin_heads).encode()
+        ended = "".join(batch.end_lines).encode()
+        meta["bl"], meta["el"] = len(begun), len(ended)
+        payload = begun + ended + "".join(batch.answers).encode()
+        if self.store is not None and (batch.lookups or batch.answers or batch.releases or self._waits):
+            meta["s"] = self.store
+            if batch.lookups:
+                meta["l"] = batch.lookups
+            if self._waits:
+                meta["w"] = list(self._waits)
+            if batch.releases:
+                meta["r"] = batch.releases
         demand: dict[str, list[float | None]] = {}
         seen: dict[str, list[int]] = {}
         for entry in self._endpoints.values():
@@ -406,7 +488,7 @@ class CoordinatorClient:
         future = self._send(meta, payload)
         future.add_done_callback(lambda done: self._synced(batch, done))
 
-    def _synced(self, batch: _Batch, done: asyncio.Future[dict[str, Any]]) -> None:
+    def _synced(self, batch: _Batch, done: asyncio.Future[_Reply]) -> None:
         if self._sending is batch:
             self._sending = None
         if done.cancelled() or done.exception() is not None:
@@ -415,23 +497,35 @@ class CoordinatorClient:
                 self._lose_connection(_describe(error) if error else "sync cancelled", batch)
             return
         reply = done.result()
-        if "error" in reply:
+        if "error" in reply.meta:
             # The driver refused the records (it has no such journal): keep them here rather than lose them.
-            logger.warning("aiquery coordinator refused a sync: %s", reply["error"])
+            logger.warning("aiquery coordinator refused a sync: %s", reply.meta["error"])
             self._journal_locally(batch)
             return
-        for key, lease in (reply.get("lease") or {}).items():
+        for key, lease in (reply.meta.get("lease") or {}).items():
             entry = self._endpoints.get(key)
             if entry is not None:
                 entry.apply(lease)
+        self._answer_waits(reply)
         if not batch.future.done():
             batch.future.set_result(reply)
         if self._batch:
             self._schedule_flush()
 
-    def _send(self, meta: dict[str, Any], payload: bytes = b"") -> asyncio.Future[dict[str, Any]]:
+    def _answer_waits(self, reply: _Reply) -> None:
+        # A call waiting for another worker's request gets its answer, or is told to send it itself (that worker
+        # failed, or is gone).
+        owned = set(reply.meta.get("own", ()))
+        for key in list(self._waits):
+            answer = reply.hits.get(key)
+            if answer is not None or key in owned:
+                future = self._waits.pop(key)
+                if not future.done():
+                    future.set_result(answer)
+
+    def _send(self, meta: dict[str, Any], payload: bytes = b"") -> asyncio.Future[_Reply]:
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[dict[str, Any]] = loop.create_future()
+        future: asyncio.Future[_Reply] = loop.create_future()
         transport = self._transport
         if transport is None or transport.is_closing():
             future.set_exception(ConnectionError("not connected"))
@@ -494,13 +588,13 @@ class CoordinatorClient:
         self._warned = False
         return True
 
-    def _received(self, meta: dict[str, Any]) -> None:
+    def _received(self, meta: dict[str, Any], payload: bytes) -> None:
         if meta.get("op") == "closing":
             self._warned = True  # the application is ending: losing the connection now is no news
             return
         future = self._replies.pop(meta.get("re", -1), None)
         if future is not None and not future.done():
-            future.set_result(meta)
+            future.set_result(_Reply(meta, payload))
 
     def _connection_closed(self, reason: str) -> None:
         self._transport = None
@@ -525,6 +619,10 @@ class CoordinatorClient:
         for pending in (batch, self._sending, self._batch):
             if pending is not None and not pending.future.done():
                 self._journal_locally(pending)
+        waits, self._waits = self._waits, {}
+        for future in waits.values():
+            if not future.done():
+                future.set_result(None)  # no store to wait on: send it
         self._sending = None
         self._batch = None
         if not self._warned:
@@ -552,7 +650,7 @@ class CoordinatorClient:
             if batch.end_ids:
                 writer.end_lines(batch.end_ids, "".join(batch.end_lines).encode())
         if not batch.future.done():
-            batch.future.set_result({"local": True})
+            batch.future.set_result(_Reply({}))
 
     def _local_journal(self) -> SpoolWriter:
         if self._local_writer is None:
@@ -576,7 +674,7 @@ class CoordinatorClient:
                     continue
                 busy = any(e.limits.active_calls or not e.reported_idle for e in self._endpoints.values())
                 batch = self._batch
-                if busy or self._rows or (batch is not None and batch):
+                if busy or self._rows or self._waits or (batch is not None and batch):
                     self._next_batch().wanted = True
                     self._schedule_flush()
                 if self._local_writer is not None and self._clock() - last_delivery >= DELIVERY_INTERVAL_S:
@@ -601,10 +699,10 @@ class CoordinatorClient:
             for start in range(0, len(lines), 2000):
                 part = lines[start : start + 2000]
                 ids = [_request_id(line) for line in part]
-                meta = {"op": "sync", "j": self.journal, "bl": 0, "e": ids, "local": 1}
+                meta = {"op": "sync", "j": self.journal, "bl": 0, "el": sum(map(len, part)), "e": ids, "local": 1}
                 reply = await self._send(meta, b"".join(part))
-                if "error" in reply:
-                    logger.warning("aiquery coordinator refused delivered records: %s", reply["error"])
+                if "error" in reply.meta:
+                    logger.warning("aiquery coordinator refused delivered records: %s", reply.meta["error"])
                     return
             path.unlink()
         if not writer.in_flight and not any(spool.glob("usage-*.json")):
@@ -649,11 +747,11 @@ class _ClientProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         assert self.transport is not None
         try:
-            for meta, _ in self.reader.feed(data):
+            for meta, payload in self.reader.feed(data):
                 if not self.ready:
                     self._handshake(meta)
                 else:
-                    self.client._received(meta)
+                    self.client._received(meta, payload)
         except ProtocolError as error:
             self.transport.abort()
             if not self.hello.done():

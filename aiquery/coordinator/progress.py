@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 __all__ = ["COUNTERS", "ProgressBook", "QueryProgress", "TaskCounts"]
 
-COUNTERS = ("rows_answered", "rows_failed", "requests", "errors", "rate_limited", "tokens")
+COUNTERS = ("rows_answered", "rows_failed", "requests", "errors", "rate_limited", "tokens", "from_store")
 """The order of the counters a worker sends per query."""
 RATE_WINDOW_S = 10.0
 ACTIVE_S = 5.0
@@ -46,6 +46,7 @@ class QueryProgress:
         errors: requests answered with an error status or not answered.
         rate_limited: requests answered 429.
         tokens: tokens used by the requests answered.
+        from_store: calls answered from the answer store (no request sent).
         tasks: the query's ai_query tasks per Spark's status tracker.
         eta_seconds: time left, extrapolated from the tasks done so far (None until one is done).
     """
@@ -61,6 +62,7 @@ class QueryProgress:
     errors: int
     rate_limited: int
     tokens: int
+    from_store: int
     tasks: TaskCounts
     eta_seconds: float | None
 
@@ -80,6 +82,8 @@ class QueryProgress:
         if self.errors:
             parts.append(f"errors {self.errors:,}")
         parts.append(f"tokens {self.tokens:,}")
+        if self.from_store:
+            parts.append(f"from the store {self.from_store:,}")
         if self.tasks.total:
             parts.append(f"tasks {self.tasks.done}/{self.tasks.total}")
         if self.eta_seconds is not None and self.running:
@@ -130,7 +134,7 @@ class ProgressBook:
         result = []
         for query, entry in sorted(self._queries.items(), key=lambda item: -item[1].updated):
             counts = tasks(entry.stages) if tasks is not None and entry.stages else TaskCounts()
-            answered, failed, requests, errors, limited, tokens = entry.counters
+            answered, failed, requests, errors, limited, tokens, from_store = entry.counters
             recent = [(t, n) for t, n in entry.samples if now - t <= RATE_WINDOW_S]
             rate = 0.0
             if len(recent) >= 2 and recent[-1][0] > recent[0][0]:
@@ -138,7 +142,7 @@ class ProgressBook:
             running = counts.running > 0 or (now - entry.updated < ACTIVE_S and counts.done < counts.total)
             if not counts.total:
                 running = now - entry.updated < ACTIVE_S
-            elapsed = now - entry.started
+            elapsed = (now if running else entry.updated) - entry.started
             eta = None
             if counts.total and counts.done:
                 eta = elapsed * (counts.total - counts.done) / counts.done
@@ -155,6 +159,7 @@ class ProgressBook:
                     errors=errors,
                     rate_limited=limited,
                     tokens=tokens,
+                    from_store=from_store,
                     tasks=counts,
                     eta_seconds=eta,
                 )

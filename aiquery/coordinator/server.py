@@ -4,7 +4,8 @@ It owns what the whole application shares: budget leases and learned paces (:mod
 journal on the driver (workers' records are appended to a :class:`~aiquery.usage.spool.SpoolWriter` in the
 ledger's spool directory, which ingestion moves into Delta), the requests in flight and who sent them
 (:mod:`.requests`), and live progress (:mod:`.progress`). It serves the protocol of :mod:`.protocol` on its
-own event-loop thread; every frame is handled synchronously there, without a coroutine per frame.
+own event-loop thread; every frame is handled synchronously there, without a coroutine per frame. The answer
+stores and who is sending which request now are :mod:`.answers`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from aiquery.config import Secret
+from aiquery.coordinator.answers import AnswerDesk
 from aiquery.coordinator.budgets import Budgets
 from aiquery.coordinator.progress import ProgressBook, QueryProgress, TaskCounts
 from aiquery.coordinator.protocol import (
@@ -35,6 +37,7 @@ from aiquery.coordinator.protocol import (
 )
 from aiquery.coordinator.requests import InFlight
 from aiquery.engine.loop import LoopThread
+from aiquery.store.base import SafeStore
 from aiquery.usage.spool import SpoolWriter
 
 __all__ = ["Coordinator"]
@@ -79,6 +82,7 @@ class Coordinator:
         self.budgets = Budgets(clock)
         self.progress_book = ProgressBook(clock)
         self.in_flight = InFlight(clock)
+        self.answers = AnswerDesk()
         self._journals: dict[str, SpoolWriter] = {}
         self._journals_lock = threading.Lock()
         self._loop = LoopThread(name="aiquery-coordinator")
@@ -166,6 +170,7 @@ class Coordinator:
             for journal in self._journals.values():
                 journal.close()
             self._journals.clear()
+        self._loop.call(self.answers.close)
         self._loop.stop()
 
     async def _say_closing(self) -> None:
@@ -183,6 +188,15 @@ class Coordinator:
         with self._journals_lock:
             if spool_dir not in self._journals:
                 self._journals[spool_dir] = SpoolWriter(spool_dir)
+
+    def add_store(self, key: str, opener: Callable[[], SafeStore]) -> None:
+        """Serve an answer store under ``key`` (the name query plans give it), opened now unless already served."""
+
+        async def add() -> None:
+            if self.answers.store(key) is None:
+                self.answers.add_store(key, opener())
+
+        self._loop.run(add(), timeout=60)
 
     def journal(self, spool_dir: str) -> SpoolWriter | None:
         with self._journals_lock:
@@ -227,22 +241,23 @@ class Coordinator:
         return self.progress_book.snapshot(tasks)
 
     # ---- one frame ------------------------------------------------------------------------------------------
-    def handle_sync(self, worker: str, meta: dict[str, Any], payload: bytes) -> dict[str, Any]:
-        """Apply one worker's sync; the reply's metadata."""
+    def handle_sync(self, worker: str, meta: dict[str, Any], payload: bytes) -> tuple[dict[str, Any], bytes]:
+        """Apply one worker's sync; the reply's metadata and payload (answers found in the store)."""
         begun = meta.get("b")
         ended = meta.get("e")
+        begun_length = int(meta.get("bl", 0))
+        ended_length = int(meta.get("el", len(payload) - begun_length))
         if begun or ended:
             journal_key = meta.get("j")
             journal = self.journal(journal_key) if isinstance(journal_key, str) else None
             if journal is None or not isinstance(journal_key, str):
                 raise ProtocolError(f"no usage journal {journal_key!r} on this driver")
-            split = int(meta.get("bl", 0))
             if begun:
-                heads = payload[:split].decode().split("\n")
+                heads = payload[:begun_length].decode().split("\n")
                 journal.begin_lines(begun, heads)
                 self.in_flight.begun(worker, journal_key, begun, meta.get("t"))
             if ended:
-                lines = payload[split:]
+                lines = payload[begun_length : begun_length + ended_length]
                 keep = self.in_flight.ended(worker, ended)
                 if keep is not None:  # some were closed as lost already, or delivered twice: drop those
                     parts = lines.split(b"\n")
@@ -254,13 +269,46 @@ class Coordinator:
         rows = meta.get("rows")
         if rows:
             self.progress_book.add(rows, meta.get("stage") or {}, meta.get("desc") or {})
-        return {"lease": self.budgets.sync(worker, meta.get("demand"), meta.get("seen"))}
+        reply: dict[str, Any] = {"lease": self.budgets.sync(worker, meta.get("demand"), meta.get("seen"))}
+        found = self._answers(worker, meta, payload[begun_length + ended_length :], reply)
+        return reply, b"".join(f"{key}\t{text}\n".encode() for key, text in found.items())
+
+    def _answers(self, worker: str, meta: dict[str, Any], answers: bytes, reply: dict[str, Any]) -> dict[str, str]:
+        """The answer store's part of a sync: answers to keep, claims to release, lookups, waits."""
+        store = meta.get("s")
+        if not isinstance(store, str):
+            return {}
+        desk = self.answers
+        if answers:
+            received = {}
+            for line in answers.decode().split("\n"):
+                key, _, text = line.partition("\t")
+                if text:
+                    received[key] = text
+            desk.answered(worker, store, received)
+        releases = meta.get("r")
+        if releases:
+            desk.release(worker, releases)
+        found: dict[str, str] = {}
+        lookups = meta.get("l")
+        if lookups:
+            found, waiting = desk.lookup(worker, store, lookups)
+            if waiting:
+                reply["wait"] = waiting
+        waits = meta.get("w")
+        if waits:
+            more, owned = desk.wait(worker, store, waits)
+            found.update(more)
+            if owned:
+                reply["own"] = owned
+        return found
 
     def worker_connected(self, worker: str) -> None:
         self.in_flight.connected(worker)
 
     def worker_disconnected(self, worker: str, clean: bool) -> None:
         self.in_flight.disconnected(worker)
+        self.answers.forget(worker)
         if clean:
             self.budgets.release(worker)
 
@@ -305,11 +353,11 @@ class _Connection(asyncio.Protocol):
                 seq = meta.get("seq")
                 if op == "sync":
                     try:
-                        reply = self.coordinator.handle_sync(self.worker, meta, payload)
+                        reply, answers = self.coordinator.handle_sync(self.worker, meta, payload)
                     except ProtocolError as exc:
-                        reply = {"error": str(exc)}
+                        reply, answers = {"error": str(exc)}, b""
                     reply["re"] = seq
-                    transport.write(encode_frame(reply))
+                    transport.write(encode_frame(reply, answers))
                 elif op == "bye":
                     self.clean = True
                     transport.write(encode_frame({"re": seq}))

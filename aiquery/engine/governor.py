@@ -1,7 +1,8 @@
 """The seam between the engine and shared state: permission to send, and where usage records go.
 
 The engine sends; a *governor* decides what it may send and keeps what it sent. Before each chunk of calls the
-engine makes one :meth:`Governor.admit` call (the place for everything a chunk needs from shared state); before
+engine makes one :meth:`Governor.admit` call (everything a chunk needs from shared state: the lease, and the
+answer store's lookups, which may answer calls or tell them to wait for another worker's request); before
 each HTTP attempt it waits on the endpoint's :class:`EndpointLimits` and hands the attempt's usage record to
 :meth:`Governor.begin`, sending only once that returns; when the attempt ends, :meth:`Governor.end` takes the
 completed record. Two implementations:
@@ -16,15 +17,25 @@ completed record. Two implementations:
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from aiquery.config import Endpoint
 from aiquery.engine.limiter import SLOW_START, AdaptiveConcurrency, LearnedRate, PacedBudget
+from aiquery.store.base import StoredAnswer
 from aiquery.usage.record import MemorySink, UsageRecord, UsageSink
 
-__all__ = ["EndpointLimits", "Governor", "LocalGovernor", "Pace", "TaskInfo", "endpoint_key", "limits_key"]
+__all__ = [
+    "Admission",
+    "EndpointLimits",
+    "Governor",
+    "LocalGovernor",
+    "Pace",
+    "TaskInfo",
+    "endpoint_key",
+    "limits_key",
+]
 
 Clock = Callable[[], float]
 
@@ -93,6 +104,20 @@ class EndpointLimits:
         )
 
 
+@dataclass(slots=True)
+class Admission:
+    """What admitting a chunk found in shared state.
+
+    Attributes:
+        hits: answers the store has, by fingerprint: those calls are answered without a request.
+        waiting: fingerprints another worker is sending right now: those calls wait for its answer
+            (:meth:`Governor.await_answer`) instead of sending the same request again.
+    """
+
+    hits: dict[str, StoredAnswer] = field(default_factory=dict)
+    waiting: set[str] = field(default_factory=set)
+
+
 @dataclass(frozen=True, slots=True)
 class TaskInfo:
     """The Spark task a worker runs now, as governors report it: for progress and for closing lost requests."""
@@ -111,8 +136,25 @@ class Governor(Protocol):
         """The limits for ``endpoint``; ``share`` is this process's static share of its budgets (1/N)."""
         ...
 
-    def admit(self, endpoint: Endpoint, calls: int, tokens: float) -> Awaitable[None] | None:
-        """One call per chunk, before any of its ``calls`` is sent; an awaitable when it must be waited for."""
+    def admit(
+        self, endpoint: Endpoint, calls: int, tokens: float, lookups: Sequence[str] | None
+    ) -> Awaitable[Admission | None] | None:
+        """One call per chunk, before any of its ``calls`` is sent; an awaitable when it must be waited for.
+
+        Args:
+            endpoint: where the chunk goes.
+            calls: the chunk's calls (distinct requests).
+            tokens: their estimated tokens, when the endpoint has a token budget (else 0).
+            lookups: the calls' fingerprints to look up in the answer store, or None (the store is off for them).
+        """
+        ...
+
+    def await_answer(self, fingerprint: str) -> Awaitable[StoredAnswer | None]:
+        """For a call :class:`Admission` said to wait for: the answer, or None when this worker must send it."""
+        ...
+
+    def settled(self, fingerprint: str, answer: StoredAnswer | None) -> None:
+        """A call whose fingerprint was looked up ended: its answer (stored for others), or None (failed)."""
         ...
 
     def begin(self, record: UsageRecord) -> Awaitable[None] | None:
@@ -161,8 +203,14 @@ class LocalGovernor:
         limits.concurrency.maximum = endpoint.max_concurrency
         return limits
 
-    def admit(self, endpoint: Endpoint, calls: int, tokens: float) -> None:
+    def admit(self, endpoint: Endpoint, calls: int, tokens: float, lookups: Sequence[str] | None) -> None:
         return None
+
+    async def await_answer(self, fingerprint: str) -> StoredAnswer | None:
+        return None  # never asked: a local governor has no store and never says to wait
+
+    def settled(self, fingerprint: str, answer: StoredAnswer | None) -> None:
+        pass
 
     def begin(self, record: UsageRecord) -> None:
         self.sink.begin(record)

@@ -15,6 +15,7 @@ from aiquery.apis import get_adapter
 from aiquery.apis.base import Adapter, APIRequest, ResponseFormat
 from aiquery.config import DEFAULT_MAX_REQUEST_BYTES, Endpoint
 from aiquery.errors import CallError
+from aiquery.store.base import fingerprint, fingerprint_prefix
 
 __all__ = [
     "DEFAULT_OUTPUT_ESTIMATE",
@@ -52,6 +53,11 @@ class CallSite:
     """Tags of this call site; they extend (and override) the endpoint's configured tags."""
     budget_share: float = 1.0
     """The fraction of the endpoint's budgets this process uses when it has no coordinator (1/N for N workers)."""
+    cache: bool = True
+    """Identical requests are sent once, and answered from the answer store when it has them. False sends every
+    row, identical ones included (for sampling several answers to one prompt on purpose)."""
+    function: str = "ai_query"
+    """The SQL function the call site belongs to (the usage table's ``function_name``)."""
 
 
 class PreparedSite:
@@ -72,10 +78,14 @@ class PreparedSite:
             headers[TAGS_HEADER] = json.dumps(self.tags, separators=(",", ":"))
         self.headers = headers
         self.requester = requester
-        self.hash_prefix = f"{endpoint.name}\0{endpoint.api}\0".encode()
+        self.fingerprint_prefix = fingerprint_prefix(endpoint.api, self.url, endpoint.model, self.adapter.headers())
         max_tokens = site.parameters.get("max_tokens")
         self.output_estimate = int(max_tokens) if isinstance(max_tokens, (int, float)) else DEFAULT_OUTPUT_ESTIMATE
         self._template = self._body_template()
+
+    def fingerprint(self, body: bytes) -> str:
+        """The request's fingerprint (see :mod:`aiquery.store.base`)."""
+        return fingerprint(self.fingerprint_prefix, body)
 
     def request(self, prompt: str) -> APIRequest:
         """The API request for one prompt of this site."""

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import hashlib
 import itertools
 import json
 import logging
@@ -27,6 +26,7 @@ import tenacity
 
 from aiquery.apis.base import Answer, APIRequest, MalformedResponse, estimate_tokens
 from aiquery.config import Endpoint
+from aiquery.engine.batch import PendingCall, plan_calls
 from aiquery.engine.failures import (
     bad_body_failure,
     budget_deadline,
@@ -39,6 +39,7 @@ from aiquery.engine.prepared import REQUEST_ID_HEADER, USER_AGENT, CallSite, Pre
 from aiquery.engine.retry import AttemptFailed, Decision, is_retryable, stop_before_deadline, wait_retry_after
 from aiquery.engine.transport import MIN_TIMEOUT_S, HTTPResponse, NoResponse, Transport
 from aiquery.errors import CallError, DeadlineExceeded
+from aiquery.store.base import StoredAnswer
 from aiquery.usage.record import UsageRecord, UsageSink
 
 __all__ = ["USER_AGENT", "CallSite", "Engine", "Outcome"]
@@ -120,27 +121,47 @@ class Engine:
         prepared = PreparedSite(site, self.requester)
         limits = self.limits(site.endpoint, site.budget_share)
         outcomes: list[Outcome] = [Outcome()] * len(prompts)
-        rows: dict[str, list[int]] = {}
-        for index, prompt in enumerate(prompts):
-            if prompt is not None:
-                rows.setdefault(prompt, []).append(index)
-        if not rows:
+        calls = plan_calls(prepared, prompts)
+        if not calls:
             return outcomes
+        answered = failures = 0
+        sendable = []
+        for call in calls:
+            if call.error is None:
+                sendable.append(call)
+                continue
+            for index in call.rows:
+                outcomes[index] = Outcome(error=call.error)
+            failures += len(call.rows)
         tokens = 0.0
         if limits.tokens is not None:
-            tokens = float(sum(estimate_tokens(prompt) for prompt in rows) + prepared.output_estimate * len(rows))
-        admitted = self.governor.admit(site.endpoint, len(rows), tokens)
-        if admitted is not None:
-            await admitted
+            estimates = sum(estimate_tokens(call.request.prompt) for call in sendable)
+            tokens = float(estimates + prepared.output_estimate * len(sendable))
+        lookups = [call.fingerprint for call in sendable] if site.cache else None
+        admitted = self.governor.admit(site.endpoint, len(sendable), tokens, lookups) if sendable else None
+        admission = (await admitted) if admitted is not None else None
+        to_send = []
+        for call in sendable:
+            stored = admission.hits.get(call.fingerprint) if admission is not None else None
+            if stored is None:
+                to_send.append(call)
+                continue
+            self._served(prepared, call.fingerprint, stored)
+            for index in call.rows:
+                outcomes[index] = Outcome(value=stored.value)
+            answered += len(call.rows)
+        waiting = admission.waiting if admission is not None else set()
         loop = asyncio.get_running_loop()
         failed: asyncio.Future[CallError] | None = loop.create_future() if fail_fast else None
-        tasks = [loop.create_task(self._call(prepared, limits, prompt)) for prompt in rows]
+        tasks = [loop.create_task(self._call(prepared, limits, call, call.fingerprint in waiting)) for call in to_send]
         self._active_calls += len(tasks)
         limits.active_calls += len(tasks)
         limits.active_tokens += tokens
         for task in tasks:
             task.add_done_callback(self._call_done)
         if failed is not None:
+            if failures:
+                failed.set_result(next(call.error for call in calls if call.error is not None))
 
             def signal(task: asyncio.Task[Outcome]) -> None:
                 # A done-callback, not another coroutine layer: every await in a call passes through each layer.
@@ -151,10 +172,11 @@ class Engine:
                 task.add_done_callback(signal)
         everything = asyncio.gather(*tasks)
         try:
-            if failed is None:
-                await everything
-            else:
-                await asyncio.wait([everything, failed], return_when=asyncio.FIRST_COMPLETED)  # type: ignore[type-var]
+            if failed is None or not failed.done():
+                if failed is None:
+                    await everything
+                else:
+                    await asyncio.wait([everything, failed], return_when=asyncio.FIRST_COMPLETED)  # type: ignore[type-var]
         finally:
             if not everything.done():
                 everything.cancel()
@@ -162,17 +184,16 @@ class Engine:
                     await everything
             limits.active_calls -= len(tasks)
             limits.active_tokens -= tokens
-        answered = failures = 0
-        for prompt, task in zip(rows, tasks, strict=True):
+        for call, task in zip(to_send, tasks, strict=True):
             if task.cancelled() or task.exception() is not None:  # cut short by fail_fast
                 continue
             outcome = task.result()
-            for index in rows[prompt]:
+            for index in call.rows:
                 outcomes[index] = outcome
             if outcome.error is None:
-                answered += len(rows[prompt])
+                answered += len(call.rows)
             else:
-                failures += len(rows[prompt])
+                failures += len(call.rows)
         self.governor.rows_done(answered, failures)
         if failed is not None:
             if failed.done():
@@ -194,23 +215,33 @@ class Engine:
         finally:
             self._resting_calls -= 1
 
-    async def _call(self, prepared: PreparedSite, limits: EndpointLimits, prompt: str) -> Outcome:
+    async def _call(self, prepared: PreparedSite, limits: EndpointLimits, call: PendingCall, wait: bool) -> Outcome:
+        if wait:
+            # Another worker of the application is sending this very request: its answer is this call's.
+            stored = await self.governor.await_answer(call.fingerprint)
+            if stored is not None:
+                self._served(prepared, call.fingerprint, stored)
+                return Outcome(value=stored.value)
+        answer = await self._send(prepared, limits, call)
+        if prepared.site.cache:
+            stored = StoredAnswer.of(answer.value, answer.usage) if isinstance(answer, Answer) else None
+            self.governor.settled(call.fingerprint, stored)
+        if isinstance(answer, Answer):
+            return Outcome(value=answer.value)
+        return Outcome(error=answer)
+
+    async def _send(self, prepared: PreparedSite, limits: EndpointLimits, call: PendingCall) -> Answer | CallError:
         endpoint = prepared.endpoint
         deadline = self._clock() + endpoint.deadline
         call_id = f"{self._id_prefix}-c{next(self._ids)}"
-        request = prepared.request(prompt)
-        try:
-            body = prepared.body(request)
-        except CallError as error:
-            return Outcome(error=error)
-        request_hash = hashlib.sha256(prepared.hash_prefix + body).hexdigest()
+        request, body, request_hash = call.request, call.body, call.fingerprint
         attempts = 1
         try:
-            answer = await self._attempt(prepared, limits, request, body, call_id, 1, request_hash, deadline)
+            return await self._attempt(prepared, limits, request, body, call_id, 1, request_hash, deadline)
         except AttemptFailed as first:
             if not first.decision.retry or endpoint.max_retries == 0:
                 logger.debug("call %s not retried: %s", call_id, first.decision.reason)
-                return Outcome(error=first.error.with_attempts(attempts if first.sent else 0))
+                return first.error.with_attempts(attempts if first.sent else 0)
 
             async def attempt() -> Answer:
                 nonlocal attempts
@@ -226,9 +257,22 @@ class Engine:
 
             answer_or_error = await self._retry(first, attempt, endpoint, deadline)
             if isinstance(answer_or_error, CallError):
-                return Outcome(error=answer_or_error.with_attempts(attempts))
-            answer = answer_or_error
-        return Outcome(value=answer.value)
+                return answer_or_error.with_attempts(attempts)
+            return answer_or_error
+
+    def _served(self, prepared: PreparedSite, fingerprint: str, stored: StoredAnswer) -> None:
+        """Record a call answered from the answer store: a usage row of its own, no HTTP request, nothing billed."""
+        record = self._record(prepared, f"{self._id_prefix}-c{next(self._ids)}", 0, fingerprint)
+        record.cache_hit = True
+        usage = stored.usage
+        record.input_tokens = usage.get("input_tokens")
+        record.output_tokens = usage.get("output_tokens")
+        record.total_tokens = usage.get("total_tokens")
+        record.cache_read_input_tokens = usage.get("cache_read_input_tokens")
+        record.cache_creation_input_tokens = usage.get("cache_creation_input_tokens")
+        record.output_reasoning_tokens = usage.get("output_reasoning_tokens")
+        record.tokens_estimated = bool(usage.get("tokens_estimated"))
+        self.governor.end(record)
 
     async def _retry(
         self,
@@ -363,6 +407,7 @@ class Engine:
             user_agent=USER_AGENT,
             request_tags=prepared.tags,
             request_hash=request_hash,
+            function_name=prepared.site.function,
             **self.context,
         )
 

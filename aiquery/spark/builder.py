@@ -27,6 +27,7 @@ __all__ = ["AIQueryBuilder", "SparkContextInfo", "parse_ddl_with"]
 logger = logging.getLogger("aiquery.spark")
 
 POSITIONAL = ("endpoint", "request", "returnType", "failOnError")
+CACHE_SETTING = "aiquery.cache.enabled"
 NAMED = {name.lower(): name for name in (*POSITIONAL, "modelParameters", "responseFormat", "requestTags", "files")}
 
 
@@ -39,13 +40,20 @@ class SparkContextInfo:
         settings: Settings,
         journal: str | None,
         coordinator: CoordinatorAddress | None = None,
+        store: str | None = None,
     ) -> None:
         self.spark = spark
         self.settings = settings
         self.journal = journal
         self.coordinator = coordinator
+        self.store = store
         self.app_id = spark.sparkContext.applicationId
         self.parallelism = max(1, spark.sparkContext.defaultParallelism)
+
+    def cache_enabled(self) -> bool:
+        """The session's ``aiquery.cache.enabled`` (``SET aiquery.cache.enabled = false``), true when unset."""
+        value = self.spark.conf.get(CACHE_SETTING, None)
+        return value is None or str(value).strip().lower() not in ("false", "0", "off", "no")
 
     def parse_ddl(self, text: str) -> tuple[Any, str]:
         """Parse DDL with Spark's own parser."""
@@ -58,6 +66,8 @@ class SparkContextInfo:
             parse_ddl=self.parse_ddl,
             journal=self.journal,
             coordinator=self.coordinator,
+            store=self.store,
+            cache=self.cache_enabled(),
             spark_app_id=self.app_id,
             # Configured budgets are per application; a worker cut off from the coordinator uses 1/N of them.
             budget_share=1.0 / self.parallelism,

@@ -48,6 +48,8 @@ class CallPlan:
     """The driver's usage journal for this call's records (its ledger's spool folder); None with the ledger off."""
     coordinator: CoordinatorAddress | None = None
     """How workers reach the application's coordinator; None to run each worker on its own."""
+    store: str | None = None
+    """The coordinator's answer store for this call (its key), or None when the answer store is off for it."""
     requester: str = ""
     spark_app_id: str | None = None
 
@@ -112,6 +114,8 @@ def plan_call(
     request_tags: Any = None,
     journal: str | None = None,
     coordinator: CoordinatorAddress | None = None,
+    store: str | None = None,
+    cache: bool = True,
     spark_app_id: str | None = None,
     budget_share: float = 1.0,
 ) -> CallPlan:
@@ -148,6 +152,7 @@ def plan_call(
         response_format=fmt,
         request_tags=parse_request_tags(request_tags),
         budget_share=budget_share,
+        cache=cache and resolved.cache and settings.cache.enabled,
     )
     return CallPlan(
         site=site,
@@ -157,6 +162,7 @@ def plan_call(
         parse_json=parse_json,
         journal=journal if settings.usage.enabled else None,
         coordinator=coordinator,
+        store=store if site.cache else None,
         requester=settings.requester,
         spark_app_id=spark_app_id,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -10,6 +11,8 @@ from aiquery.spark.builder import AIQueryBuilder, SparkContextInfo
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
+
+    from aiquery.coordinator.server import Coordinator
 
 __all__ = ["context_for", "register"]
 
@@ -53,8 +56,9 @@ def register(spark: SparkSession, *, settings: Settings | None = None) -> None:
         ledger = UsageLedger(spark, settings.usage, coordinator=coordinator)
         journal = ledger.spool_dir
         coordinator.add_journal(journal)
+    store = _answer_store(spark, settings, coordinator)
     _bound_arrow_batches(spark)
-    info = SparkContextInfo(spark, settings, journal, coordinator.address)
+    info = SparkContextInfo(spark, settings, journal, coordinator.address, store)
     builder = AIQueryBuilder(info)
     registry = spark._jsparkSession.sessionState().functionRegistry()
     registry.createOrReplaceTempFunction(FUNCTION_NAME, builder, "python_udf")
@@ -66,6 +70,22 @@ def register(spark: SparkSession, *, settings: Settings | None = None) -> None:
         _sessions[id(spark)] = (info, builder, ledger)
     if ledger is not None:
         ledger.start_background(settings.usage.ingest_interval)
+
+
+def _answer_store(spark: SparkSession, settings: Settings, coordinator: Coordinator) -> str | None:
+    """Open the answer store the settings name and serve it from the coordinator; its key (None when off)."""
+    if not settings.cache.enabled:
+        return None
+    from aiquery.store import open_store
+    from aiquery.usage.ingest import usage_folder
+
+    if settings.cache.url:
+        # The key names the server without its credentials (it travels in query plans).
+        key = "redis:" + hashlib.sha256(settings.cache.url.encode()).hexdigest()[:24]
+    else:
+        key = "disk:" + str(usage_folder(spark, settings.usage) / "answers")
+    coordinator.add_store(key, lambda: open_store(settings.cache, key.removeprefix("disk:")))
+    return key
 
 
 ARROW_BATCH_BYTES = "spark.sql.execution.arrow.maxBytesPerBatch"

@@ -54,7 +54,7 @@ class WorkerRuntime:
         if plan.coordinator is not None:
             from aiquery.coordinator.client import CoordinatorClient
 
-            self.governor = CoordinatorClient(plan.coordinator, plan.journal)
+            self.governor = CoordinatorClient(plan.coordinator, plan.journal, plan.store)
         else:
             self.governor = LocalGovernor(MemorySink())
         self.engine = Engine(governor=self.governor, requester=plan.requester)
@@ -104,7 +104,7 @@ _runtime_lock = threading.Lock()
 def _runtime_key(plan: CallPlan) -> tuple[Any, ...]:
     address = plan.coordinator
     where = None if address is None else (address.host, address.port, address.application)
-    return (where, plan.journal, plan.requester)
+    return (where, plan.journal, plan.store, plan.requester)
 
 
 def worker_runtime(plan: CallPlan) -> WorkerRuntime:
@@ -116,7 +116,7 @@ def worker_runtime(plan: CallPlan) -> WorkerRuntime:
             _runtime = WorkerRuntime(plan)
             if previous is not None and previous.loop.alive:
                 # Its records must still reach a ledger: deliver them before the old loop goes.
-                previous.loop.run(previous.governor.aclose(), timeout=60)
+                previous.loop.run(previous.engine.aclose(), timeout=60)
                 previous.loop.stop()
         return _runtime
 

@@ -35,6 +35,8 @@ _STATIC_FIELDS = (
     "spark_app_id",
     "query_tag",
     "task_attempt_id",
+    "function_name",
+    "estimate",
 )
 _static_key = attrgetter(*_STATIC_FIELDS)
 _HEAD = '{"request_id":%s,"call_id":%s,"attempt":%d,"event_time_us":%d,"request_hash":%s%s'
@@ -49,7 +51,8 @@ _MAIN_OUTCOME = (
 )
 _MAIN_TAIL = "".join(f',"{name}":%d' for name in _MAIN_OUTCOME)
 _OPTIONAL_NUMBERS = ("cache_read_input_tokens", "cache_creation_input_tokens", "output_reasoning_tokens")
-_TEXTS = ("error_message", "response_content_type")
+_TEXTS = ("error_message", "response_content_type", "currency")
+_MONEY = ("cost", "avoided_cost")
 _MAX_CACHED = 1024
 
 
@@ -90,9 +93,14 @@ class RecordEncoder:
         parts = []
         for name in _STATIC_FIELDS:
             value = getattr(record, name)
-            if value is None:
+            if value is None or value is False:
                 continue
-            parts.append(f',"{name}":{int(value)}' if name == "task_attempt_id" else f',"{name}":{_quote(value)}')
+            if value is True:
+                parts.append(f',"{name}":true')
+            elif name == "task_attempt_id":
+                parts.append(f',"{name}":{int(value)}')
+            else:
+                parts.append(f',"{name}":{_quote(value)}')
         if record.request_tags:
             tags = {str(k): str(v) for k, v in record.request_tags.items()}
             parts.append(',"request_tags":' + json.dumps(tags, separators=(",", ":")))
@@ -120,6 +128,12 @@ class RecordEncoder:
                 line += f',"{name}":{int(value)}'
         if r.tokens_estimated:
             line += ',"tokens_estimated":true'
+        if r.cache_hit:
+            line += ',"cache_hit":true'
+        for name in _MONEY:
+            value = getattr(r, name)
+            if value is not None:
+                line += f',"{name}":{float(value)!r}'
         for name in _TEXTS:
             value = getattr(r, name)
             if value is not None:

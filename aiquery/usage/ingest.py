@@ -33,7 +33,13 @@ from aiquery.errors import ConfigError
 from aiquery.usage import checkpoint as ckpt
 from aiquery.usage.batches import Batch, IngestLog
 from aiquery.usage.recovery import recover_orphans
-from aiquery.usage.schema import create_table_sql, spool_struct_type, table_projection
+from aiquery.usage.schema import (
+    add_columns_sql,
+    create_table_sql,
+    missing_columns,
+    spool_struct_type,
+    table_projection,
+)
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -62,6 +68,15 @@ def _local_path(location: str, what: str) -> Path:
     return Path(location).absolute()
 
 
+def usage_folder(spark: SparkSession, settings: UsageSettings) -> Path:
+    """The driver's usage folder: ``[usage] dir``, else ``_aiquery`` in the warehouse (the journal, the ingestion
+    log and the answer store live there)."""
+    if settings.dir:
+        return _local_path(settings.dir, "[usage] dir")
+    warehouse = spark.conf.get("spark.sql.warehouse.dir") or "spark-warehouse"
+    return _local_path(warehouse, "spark.sql.warehouse.dir") / "_aiquery"
+
+
 class UsageLedger:
     """The usage table of one SparkSession, and the driver-local folder its journal and ingestion log live in.
 
@@ -82,11 +97,7 @@ class UsageLedger:
         self.table = self.settings.table
         if not _TABLE_NAME.match(self.table):
             raise ConfigError(f"[usage] table = {self.table!r} is not a table name like ai_gateway.usage")
-        if self.settings.dir:
-            base = _local_path(self.settings.dir, "[usage] dir")
-        else:
-            warehouse = spark.conf.get("spark.sql.warehouse.dir") or "spark-warehouse"
-            base = _local_path(warehouse, "spark.sql.warehouse.dir") / "_aiquery"
+        base = usage_folder(spark, self.settings)
         self.base_dir = base
         self.spool_dir = str(base / "spool")
         self.log_dir = str(base / "ingest" / self.table.lower())
@@ -122,6 +133,11 @@ class UsageLedger:
                 spark.sql(f"CREATE TABLE IF NOT EXISTS {self.table} USING delta LOCATION '{_sql_text(location)}'")
             else:
                 spark.sql(create_table_sql(self.table, location=self.settings.path))
+        # A table made by an older aiquery gains the columns added since (NULL in its older rows).
+        missing = missing_columns({name.lower() for name in spark.table(self.table).columns})
+        if missing:
+            spark.sql(add_columns_sql(self.table, missing))
+            logger.info("added column(s) %s to %s", ", ".join(c.name for c in missing), self.table)
         self._table_ready = True
 
     def _default_location(self, database: str, name: str) -> str | None:
@@ -195,8 +211,6 @@ class UsageLedger:
             # Delta skips a write whose (txnAppId, txnVersion) it has already committed: replays are no-ops.
             .option("txnAppId", self.log.writer_id)
             .option("txnVersion", str(version))
-            # A table created by an older aiquery gains the columns added since.
-            .option("mergeSchema", "true")
             .saveAsTable(self.table)
         )
 

@@ -35,7 +35,7 @@ class UsageRecord:
     user_agent: str
     request_tags: Mapping[str, str] = field(default_factory=dict)
     request_hash: str = ""
-    """SHA-256 of (endpoint, API, model, request, parameters, response format): equal for equal requests."""
+    """The request's fingerprint (:func:`aiquery.store.base.fingerprint`): equal for requests with equal answers."""
     input_tokens: int | None = None
     output_tokens: int | None = None
     total_tokens: int | None = None
@@ -53,6 +53,18 @@ class UsageRecord:
     spark_app_id: str | None = None
     task_attempt_id: int | None = None
     query_tag: str | None = None
+    function_name: str | None = None
+    """The SQL function that made the request: ``ai_query``, ``ai_summarize`` ..."""
+    estimate: bool = False
+    """Made by an estimate run (on a sample of the rows)."""
+    cache_hit: bool = False
+    """Answered from the answer store: no HTTP request was made; the token counts are those it would have used."""
+    cost: float | None = None
+    """What the request was billed (tokens x price); 0 for an answer from the store; None without a price."""
+    avoided_cost: float | None = None
+    """For an answer from the store: what the request would have cost."""
+    currency: str | None = None
+    """The currency of ``cost`` and ``avoided_cost`` (``USD``, ``DBU`` ...)."""
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (event_time as an ISO-8601 string)."""

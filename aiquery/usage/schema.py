@@ -2,7 +2,7 @@
 
 The table follows Databricks' ``system.ai_gateway.usage`` (columns, names and types), minus
 ``endpoint_metadata``, ``destination_id``, ``routing_information`` and ``service_type``, which describe gateway
-internals a client cannot see. aiquery adds the columns after ``status_code`` (``call_id`` … ``event_date``).
+internals a client cannot see. aiquery adds the columns after ``status_code`` (``call_id`` … ``estimate``).
 
 ``event_date`` is an ordinary column, not a partition: ingestion appends small files every few seconds, and
 date partitions would multiply them, while Delta's per-file min/max statistics already let a filter on
@@ -27,7 +27,9 @@ __all__ = [
     "TABLE_PROPERTIES",
     "USAGE_COLUMNS",
     "Column",
+    "add_columns_sql",
     "create_table_sql",
+    "missing_columns",
     "parse_type",
     "spool_ddl",
     "spool_struct_type",
@@ -36,8 +38,14 @@ __all__ = [
     "usage_struct_type",
 ]
 
-SCHEMA_VERSION = "aiquery-1"
-"""Written to ``schema_version``: bump when a column's meaning changes."""
+SCHEMA_VERSION = "aiquery-2"
+"""Written to ``schema_version``: bump when a column's meaning changes or columns are added.
+
+- ``aiquery-1``: round 1.
+- ``aiquery-2``: ``request_hash`` holds the request's fingerprint (the answer store's key); the columns after
+  ``event_date`` are added (answers from the store, cost, the function, estimate runs). Older tables gain them when
+  a newer aiquery first ingests into them (:func:`missing_columns`), NULL in their older rows.
+"""
 
 
 @dataclass(frozen=True)
@@ -99,7 +107,12 @@ USAGE_COLUMNS: tuple[Column, ...] = (
     Column("status_code", "INT", "HTTP status (NULL when no response arrived)", "status_code"),
     Column("call_id", "STRING", "shared by the attempts of one call", "call_id"),
     Column("attempt", "INT", "1 for the first request of a call, 2 for its first retry, ...", "attempt"),
-    Column("request_hash", "STRING", "SHA-256 of endpoint, API, model, request and parameters", "request_hash"),
+    Column(
+        "request_hash",
+        "STRING",
+        "the request's fingerprint: equal for requests whose answer is the same",
+        "request_hash",
+    ),
     Column(
         "tokens_estimated",
         "BOOLEAN",
@@ -116,6 +129,23 @@ USAGE_COLUMNS: tuple[Column, ...] = (
         "UTC date of event_time",
         f"date_from_unix_date(CAST(floor(event_time_us / {_DAY_US}) AS INT))",
     ),
+    # aiquery-2: added at the end, where ALTER TABLE ADD COLUMNS puts them in an older table too.
+    Column(
+        "cache_hit",
+        "BOOLEAN",
+        "answered from the answer store: no HTTP request was made (tokens: those it would have used)",
+        "coalesce(cache_hit, false)",
+    ),
+    Column("cost", "DOUBLE", "billed: tokens x price; 0 for an answer from the store; NULL without a price", "cost"),
+    Column("avoided_cost", "DOUBLE", "for an answer from the store: what the request would have cost", "avoided_cost"),
+    Column("currency", "STRING", "currency of cost and avoided_cost (USD, DBU, ...)", "currency"),
+    Column(
+        "function_name",
+        "STRING",
+        "the SQL function that made the request (ai_query, ai_summarize, ...)",
+        "function_name",
+    ),
+    Column("estimate", "BOOLEAN", "made by an estimate run on a sample of the rows", "coalesce(estimate, false)"),
 )
 
 # What a spool line holds: the UsageRecord fields, with event_time as microseconds since the epoch (UTC),
@@ -148,6 +178,12 @@ SPOOL_FIELDS: tuple[tuple[str, str], ...] = (
     ("spark_app_id", "STRING"),
     ("task_attempt_id", "BIGINT"),
     ("query_tag", "STRING"),
+    ("function_name", "STRING"),
+    ("estimate", "BOOLEAN"),
+    ("cache_hit", "BOOLEAN"),
+    ("cost", "DOUBLE"),
+    ("avoided_cost", "DOUBLE"),
+    ("currency", "STRING"),
 )
 
 
@@ -172,6 +208,17 @@ def table_projection() -> list[str]:
     return [f"{c.source} AS {c.name}" for c in USAGE_COLUMNS]
 
 
+def missing_columns(existing: set[str]) -> list[Column]:
+    """The columns a table with columns ``existing`` (lower-cased names) lacks, in table order."""
+    return [column for column in USAGE_COLUMNS if column.name.lower() not in existing]
+
+
+def add_columns_sql(table: str, columns: list[Column]) -> str:
+    """``ALTER TABLE ... ADD COLUMNS`` for ``columns``: how an older usage table is brought up to date."""
+    listed = ", ".join(f"{c.name} {c.type} COMMENT {_quote(c.comment)}" for c in columns)
+    return f"ALTER TABLE {table} ADD COLUMNS ({listed})"
+
+
 def create_table_sql(table: str, *, location: str | None = None) -> str:
     """``CREATE TABLE IF NOT EXISTS`` for the usage table, as in ``sql/usage_table.sql``."""
     where = f"\nLOCATION {_quote(location)}" if location else ""
@@ -179,7 +226,8 @@ def create_table_sql(table: str, *, location: str | None = None) -> str:
     properties = ",\n".join(f"  {_quote(key)} = {_quote(value)}" for key, value in TABLE_PROPERTIES.items())
     return (
         f"CREATE TABLE IF NOT EXISTS {table} (\n{columns}\n)\nUSING delta\n"
-        f"COMMENT 'One row per HTTP request made by ai_query (aiquery), shaped like system.ai_gateway.usage'"
+        "COMMENT 'One row per HTTP request made by ai_query (aiquery), and per answer from its answer store, "
+        "shaped like system.ai_gateway.usage'"
         f"{where}\nTBLPROPERTIES (\n{properties}\n)"
     )
 
