@@ -17,6 +17,7 @@ from aiquery.config import Settings
 from aiquery.errors import AIQueryError, ArgumentError
 from aiquery.spark.plan import CallPlan, plan_call
 from aiquery.spark.udf import make_udf
+from aiquery.spark.versions import VARIANT, mentions_variant, require_spark
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -45,6 +46,18 @@ class SparkContextInfo:
 
     def plan(self, **arguments: Any) -> CallPlan:
         """A call plan for literal arguments given as Python values."""
+        return_type = arguments.get("return_type")
+        if isinstance(return_type, str) and mentions_variant(return_type):
+            # On Spark 3.5 parsing fails, naming the Spark that has VARIANT. On 4.x the type parses, but a pandas
+            # UDF cannot return it: refuse it now rather than fail in the workers after the requests are paid for.
+            type_json, _ = self.parse_ddl(return_type)
+            if _has_variant(type_json):
+                raise ArgumentError(
+                    "UNSUPPORTED_FEATURE.AI_QUERY_VARIANT",
+                    f"ai_query cannot return VARIANT yet (returnType {return_type!r}); use returnType 'STRING' "
+                    "and parse_json() on the result.",
+                    sqlstate="0A000",
+                )
         return plan_call(
             self.settings,
             parse_ddl=self.parse_ddl,
@@ -63,6 +76,9 @@ def parse_ddl_with(spark: SparkSession, text: str) -> tuple[Any, str]:
     try:
         data_type = jvm.org.apache.spark.sql.types.DataType.fromDDL(text)
     except Exception as exc:
+        if mentions_variant(text):
+            # Spark 3.5's parser knows no VARIANT; say which Spark does rather than "unsupported data type".
+            require_spark(VARIANT, spark.version, used_by=f"the type {text!r}")
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ArgumentError(
             "INVALID_SCHEMA.PARSE_ERROR",
@@ -238,3 +254,15 @@ def _optional(values: dict[str, Any], name: str, kind: type, default: Any = None
     if values.get(name) is None:
         return default
     return _require(values, name, kind)
+
+
+def _has_variant(type_json: Any) -> bool:
+    if isinstance(type_json, dict):
+        return any(
+            _has_variant(value)
+            for key, value in type_json.items()
+            if key in ("type", "elementType", "valueType", "keyType", "fields")
+        )
+    if isinstance(type_json, list):
+        return any(_has_variant(item) for item in type_json)
+    return bool(type_json == "variant")

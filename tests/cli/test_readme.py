@@ -11,7 +11,7 @@ from aiquery import config
 from aiquery.cli import build_parser
 from aiquery.gateway.command import build_parser as gateway_parser
 from aiquery.jobs.submit import build_parser as submit_parser
-from aiquery.spark.session import DELTA_PACKAGE, delta_configs
+from aiquery.spark.session import delta_configs
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
 
@@ -77,7 +77,7 @@ def test_every_command_option_in_the_readme_exists() -> None:
 
 def test_spark_submit_command_has_the_delta_settings() -> None:
     block = README.split("### The same job through spark-submit", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
-    assert f"--packages {DELTA_PACKAGE}" in block
+    assert '--packages "$(.venv/bin/python -m aiquery.spark.versions)"' in block
     for key, value in delta_configs().items():
         if key != "spark.jars.packages":
             assert f"--conf {key}={value}" in block

@@ -103,15 +103,16 @@ def test_failing_statement_stops_the_job_with_its_number_and_cause(gateway: Any,
 
 
 def test_the_same_job_through_spark_submit(gateway: Any, spark: Any, tmp_path: Path) -> None:
-    from aiquery.spark.session import DELTA_PACKAGE, delta_configs
+    from aiquery.spark.session import delta_configs
 
     (tmp_path / "aiquery.toml").write_text(CONFIG)
     (tmp_path / "job.sql").write_text(
         "CREATE TABLE answers AS SELECT id, ai_query('job-chat', 'Say ' || id) AS answer FROM range(${n})"
     )
-    launcher = subprocess.run(
-        [sys.executable, "-m", "aiquery.jobs.submit", "--path"], capture_output=True, text=True, check=True
-    ).stdout.strip()
+    launcher, package = (
+        subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, check=True).stdout.strip()
+        for module, *args in (("aiquery.jobs.submit", "--path"), ("aiquery.spark.versions",))
+    )
     confs = [f"{key}={value}" for key, value in delta_configs().items() if key != "spark.jars.packages"]
     confs += ["spark.sql.sources.default=delta", f"spark.sql.warehouse.dir={tmp_path / 'wh'}"]
     command = [
@@ -119,7 +120,7 @@ def test_the_same_job_through_spark_submit(gateway: Any, spark: Any, tmp_path: P
         "--master",
         "local[2]",
         "--packages",
-        DELTA_PACKAGE,
+        package,  # the README's way to pick the Delta matched to this Spark
         *[arg for conf in confs for arg in ("--conf", conf)],
         launcher,
         "job.sql",
