@@ -1,4 +1,4 @@
-"""The Spark versions aiquery supports, the Delta Lake JAR matched to each, and features that need a newer Spark.
+"""The Spark versions aiquery supports, the Delta Lake JAR for each, and what differs between them.
 
 aiquery installs beside the Spark a platform already runs, so it names no pyspark and no delta-spark in its
 dependencies; Delta Lake comes as JARs that Spark fetches from Maven Central, and the coordinate depends on the
@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiquery.errors import ArgumentError, ConfigError
 
@@ -37,6 +37,7 @@ __all__ = [
     "installed_spark",
     "mentions_variant",
     "parse_spark_version",
+    "progress_input_rows",
     "require_spark",
     "session_spark",
 ]
@@ -225,6 +226,13 @@ def require_spark(feature: SparkFeature, version: str, *, used_by: str) -> None:
             f"(asked for by {used_by}).",
             sqlstate="0A000",
         )
+
+
+def progress_input_rows(progress: Any) -> int:
+    """The rows a streaming query's progress report counts: an object on Spark 4, a dict on Spark 3.5."""
+    if isinstance(progress, dict):
+        return int(progress["numInputRows"])
+    return int(progress.numInputRows)
 
 
 def mentions_variant(ddl: str) -> bool:

@@ -34,6 +34,7 @@ from urllib.parse import unquote, urlparse
 
 from aiquery.config import UsageSettings
 from aiquery.errors import ConfigError
+from aiquery.spark.versions import progress_input_rows
 from aiquery.usage import checkpoint as ckpt
 from aiquery.usage.recovery import recover_orphans
 from aiquery.usage.schema import create_table_sql, spool_struct_type, table_projection
@@ -184,7 +185,7 @@ class UsageLedger:
             .toTable(self.table)
         )
         query.awaitTermination()
-        return sum(int(progress.numInputRows) for progress in query.recentProgress)
+        return sum(progress_input_rows(progress) for progress in query.recentProgress)
 
     @contextmanager
     def _file_lock(self) -> Iterator[None]:
