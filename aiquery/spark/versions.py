@@ -242,4 +242,7 @@ def mentions_variant(ddl: str) -> bool:
 
 if __name__ == "__main__":
     # `python -m aiquery.spark.versions` prints the Delta coordinate for this Python's Spark, for --packages.
-    print(delta_package())
+    try:
+        print(delta_package())
+    except ConfigError as error:
+        raise SystemExit(f"python -m aiquery.spark.versions: {error}") from None
