@@ -5,6 +5,10 @@ arguments. So we register a *builder* (a Python object implementing ``scala.Func
 JVM at analysis time): it sees the argument expressions, validates them, and returns a UDF expression
 specialised for that call site, with the literal arguments baked in and only the request column shipped per
 row. Errors are thrown into the JVM as ``IllegalArgumentException`` so PySpark raises them with our message.
+
+The Catalyst constructors used here (``Cast`` with an ``EvalMode``, ``StructsToJson(options, child, timeZoneId)``,
+``GetStructField``, ``NamedArgumentExpression``) have the same signatures in every supported Spark (javap on
+3.5.9, 4.0.0, 4.1.4 and 4.2.1); the compatibility suite runs them on 3.5 and 4.2.
 """
 
 from __future__ import annotations
