@@ -13,7 +13,10 @@ import pytest
 # Helpers the tests import by module name (tests/support/processes.py), whichever import mode pytest runs in.
 sys.path.insert(0, str(Path(__file__).parent / "support"))
 
+from processes import EXPECTED_SPARK
+
 EMULATOR_TOKEN = "dapi-test-emulator-token-0123456789"
+
 
 _SCRUBBED_PREFIXES = ("AIQUERY_", "DATABRICKS_", "OPENAI_", "ANTHROPIC_", "GEMINI_", "GOOGLE_API")
 
@@ -51,3 +54,33 @@ def spark() -> Iterator[Any]:
     session = local_spark(app_name="aiquery-tests", extra_conf={"spark.driver.host": "127.0.0.1"})
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def expected_spark(request: pytest.FixtureRequest) -> None:
+    """With ``AIQUERY_EXPECT_SPARK``: the run uses that Spark and the installed aiquery, on the driver and in a worker.
+
+    The compatibility suite runs in a virtual environment per Spark version (scripts/compat); this makes sure it
+    cannot pass on another environment's Spark (a stray ``SPARK_HOME``, ``PYSPARK_PYTHON`` or ``PYTHONPATH``), nor
+    on the source tree instead of the wheel installed in that environment.
+    """
+    if EXPECTED_SPARK is None:
+        return
+
+    def python_facts(_: object = None) -> tuple[str, str, str]:
+        # Defined here so that cloudpickle ships it by value: a worker cannot import this conftest module.
+        import sys
+
+        import pyspark
+
+        import aiquery
+
+        return str(pyspark.__version__), sys.prefix, str(aiquery.__file__)
+
+    spark = request.getfixturevalue("spark")
+    assert spark.version == EXPECTED_SPARK, f"the driver's JVM runs Spark {spark.version}"
+    worker = spark.sparkContext.parallelize([0], 1).map(python_facts).collect()[0]
+    for side, (pyspark_version, prefix, package) in (("driver", python_facts()), ("worker", worker)):
+        assert pyspark_version == EXPECTED_SPARK, f"the {side} imports pyspark {pyspark_version}"
+        assert prefix == sys.prefix, f"the {side} runs the Python of {prefix}, not {sys.prefix}"
+        assert Path(package).is_relative_to(prefix), f"the {side} imports aiquery from {package}, not the wheel"

@@ -31,7 +31,7 @@ __all__ = ["JobResult", "describe_error", "new_query_tag", "run_statements"]
 
 QUERY_TAG_PROPERTY = "aiquery.query_tag"
 CANCEL_WAIT_S = 30.0
-"""How long an interrupted job waits for its cancelled tasks to end before ingesting their usage."""
+"""How long a failed or interrupted job waits for its cancelled tasks to end before ingesting their usage."""
 MAX_ERROR_CHARS = 600
 MAX_CELL_CHARS = 60
 _PYTHON_ERROR = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?([A-Z]\w*(?:Error|Exception|Exceeded|Timeout)): (.+)$", re.M)
@@ -161,15 +161,17 @@ def run_statements(
             except (Exception, KeyboardInterrupt) as error:  # any failure ends the job, reported, not raised
                 result.failed = statement
                 if isinstance(error, KeyboardInterrupt) or INTERRUPTED.is_set():
-                    # Ctrl-C (see jobs.session.plain_ctrl_c), raised here or surfacing as the cancelled job's
-                    # error: the usage of every request already sent is still ingested below, once the
-                    # cancelled tasks are gone.
-                    context.cancelJobGroup(group)
+                    # Ctrl-C (see jobs.session.plain_ctrl_c), raised here or surfacing as the cancelled job's error.
                     result.interrupted = True
                     result.error = "interrupted (Ctrl-C); its Spark jobs were cancelled"
-                    _wait_until_settled(context, coordinator, CANCEL_WAIT_S)
                 else:
                     result.error = describe_error(error)
+                # Either way the statement's other tasks are cut off, with requests in flight: those are failed
+                # requests of this job too. Their usage is ingested below once the tasks are gone (a killed
+                # worker's requests are closed as lost then); without this wait, a failed statement's summary missed the
+                # requests of the partitions still running when it failed, and the ledger got them later.
+                context.cancelJobGroup(group)
+                _wait_until_settled(context, coordinator, CANCEL_WAIT_S)
                 break
             if rows:
                 out.write(textwrap.indent(format_rows(frame.columns, rows, show_rows), indent) + "\n")

@@ -168,7 +168,10 @@ def _is_delta_table(folder: Path) -> bool:
 
 def quiet_pyspark_loggers() -> None:
     """Stop pyspark from logging every failed query as a JSON record on stderr; the caller reports errors."""
-    from pyspark.logger import PySparkLogger
+    try:
+        from pyspark.logger import PySparkLogger
+    except ImportError:  # Spark 3.5: no such loggers, nothing to quiet
+        return
 
     # PySparkLogger.getLogger, not logging.getLogger: pyspark calls these loggers with keyword arguments that
     # only its own logger class accepts, so the logger must be created as that class.

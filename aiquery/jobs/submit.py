@@ -1,6 +1,6 @@
 """The spark-submit launcher of ``aiquery run``: spark-submit takes a Python file, and this is that file.
 
-    spark-submit --packages io.delta:delta-spark_4.2_2.13:4.4.0 \\
+    spark-submit --packages "$(python -m aiquery.spark.versions)" \\
         --conf spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension \\
         --conf spark.sql.catalog.spark_catalog=org.apache.spark.sql.delta.catalog.DeltaCatalog \\
         --conf spark.sql.sources.default=delta \\

@@ -5,6 +5,10 @@ arguments. So we register a *builder* (a Python object implementing ``scala.Func
 JVM at analysis time): it sees the argument expressions, validates them, and returns a UDF expression
 specialised for that call site, with the literal arguments baked in and only the request column shipped per
 row. Errors are thrown into the JVM as ``IllegalArgumentException`` so PySpark raises them with our message.
+
+The Catalyst constructors used here (``Cast`` with an ``EvalMode``, ``StructsToJson(options, child, timeZoneId)``,
+``GetStructField``, ``NamedArgumentExpression``) have the same signatures in every supported Spark (javap on
+3.5.9, 4.0.0, 4.1.4 and 4.2.1); the compatibility suite runs them on 3.5 and 4.2.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from aiquery.coordinator.protocol import CoordinatorAddress
 from aiquery.errors import AIQueryError, ArgumentError
 from aiquery.spark.plan import CallPlan, plan_call
 from aiquery.spark.udf import make_udf
+from aiquery.spark.versions import VARIANT, mentions_variant, require_spark
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -61,6 +66,18 @@ class SparkContextInfo:
 
     def plan(self, **arguments: Any) -> CallPlan:
         """A call plan for literal arguments given as Python values."""
+        return_type = arguments.get("return_type")
+        if isinstance(return_type, str) and mentions_variant(return_type):
+            # On Spark 3.5 parsing fails, naming the Spark that has VARIANT. On 4.x the type parses, but a pandas
+            # UDF cannot return it: refuse it now rather than fail in the workers after the requests are paid for.
+            type_json, _ = self.parse_ddl(return_type)
+            if _has_variant(type_json):
+                raise ArgumentError(
+                    "UNSUPPORTED_FEATURE.AI_QUERY_VARIANT",
+                    f"ai_query cannot return VARIANT yet (returnType {return_type!r}); use returnType 'STRING' "
+                    "and parse_json() on the result.",
+                    sqlstate="0A000",
+                )
         return plan_call(
             self.settings,
             parse_ddl=self.parse_ddl,
@@ -82,6 +99,9 @@ def parse_ddl_with(spark: SparkSession, text: str) -> tuple[Any, str]:
     try:
         data_type = jvm.org.apache.spark.sql.types.DataType.fromDDL(text)
     except Exception as exc:
+        if mentions_variant(text):
+            # Spark 3.5's parser knows no VARIANT; say which Spark does rather than "unsupported data type".
+            require_spark(VARIANT, spark.version, used_by=f"the type {text!r}")
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ArgumentError(
             "INVALID_SCHEMA.PARSE_ERROR",
@@ -257,3 +277,15 @@ def _optional(values: dict[str, Any], name: str, kind: type, default: Any = None
     if values.get(name) is None:
         return default
     return _require(values, name, kind)
+
+
+def _has_variant(type_json: Any) -> bool:
+    if isinstance(type_json, dict):
+        return any(
+            _has_variant(value)
+            for key, value in type_json.items()
+            if key in ("type", "elementType", "valueType", "keyType", "fields")
+        )
+    if isinstance(type_json, list):
+        return any(_has_variant(item) for item in type_json)
+    return bool(type_json == "variant")

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiquery.config import Settings, load_settings
 from aiquery.spark.builder import AIQueryBuilder, SparkContextInfo
+from aiquery.spark.versions import check_spark_version
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -30,11 +31,12 @@ def register(spark: SparkSession, *, settings: Settings | None = None) -> None:
         settings: configuration; read from the environment and ``conf/aiquery.toml`` when None.
 
     Raises:
-        ConfigError: the configuration file is invalid.
+        ConfigError: the configuration file is invalid, or aiquery does not support this Spark version.
         RuntimeError: ``spark`` is a Spark Connect session (the builder needs the JVM on the driver).
     """
     from pyspark.java_gateway import ensure_callback_server_started
 
+    check_spark_version(spark.version)
     if not hasattr(spark, "_jsparkSession"):
         raise RuntimeError(
             "aiquery needs classic PySpark (a driver-side JVM); Spark Connect sessions are not supported."

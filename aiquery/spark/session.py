@@ -2,7 +2,8 @@
 
 ``local_spark`` is what tests, the demo and notebooks use. ``delta_configs`` is the same configuration as a
 dict, for ``spark-submit --conf`` lines or an existing builder; ``ensure_delta`` checks that a session you
-did not build can write the usage table.
+did not build can write the usage table. Both pick the Delta JAR matched to the installed Spark
+(:mod:`aiquery.spark.versions`).
 """
 
 from __future__ import annotations
@@ -13,32 +14,33 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from aiquery.errors import ConfigError
+from aiquery.spark.versions import delta_package, session_spark
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-__all__ = ["DELTA_PACKAGE", "delta_configs", "ensure_delta", "local_spark"]
+__all__ = ["delta_configs", "ensure_delta", "local_spark"]
 
-# The Python package is delta-spark 4.4.1, but Maven Central serves no io.delta:delta-spark_4.2_2.13:4.4.1
-# JAR; 4.4.0 resolves and works with pyspark 4.2.0. So configure_spark_with_delta_pip (which asks Maven for
-# the pip package's own version) fails, and we name the coordinate ourselves.
-DELTA_PACKAGE = "io.delta:delta-spark_4.2_2.13:4.4.0"
 DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
 DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
 DEFAULT_SHUFFLE_PARTITIONS = 4
 
 
-def delta_configs(*, packages: str = DELTA_PACKAGE) -> dict[str, str]:
+def delta_configs(*, packages: str | None = None) -> dict[str, str]:
     """The Spark settings that give a session Delta Lake.
 
     Args:
-        packages: Maven coordinates for ``spark.jars.packages``; the default is :data:`DELTA_PACKAGE`.
+        packages: Maven coordinates for ``spark.jars.packages``; None for the Delta matched to the Spark installed
+            here (:func:`aiquery.spark.versions.delta_package`).
 
     Returns:
         A new dict of Spark configuration keys to values, e.g. for ``spark-submit --conf k=v``.
+
+    Raises:
+        ConfigError: pyspark is missing, or aiquery does not support the installed Spark.
     """
     return {
-        "spark.jars.packages": packages,
+        "spark.jars.packages": packages or delta_package(),
         "spark.sql.extensions": DELTA_EXTENSION,
         "spark.sql.catalog.spark_catalog": DELTA_CATALOG,
     }
@@ -61,9 +63,10 @@ def local_spark(
 
     Returns:
         The session. The first call downloads the Delta JARs into ``~/.ivy2`` if they are not cached.
-    """
-    from pyspark.sql import SparkSession
 
+    Raises:
+        ConfigError: pyspark is missing, or aiquery does not support the installed Spark.
+    """
     # Without this, Python workers start the first `python3` on PATH, which may lack pandas and pyarrow
     # (measured: the system python here has neither). Spark reads the variable when it launches workers.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -84,6 +87,9 @@ def local_spark(
     if warehouse_dir is not None:
         conf["spark.sql.warehouse.dir"] = warehouse_dir
     conf.update(extra_conf or {})
+    # Imported after delta_configs(), which says how to install pyspark when it is missing.
+    from pyspark.sql import SparkSession
+
     builder = SparkSession.builder.appName(app_name).master(master)
     for key, value in conf.items():
         builder = builder.config(key, value)
@@ -107,7 +113,8 @@ def ensure_delta(spark: SparkSession) -> None:
     except Exception:  # py4j wraps the JVM's ClassNotFoundException; any failure means no usable JAR
         jvm_has_delta = False
     if DELTA_EXTENSION not in extensions or not jvm_has_delta:
-        settings = " ".join(f"--conf {key}={value}" for key, value in delta_configs().items())
+        package = delta_package(session_spark(spark))
+        settings = " ".join(f"--conf {key}={value}" for key, value in delta_configs(packages=package).items())
         raise ConfigError(
             "this SparkSession has no Delta Lake, which the usage table needs "
             f"(extension configured: {DELTA_EXTENSION in extensions}; Delta classes loadable: {jvm_has_delta}). "

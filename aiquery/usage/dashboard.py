@@ -50,15 +50,15 @@ class DashboardQuery:
 
 
 def default_queries_dir() -> Path:
-    """``sql/dashboard`` of the source tree this package was loaded from."""
-    return Path(__file__).resolve().parents[2] / "sql" / "dashboard"
+    """``sql/dashboard``, shipped in the package (``aiquery/sql`` links to the source tree's ``sql``)."""
+    return Path(__file__).resolve().parents[1] / "sql" / "dashboard"
 
 
 def load_queries(queries_dir: str | Path | None = None) -> list[DashboardQuery]:
     """The dashboard's queries, section by section, in file order.
 
     Raises:
-        FileNotFoundError: the folder is missing (installed without the ``sql/`` folder: pass ``queries_dir``).
+        FileNotFoundError: the folder is missing (a package built without ``aiquery/sql``: pass ``queries_dir``).
         ValueError: a query has no ``-- name:`` or an unknown chart kind.
     """
     folder = Path(queries_dir) if queries_dir is not None else default_queries_dir()
@@ -188,7 +188,7 @@ def render_dashboard(
         spark: a session in which ``table`` is registered (see :class:`aiquery.usage.ingest.UsageLedger`).
         table: the usage table.
         output: the HTML file to write.
-        queries_dir: the folder of ``*.sql`` files; default ``sql/dashboard`` of the source tree.
+        queries_dir: the folder of ``*.sql`` files; default the ``sql/dashboard`` shipped with the package.
 
     Returns:
         The path written.

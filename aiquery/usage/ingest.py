@@ -302,9 +302,11 @@ def _sql_text(text: str) -> str:
 
 
 def _is_delta_table(spark: SparkSession, location: str) -> bool:
-    from delta.tables import DeltaTable
-
-    return bool(DeltaTable.isDeltaTable(spark, location))
+    # Delta's own JVM class, reached through py4j: the delta-spark pip package is not installed (it would pull
+    # in a pyspark of its choosing), and the class is in the JAR the session already loaded (ensure_delta).
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    return bool(jvm.io.delta.tables.DeltaTable.isDeltaTable(spark._jsparkSession, location))
 
 
 _ledgers: dict[int, UsageLedger] = {}

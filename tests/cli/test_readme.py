@@ -11,7 +11,8 @@ from aiquery import config
 from aiquery.cli import build_parser
 from aiquery.gateway.command import build_parser as gateway_parser
 from aiquery.jobs.submit import build_parser as submit_parser
-from aiquery.spark.session import DELTA_PACKAGE, delta_configs
+from aiquery.spark.session import delta_configs
+from aiquery.spark.versions import DELTA_JARS, OLDEST_SPARK
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
 
@@ -77,8 +78,20 @@ def test_every_command_option_in_the_readme_exists() -> None:
 
 def test_spark_submit_command_has_the_delta_settings() -> None:
     block = README.split("### The same job through spark-submit", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
-    assert f"--packages {DELTA_PACKAGE}" in block
+    assert '--packages "$(.venv/bin/python -m aiquery.spark.versions)"' in block
     for key, value in delta_configs().items():
         if key != "spark.jars.packages":
             assert f"--conf {key}={value}" in block
     assert '"$(.venv/bin/python -m aiquery.jobs.submit --path)"' in block
+
+
+def test_spark_versions_table_gives_the_delta_coordinate_of_each_supported_line() -> None:
+    rows = table_rows("## Spark versions and Delta Lake")
+    rows.pop("Spark", None)
+    found = {}
+    for spark, cells in rows.items():
+        major, minor = spark.split()[0].split(".")[:2]
+        found[(int(major), int(minor))] = cells[0].split("`")[1]
+    assert found == {line: jar.coordinate(jar.scala[0]) for line, jar in DELTA_JARS.items()}
+    oldest = ".".join(map(str, OLDEST_SPARK))
+    assert f"| {oldest} to " in README

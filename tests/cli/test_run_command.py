@@ -28,10 +28,14 @@ INSERT INTO summaries SELECT ${n} + 1, 'added by hand';
 SELECT count(*) AS total, count_if(summary LIKE 'Summary %') AS answered FROM summaries;
 """
 
+# Row 3 fails with a 400; rows 5 to 9 sit in other partitions (on any number of cores but one) with answers that
+# take 20 s, so their requests are in flight when the failure aborts the job.
 FAILING_JOB = """\
 INSERT INTO summaries SELECT 100, 'second run';
 CREATE OR REPLACE TABLE broken AS
-SELECT ai_query('job-chat', CASE WHEN id = 3 THEN 'x [[fault:400]]' ELSE 'y ' || id END) AS s FROM range(10);
+SELECT ai_query('job-chat', CASE WHEN id = 3 THEN 'x [[fault:400]]'
+                                 WHEN id >= 5 THEN 'slow [[latency_ms:20000]] ' || id
+                                 ELSE 'y ' || id END) AS s FROM range(10);
 CREATE TABLE never AS SELECT 1 AS x;
 """
 
@@ -87,7 +91,7 @@ def test_failing_statement_stops_the_job_with_its_number_and_cause(gateway: Any,
     # A table left by an earlier run, which the job's first statement appends to: found in the warehouse again.
     spark.range(2).selectExpr("id", "'old' AS summary").write.format("delta").save(str(tmp_path / "wh" / "summaries"))
     (tmp_path / "second.sql").write_text(FAILING_JOB)
-    done = run_aiquery(gateway, tmp_path, "second.sql")
+    done = run_aiquery(gateway, tmp_path, "second.sql", "--query-tag", "failing-job")
     assert done.returncode == 1, done.stdout + done.stderr[-3000:]
     last = done.stderr.strip().splitlines()[-1]
     assert last == (
@@ -98,20 +102,33 @@ def test_failing_statement_stops_the_job_with_its_number_and_cause(gateway: Any,
     assert "Job failed: 1 of 3 statement(s)" in done.stdout and "[3/3]" not in done.stdout
     assert spark.read.format("delta").load(str(tmp_path / "wh" / "summaries")).count() == 3
     assert not (tmp_path / "wh" / "never").exists()
+    # The failed request and every request cut off when the job failed (the slow rows', and any other still in
+    # flight) are failed requests of the job: in the summary, and in the ledger by the time the summary is printed.
     summary = next(line.split() for line in done.stdout.splitlines() if line.strip().startswith("job-chat"))
-    assert int(summary[3]) == 1  # the failed request is in the usage table too
+    requests, errors = int(summary[1]), int(summary[3])
+    usage = spark.read.format("delta").load(str(tmp_path / "wh" / "ai_gateway.db" / "usage"))
+    rows = usage.where("query_tag = 'failing-job'").select("request_id", "status_code", "error_message").collect()
+    assert requests == len(rows) == len({row.request_id for row in rows})
+    assert {entry["client_request_id"] for entry in gateway.requests()} <= {row.request_id for row in rows}
+    failed = [row for row in rows if row.status_code != 200]
+    assert errors == len(failed)
+    assert [row.status_code for row in failed].count(400) == 1
+    cut_off = [row for row in failed if row.status_code is None]
+    assert len(cut_off) == len(failed) - 1 >= 5
+    assert all("before the response arrived" in row.error_message for row in cut_off)
 
 
 def test_the_same_job_through_spark_submit(gateway: Any, spark: Any, tmp_path: Path) -> None:
-    from aiquery.spark.session import DELTA_PACKAGE, delta_configs
+    from aiquery.spark.session import delta_configs
 
     (tmp_path / "aiquery.toml").write_text(CONFIG)
     (tmp_path / "job.sql").write_text(
         "CREATE TABLE answers AS SELECT id, ai_query('job-chat', 'Say ' || id) AS answer FROM range(${n})"
     )
-    launcher = subprocess.run(
-        [sys.executable, "-m", "aiquery.jobs.submit", "--path"], capture_output=True, text=True, check=True
-    ).stdout.strip()
+    launcher, package = (
+        subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, check=True).stdout.strip()
+        for module, *args in (("aiquery.jobs.submit", "--path"), ("aiquery.spark.versions",))
+    )
     confs = [f"{key}={value}" for key, value in delta_configs().items() if key != "spark.jars.packages"]
     confs += ["spark.sql.sources.default=delta", f"spark.sql.warehouse.dir={tmp_path / 'wh'}"]
     command = [
@@ -119,7 +136,7 @@ def test_the_same_job_through_spark_submit(gateway: Any, spark: Any, tmp_path: P
         "--master",
         "local[2]",
         "--packages",
-        DELTA_PACKAGE,
+        package,  # the README's way to pick the Delta matched to this Spark
         *[arg for conf in confs for arg in ("--conf", conf)],
         launcher,
         "job.sql",

@@ -16,6 +16,7 @@ pytestmark = [pytest.mark.spark, pytest.mark.slow]
 JOB = Path(__file__).with_name("job.py")
 
 
+@pytest.mark.compat
 def test_ai_query_on_a_standalone_cluster(gateway: Any, tmp_path: Path, standalone_cluster: Any) -> None:
     config = tmp_path / "aiquery.toml"
     config.write_text('[endpoints.cluster-chat]\napi = "chat"\nmax_concurrency = 8\n')

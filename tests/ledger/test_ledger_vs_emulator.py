@@ -54,6 +54,7 @@ def assert_ledger_matches(rows: list[Any], served: list[dict[str, Any]]) -> None
     assert sum(row.total_tokens or 0 for row in rows) == served_tokens
 
 
+@pytest.mark.compat
 def test_fail_on_error_false_with_faults_and_retries(spark: Any, gateway: Any, tmp_path: Path) -> None:
     config = tmp_path / "aiquery.toml"
     config.write_text(CONFIG)

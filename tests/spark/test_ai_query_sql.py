@@ -12,7 +12,7 @@ import pytest
 import aiquery
 from aiquery.config import UsageSettings, load_settings
 
-pytestmark = pytest.mark.spark
+pytestmark = [pytest.mark.spark, pytest.mark.compat]
 
 CONFIG = """
 [endpoints.my-chat]

@@ -14,6 +14,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+EXPECTED_SPARK = os.environ.get("AIQUERY_EXPECT_SPARK")
+"""The pyspark version scripts/compat installed (read on import, before the tests' clean environment drops it)."""
+
 
 def job_env(gateway: Any, config: Path, token: str | None = None, **extra: str) -> dict[str, str]:
     """The environment of a child Spark application: this one's, plus the emulator's host and token, the

@@ -69,6 +69,7 @@ def test_row_values_follow_the_schema(spark: Any, make_ledger: Callable[..., Any
     assert row["schema_version"] == "aiquery-1" and row["response_content_type"] == "application/json"
 
 
+@pytest.mark.compat
 def test_a_new_session_re_registers_the_table_and_continues(spark: Any, make_ledger: Callable[..., Any]) -> None:
     ledger = make_ledger()
     first = write(ledger, "a", 5)
