@@ -56,6 +56,56 @@ def spark() -> Iterator[Any]:
     session.stop()
 
 
+@pytest.fixture(autouse=True)
+def no_shared_answer_store(request: pytest.FixtureRequest) -> Iterator[None]:
+    """In the shared Spark session the answer store is off unless a test turns it on (with a store of its own):
+    a test that counts requests must not find answers another test paid for."""
+    if "spark" not in request.fixturenames:
+        yield
+        return
+    session = request.getfixturevalue("spark")
+    session.conf.set("aiquery.cache.enabled", "false")
+    yield
+    session.conf.unset("aiquery.cache.enabled")
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A redis-server of the run's own (the Debian package; .ci/run installs it) on a free loopback port."""
+    import shutil
+    import socket
+    import subprocess
+    import time
+
+    server = shutil.which("redis-server")
+    assert server is not None, "redis-server is not installed (apt-get install redis-server; .ci/run does)"
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    folder = tmp_path_factory.mktemp("redis")
+    process = subprocess.Popen(
+        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(folder)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(64).startswith(b"+PONG"):
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline and process.poll() is None, "redis-server did not start"
+            time.sleep(0.1)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def expected_spark(request: pytest.FixtureRequest) -> None:
     """With ``AIQUERY_EXPECT_SPARK``: the run uses that Spark and the installed aiquery, on the driver and in a worker.

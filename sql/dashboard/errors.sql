@@ -9,7 +9,7 @@ SELECT
   count(DISTINCT call_id) AS calls,
   count(DISTINCT endpoint_name) AS endpoints
 FROM ai_gateway.usage
-WHERE error_message IS NOT NULL
+WHERE NOT coalesce(cache_hit, false) AND error_message IS NOT NULL
 GROUP BY error_message
 ORDER BY requests DESC, error_message
 LIMIT 20;
@@ -22,6 +22,7 @@ SELECT
 FROM (
   SELECT call_id, count(*) - 1 AS retries
   FROM ai_gateway.usage
+  WHERE NOT coalesce(cache_hit, false)
   GROUP BY call_id
 ) AS per_call
 GROUP BY retries
@@ -36,6 +37,7 @@ SELECT
 FROM (
   SELECT call_id, endpoint_name, max_by(status_code, attempt) AS final_status
   FROM ai_gateway.usage
+  WHERE NOT coalesce(cache_hit, false)
   GROUP BY call_id, endpoint_name
 ) AS per_call
 GROUP BY endpoint_name

@@ -10,7 +10,8 @@ SELECT
   count(DISTINCT requester) AS requesters,
   count(DISTINCT endpoint_name) AS endpoints,
   count(DISTINCT call_id) AS calls
-FROM ai_gateway.usage;
+FROM ai_gateway.usage
+WHERE NOT coalesce(cache_hit, false);
 
 -- name: Daily requests and requesters
 -- chart: line x=event_date y=requests,requesters
@@ -19,6 +20,7 @@ SELECT
   count(*) AS requests,
   count(DISTINCT requester) AS requesters
 FROM ai_gateway.usage
+WHERE NOT coalesce(cache_hit, false)
 GROUP BY event_date
 ORDER BY event_date;
 
@@ -29,6 +31,7 @@ SELECT
   coalesce(sum(total_tokens), 0) AS total_tokens,
   count(*) AS requests
 FROM ai_gateway.usage
+WHERE NOT coalesce(cache_hit, false)
 GROUP BY endpoint_name
 ORDER BY total_tokens DESC, endpoint_name
 LIMIT 10;
@@ -40,6 +43,7 @@ SELECT
   coalesce(sum(total_tokens), 0) AS total_tokens,
   count(*) AS requests
 FROM ai_gateway.usage
+WHERE NOT coalesce(cache_hit, false)
 GROUP BY requester
 ORDER BY total_tokens DESC, requester
 LIMIT 10;

@@ -11,6 +11,7 @@ SELECT
   percentile(time_to_first_byte_ms, 0.5) AS p50_ttfb_ms,
   percentile(time_to_first_byte_ms, 0.95) AS p95_ttfb_ms
 FROM ai_gateway.usage
+WHERE NOT coalesce(cache_hit, false)
 GROUP BY endpoint_name
 ORDER BY endpoint_name;
 
@@ -21,6 +22,7 @@ SELECT
   endpoint_name,
   percentile(latency_ms, 0.5) AS p50_latency_ms
 FROM ai_gateway.usage
+WHERE NOT coalesce(cache_hit, false)
 GROUP BY event_date, endpoint_name
 ORDER BY event_date, endpoint_name;
 
@@ -30,6 +32,7 @@ SELECT
   coalesce(CAST(status_code AS STRING), 'no response') AS status,
   count(*) AS requests
 FROM ai_gateway.usage
+WHERE NOT coalesce(cache_hit, false)
 GROUP BY status_code
 ORDER BY requests DESC, status;
 
@@ -41,5 +44,6 @@ SELECT
   count_if(status_code IS NULL OR status_code >= 400) AS errors,
   round(100.0 * count_if(status_code IS NULL OR status_code >= 400) / count(*), 2) AS error_rate_pct
 FROM ai_gateway.usage
+WHERE NOT coalesce(cache_hit, false)
 GROUP BY endpoint_name
 ORDER BY error_rate_pct DESC, endpoint_name;

@@ -11,7 +11,8 @@ SELECT
     AS cached_share_pct,
   coalesce(sum(token_details.output_reasoning_tokens), 0) AS reasoning_tokens,
   count_if(tokens_estimated) AS estimated_requests
-FROM ai_gateway.usage;
+FROM ai_gateway.usage
+WHERE NOT coalesce(cache_hit, false);
 
 -- name: Daily input and output tokens
 -- chart: line x=event_date y=input_tokens,output_tokens
@@ -20,6 +21,7 @@ SELECT
   coalesce(sum(input_tokens), 0) AS input_tokens,
   coalesce(sum(output_tokens), 0) AS output_tokens
 FROM ai_gateway.usage
+WHERE NOT coalesce(cache_hit, false)
 GROUP BY event_date
 ORDER BY event_date;
 
@@ -33,5 +35,6 @@ SELECT
     AS cached_share_pct,
   round(avg(total_tokens), 1) AS avg_tokens_per_request
 FROM ai_gateway.usage
+WHERE NOT coalesce(cache_hit, false)
 GROUP BY endpoint_name
 ORDER BY endpoint_name;

@@ -9,6 +9,7 @@ SELECT
   coalesce(sum(output_tokens), 0) AS output_tokens,
   coalesce(sum(total_tokens), 0) AS total_tokens
 FROM ai_gateway.usage
+WHERE NOT coalesce(cache_hit, false)
 GROUP BY endpoint_name
 ORDER BY total_tokens DESC, endpoint_name;
 
@@ -19,6 +20,7 @@ SELECT
   count(*) AS requests,
   coalesce(sum(total_tokens), 0) AS total_tokens
 FROM ai_gateway.usage
+WHERE NOT coalesce(cache_hit, false)
 GROUP BY destination_model
 ORDER BY total_tokens DESC, destination_model;
 
@@ -30,6 +32,7 @@ SELECT
   count(DISTINCT endpoint_name) AS endpoints,
   coalesce(sum(total_tokens), 0) AS total_tokens
 FROM ai_gateway.usage
+WHERE NOT coalesce(cache_hit, false)
 GROUP BY requester
 ORDER BY requests DESC, requester;
 
@@ -41,6 +44,7 @@ SELECT
   coalesce(sum(total_tokens), 0) AS total_tokens
 FROM ai_gateway.usage
 LATERAL VIEW explode(request_tags) tags AS tag_key, tag_value
+WHERE NOT coalesce(cache_hit, false)
 GROUP BY tag_key, tag_value
 ORDER BY requests DESC, tag;
 
@@ -51,5 +55,6 @@ SELECT
   endpoint_name,
   coalesce(sum(total_tokens), 0) AS total_tokens
 FROM ai_gateway.usage
+WHERE NOT coalesce(cache_hit, false)
 GROUP BY event_date, endpoint_name
 ORDER BY event_date, endpoint_name;

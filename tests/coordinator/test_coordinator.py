@@ -5,7 +5,6 @@ No Spark here: a Coordinator in this process, clients on their own event-loop th
 
 from __future__ import annotations
 
-import json
 import signal
 import socket
 import subprocess
@@ -16,15 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from coordinator_helpers import Worker, journaled, site_for
 
-from aiquery.config import Settings
-from aiquery.coordinator.client import CoordinatorClient, local_journal_dir
+from aiquery.coordinator.client import local_journal_dir
 from aiquery.coordinator.protocol import FrameReader, encode_frame
 from aiquery.coordinator.server import Coordinator
 from aiquery.coordinator.tls import server_context
-from aiquery.engine.governor import TaskInfo
-from aiquery.engine.loop import LoopThread
-from aiquery.engine.runner import CallSite, Engine
 from aiquery.usage.recovery import LOST_WORKER_MESSAGE
 
 
@@ -37,41 +33,6 @@ def coordinator(tmp_path: Path) -> Iterator[Coordinator]:
     started.add_journal(str(tmp_path / "spool"))
     yield started
     started.stop()
-
-
-class Worker:
-    """A client and an engine on their own loop thread, as in one Spark Python worker."""
-
-    def __init__(self, coordinator: Coordinator, journal: str, task: int = 1) -> None:
-        self.loop = LoopThread()
-        self.client = CoordinatorClient(coordinator.address, journal)
-        self.engine = Engine(governor=self.client)
-        self.engine.context = {"task_attempt_id": task, "query_tag": "q-test"}
-        self.loop.call(self.client.start_task, TaskInfo(task_attempt_id=task, stage_id=1, query="q-test"))
-
-    def run(self, site: CallSite, prompts: list[str | None]) -> list[Any]:
-        async def go() -> list[Any]:
-            outcomes = await self.engine.run(site, prompts)
-            await self.client.flush()
-            return outcomes
-
-        return self.loop.run(go(), timeout=120)
-
-    def close(self) -> None:
-        self.loop.run(self.engine.aclose(), timeout=60)
-        self.loop.stop()
-
-
-def site_for(gateway: Any, **options: Any) -> CallSite:
-    settings = Settings(host=gateway.url, environ={"DATABRICKS_TOKEN": gateway.token}).with_endpoint(
-        "coord-chat", api="chat", **options
-    )
-    return CallSite(endpoint=settings.endpoint("coord-chat"), budget_share=0.5)
-
-
-def journaled(coordinator: Coordinator, spool: Path) -> list[dict[str, Any]]:
-    coordinator.rotate(str(spool))
-    return [json.loads(line) for path in sorted(spool.glob("usage-*.json")) for line in path.read_text().splitlines()]
 
 
 def test_records_reach_the_driver_journal_once_per_request(

@@ -1,6 +1,6 @@
 """A worker process for the coordinator tests: sends slow requests through a CoordinatorClient, then waits.
 
-    python worker_child.py HOST PORT SECRET JOURNAL GATEWAY_URL TOKEN TASK COUNT
+    python worker_child.py HOST PORT SECRET JOURNAL GATEWAY_URL TOKEN TASK COUNT [STORE]
 
 Prints "sent" once its COUNT requests are begun (acknowledged by the driver) and on their way; the test kills it.
 """
@@ -19,8 +19,9 @@ from aiquery.engine.runner import CallSite, Engine
 
 async def main() -> None:
     host, port, secret, journal, url, token, task, count = sys.argv[1:9]
+    store = sys.argv[9] if len(sys.argv) > 9 else None
     address = CoordinatorAddress(host=host, port=int(port), secret=Secret(secret), application="child")
-    client = CoordinatorClient(address, journal)
+    client = CoordinatorClient(address, journal, store)
     client.start_task(TaskInfo(task_attempt_id=int(task), stage_id=1, query="child"))
     engine = Engine(governor=client)
     engine.context = {"task_attempt_id": int(task), "query_tag": "child"}

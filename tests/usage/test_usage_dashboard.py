@@ -65,6 +65,21 @@ def dataset() -> list[UsageRecord]:
                 rec.latency_ms = 100 + (call * 37) % 400
                 rec.time_to_first_byte_ms = 30 + (call * 13) % 90
             records.append(rec)
+    for hit in range(12):  # calls answered from the answer store: usage rows of their own, no HTTP request
+        endpoint = list(ENDPOINTS)[hit % 2]
+        rec = record(
+            f"hit-{hit}",
+            call_id=f"hit-call-{hit}",
+            attempt=0,
+            event_time=day0 + dt.timedelta(days=hit % 3, hours=hit),
+            endpoint_name=endpoint,
+            destination_model=ENDPOINTS[endpoint],
+            requester=REQUESTERS[hit % len(REQUESTERS)],
+            cache_hit=True,
+        )
+        rec.input_tokens, rec.output_tokens = 50 + hit, 7
+        rec.total_tokens = rec.input_tokens + rec.output_tokens
+        records.append(rec)
     return records
 
 
@@ -112,7 +127,39 @@ def by_tokens(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     return sorted(rows, key=lambda row: (-row[1], row[0]))
 
 
-def expected(rs: list[UsageRecord]) -> dict[str, list[tuple[Any, ...]]]:
+def store_panels(everything: list[UsageRecord]) -> dict[str, list[tuple[Any, ...]]]:
+    hits = [r for r in everything if r.cache_hit]
+    per_endpoint = group(everything, lambda r: r.endpoint_name)
+    return {
+        "Answers from the store": [
+            (
+                len(hits),
+                len(everything) - len(hits),
+                rounded(100 * len(hits) / len(everything), 1),
+                tsum(r.total_tokens for r in hits),
+            )
+        ],
+        "Answers from the store per endpoint": sorted(
+            [
+                (
+                    e,
+                    sum(r.cache_hit for r in v),
+                    sum(not r.cache_hit for r in v),
+                    tsum(r.total_tokens for r in v if r.cache_hit),
+                )
+                for e, v in per_endpoint.items()
+            ],
+            key=lambda row: (-row[1], row[0]),
+        ),
+        "Daily answers from the store": [
+            (d, sum(r.cache_hit for r in v), tsum(r.total_tokens for r in v if r.cache_hit))
+            for d, v in sorted(group(everything, date).items())
+        ],
+    }
+
+
+def expected(everything: list[UsageRecord]) -> dict[str, list[tuple[Any, ...]]]:
+    rs = [r for r in everything if not r.cache_hit]  # every panel but the store's counts HTTP requests only
     by_endpoint = group(rs, lambda r: r.endpoint_name)
     by_day = group(rs, date)
     calls = group(rs, lambda r: r.call_id)
@@ -228,6 +275,7 @@ def expected(rs: list[UsageRecord]) -> dict[str, list[tuple[Any, ...]]]:
             ],
             key=lambda row: (-row[2], row[0]),
         ),
+        **store_panels(everything),
     }
 
 

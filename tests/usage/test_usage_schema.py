@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from usage_helpers import finish, record
 
 from aiquery.usage.dashboard import load_queries, with_table
 from aiquery.usage.schema import (
@@ -18,6 +20,7 @@ from aiquery.usage.schema import (
     spool_ddl,
     usage_struct_type,
 )
+from aiquery.usage.spool import SpoolWriter
 
 ROOT = Path(__file__).resolve().parents[2]
 DDL_FILE = ROOT / "sql" / "usage_table.sql"
@@ -90,7 +93,7 @@ def test_table_from_ddl_file_has_the_code_schema(spark: Any, ddl_table: str) -> 
 @pytest.mark.spark
 def test_every_dashboard_query_uses_only_table_columns(spark: Any, ddl_table: str) -> None:
     queries = load_queries()
-    assert {q.section for q in queries} == {"overview", "performance", "usage", "tokens", "errors"}
+    assert {q.section for q in queries} == {"overview", "performance", "usage", "tokens", "errors", "store"}
     for query in queries:
         assert "ai_gateway.usage" in query.sql, query.name
         # Analysis resolves every column: an unknown one raises UNRESOLVED_COLUMN here.
@@ -101,3 +104,40 @@ def test_every_dashboard_query_uses_only_table_columns(spark: Any, ddl_table: st
                 assert query.options[option] in columns, (query.name, option)
         for y in query.options.get("y", "").split(","):
             assert not y or y in columns, (query.name, y)
+
+
+@pytest.mark.spark
+def test_a_round_one_table_gains_the_new_columns_and_keeps_its_rows(
+    spark: Any, make_ledger: Callable[..., Any], tmp_path: Path
+) -> None:
+    # A usage table as aiquery 0.1 (schema aiquery-1) made it: every column up to event_date, one row in it.
+    old_columns = USAGE_COLUMNS[: [c.name for c in USAGE_COLUMNS].index("event_date") + 1]
+    name = f"ai_gateway.usage_round1_{uuid.uuid4().hex[:8]}"
+    location = tmp_path / "round1"
+    columns = ", ".join(f"{c.name} {c.type}" for c in old_columns)
+    spark.sql("CREATE DATABASE IF NOT EXISTS ai_gateway")
+    spark.sql(f"CREATE TABLE {name} ({columns}) USING delta LOCATION '{location}'")
+    spark.sql(
+        f"INSERT INTO {name} (request_id, schema_version, endpoint_name, status_code, total_tokens) "
+        "VALUES ('old-1', 'aiquery-1', 'old-chat', 200, 42)"
+    )
+    ledger = make_ledger(name, path=str(location))
+    with SpoolWriter(ledger.spool_dir) as writer:
+        item = record("new-1", function_name="ai_query")
+        writer.begin(item)
+        writer.end(finish(item))
+    assert ledger.ingest() == 1
+    table = spark.table(name)
+    assert table.columns == [c.name for c in USAGE_COLUMNS]
+    rows = {r.request_id: r for r in table.collect()}
+    old, new = rows["old-1"], rows["new-1"]
+    assert (old.schema_version, old.total_tokens, old.cache_hit, old.function_name) == ("aiquery-1", 42, None, None)
+    assert (new.schema_version, new.cache_hit, new.function_name, new.estimate) == (
+        "aiquery-2",
+        False,
+        "ai_query",
+        False,
+    )
+    # Every dashboard query reads the migrated table, old rows included.
+    for query in load_queries():
+        spark.sql(with_table(query.sql, name)).collect()
