@@ -52,13 +52,13 @@ def test_format_rows_cuts_long_values_and_vectors() -> None:
 def test_summary_table_with_a_total_line() -> None:
     rows = [
         EndpointUsage("databricks-gte-large-en", 446, 430, 16, 14983, 0, 14983, 85),
-        EndpointUsage("my-chat", 1200, 1000, 200, 20000, 5000, 25000, None),
+        EndpointUsage("my-chat", 1200, 1000, 200, 20000, 5000, 25000, None, from_store=300),
     ]
     lines = format_summary(rows).splitlines()
-    assert lines[0].split()[:3] == ["endpoint", "requests", "calls"]
-    assert lines[1].split() == ["databricks-gte-large-en", "446", "430", "16", "14,983", "0", "14,983", "85"]
-    assert lines[2].split()[-1] == "-"
-    assert lines[3].split() == ["total", "1,646", "1,430", "216", "34,983", "5,000", "39,983"]
+    assert lines[0].split()[:3] == ["endpoint", "requests", "calls"] and lines[0].endswith("from store")
+    assert lines[1].split() == ["databricks-gte-large-en", "446", "430", "16", "14,983", "0", "14,983", "85", "0"]
+    assert lines[2].split()[-2:] == ["-", "300"]
+    assert lines[3].split() == ["total", "1,646", "1,430", "216", "34,983", "5,000", "39,983", "300"]
     assert format_summary([]).strip() == "no ai_query request was made"
 
 

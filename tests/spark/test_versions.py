@@ -28,7 +28,7 @@ pytestmark = pytest.mark.compat
 # to, MERGE-ing into and reading a Delta table on that Spark. The pip package delta-spark is at 4.4.1, but Maven
 # Central has no 4.4.1 JAR, so Spark 4.0 to 4.2 get 4.4.0; Spark 3.5's last Delta is 3.3.3.
 @pytest.mark.parametrize(
-    ("spark", "scala", "coordinate"),
+    ("spark_version", "scala", "coordinate"),
     [
         ("3.5.3", "2.12", "io.delta:delta-spark_2.12:3.3.3"),
         ("3.5.9", "2.12", "io.delta:delta-spark_2.12:3.3.3"),
@@ -39,8 +39,8 @@ pytestmark = pytest.mark.compat
         ("4.2.1", "2.13", "io.delta:delta-spark_4.2_2.13:4.4.0"),
     ],
 )
-def test_delta_coordinate_for_each_supported_spark(spark: str, scala: str, coordinate: str) -> None:
-    assert delta_package(SparkBuild(spark=spark, scala=scala)) == coordinate
+def test_delta_coordinate_for_each_supported_spark(spark_version: str, scala: str, coordinate: str) -> None:
+    assert delta_package(SparkBuild(spark=spark_version, scala=scala)) == coordinate
 
 
 @pytest.mark.parametrize(

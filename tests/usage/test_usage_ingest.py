@@ -15,6 +15,7 @@ from usage_helpers import finish, ids, record, spool_files
 from aiquery.usage import checkpoint as ckpt
 from aiquery.usage import ingest
 from aiquery.usage.recovery import LOST_WORKER_MESSAGE
+from aiquery.usage.schema import SCHEMA_VERSION
 from aiquery.usage.spool import SpoolWriter
 
 pytestmark = pytest.mark.spark
@@ -66,7 +67,8 @@ def test_row_values_follow_the_schema(spark: Any, make_ledger: Callable[..., Any
     assert row["request_tags"] == {"team": "ml", "env": "dev"}
     assert (row["attempt"], row["task_attempt_id"], row["query_tag"]) == (2, 77, "q1")
     assert (row["status_code"], row["total_tokens"], row["tokens_estimated"]) == (200, 15, True)
-    assert row["schema_version"] == "aiquery-1" and row["response_content_type"] == "application/json"
+    assert row["schema_version"] == SCHEMA_VERSION == "aiquery-2" and row["response_content_type"] == "application/json"
+    assert (row["cache_hit"], row["cost"], row["function_name"]) == (False, None, None)
 
 
 @pytest.mark.compat
