@@ -331,14 +331,13 @@ class Engine:
         token_estimate = 0
         if limits.tokens is not None:
             token_estimate = estimate_tokens(request.prompt) + prepared.output_estimate
-        paced = limits.paced
-        if paced:
-            await self._wait_for_budget(limits, token_estimate, deadline, endpoint)
+        # The slot first, then the budget: a permit is used the moment it is granted. (Permits granted to calls
+        # that then queued for a slot piled up behind slots held by others waiting on the pace, and went out
+        # together when those slots came free: measured, 400-600 requests in one second under a 100/s pace.)
+        # A pace set while this attempt waited for its slot (a burst of 429s) applies to it too.
         await limits.concurrency.acquire(retry=attempt > 1)
         try:
-            if not paced and limits.paced:
-                # A pace was set (a burst of 429s) while this attempt waited for its slot: it waits its turn too,
-                # or every attempt already queued would go out unpaced into the limit.
+            if limits.paced:
                 await self._wait_for_budget(limits, token_estimate, deadline, endpoint)
             remaining = deadline - self._clock()
             if remaining < MIN_TIMEOUT_S:

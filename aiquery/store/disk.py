@@ -31,7 +31,8 @@ CREATE TABLE IF NOT EXISTS answers (
     stored REAL NOT NULL,
     used REAL NOT NULL,
     size INTEGER NOT NULL
-) WITHOUT ROWID
+);
+CREATE INDEX IF NOT EXISTS answers_by_use ON answers (used)
 """
 
 
@@ -62,7 +63,7 @@ class DiskStore:
         self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute(_SCHEMA)
+        self._db.executescript(_SCHEMA)
         self._size = int(self._db.execute("SELECT coalesce(sum(size), 0) FROM answers").fetchone()[0])
         self._expired_at = 0.0
         self._expire()

@@ -47,6 +47,8 @@ __all__ = ["LOST_IN_FLIGHT_MESSAGE", "SpoolWriter", "spool_writer"]
 logger = logging.getLogger(__name__)
 
 LOST_IN_FLIGHT_MESSAGE = "usage writer closed while the request was in flight; the request may have been served"
+SEGMENT_MAX_BYTES = 8 << 20
+"""A segment this large is published at once, without waiting for the next flush."""
 _WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
 _writer_numbers = itertools.count()
 _live_writers: weakref.WeakSet[SpoolWriter] = weakref.WeakSet()
@@ -160,6 +162,10 @@ class SpoolWriter:
                 raise
             write_all(self._segment_fd, encoded)
         self._segment_bytes += len(encoded)
+        if self._segment_bytes >= SEGMENT_MAX_BYTES and not self._closed and not self._forked:
+            # Published in slices ingestion can take one at a time (a long query between two ingestions would
+            # otherwise leave one file of hundreds of megabytes); this compacts the pending file too.
+            self._rotate()
 
     # ---- rotation -------------------------------------------------------------------------------------------
     def flush(self) -> None:

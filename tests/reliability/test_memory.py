@@ -32,6 +32,7 @@ def test_python_workers_peak_memory_is_bounded(gateway: Any, tmp_path: Path) -> 
     config = tmp_path / "aiquery.toml"
     config.write_text("[endpoints.memory-chat]\napi = 'chat'\n")
     env = job_env(gateway, config)
+    job_log = tmp_path / "job.log"
     job = subprocess.Popen(
         [
             sys.executable,
@@ -47,7 +48,7 @@ def test_python_workers_peak_memory_is_bounded(gateway: Any, tmp_path: Path) -> 
         cwd=tmp_path,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=job_log.open("w"),
         text=True,
     )
     assert job.stdin is not None and job.stdout is not None
@@ -58,9 +59,10 @@ def test_python_workers_peak_memory_is_bounded(gateway: Any, tmp_path: Path) -> 
         peaks_mib = {pid: peak_rss_kib(pid) // 1024 for pid in workers}
         job.stdin.write("\n")
         job.stdin.flush()
-        last = json.loads(job.stdout.read().strip().splitlines()[-1])
+        out = job.stdout.read().strip().splitlines()
         job.wait(120)
-    assert job.returncode == 0
+    assert job.returncode == 0 and out, job_log.read_text()[-4000:]
+    last = json.loads(out[-1])
     assert first["errors"] == 0 and first["chars"] >= ROWS * 7_000  # every row got its long answer
     assert last["ingested"] == ROWS
     assert gateway.stats()["tokens"]["input"] >= ROWS * PROMPT_CHARS // 4

@@ -57,6 +57,24 @@ def test_rotation_never_duplicates_and_skips_empty_segments(tmp_path: Path) -> N
     assert list((tmp_path / "_journal").glob("_pending-*")) == []
 
 
+def test_a_large_segment_is_published_without_waiting_for_a_flush(tmp_path: Path) -> None:
+    # A long query between two ingestions must not leave one spool file of hundreds of megabytes.
+    writer = SpoolWriter(tmp_path)
+    expected = []
+    for i in range(30_000):
+        rec = record(f"r{i}", error_message="x" * 300)
+        writer.begin(rec)
+        writer.end(finish(rec))
+        expected.append(rec)
+    published = spool_files(tmp_path)
+    assert len(published) >= 1 and all(path.stat().st_size < (8 << 20) + 4096 for path in published)
+    writer.flush()
+    assert spool_records(tmp_path) == expected
+    pending = next((tmp_path / "_journal").glob("_pending-*"))
+    assert pending.stat().st_size < 2 << 20  # compacted at each rotation
+    writer.close()
+
+
 def test_close_records_requests_still_in_flight(tmp_path: Path) -> None:
     with SpoolWriter(tmp_path) as writer:
         done = record("done")
