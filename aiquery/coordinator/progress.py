@@ -3,6 +3,8 @@
 A query is named by its query tag (``aiquery run`` sets one per run) or, in a notebook or a plain
 ``spark.sql``, by its SQL execution id. Workers add what their rows and requests did since their last sync;
 the task counts come from Spark's status tracker for the stages that ran ai_query, and give the ETA.
+
+A worker counts in a :class:`ProgressReport`, the driver adds up in a :class:`ProgressBook`.
 """
 
 from __future__ import annotations
@@ -11,8 +13,13 @@ import collections
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["COUNTERS", "ProgressBook", "QueryProgress", "TaskCounts"]
+if TYPE_CHECKING:
+    from aiquery.engine.governor import TaskInfo
+    from aiquery.usage.record import UsageRecord
+
+__all__ = ["COUNTERS", "ProgressBook", "ProgressReport", "QueryProgress", "TaskCounts"]
 
 COUNTERS = ("rows_answered", "rows_failed", "requests", "errors", "rate_limited", "tokens", "from_store")
 """The order of the counters a worker sends per query."""
@@ -89,6 +96,61 @@ class QueryProgress:
         if self.eta_seconds is not None and self.running:
             parts.append(f"ETA {_clock(self.eta_seconds)}")
         return "  ".join(parts)
+
+
+class ProgressReport:
+    """What a worker's rows and requests did since its last sync, per query (see :data:`COUNTERS`).
+
+    Attributes:
+        task: the task this worker runs now, which names the query its counts go to.
+    """
+
+    def __init__(self) -> None:
+        self.task: TaskInfo | None = None
+        self._rows: dict[str, list[int]] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self._rows)
+
+    def rows_done(self, answered: int, failed: int) -> None:
+        counts = self._query_counts()
+        counts[0] += answered
+        counts[1] += failed
+
+    def count_request(self, record: UsageRecord) -> None:
+        counts = self._query_counts()
+        if record.cache_hit:
+            counts[6] += 1
+            return
+        counts[2] += 1
+        status = record.status_code
+        if status is None or not 200 <= status < 300:
+            counts[3] += 1
+            if status == 429:
+                counts[4] += 1
+        if record.total_tokens:
+            counts[5] += record.total_tokens
+
+    def take(self) -> dict[str, Any]:
+        """The sync's metadata for the counts so far (none when there are none); counting starts anew."""
+        meta: dict[str, Any] = {}
+        if self._rows:
+            meta["rows"] = self._rows
+            task = self.task
+            if task is not None and task.query:
+                meta["stage"] = {task.query: task.stage_id}
+                if task.description:
+                    meta["desc"] = {task.query: task.description}
+            self._rows = {}
+        return meta
+
+    def _query_counts(self) -> list[int]:
+        task = self.task
+        query = task.query if task is not None and task.query else "unnamed"
+        counts = self._rows.get(query)
+        if counts is None:
+            counts = self._rows[query] = [0] * len(COUNTERS)
+        return counts
 
 
 @dataclass

@@ -1,0 +1,265 @@
+"""A worker's connection to the coordinator, and what travels on it.
+
+:class:`Link` opens the connection (TLS checked against the query plan's fingerprint, the secret proved in the
+handshake of :mod:`.protocol`), numbers each request and matches its reply, and gives up on a reply that does
+not come. :class:`Batch` is what the next sync carries and :class:`Reply` what comes back; the client decides
+what goes into a batch and what to do when the connection is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Callable, Collection
+from typing import Any
+
+from aiquery.coordinator.protocol import CoordinatorAddress, FrameReader, ProtocolError, encode_frame, prove
+from aiquery.coordinator.tls import certificate_fingerprint, client_context
+from aiquery.store.base import StoredAnswer
+
+__all__ = ["Batch", "Link", "Reply", "describe"]
+
+CONNECT_TIMEOUT_S = 5.0
+REPLY_TIMEOUT_S = 30.0
+
+
+class Batch:
+    """What the next sync carries, and the future its reply resolves.
+
+    The future always gets a result, never an exception: when the sync cannot be delivered its records go to
+    the local journal first, so a request waiting on its begin may be sent either way.
+    """
+
+    __slots__ = (
+        "answers",
+        "begin_heads",
+        "begin_ids",
+        "end_ids",
+        "end_lines",
+        "extra",
+        "future",
+        "lookups",
+        "releases",
+        "tasks",
+        "wanted",
+    )
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.begin_ids: list[str] = []
+        self.begin_heads: list[str] = []
+        self.tasks: list[int | None] = []
+        self.end_ids: list[str] = []
+        self.end_lines: list[str] = []
+        self.extra: dict[str, list[float]] = {}
+        """Demand of chunks being admitted, not yet counted in their endpoint's active calls."""
+        self.lookups: list[str] = []
+        self.answers: list[str] = []
+        """Answers for the store, as ``<fingerprint>\t<encoded answer>\n`` lines."""
+        self.releases: list[str] = []
+        self.wanted = False
+        self.future: asyncio.Future[Reply] = loop.create_future()
+
+    def __bool__(self) -> bool:
+        return bool(self.wanted or self.begin_ids or self.end_ids or self.answers or self.releases)
+
+    def encode(self, journal: str | None, store: str | None, waits: Collection[str]) -> tuple[dict[str, Any], bytes]:
+        """The sync's metadata and payload: the records for the driver's ``journal``, and for the answer ``store``
+        the lookups, answers and releases, and the fingerprints this worker ``waits`` for."""
+        meta: dict[str, Any] = {"op": "sync"}
+        payload = b""
+        if journal is not None and (self.begin_ids or self.end_ids):
+            meta["j"] = journal
+            if self.begin_ids:
+                meta["b"] = self.begin_ids
+                tasks = self.tasks
+                meta["t"] = tasks[0] if tasks.count(tasks[0]) == len(tasks) else tasks
+            if self.end_ids:
+                meta["e"] = self.end_ids
+        begun = "\n".join(self.begin_heads).encode()
+        ended = "".join(self.end_lines).encode()
+        meta["bl"], meta["el"] = len(begun), len(ended)
+        payload = begun + ended + "".join(self.answers).encode()
+        if store is not None and (self.lookups or self.answers or self.releases or waits):
+            meta["s"] = store
+            if self.lookups:
+                meta["l"] = self.lookups
+            if waits:
+                meta["w"] = list(waits)
+            if self.releases:
+                meta["r"] = self.releases
+        return meta, payload
+
+
+class Reply:
+    """A sync's reply: its metadata and the answers the store had (parsed once, shared by every waiter)."""
+
+    __slots__ = ("hits", "meta")
+
+    def __init__(self, meta: dict[str, Any], payload: bytes = b"") -> None:
+        self.meta = meta
+        self.hits: dict[str, StoredAnswer] = {}
+        for line in payload.split(b"\n"):
+            if line:
+                key, _, encoded = line.partition(b"\t")
+                self.hits[key.decode()] = StoredAnswer.decode(encoded)
+
+
+class Link:
+    """One connection to the coordinator at a time, and the requests waiting for their replies on it.
+
+    Args:
+        address: the coordinator's address and secret (from the query plan).
+        worker_id: how this worker introduces itself.
+        on_closing: called when the coordinator says the application is ending.
+        on_closed: called with the reason when a connection that passed the handshake is lost.
+    """
+
+    def __init__(
+        self,
+        address: CoordinatorAddress,
+        worker_id: str,
+        on_closing: Callable[[], None],
+        on_closed: Callable[[str], None],
+    ) -> None:
+        self.address = address
+        self.worker_id = worker_id
+        self._on_closing = on_closing
+        self._on_closed = on_closed
+        self.transport: asyncio.Transport | None = None
+        self._replies: dict[int, asyncio.Future[Reply]] = {}
+        self._seq = 0
+
+    async def open(self) -> None:
+        """Connect and pass the handshake.
+
+        Raises:
+            OSError, asyncio.TimeoutError, ConnectionError, ProtocolError: the coordinator cannot be reached, is
+                not the one in the query plan, or refuses this worker.
+        """
+        loop = asyncio.get_running_loop()
+        address = self.address
+        hello: asyncio.Future[dict[str, Any]] = loop.create_future()
+        transport, _ = await asyncio.wait_for(
+            loop.create_connection(
+                lambda: _ClientProtocol(self, hello),
+                address.host,
+                address.port,
+                ssl=client_context() if address.fingerprint else None,
+                server_hostname="" if address.fingerprint else None,
+            ),
+            CONNECT_TIMEOUT_S,
+        )
+        if address.fingerprint and certificate_fingerprint(transport) != address.fingerprint:
+            transport.abort()
+            raise ConnectionError("the coordinator's TLS certificate is not the one in the query plan")
+        reply = await asyncio.wait_for(hello, CONNECT_TIMEOUT_S)
+        if not reply.get("ok"):
+            transport.abort()
+            raise ConnectionError(str(reply.get("error", "refused")))
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def send(self, meta: dict[str, Any], payload: bytes = b"") -> asyncio.Future[Reply]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Reply] = loop.create_future()
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            future.set_exception(ConnectionError("not connected"))
+            return future
+        self._seq += 1
+        meta["seq"] = self._seq
+        self._replies[self._seq] = future
+        transport.write(encode_frame(meta, payload))
+        handle = loop.call_later(REPLY_TIMEOUT_S, self._reply_timeout, self._seq)
+        future.add_done_callback(lambda _: handle.cancel())
+        return future
+
+    async def close(self) -> None:
+        """Say goodbye (waiting a few seconds at most for the reply), then close the connection."""
+        with contextlib.suppress(ConnectionError, asyncio.TimeoutError):
+            await asyncio.wait_for(self.send({"op": "bye"}), 5.0)
+        if self.transport is not None:
+            self.transport.close()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+            self.transport = None
+
+    def _reply_timeout(self, seq: int) -> None:
+        future = self._replies.pop(seq, None)
+        if future is not None and not future.done():
+            future.set_exception(ConnectionError(f"no reply from the coordinator in {REPLY_TIMEOUT_S:g} s"))
+            if self.transport is not None:
+                self.transport.abort()
+
+    def _received(self, meta: dict[str, Any], payload: bytes) -> None:
+        if meta.get("op") == "closing":
+            self._on_closing()
+            return
+        future = self._replies.pop(meta.get("re", -1), None)
+        if future is not None and not future.done():
+            future.set_result(Reply(meta, payload))
+
+    def _connection_closed(self, reason: str) -> None:
+        self.transport = None
+        replies, self._replies = self._replies, {}
+        for future in replies.values():
+            if not future.done():
+                future.set_exception(ConnectionError(reason))
+        self._on_closed(reason)
+
+
+def describe(error: BaseException) -> str:
+    if isinstance(error, asyncio.TimeoutError):
+        return "timed out"
+    text = str(error) or type(error).__name__
+    return text
+
+
+class _ClientProtocol(asyncio.Protocol):
+    def __init__(self, link: Link, hello: asyncio.Future[dict[str, Any]]) -> None:
+        self.link = link
+        self.hello = hello
+        self.reader = FrameReader()
+        self.transport: asyncio.Transport | None = None
+        self.ready = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def data_received(self, data: bytes) -> None:
+        assert self.transport is not None
+        try:
+            for meta, payload in self.reader.feed(data):
+                if not self.ready:
+                    self._handshake(meta)
+                else:
+                    self.link._received(meta, payload)
+        except ProtocolError as error:
+            self.transport.abort()
+            if not self.hello.done():
+                self.hello.set_exception(error)
+
+    def _handshake(self, meta: dict[str, Any]) -> None:
+        assert self.transport is not None
+        if meta.get("op") == "challenge":
+            nonce = bytes.fromhex(str(meta.get("nonce", "")))
+            proof = prove(self.link.address.secret, nonce)
+            self.transport.write(encode_frame({"op": "hello", "proof": proof, "worker": self.link.worker_id}))
+            return
+        self.ready = bool(meta.get("ok"))
+        if not self.hello.done():
+            self.hello.set_result(meta)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.hello.done():
+            self.hello.set_exception(ConnectionError(describe(exc) if exc else "connection closed"))
+        if self.ready:
+            self.link._connection_closed(describe(exc) if exc else "connection closed by the coordinator")

@@ -1,0 +1,123 @@
+"""The local journal: where a worker keeps usage records while the driver is out of reach.
+
+Records begun or ended while the worker is cut off go to a :class:`~aiquery.usage.spool.SpoolWriter` in a
+folder of this machine (:func:`local_journal_dir`), and so do those of a sync whose reply never came. Once
+connected again the client delivers them to the driver file by file, deleting each once acknowledged; the driver
+drops the copies it already had.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from aiquery.coordinator.link import Batch, Reply
+from aiquery.usage.record import UsageRecord
+from aiquery.usage.spool import SpoolWriter
+
+__all__ = ["LocalJournal", "local_journal_dir"]
+
+logger = logging.getLogger("aiquery.coordinator")
+
+DELIVERY_BYTES = 4 << 20
+"""Local journal records are delivered in syncs of at most this many bytes."""
+
+
+def local_journal_dir(application: str) -> Path:
+    """Where a worker keeps its records while the driver is out of reach: a folder of this machine."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in application) or "application"
+    return Path(tempfile.gettempdir()) / f"aiquery-{os.getuid()}" / safe
+
+
+class LocalJournal:
+    """The records this worker could not give the driver, in a folder of this machine.
+
+    Args:
+        application: the Spark application, which names the folder (its spool is opened at the first record).
+    """
+
+    def __init__(self, application: str) -> None:
+        self.application = application
+        self._writer: SpoolWriter | None = None
+        self._begun: set[str] = set()
+
+    @property
+    def holding(self) -> bool:
+        """Whether records wait here for their delivery."""
+        return self._writer is not None
+
+    def begin(self, record: UsageRecord) -> None:
+        self._open().begin(record)
+        self._begun.add(record.request_id)
+
+    def began(self, request_id: str) -> bool:
+        """Whether the request's begin is in this journal (its end must follow it here)."""
+        return request_id in self._begun
+
+    def end(self, record: UsageRecord) -> None:
+        self._begun.discard(record.request_id)
+        self._open().end(record)
+
+    def keep(self, batch: Batch) -> None:
+        """Journal the records of a batch the driver did not acknowledge."""
+        if batch.begin_ids or batch.end_ids:
+            writer = self._open()
+            if batch.begin_ids:
+                writer.begin_lines(batch.begin_ids, batch.begin_heads)
+                self._begun.update(batch.begin_ids)
+            if batch.end_ids:
+                writer.end_lines(batch.end_ids, "".join(batch.end_lines).encode())
+
+    async def deliver(self, journal: str, send: Callable[[dict[str, Any], bytes], Awaitable[Reply]]) -> bool:
+        """Send what this journal holds to the driver's ``journal``, file by file, deleting each once acknowledged.
+
+        Returns:
+            True when everything was delivered and the journal closed: nothing waits here any more.
+        """
+        writer = self._writer
+        if writer is None:
+            return False
+        from aiquery.usage.recovery import recover_orphans
+
+        writer.flush()
+        spool = writer.spool_dir
+        recover_orphans(spool, wait=False)
+        for path in sorted(spool.glob("usage-*.json")):
+            data = path.read_bytes()
+            lines = data.splitlines(keepends=True)
+            for start in range(0, len(lines), 2000):
+                part = lines[start : start + 2000]
+                ids = [_request_id(line) for line in part]
+                meta = {"op": "sync", "j": journal, "bl": 0, "el": sum(map(len, part)), "e": ids, "local": 1}
+                reply = await send(meta, b"".join(part))
+                if "error" in reply.meta:
+                    logger.warning("aiquery coordinator refused delivered records: %s", reply.meta["error"])
+                    return False
+            path.unlink()
+        if not writer.in_flight and not any(spool.glob("usage-*.json")):
+            writer.close()
+            self._writer = None
+            return True
+        return False
+
+    def flush(self) -> None:
+        if self._writer is not None:
+            self._writer.flush()
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+
+    def _open(self) -> SpoolWriter:
+        if self._writer is None:
+            self._writer = SpoolWriter(local_journal_dir(self.application))
+        return self._writer
+
+
+def _request_id(line: bytes) -> str:
+    return str(json.loads(line)["request_id"])
