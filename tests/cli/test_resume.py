@@ -76,7 +76,10 @@ def test_two_applications_with_a_redis_store_pay_once(gateway: Any, redis_url: s
     (tmp_path / "aiquery.toml").write_text(
         f'[cache]\nurl = "{redis_url}"\n\n[endpoints.resume-chat]\napi = "chat"\nmax_concurrency = 16\n'
     )
-    job = "CREATE OR REPLACE TABLE shared AS SELECT ai_query('resume-chat', 'Shared question ' || id) AS a FROM range(300)"
+    job = (
+        "CREATE OR REPLACE TABLE shared AS "
+        "SELECT ai_query('resume-chat', 'Shared question ' || id) AS a FROM range(300)"
+    )
     (tmp_path / "shared.sql").write_text(job)
     env = environment(gateway)
     for warehouse in ("first-wh", "second-wh"):  # two applications, two usage folders, one Redis store

@@ -84,6 +84,18 @@ def test_usage_reaches_the_ledger_through_a_listener_stop_and_an_executor_loss(
     rows = [row for row in ledger if not row.cache_hit]
     log = {entry["client_request_id"]: entry for entry in gateway.requests()}
     assert len(ledger) == len({row.request_id for row in ledger}) == result["ingested"]
+    missing = set(log) - {row.request_id for row in rows}
+    # When it fails, say where: which query's requests, when, and what the executors logged about the coordinator.
+    assert not missing, (
+        sorted((log[key]["model"], round(log[key]["time"] % 1000, 2), key) for key in missing),
+        result,
+        [
+            line
+            for path in work.glob("app-*/*/stderr")
+            for line in path.read_text(errors="replace").splitlines()
+            if "aiquery" in line
+        ][-40:],
+    )
     assert {row.request_id for row in rows} == set(log)
     lost = [row for row in rows if row.status_code is None]
     assert all(row.status_code == log[row.request_id]["status"] for row in rows if row.status_code is not None)

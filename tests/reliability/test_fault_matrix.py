@@ -71,13 +71,20 @@ def requests_per_5s(served: list[dict[str, Any]]) -> list[int]:
 def assert_every_row_answered_or_explained(rows: list[Any]) -> None:
     ids = sorted(row.id for row in rows)
     assert ids == list(range(ROWS)), "rows lost or duplicated"
+    exhausted = []
     for row in rows:
         rejected = row.id % REJECTED_EVERY == 7
         if rejected:
             assert row.r.result is None and "HTTP 400" in row.r.errorMessage, row
+        elif row.r.errorMessage is not None and "(after 11 attempts)" in row.r.errorMessage:
+            # Eleven faults in a row (the first attempt and max_retries = 10) at a 24 % fault rate: 1.5e-7 per
+            # row, so about one run in 130 of 50,000 rows has such a row (seen once on 2026-11-30). It is
+            # explained, and the ledger check below sees all eleven attempts.
+            assert row.r.result is None, row
+            exhausted.append(row.id)
         else:
-            # With 10 retries and a 24 % fault rate, a row failing for good is a one-in-ten-million event.
             assert row.r.result and row.r.errorMessage is None, row
+    assert len(exhausted) <= 2, exhausted
 
 
 def test_fault_matrix_every_row_answered_or_explained_ledger_exact_time_bounded(

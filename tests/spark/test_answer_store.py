@@ -76,9 +76,7 @@ def test_show_then_write_pays_once_per_row(spark: Any, gateway: Any, tmp_path: P
     assert spark.read.format("delta").load(str(tmp_path / "described")).where("d IS NOT NULL").count() == rows
 
 
-def test_identical_prompts_in_flight_in_every_partition_are_sent_once(
-    spark: Any, gateway: Any, tmp_path: Path
-) -> None:
+def test_identical_prompts_in_flight_in_every_partition_are_sent_once(spark: Any, gateway: Any, tmp_path: Path) -> None:
     register(spark, gateway, tmp_path, max_concurrency=16)
     gateway.configure(latency_ms=500)
     # The first 10 rows of each of 4 partitions ask the same 10 questions, all at the same time.
