@@ -96,27 +96,18 @@ class DiskStore:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                replaced = self._sizes([row[0] for row in rows])
                 self._db.executemany("INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?, ?)", rows)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-            self._size += sum(row[4] for row in rows) - replaced
+            # An upper bound (a replaced answer is counted twice): recounted before anything is evicted. Looking
+            # the replaced sizes up on every write cost a quarter of the write's time.
+            self._size += sum(row[4] for row in rows)
             if self._size > self.max_bytes:
-                self._evict()
-
-    def _sizes(self, keys: list[str]) -> int:
-        total = 0
-        for start in range(0, len(keys), _BATCH):
-            part = keys[start : start + _BATCH]
-            marks = ",".join("?" * len(part))
-            total += int(
-                self._db.execute(
-                    f"SELECT coalesce(sum(size), 0) FROM answers WHERE fingerprint IN ({marks})", part
-                ).fetchone()[0]
-            )
-        return total
+                self._size = int(self._db.execute("SELECT coalesce(sum(size), 0) FROM answers").fetchone()[0])
+                if self._size > self.max_bytes:
+                    self._evict()
 
     def _evict(self) -> None:
         # Least recently used first, in slices, until the store is at 90 % of its bound.

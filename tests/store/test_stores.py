@@ -96,6 +96,7 @@ def test_the_redis_store_shares_answers_and_expires_them(redis_url: str) -> None
     settings = CacheSettings(url=redis_url, ttl=5)
     first, second = open_store(settings, "unused"), open_store(settings, "unused")
     first.put_many({"shared-1": answer("one")})
+    assert first.flush(10)
     assert StoredAnswer.decode(second.get_many(["shared-1", "absent"])["shared-1"]).value == "one"
     ttl = redis.Redis.from_url(redis_url).ttl("aiquery:answer:shared-1")
     assert 0 < ttl <= 5
@@ -112,6 +113,7 @@ def test_a_store_that_fails_is_a_miss_with_one_warning_and_a_count(
     with caplog.at_level(logging.WARNING, logger="aiquery.store"):
         assert store.get_many(["a"]) == {}
         store.put_many({"a": answer("x")})
+        assert store.flush(10)  # the write fails on the writer thread
         assert store.get_many(["a"]) == {}
     assert store.failures == 3
     warnings = [record.getMessage() for record in caplog.records]
