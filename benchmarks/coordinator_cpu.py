@@ -67,7 +67,7 @@ def worker_process(address: Any, journal: str, clients: int, requests: int, late
 
         for start in range(0, requests, CHUNK):
             size = min(CHUNK, requests - start)
-            admitted = client.admit(endpoint, size, 0.0)
+            admitted = client.admit(endpoint, size, 0.0, None)
             if admitted is not None:
                 await admitted
             await asyncio.gather(*(call(start + i) for i in range(size)))
