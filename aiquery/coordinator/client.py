@@ -40,7 +40,7 @@ from aiquery.coordinator.local_journal import LocalJournal, local_journal_dir
 from aiquery.coordinator.progress import ProgressReport
 from aiquery.coordinator.protocol import CoordinatorAddress, ProtocolError
 from aiquery.coordinator.shares import EndpointShare, EndpointShares
-from aiquery.engine.governor import Admission, EndpointLimits, LocalGovernor, TaskInfo
+from aiquery.engine.governor import Admission, EndpointLimits, TaskInfo
 from aiquery.store.base import StoredAnswer
 from aiquery.usage.codec import RecordEncoder
 from aiquery.usage.record import UsageRecord
@@ -95,7 +95,6 @@ class CoordinatorClient:
         self._backoff = RECONNECT_MIN_S
         self._connecting: asyncio.Task[bool] | None = None
         self._ticker: asyncio.Task[None] | None = None
-        self._local: LocalGovernor | None = None
         self._local_journal = LocalJournal(address.application)
         self.fallbacks = 0
         """How many times this worker lost its coordinator (for tests and logs)."""

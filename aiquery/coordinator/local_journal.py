@@ -24,9 +24,6 @@ __all__ = ["LocalJournal", "local_journal_dir"]
 
 logger = logging.getLogger("aiquery.coordinator")
 
-DELIVERY_BYTES = 4 << 20
-"""Local journal records are delivered in syncs of at most this many bytes."""
-
 
 def local_journal_dir(application: str) -> Path:
     """Where a worker keeps its records while the driver is out of reach: a folder of this machine."""
