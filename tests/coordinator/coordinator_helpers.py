@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -47,3 +49,23 @@ def site_for(gateway: Any, name: str = "coord-chat", **options: Any) -> CallSite
 def journaled(coordinator: Coordinator, spool: Path) -> list[dict[str, Any]]:
     coordinator.rotate(str(spool))
     return [json.loads(line) for path in sorted(spool.glob("usage-*.json")) for line in path.read_text().splitlines()]
+
+
+def start_worker_child(coordinator: Coordinator, gateway: Any, spool: Path, *args: str) -> subprocess.Popen[str]:
+    """``worker_child.py`` in a process of its own, connected to ``coordinator``; ``args`` follow its usage line."""
+    address = coordinator.address
+    return subprocess.Popen(
+        [
+            sys.executable,
+            str(Path(__file__).with_name("worker_child.py")),
+            address.host,
+            str(address.port),
+            address.secret.reveal(),
+            str(spool),
+            gateway.url,
+            gateway.token,
+            *args,
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )

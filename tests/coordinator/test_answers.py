@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -11,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from coordinator_helpers import Worker, journaled, site_for
+from coordinator_helpers import Worker, journaled, site_for, start_worker_child
 
 from aiquery.config import CacheSettings
 from aiquery.coordinator.server import Coordinator
@@ -113,24 +111,7 @@ def test_errors_are_not_stored_and_a_waiter_sends_for_itself_when_the_owner_fail
 
 def test_a_waiter_takes_over_when_the_owner_dies(gateway: Any, coordinator: Coordinator, tmp_path: Path) -> None:
     gateway.configure(latency_ms=30_000)
-    address = coordinator.address
-    child = subprocess.Popen(
-        [
-            sys.executable,
-            str(Path(__file__).with_name("worker_child.py")),
-            address.host,
-            str(address.port),
-            address.secret.reveal(),
-            str(tmp_path / "spool"),
-            gateway.url,
-            gateway.token,
-            "7",
-            "3",
-            "test-store",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    child = start_worker_child(coordinator, gateway, tmp_path / "spool", "7", "3", "test-store")
     waiter = worker(coordinator, tmp_path, task=8)
     try:
         assert child.stdout is not None and child.stdout.readline().strip() == "sent"

@@ -7,15 +7,13 @@ from __future__ import annotations
 
 import signal
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from coordinator_helpers import Worker, journaled, site_for
+from coordinator_helpers import Worker, journaled, site_for, start_worker_child
 
 from aiquery.coordinator.client import local_journal_dir
 from aiquery.coordinator.protocol import FrameReader, encode_frame
@@ -157,23 +155,7 @@ def test_requests_of_a_worker_that_died_with_its_task_are_closed_as_lost(
 ) -> None:
     spool = tmp_path / "spool"
     gateway.configure(latency_ms=30_000)
-    address = coordinator.address
-    child = subprocess.Popen(
-        [
-            sys.executable,
-            str(Path(__file__).with_name("worker_child.py")),
-            address.host,
-            str(address.port),
-            address.secret.reveal(),
-            str(spool),
-            gateway.url,
-            gateway.token,
-            "41",
-            "5",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    child = start_worker_child(coordinator, gateway, spool, "41", "5")
     try:
         assert child.stdout is not None and child.stdout.readline().strip() == "sent"
         assert coordinator.in_flight.open_count() == 5
