@@ -83,6 +83,8 @@ class CoordinatorClient:
         self._clock = clock
         self._endpoints = EndpointShares(self, clock)
         self._encoder = RecordEncoder()
+        self._heads: dict[str, str] = {}
+        """The encoded heads of begun records, until they end (an end record repeats its head)."""
         self._progress = ProgressReport()
         self._link = Link(address, self.worker_id, self._closing, self._connection_closed)
         self._batch: Batch | None = None
@@ -95,6 +97,7 @@ class CoordinatorClient:
         self._backoff = RECONNECT_MIN_S
         self._connecting: asyncio.Task[bool] | None = None
         self._ticker: asyncio.Task[None] | None = None
+        self._delivering: asyncio.Future[bool] | None = None
         self._local_journal = LocalJournal(address.application)
         self.fallbacks = 0
         """How many times this worker lost its coordinator (for tests and logs)."""
@@ -149,9 +152,9 @@ class CoordinatorClient:
             return  # cut off from the driver: no store to tell (another worker may send the same request)
         batch = self._next_batch()
         if answer is not None:
-            # Shipped as it arrives, not at the end of the task: a worker lost now does not lose the answer.
+            # Shipped with the next sync (a begin's, or the ticker's within a quarter second), not at the end of
+            # the task: a worker lost now loses little. Not a sync of its own: a sync per answer doubled them.
             batch.answers.append(f"{fingerprint}\t{answer.encode()}\n")
-            self._schedule_flush()
         else:
             batch.releases.append(fingerprint)
 
@@ -162,23 +165,38 @@ class CoordinatorClient:
             self._local_journal.begin(record)
             return None
         batch = self._next_batch()
+        head = self._heads[record.request_id] = self._encoder.head(record)
         batch.begin_ids.append(record.request_id)
-        batch.begin_heads.append(self._encoder.head(record))
+        batch.begin_heads.append(head)
         batch.tasks.append(record.task_attempt_id)
         self._schedule_flush()
-        return batch.future
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        batch.begin_waiters.append(waiter)
+        return waiter
 
     def end(self, record: UsageRecord) -> None:
         self._progress.count_request(record)
         if self.journal is None:
             return
         request_id = record.request_id
+        head = self._heads.pop(request_id, None)
         if self._local_journal.began(request_id) or not self.connected:
             self._local_journal.end(record)
             return
         batch = self._next_batch()
         batch.end_ids.append(request_id)
-        batch.end_lines.append(self._encoder.line(record))
+        batch.end_lines.append((head or self._encoder.head(record)) + self._encoder.tail(record))
+
+    def withdraw(self, record: UsageRecord) -> None:
+        if self.journal is None:
+            return
+        request_id = record.request_id
+        self._heads.pop(request_id, None)
+        if self._local_journal.began(request_id):
+            self._local_journal.withdraw(request_id)
+        elif self.connected:
+            self._next_batch().withdrawn.append(request_id)
+        # Otherwise its begin is on the driver, which cannot be told now: closed as lost only if its task fails.
 
     def rows_done(self, answered: int, failed: int) -> None:
         self._progress.rows_done(answered, failed)
@@ -187,7 +205,13 @@ class CoordinatorClient:
         self._progress.task = task
 
     async def flush(self) -> None:
-        """Deliver every record ended so far (to the driver, or to the local journal when cut off)."""
+        """Deliver every record ended so far (to the driver, or to the local journal when cut off).
+
+        Records the local journal holds from a time cut off are delivered too, when connected: a worker whose
+        task is over may be gone (its executor lost, its process ended) before the ticker's next delivery, and
+        its local journal with it (measured: 6 requests of a listener-stop phase missing from the ledger after
+        the next query's executor was killed).
+        """
         if self.connected:
             batch = self._next_batch()
             batch.wanted = True
@@ -196,6 +220,8 @@ class CoordinatorClient:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(asyncio.shield(batch.future), FLUSH_TIMEOUT_S)
         self._local_journal.flush()
+        if self.connected and self._local_journal.holding:
+            await self._deliver_local()
 
     async def aclose(self) -> None:
         await self.flush()
@@ -235,8 +261,7 @@ class CoordinatorClient:
         if seen:
             meta["seen"] = seen
         meta.update(self._progress.take())
-        future = self._link.send(meta, payload)
-        future.add_done_callback(lambda done: self._synced(batch, done))
+        self._link.send(meta, payload, lambda done: self._synced(batch, done))
 
     def _synced(self, batch: Batch, done: asyncio.Future[Reply]) -> None:
         if self._sending is batch:
@@ -254,8 +279,7 @@ class CoordinatorClient:
             return
         self._endpoints.apply(reply.meta.get("lease") or {})
         self._answer_waits(reply)
-        if not batch.future.done():
-            batch.future.set_result(reply)
+        batch.settle(reply)
         if self._batch:
             self._schedule_flush()
 
@@ -336,8 +360,7 @@ class CoordinatorClient:
         """Put a batch the driver did not acknowledge into the local journal, then release its waiters."""
         if self.journal is not None:
             self._local_journal.keep(batch)
-        if not batch.future.done():
-            batch.future.set_result(Reply({}))
+        batch.settle(Reply({}))
 
     # ---- the ticker: leases, late ends, reconnection, delivery ----------------------------------------------
     def _start_ticker(self) -> None:
@@ -369,6 +392,10 @@ class CoordinatorClient:
         """Send what the local journal holds to the driver, file by file, deleting each once acknowledged."""
         if not self.connected or self.journal is None:
             return
-        if await self._local_journal.deliver(self.journal, self._link.send):
+        if self._delivering is not None and not self._delivering.done():
+            await asyncio.shield(self._delivering)  # one delivery at a time: a file is sent once
+            return
+        self._delivering = asyncio.ensure_future(self._local_journal.deliver(self.journal, self._link.send))
+        if await asyncio.shield(self._delivering):
             self._next_batch().wanted = True  # tell the driver nothing waits here any more
             self._schedule_flush()

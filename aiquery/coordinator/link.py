@@ -35,6 +35,7 @@ class Batch:
         "answers",
         "begin_heads",
         "begin_ids",
+        "begin_waiters",
         "end_ids",
         "end_lines",
         "extra",
@@ -43,14 +44,19 @@ class Batch:
         "releases",
         "tasks",
         "wanted",
+        "withdrawn",
     )
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.begin_ids: list[str] = []
         self.begin_heads: list[str] = []
         self.tasks: list[int | None] = []
+        self.begin_waiters: list[asyncio.Future[None]] = []
+        """One per begin: the request waiting to be sent (its own future, so that cancelling it touches no other)."""
         self.end_ids: list[str] = []
         self.end_lines: list[str] = []
+        self.withdrawn: list[str] = []
+        """Request ids begun and then not sent after all."""
         self.extra: dict[str, list[float]] = {}
         """Demand of chunks being admitted, not yet counted in their endpoint's active calls."""
         self.lookups: list[str] = []
@@ -60,15 +66,23 @@ class Batch:
         self.wanted = False
         self.future: asyncio.Future[Reply] = loop.create_future()
 
+    def settle(self, reply: Reply) -> None:
+        """Resolve the sync's future and let every request begun in it go (at once: no callback in between)."""
+        if not self.future.done():
+            self.future.set_result(reply)
+        for waiter in self.begin_waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
     def __bool__(self) -> bool:
-        return bool(self.wanted or self.begin_ids or self.end_ids or self.answers or self.releases)
+        return bool(self.wanted or self.begin_ids or self.end_ids or self.withdrawn or self.answers or self.releases)
 
     def encode(self, journal: str | None, store: str | None, waits: Collection[str]) -> tuple[dict[str, Any], bytes]:
         """The sync's metadata and payload: the records for the driver's ``journal``, and for the answer ``store``
         the lookups, answers and releases, and the fingerprints this worker ``waits`` for."""
         meta: dict[str, Any] = {"op": "sync"}
         payload = b""
-        if journal is not None and (self.begin_ids or self.end_ids):
+        if journal is not None and (self.begin_ids or self.end_ids or self.withdrawn):
             meta["j"] = journal
             if self.begin_ids:
                 meta["b"] = self.begin_ids
@@ -76,6 +90,8 @@ class Batch:
                 meta["t"] = tasks[0] if tasks.count(tasks[0]) == len(tasks) else tasks
             if self.end_ids:
                 meta["e"] = self.end_ids
+            if self.withdrawn:
+                meta["x"] = self.withdrawn
         begun = "\n".join(self.begin_heads).encode()
         ended = "".join(self.end_lines).encode()
         meta["bl"], meta["el"] = len(begun), len(ended)
@@ -127,7 +143,7 @@ class Link:
         self._on_closing = on_closing
         self._on_closed = on_closed
         self.transport: asyncio.Transport | None = None
-        self._replies: dict[int, asyncio.Future[Reply]] = {}
+        self._replies: dict[int, tuple[asyncio.Future[Reply], OnReply | None]] = {}
         self._seq = 0
 
     async def open(self) -> None:
@@ -160,16 +176,22 @@ class Link:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
 
-    def send(self, meta: dict[str, Any], payload: bytes = b"") -> asyncio.Future[Reply]:
+    def send(
+        self, meta: dict[str, Any], payload: bytes = b"", on_reply: OnReply | None = None
+    ) -> asyncio.Future[Reply]:
+        """Send a request; the future of its reply. ``on_reply``, if given, is called with that future as soon as
+        it is done, in the same step (a done-callback would run one turn of the loop later)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Reply] = loop.create_future()
         transport = self.transport
         if transport is None or transport.is_closing():
             future.set_exception(ConnectionError("not connected"))
+            if on_reply is not None:
+                on_reply(future)
             return future
         self._seq += 1
         meta["seq"] = self._seq
-        self._replies[self._seq] = future
+        self._replies[self._seq] = (future, on_reply)
         transport.write(encode_frame(meta, payload))
         handle = loop.call_later(REPLY_TIMEOUT_S, self._reply_timeout, self._seq)
         future.add_done_callback(lambda _: handle.cancel())
@@ -188,9 +210,9 @@ class Link:
             self.transport = None
 
     def _reply_timeout(self, seq: int) -> None:
-        future = self._replies.pop(seq, None)
-        if future is not None and not future.done():
-            future.set_exception(ConnectionError(f"no reply from the coordinator in {REPLY_TIMEOUT_S:g} s"))
+        entry = self._replies.pop(seq, None)
+        if entry is not None and not entry[0].done():
+            _resolve(entry, error=ConnectionError(f"no reply from the coordinator in {REPLY_TIMEOUT_S:g} s"))
             if self.transport is not None:
                 self.transport.abort()
 
@@ -198,17 +220,32 @@ class Link:
         if meta.get("op") == "closing":
             self._on_closing()
             return
-        future = self._replies.pop(meta.get("re", -1), None)
-        if future is not None and not future.done():
-            future.set_result(Reply(meta, payload))
+        entry = self._replies.pop(meta.get("re", -1), None)
+        if entry is not None and not entry[0].done():
+            _resolve(entry, reply=Reply(meta, payload))
 
     def _connection_closed(self, reason: str) -> None:
         self.transport = None
         replies, self._replies = self._replies, {}
-        for future in replies.values():
-            if not future.done():
-                future.set_exception(ConnectionError(reason))
+        for entry in replies.values():
+            if not entry[0].done():
+                _resolve(entry, error=ConnectionError(reason))
         self._on_closed(reason)
+
+
+OnReply = Callable[["asyncio.Future[Reply]"], None]
+
+
+def _resolve(
+    entry: tuple[asyncio.Future[Reply], OnReply | None], reply: Reply | None = None, error: Exception | None = None
+) -> None:
+    future, on_reply = entry
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(reply)  # type: ignore[arg-type]
+    if on_reply is not None:
+        on_reply(future)
 
 
 def describe(error: BaseException) -> str:

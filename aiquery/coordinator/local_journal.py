@@ -60,15 +60,23 @@ class LocalJournal:
         self._begun.discard(record.request_id)
         self._open().end(record)
 
+    def withdraw(self, request_id: str) -> None:
+        """A request begun here and then not sent after all."""
+        self._begun.discard(request_id)
+        self._open().withdraw([request_id])
+
     def keep(self, batch: Batch) -> None:
         """Journal the records of a batch the driver did not acknowledge."""
-        if batch.begin_ids or batch.end_ids:
+        if batch.begin_ids or batch.end_ids or batch.withdrawn:
             writer = self._open()
             if batch.begin_ids:
                 writer.begin_lines(batch.begin_ids, batch.begin_heads)
                 self._begun.update(batch.begin_ids)
             if batch.end_ids:
                 writer.end_lines(batch.end_ids, "".join(batch.end_lines).encode())
+            if batch.withdrawn:
+                writer.withdraw(batch.withdrawn)
+                self._begun.difference_update(batch.withdrawn)
 
     async def deliver(self, journal: str, send: Callable[[dict[str, Any], bytes], Awaitable[Reply]]) -> bool:
         """Send what this journal holds to the driver's ``journal``, file by file, deleting each once acknowledged.

@@ -13,7 +13,8 @@ Request ``op`` values:
 
 - ``sync``: everything a worker has for the shared state, each part optional: ``b`` (request ids whose
   record heads fill the first ``bl`` payload bytes, one per line: begun, to be journaled before they are
-  sent), ``e`` (request ids whose complete lines fill the rest of the payload: ended), ``demand``
+  sent), ``e`` (request ids whose complete lines fill the rest of the payload: ended), ``x`` (request ids
+  begun and then not sent after all: not recorded), ``demand``
   (per endpoint: calls and tokens waiting, and the endpoint's configured budgets), ``seen`` (per endpoint:
   answers and 429s since the last sync), ``rows`` (per query: progress counters). The reply carries ``lease``:
   per endpoint, the request and token rates this worker may use now.

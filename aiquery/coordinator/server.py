@@ -245,9 +245,10 @@ class Coordinator:
         """Apply one worker's sync; the reply's metadata and payload (answers found in the store)."""
         begun = meta.get("b")
         ended = meta.get("e")
+        withdrawn = meta.get("x")
         begun_length = int(meta.get("bl", 0))
         ended_length = int(meta.get("el", len(payload) - begun_length))
-        if begun or ended:
+        if begun or ended or withdrawn:
             journal_key = meta.get("j")
             journal = self.journal(journal_key) if isinstance(journal_key, str) else None
             if journal is None or not isinstance(journal_key, str):
@@ -265,6 +266,9 @@ class Coordinator:
                     lines = b"".join(parts[i] + b"\n" for i in keep)
                 if ended:
                     journal.end_lines(ended, lines)
+            if withdrawn:
+                self.in_flight.ended(worker, withdrawn)
+                journal.withdraw(withdrawn)
         self.in_flight.holding_local(worker, bool(meta.get("local")))
         rows = meta.get("rows")
         if rows:

@@ -5,7 +5,7 @@ engine makes one :meth:`Governor.admit` call (everything a chunk needs from shar
 answer store's lookups, which may answer calls or tell them to wait for another worker's request); before
 each HTTP attempt it waits on the endpoint's :class:`EndpointLimits` and hands the attempt's usage record to
 :meth:`Governor.begin`, sending only once that returns; when the attempt ends, :meth:`Governor.end` takes the
-completed record. Two implementations:
+completed record (and :meth:`Governor.withdraw` forgets one cancelled before it was sent). Two implementations:
 
 - :class:`LocalGovernor` (here): limits of this process alone, a static share of any configured budget, a pace
   learned from this process's own 429s, and records in a local :class:`~aiquery.usage.record.UsageSink`. Used
@@ -165,6 +165,10 @@ class Governor(Protocol):
         """The request ended (answered, failed or abandoned); ``record`` holds its outcome."""
         ...
 
+    def withdraw(self, record: UsageRecord) -> None:
+        """A begun request that was not sent after all (cancelled before it left): it is not recorded."""
+        ...
+
     def rows_done(self, answered: int, failed: int) -> None:
         """Rows of the current task that got their answer, or failed for good."""
         ...
@@ -217,6 +221,9 @@ class LocalGovernor:
 
     def end(self, record: UsageRecord) -> None:
         self.sink.end(record)
+
+    def withdraw(self, record: UsageRecord) -> None:
+        self.sink.withdraw([record.request_id])
 
     def rows_done(self, answered: int, failed: int) -> None:
         pass

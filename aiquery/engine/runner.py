@@ -5,7 +5,7 @@ becomes one *call*, made of one or more HTTP *attempts*. The engine asks its gov
 :mod:`aiquery.engine.governor`) to admit each batch, waits before each attempt for a concurrency slot and,
 where the endpoint has one, a request and token budget, and hands every attempt's usage record to the governor:
 begun before the request leaves (it is sent only once the governor has it) and ended when it is over,
-whatever the outcome.
+whatever the outcome; withdrawn when the call is cancelled after the begin and before sending.
 """
 
 from __future__ import annotations
@@ -335,6 +335,8 @@ class Engine:
         # that then queued for a slot piled up behind slots held by others waiting on the pace, and went out
         # together when those slots came free: measured, 400-600 requests in one second under a 100/s pace.)
         # A pace set while this attempt waited for its slot (a burst of 429s) applies to it too.
+        # The slot is held through the begin record's round trip: a request begun before it has its slot would
+        # be in the ledger (closed as lost) were its worker killed while it waited, though it never left.
         await limits.concurrency.acquire(retry=attempt > 1)
         try:
             if limits.paced:
@@ -351,7 +353,11 @@ class Engine:
             begun = self.governor.begin(record)
             if begun is not None:
                 # The request leaves only once its record is safe (on the driver, when coordinated).
-                await begun
+                try:
+                    await begun
+                except asyncio.CancelledError:
+                    self.governor.withdraw(record)  # never sent: not a request of the ledger
+                    raise
                 remaining = deadline - self._clock()
             try:
                 response = await self._transport.post(

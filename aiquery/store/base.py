@@ -34,6 +34,8 @@ logger = logging.getLogger("aiquery.store")
 
 FINGERPRINT_SCHEME = "aiquery-fingerprint-1"
 """Bumped whenever what goes into a fingerprint changes: old answers then simply stop matching."""
+GATHER_S = 0.05
+"""How long the store's writer lets answers gather before it writes them in one transaction."""
 _TOKEN_FIELDS = (
     "input_tokens",
     "output_tokens",
@@ -134,6 +136,8 @@ class SafeStore:
         self._writing: dict[str, str] = {}
         self._writer: threading.Thread | None = None
         self._closed = False
+        self._urgent = 0
+        """Callers of :meth:`flush` waiting now: the writer stops gathering."""
 
     def get_many(self, fingerprints: Sequence[str]) -> dict[str, str]:
         if not fingerprints:
@@ -159,21 +163,31 @@ class SafeStore:
         with self._changed:
             if self._closed:
                 return
+            idle = not self._pending
             self._pending.update(answers)
             if self._writer is None:
                 self._writer = threading.Thread(target=self._write_loop, name="aiquery-answer-store", daemon=True)
                 self._writer.start()
-            self._changed.notify_all()
+            if idle:  # the writer, gathering answers, wakes at its own time: no wake-up per call
+                self._changed.notify_all()
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every answer handed over so far is written (or failed); False on timeout."""
         with self._changed:
-            return self._changed.wait_for(lambda: not self._pending and not self._writing, timeout)
+            self._urgent += 1
+            self._changed.notify_all()
+            try:
+                return self._changed.wait_for(lambda: not self._pending and not self._writing, timeout)
+            finally:
+                self._urgent -= 1
 
     def _write_loop(self) -> None:
         while True:
             with self._changed:
                 self._changed.wait_for(lambda: self._pending or self._closed)
+                if not self._closed and not self._urgent:
+                    # Let answers gather: one transaction for all that arrive meanwhile.
+                    self._changed.wait_for(lambda: self._closed or self._urgent, GATHER_S)
                 if not self._pending:
                     return
                 self._writing, self._pending = self._pending, {}

@@ -85,6 +85,10 @@ class UsageSink(Protocol):
         """The request finished (answered, failed or abandoned); ``record`` holds its outcome."""
         ...
 
+    def withdraw(self, request_ids: list[str]) -> None:
+        """Begun requests that were not sent after all: forget them (they are not recorded)."""
+        ...
+
     def flush(self) -> None:
         """Make every ended record durable (for file sinks: visible to ingestion)."""
         ...
@@ -107,6 +111,10 @@ class MemorySink:
     def end(self, record: UsageRecord) -> None:
         self.in_flight.pop(record.request_id, None)
         self.records.append(record)
+
+    def withdraw(self, request_ids: list[str]) -> None:
+        for request_id in request_ids:
+            self.in_flight.pop(request_id, None)
 
     def flush(self) -> None:
         pass

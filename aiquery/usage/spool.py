@@ -141,6 +141,13 @@ class SpoolWriter:
             self._append_segment(lines)
             self._done_backlog.extend('{"done":' + _quote(request_id) + "}\n" for request_id in request_ids)
 
+    def withdraw(self, request_ids: list[str]) -> None:
+        """Forget begun requests that were not sent after all: marked done, with no record (recovery skips them)."""
+        with self._lock:
+            pending = self._pending
+            withdrawn = [rid for rid in request_ids if pending.pop(rid, None) is not None]
+            self._done_backlog.extend('{"done":' + _quote(rid) + "}\n" for rid in withdrawn)
+
     def end_lost(self, request_ids: list[str], message: str) -> int:
         """End begun requests whose sender was lost: status NULL and ``message``. Returns how many it ended."""
         with self._lock:

@@ -51,6 +51,12 @@ def journaled(coordinator: Coordinator, spool: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for path in sorted(spool.glob("usage-*.json")) for line in path.read_text().splitlines()]
 
 
+def journaled_ids_match_the_emulator(coordinator: Coordinator, spool: Path, gateway: Any) -> bool:
+    """Whether the driver's journal holds one record per request the emulator served, and no other."""
+    records = journaled(coordinator, spool)
+    return sorted(r["request_id"] for r in records) == sorted(e["client_request_id"] for e in gateway.requests())
+
+
 def start_worker_child(coordinator: Coordinator, gateway: Any, spool: Path, *args: str) -> subprocess.Popen[str]:
     """``worker_child.py`` in a process of its own, connected to ``coordinator``; ``args`` follow its usage line."""
     address = coordinator.address

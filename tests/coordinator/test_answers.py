@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,11 @@ from aiquery.store import open_store
 
 @pytest.fixture
 def coordinator(tmp_path: Path) -> Iterator[Coordinator]:
-    started = Coordinator(bind_host="127.0.0.1", advertised_host="127.0.0.1", application=f"answers-{tmp_path.name}")
+    started = Coordinator(
+        bind_host="127.0.0.1",
+        advertised_host="127.0.0.1",
+        application=f"answers-{tmp_path.name}-{uuid.uuid4().hex[:8]}",
+    )
     started.start()
     started.add_journal(str(tmp_path / "spool"))
     started.add_store("test-store", lambda: open_store(CacheSettings(), tmp_path / "answers"))

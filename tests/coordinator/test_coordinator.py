@@ -8,12 +8,13 @@ from __future__ import annotations
 import signal
 import socket
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from coordinator_helpers import Worker, journaled, site_for, start_worker_child
+from coordinator_helpers import Worker, journaled, journaled_ids_match_the_emulator, site_for, start_worker_child
 
 from aiquery.coordinator.client import local_journal_dir
 from aiquery.coordinator.protocol import FrameReader, encode_frame
@@ -25,7 +26,11 @@ from aiquery.usage.recovery import LOST_WORKER_MESSAGE
 @pytest.fixture
 def coordinator(tmp_path: Path) -> Iterator[Coordinator]:
     started = Coordinator(
-        bind_host="127.0.0.1", advertised_host="127.0.0.1", application=f"test-{tmp_path.name}", parallelism=2
+        bind_host="127.0.0.1",
+        advertised_host="127.0.0.1",
+        # Unique: a worker's local journal is named after the application, and tmp_path's name repeats across runs.
+        application=f"test-{tmp_path.name}-{uuid.uuid4().hex[:8]}",
+        parallelism=2,
     )
     started.start()
     started.add_journal(str(tmp_path / "spool"))
@@ -69,6 +74,29 @@ def test_a_request_leaves_only_after_the_driver_has_its_begin_record(
         assert gateway.stats()["requests"] == 3
     finally:
         worker.close()
+
+
+def test_a_request_cancelled_while_its_begin_record_waits_is_never_recorded(
+    gateway: Any, coordinator: Coordinator, tmp_path: Path
+) -> None:
+    spool = tmp_path / "spool"
+    worker = Worker(coordinator, str(spool))
+    try:
+        worker.run(site_for(gateway), ["warm up the connection"])
+        gateway.reset()
+        before = len(journaled(coordinator, spool))
+        coordinator._loop.call(time.sleep, 1.0)  # the driver acknowledges nothing for a second
+        future = worker.loop.submit(worker.engine.run(site_for(gateway), ["a", "b", "c"]))
+        time.sleep(0.3)
+        future.cancel()  # as a LIMIT or a failed row cancels the rest
+        time.sleep(1.5)
+        worker.loop.run(worker.client.flush(), timeout=30)
+    finally:
+        worker.close()
+    assert gateway.stats()["requests"] == 0
+    assert coordinator.in_flight.open_count() == 0  # withdrawn on the driver, not waiting to be closed as lost
+    coordinator.stop()  # closing the journal records what is still open as lost: nothing is
+    assert len(journaled(coordinator, spool)) == before
 
 
 def test_a_connection_without_the_secret_is_refused(coordinator: Coordinator) -> None:
@@ -144,10 +172,27 @@ def test_a_worker_cut_off_falls_back_then_delivers_everything_once(
             time.sleep(0.2)
     finally:
         worker.close()
-    records = journaled(coordinator, spool)
-    served = [entry["client_request_id"] for entry in gateway.requests()]
-    assert sorted(r["request_id"] for r in records) == sorted(served)
-    assert len(served) == 60
+    assert journaled_ids_match_the_emulator(coordinator, spool, gateway)
+    assert gateway.stats()["requests"] == 60
+
+
+def test_a_task_that_ends_connected_delivers_what_its_worker_journaled_while_cut_off(
+    gateway: Any, coordinator: Coordinator, tmp_path: Path
+) -> None:
+    # The worker's process may be gone (its executor lost) before its ticker delivers: the end of a task does it.
+    spool = tmp_path / "spool"
+    worker = Worker(coordinator, str(spool))
+    try:
+        coordinator.stop_listening()
+        worker.run(site_for(gateway), [f"cut off {i}" for i in range(30)])
+        worker.loop.call(lambda: worker.client._ticker.cancel())  # only the task's end may deliver now
+        coordinator.resume_listening()
+        time.sleep(2.5)  # past the reconnection back-off: the next chunk's admit reconnects
+        worker.run(site_for(gateway), ["connected again"])
+        assert len(journaled(coordinator, spool)) == 31  # at once, not a ticker's round later
+    finally:
+        worker.close()
+    assert journaled_ids_match_the_emulator(coordinator, spool, gateway)
 
 
 def test_requests_of_a_worker_that_died_with_its_task_are_closed_as_lost(
