@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import getpass
 import os
+import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from aiquery.errors import ConfigError
+from aiquery.pricing import PRICE_KEYS, Price, builtin_price
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -34,6 +36,7 @@ __all__ = [
     "CacheSettings",
     "CoordinatorSettings",
     "Endpoint",
+    "Price",
     "Secret",
     "Settings",
     "UsageSettings",
@@ -53,6 +56,7 @@ DEFAULT_USAGE_TABLE = "ai_gateway.usage"
 DEFAULT_MAX_REQUEST_BYTES = 16 * 1024 * 1024
 DEFAULT_CACHE_TTL_S = 30 * 86_400.0
 DEFAULT_CACHE_MAX_BYTES = 1 << 30
+DEFAULT_CURRENCY = "USD"
 
 # Wire formats we speak (STYLE: kebab-case names) and where each lives on the Databricks AI Gateway.
 APIS: Mapping[str, str] = {
@@ -86,6 +90,8 @@ _ENDPOINT_KEYS = frozenset(
         "verify_tls",
         "request_tags",
         "cache",
+        "price",
+        "currency",
     }
 )
 _TOP_KEYS = frozenset({"endpoints", "usage", "requester", "coordinator", "cache"})
@@ -161,6 +167,9 @@ class Endpoint:
     """Tags sent with every request to this endpoint (``Databricks-Ai-Gateway-Request-Tags``)."""
     cache: bool = True
     """Answer from the answer store when it has the answer; ``cache = false`` sends every row."""
+    price: Price | None = None
+    """Prices per million tokens: the endpoint's ``price`` table, else the built-in list price of its model, else
+    None (its requests' cost is NULL)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -261,6 +270,7 @@ class Settings:
             verify_tls=raw.get("verify_tls", True),
             request_tags=dict(raw.get("request_tags", {})),
             cache=raw.get("cache", True),
+            price=_price(raw, raw.get("model", name)),
         )
 
     def with_endpoint(self, name: str, **options: Any) -> Settings:
@@ -470,11 +480,51 @@ def _check_endpoint(name: str, raw: Any, source: str) -> None:
     for key in ("verify_tls", "cache"):
         if key in raw and not isinstance(raw[key], bool):
             fail(key, "true or false")
+    _check_price(raw, fail)
     tags = raw.get("request_tags")
     if tags is not None and (
         not isinstance(tags, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items())
     ):
         fail("request_tags", 'a table of string values, like { team = "ml" }')
+
+
+def _check_price(raw: Mapping[str, Any], fail: Callable[[str, str], None]) -> None:
+    table = raw.get("price")
+    if "currency" in raw:
+        currency = raw["currency"]
+        if not isinstance(currency, str) or not re.fullmatch(r"[A-Za-z]{3,8}", currency):
+            fail("currency", 'a currency code, like "USD", "EUR" or "DBU"')
+        if table is None:
+            fail("currency", "a price table beside it (price = { input_per_million = ..., output_per_million = ... })")
+    if table is None:
+        return
+    example = "{ input_per_million = 0.15, output_per_million = 0.60 } (0 for an embeddings endpoint's output)"
+    if not isinstance(table, dict):
+        fail("price", "a table like " + example)
+    unknown = set(table) - set(PRICE_KEYS)
+    missing = [key for key in PRICE_KEYS[:2] if key not in table]
+    bad = [key for key, value in table.items() if key in PRICE_KEYS and (not _is_number(value) or value < 0)]
+    if unknown or missing or bad:
+        keys = ", ".join(PRICE_KEYS)
+        fail("price", f"a table of {keys} (the first two required, each a number >= 0), like {example}")
+
+
+def _price(raw: Mapping[str, Any], model: str) -> Price | None:
+    """The endpoint's configured price (checked by :func:`_check_endpoint`), else its model's built-in one."""
+    table = raw.get("price")
+    if table is None:
+        return builtin_price(model)
+    return Price(
+        input_per_million=float(table["input_per_million"]),
+        output_per_million=float(table["output_per_million"]),
+        cached_input_per_million=_float_or_none(table.get("cached_input_per_million")),
+        cache_write_per_million=_float_or_none(table.get("cache_write_per_million")),
+        currency=raw.get("currency", DEFAULT_CURRENCY),
+    )
+
+
+def _float_or_none(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def _is_int(value: Any) -> bool:

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from aiquery.config import DATABRICKS_EMBEDDING_ENDPOINTS, Secret, load_settings
+from aiquery.config import DATABRICKS_EMBEDDING_ENDPOINTS, Price, Secret, load_settings
 from aiquery.errors import ConfigError
+from aiquery.pricing import builtin_price, builtin_prices
 
 ENV = {"DATABRICKS_HOST": "https://ws.example.com/", "DATABRICKS_TOKEN": "dapi-config-test-token"}
 
@@ -86,6 +87,14 @@ def test_the_coordinator_port_is_ephemeral_unless_set(tmp_path: Path) -> None:
         ("colour = 1\n", "unknown top-level key 'colour'"),
         ("[coordinator]\nport = 70000\n", "[coordinator] port = 70000 is invalid; expected a whole number from 0"),
         ("[coordinator]\nhost = 'x'\n", "[coordinator] has unknown key 'host'; allowed: port"),
+        ("[endpoints.e]\nprice = { input_per_million = 1 }\n", "price = {'input_per_million': 1} is invalid; expected"),
+        ("[endpoints.e]\nprice = { input_per_million = -1, output_per_million = 2 }\n", "each a number >= 0"),
+        ("[endpoints.e]\nprice = { input = 1, output_per_million = 2 }\n", "input_per_million, output_per_million"),
+        ('[endpoints.e]\ncurrency = "EUR"\n', "currency = 'EUR' is invalid; expected a price table beside it"),
+        (
+            '[endpoints.e]\ncurrency = "euros!"\nprice = { input_per_million = 1, output_per_million = 2 }\n',
+            "expected a currency code",
+        ),
     ],
 )
 def test_bad_files_and_values_name_the_file_key_and_what_is_allowed(tmp_path: Path, text: str, expected: str) -> None:
@@ -107,3 +116,50 @@ def test_missing_file_host_and_token_are_clear(tmp_path: Path) -> None:
 def test_secrets_never_show_in_repr() -> None:
     settings = load_settings(ENV)
     assert "dapi-config-test-token" not in repr(settings) + repr(settings.endpoint("x")) + str(Secret("abc-123"))
+
+
+def test_a_configured_price_and_currency(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '[endpoints.e]\ncurrency = "EUR"\nprice = { input_per_million = 0.15, output_per_million = 0.6, '
+        "cached_input_per_million = 0.075, cache_write_per_million = 0.1875 }\n",
+    )
+    price = load_settings(ENV, config_path=path).endpoint("e").price
+    assert price == Price(
+        input_per_million=0.15,
+        output_per_million=0.6,
+        cached_input_per_million=0.075,
+        cache_write_per_million=0.1875,
+        currency="EUR",
+    )
+    # 1,000 input tokens of which 200 read from the cache and 100 written to it, 500 output tokens.
+    assert price.cost(1000, 500, 200, 100) == pytest.approx((700 * 0.15 + 200 * 0.075 + 100 * 0.1875 + 500 * 0.6) / 1e6)
+
+
+def test_a_model_without_a_configured_or_built_in_price_has_none() -> None:
+    assert load_settings(ENV).endpoint("my-own-finetune").price is None
+
+
+def test_well_known_models_have_a_dated_built_in_price_that_configuration_overrides(tmp_path: Path) -> None:
+    settings = load_settings(ENV, config_path=write(tmp_path, '[endpoints.claude]\nmodel = "claude-opus-4-5"\n'))
+    price = settings.endpoint("claude").price
+    assert price is not None and price.currency == "USD" and price.input_per_million > 0
+    assert "platform.claude.com" in price.source and "read 2026-11-30" in price.source
+    # A snapshot id is priced as its model; a Databricks endpoint (named as its model) is priced in DBU.
+    assert builtin_price("claude-opus-4-5-20251101") == price
+    assert load_settings(ENV).endpoint("databricks-meta-llama-3-3-70b-instruct").price.currency == "DBU"  # type: ignore[union-attr]
+    overridden = write(
+        tmp_path,
+        '[endpoints.claude]\nmodel = "claude-opus-4-5"\nprice = { input_per_million = 1, output_per_million = 2 }\n',
+    )
+    assert load_settings(ENV, config_path=overridden).endpoint("claude").price.source == "configured"  # type: ignore[union-attr]
+
+
+def test_every_built_in_price_names_its_source_and_date() -> None:
+    table = builtin_prices()
+    assert len(table) >= 40
+    for model, price in table.items():
+        assert price.currency in ("USD", "DBU"), model
+        assert price.source.startswith("https://") and "read 2026-11-30" in price.source, model
+        numbers = (price.input_per_million, price.output_per_million, price.cached_input_per_million)
+        assert all(n is None or n >= 0 for n in numbers) and price.input_per_million > 0, model

@@ -56,6 +56,7 @@ class QueryProgress:
         from_store: calls answered from the answer store (no request sent).
         tasks: the query's ai_query tasks per Spark's status tracker.
         eta_seconds: time left, extrapolated from the tasks done so far (None until one is done).
+        cost: what its requests cost so far, per currency (endpoints without a price add nothing).
     """
 
     query: str
@@ -72,6 +73,15 @@ class QueryProgress:
     from_store: int
     tasks: TaskCounts
     eta_seconds: float | None
+    cost: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def projected_cost(self) -> dict[str, float]:
+        """The cost of the whole query, extrapolated from the tasks done so far (empty until one is done)."""
+        tasks = self.tasks
+        if not tasks.total or not tasks.done or not self.cost:
+            return {}
+        return {currency: amount * tasks.total / tasks.done for currency, amount in self.cost.items()}
 
     @property
     def rate_limited_share(self) -> float:
@@ -91,6 +101,12 @@ class QueryProgress:
         parts.append(f"tokens {self.tokens:,}")
         if self.from_store:
             parts.append(f"from the store {self.from_store:,}")
+        projected = self.projected_cost if self.running else {}
+        for currency, amount in sorted(self.cost.items()):
+            text = f"cost {_money(amount)} {currency}"
+            if currency in projected:
+                text += f" (projected {_money(projected[currency])})"
+            parts.append(text)
         if self.tasks.total:
             parts.append(f"tasks {self.tasks.done}/{self.tasks.total}")
         if self.eta_seconds is not None and self.running:
@@ -108,6 +124,7 @@ class ProgressReport:
     def __init__(self) -> None:
         self.task: TaskInfo | None = None
         self._rows: dict[str, list[int]] = {}
+        self._costs: dict[str, dict[str, float]] = {}
 
     def __bool__(self) -> bool:
         return bool(self._rows)
@@ -130,12 +147,18 @@ class ProgressReport:
                 counts[4] += 1
         if record.total_tokens:
             counts[5] += record.total_tokens
+        if record.cost and record.currency:
+            costs = self._costs.setdefault(self._query(), {})
+            costs[record.currency] = costs.get(record.currency, 0.0) + record.cost
 
     def take(self) -> dict[str, Any]:
         """The sync's metadata for the counts so far (none when there are none); counting starts anew."""
         meta: dict[str, Any] = {}
         if self._rows:
             meta["rows"] = self._rows
+            if self._costs:
+                meta["cost"] = self._costs
+                self._costs = {}
             task = self.task
             if task is not None and task.query:
                 meta["stage"] = {task.query: task.stage_id}
@@ -144,9 +167,12 @@ class ProgressReport:
             self._rows = {}
         return meta
 
-    def _query_counts(self) -> list[int]:
+    def _query(self) -> str:
         task = self.task
-        query = task.query if task is not None and task.query else "unnamed"
+        return task.query if task is not None and task.query else "unnamed"
+
+    def _query_counts(self) -> list[int]:
+        query = self._query()
         counts = self._rows.get(query)
         if counts is None:
             counts = self._rows[query] = [0] * len(COUNTERS)
@@ -160,6 +186,7 @@ class _Query:
     updated: float
     counters: list[int] = field(default_factory=lambda: [0] * len(COUNTERS))
     stages: set[int] = field(default_factory=set)
+    cost: dict[str, float] = field(default_factory=dict)
     samples: collections.deque[tuple[float, int]] = field(default_factory=lambda: collections.deque(maxlen=64))
 
 
@@ -172,8 +199,14 @@ class ProgressBook:
         self._clock = clock
         self._queries: dict[str, _Query] = {}
 
-    def add(self, rows: dict[str, list[int]], stages: dict[str, int | None], descriptions: dict[str, str]) -> None:
-        """Add a worker's counters per query (see :data:`COUNTERS`)."""
+    def add(
+        self,
+        rows: dict[str, list[int]],
+        stages: dict[str, int | None],
+        descriptions: dict[str, str],
+        costs: dict[str, dict[str, float]] | None = None,
+    ) -> None:
+        """Add a worker's counters per query (see :data:`COUNTERS`) and its costs per query and currency."""
         now = self._clock()
         for query, counts in rows.items():
             entry = self._queries.get(query)
@@ -185,6 +218,8 @@ class ProgressBook:
             entry.updated = now
             for index, value in enumerate(counts[: len(COUNTERS)]):
                 entry.counters[index] += int(value)
+            for currency, amount in (costs or {}).get(query, {}).items():
+                entry.cost[currency] = entry.cost.get(currency, 0.0) + float(amount)
             stage = stages.get(query)
             if stage is not None:
                 entry.stages.add(stage)
@@ -224,9 +259,14 @@ class ProgressBook:
                     from_store=from_store,
                     tasks=counts,
                     eta_seconds=eta,
+                    cost=dict(entry.cost),
                 )
             )
         return result
+
+
+def _money(amount: float) -> str:
+    return f"{amount:,.4f}" if amount < 100 else f"{amount:,.2f}"
 
 
 def _clock(seconds: float) -> str:

@@ -272,7 +272,7 @@ class Coordinator:
         self.in_flight.holding_local(worker, bool(meta.get("local")))
         rows = meta.get("rows")
         if rows:
-            self.progress_book.add(rows, meta.get("stage") or {}, meta.get("desc") or {})
+            self.progress_book.add(rows, meta.get("stage") or {}, meta.get("desc") or {}, meta.get("cost"))
         reply: dict[str, Any] = {"lease": self.budgets.sync(worker, meta.get("demand"), meta.get("seen"))}
         found = self._answers(worker, meta, payload[begun_length + ended_length :], reply)
         return reply, b"".join(f"{key}\t{text}\n".encode() for key, text in found.items())

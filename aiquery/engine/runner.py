@@ -39,6 +39,7 @@ from aiquery.engine.prepared import REQUEST_ID_HEADER, USER_AGENT, CallSite, Pre
 from aiquery.engine.retry import AttemptFailed, Decision, is_retryable, stop_before_deadline, wait_retry_after
 from aiquery.engine.transport import MIN_TIMEOUT_S, HTTPResponse, NoResponse, Transport
 from aiquery.errors import CallError, DeadlineExceeded
+from aiquery.pricing import Price
 from aiquery.store.base import StoredAnswer
 from aiquery.usage.record import UsageRecord, UsageSink
 
@@ -272,6 +273,11 @@ class Engine:
         record.cache_creation_input_tokens = usage.get("cache_creation_input_tokens")
         record.output_reasoning_tokens = usage.get("output_reasoning_tokens")
         record.tokens_estimated = bool(usage.get("tokens_estimated"))
+        price = prepared.endpoint.price
+        if price is not None:  # nothing billed; what the request would have cost
+            record.cost = 0.0
+            record.avoided_cost = _cost(price, record)
+            record.currency = price.currency
         self.governor.end(record)
 
     async def _retry(
@@ -453,6 +459,10 @@ class Engine:
             record.cache_creation_input_tokens = usage.cache_creation_input_tokens
             record.output_reasoning_tokens = usage.output_reasoning_tokens
             record.tokens_estimated = usage.estimated
+            price = endpoint.price
+            if price is not None:
+                record.cost = _cost(price, record)
+                record.currency = price.currency
             self.governor.end(record)
             limits.concurrency.on_success()
             if limits.learned is not None:
@@ -462,6 +472,9 @@ class Engine:
             return answer
         failure = status_failure(prepared, response, self._wall_clock)
         record.error_message = failure.error.message
+        if endpoint.price is not None:  # an error answer bills no tokens
+            record.cost = 0.0
+            record.currency = endpoint.price.currency
         self.governor.end(record)
         if response.status == 429 and failure.decision.retry:
             if not limits.paced:
@@ -476,3 +489,9 @@ class Engine:
         """Close connections and flush the governor."""
         await self._transport.aclose()
         await self.governor.aclose()
+
+
+def _cost(price: Price, record: UsageRecord) -> float | None:
+    return price.cost(
+        record.input_tokens, record.output_tokens, record.cache_read_input_tokens, record.cache_creation_input_tokens
+    )

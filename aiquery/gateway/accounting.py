@@ -28,12 +28,14 @@ LOG_FIELDS = (
     "input_tokens",
     "output_tokens",
     "cached_tokens",
+    "cache_creation_tokens",
     "request_tags",
     "user_agent",
     "time",
 )
 
-_Entry = tuple[str | None, str, str, int | str, str, int, int, int, str | None, str | None, float]
+_TAGS = LOG_FIELDS.index("request_tags")
+_Entry = tuple[str | None, str, str, int | str, str, int, int, int, int, str | None, str | None, float]
 
 
 class Accounting:
@@ -75,7 +77,7 @@ class Accounting:
         outcome: str,
         model: str,
         headers: dict[str, str],
-        tokens: tuple[int, int, int] = (0, 0, 0),
+        tokens: tuple[int, int, int, int] = (0, 0, 0, 0),
     ) -> None:
         """Count one request whose outcome is decided.
 
@@ -86,14 +88,15 @@ class Accounting:
                 ``rate_limited`` …).
             model: the model the request named (empty if unknown).
             headers: the request headers (lower-cased names).
-            tokens: input (including cached), output and cached tokens reported in the response body.
+            tokens: input (including cached), output, cache-read and cache-write tokens reported in the response
+                body.
         """
         status_key = str(status)
         self.requests += 1
         per_route = self.by_route.setdefault(route, {})
         per_route[status_key] = per_route.get(status_key, 0) + 1
         self.by_status[status_key] = self.by_status.get(status_key, 0) + 1
-        input_tokens, output_tokens, cached_tokens = tokens
+        input_tokens, output_tokens, cached_tokens, cache_creation_tokens = tokens
         self.input_tokens += input_tokens
         self.output_tokens += output_tokens
         self.cached_tokens += cached_tokens
@@ -107,6 +110,7 @@ class Accounting:
                 input_tokens,
                 output_tokens,
                 cached_tokens,
+                cache_creation_tokens,
                 headers.get("databricks-ai-gateway-request-tags"),
                 self._intern(headers.get("user-agent")),
                 time.time(),
@@ -144,8 +148,8 @@ class Accounting:
 
 def _as_dict(entry: _Entry) -> dict[str, Any]:
     record = dict(zip(LOG_FIELDS, entry, strict=True))
-    raw_tags = entry[8]
-    if raw_tags is not None:
+    raw_tags = entry[_TAGS]
+    if isinstance(raw_tags, str):
         # Invalid JSON stays the raw string, so a test can see what the client sent.
         with contextlib.suppress(ValueError):
             record["request_tags"] = json.loads(raw_tags)

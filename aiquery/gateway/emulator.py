@@ -28,6 +28,7 @@ from aiquery.gateway.http_server import Exchange
 from aiquery.gateway.routes import UNKNOWN_ROUTE, Route, match_route
 from aiquery.gateway.settings import GatewayConfig
 from aiquery.gateway.wire import BadRequest
+from aiquery.gateway.wire_native import AnthropicFormat
 
 __all__ = ["Emulator"]
 
@@ -195,7 +196,7 @@ class Emulator:
         ask: Ask,
         status: int | str,
         outcome: str,
-        tokens: tuple[int, int, int] = (0, 0, 0),
+        tokens: tuple[int, int, int, int] = (0, 0, 0, 0),
     ) -> None:
         self.accounting.record(
             route=route.key,
@@ -216,7 +217,10 @@ class Emulator:
         reply = compose_reply(ask, self.config, forced)
         render = route.wire.render if fault == "ok" else route.wire.render_without_answer
         body = _json(render(ask, reply, self._next_id()))
-        self._record(exchange, route, ask, 200, fault, (reply.input_tokens, reply.output_tokens, reply.cached_tokens))
+        # Only Anthropic's body reports cache writes; elsewhere they are ordinary input to the client.
+        written = reply.cache_creation_tokens if isinstance(route.wire, AnthropicFormat) else 0
+        tokens = (reply.input_tokens, reply.output_tokens, reply.cached_tokens, written)
+        self._record(exchange, route, ask, 200, fault, tokens)
         exchange.later(delay_s, exchange.respond, 200, body)
 
     def _truncated(

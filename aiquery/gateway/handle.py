@@ -94,7 +94,8 @@ class GatewayHandle:
         """The request log in arrival order.
 
         One dict per request with ``client_request_id``, ``route``, ``model``, ``status``, ``outcome``,
-        ``input_tokens``, ``output_tokens``, ``cached_tokens``, ``request_tags``, ``user_agent`` and ``time``.
+        ``input_tokens``, ``output_tokens``, ``cached_tokens``, ``cache_creation_tokens``, ``request_tags``,
+        ``user_agent`` and ``time``.
         """
         query = f"?offset={offset}" + ("" if limit is None else f"&limit={limit}")
         result: list[dict[str, Any]] = self._call("GET", "requests" + query)["requests"]

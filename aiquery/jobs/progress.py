@@ -17,8 +17,10 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
+
+from aiquery.jobs.summary import format_money
 
 if TYPE_CHECKING:
     from pyspark import SparkContext
@@ -41,9 +43,16 @@ class UsageCounts:
     """Requests answered with an error status, or not answered at all (retried ones included)."""
     rate_limited: int = 0
     tokens: int = 0
+    cost: dict[str, float] = field(default_factory=dict)
+    """What the requests cost, per currency."""
 
     def minus(self, base: UsageCounts) -> UsageCounts:
-        return UsageCounts(*(getattr(self, name) - getattr(base, name) for name in self.__dataclass_fields__))
+        numbers = {name: getattr(self, name) - getattr(base, name) for name in _NUMBERS}
+        cost = {currency: amount - base.cost.get(currency, 0.0) for currency, amount in self.cost.items()}
+        return UsageCounts(**numbers, cost=cost)
+
+
+_NUMBERS = ("rows", "requests", "errors", "rate_limited", "tokens")
 
 
 def coordinator_counts(coordinator: Any, query_tag: str) -> UsageCounts:
@@ -56,6 +65,7 @@ def coordinator_counts(coordinator: Any, query_tag: str) -> UsageCounts:
                 query.errors,
                 query.rate_limited,
                 query.tokens,
+                dict(query.cost),
             )
     return UsageCounts()
 
@@ -155,12 +165,14 @@ class ProgressReporter:
         elapsed = now - self._started
         parts = [f"  {self.label}", _clock(elapsed)]
         eta = None
+        share_done = None
         if self.tasks is not None:
             tasks = self.tasks()
             if tasks.total:
                 parts.append(f"tasks {tasks.done}/{tasks.total}")
                 if tasks.done and tasks.done < tasks.total:
                     eta = elapsed * (tasks.total - tasks.done) / tasks.done
+                    share_done = tasks.done / tasks.total
         if self.usage is not None:
             counts = self.usage().minus(self._base)
             requests = self._requests = counts.requests
@@ -171,6 +183,11 @@ class ProgressReporter:
             if counts.rate_limited:
                 parts.append(f"429s {counts.rate_limited / max(1, requests):.1%}")
             parts += [f"errors {_grouped(counts.errors)}", f"tokens {_grouped(counts.tokens)}"]
+            for currency, amount in sorted(counts.cost.items()):
+                text = f"cost {format_money(amount, currency)}"
+                if share_done is not None and not final:
+                    text += f" (projected {format_money(amount / share_done, currency)})"
+                parts.append(text)
         if eta is not None and not final:
             parts.append(f"ETA {_clock(eta)}")
         return "  ".join(parts)

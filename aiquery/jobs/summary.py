@@ -1,5 +1,5 @@
-"""What a job cost, from the usage table: requests, errors, tokens and answers from the store per endpoint for one
-query tag."""
+"""What a job cost, from the usage table: requests, errors, tokens, cost and answers from the store per endpoint for
+one query tag."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-__all__ = ["EndpointUsage", "format_summary", "usage_summary"]
+__all__ = ["EndpointUsage", "costs_by_currency", "format_money", "format_summary", "unpriced", "usage_summary"]
 
 # A request failed when it got no 2xx answer; status_code is NULL when no answer arrived at all. Answers from the
 # answer store are rows of their own (cache_hit): counted apart, never as requests, their tokens not as used.
@@ -23,12 +23,15 @@ SELECT endpoint_name,
        coalesce(sum(output_tokens), 0) AS output_tokens,
        coalesce(sum(total_tokens), 0) AS total_tokens,
        percentile_approx(latency_ms, 0.5) AS median_latency_ms,
-       0 AS from_store
+       sum(cost) AS cost,
+       max(currency) AS currency,
+       0 AS from_store,
+       NULL AS avoided_cost
 FROM {table}
 WHERE query_tag = {tag} AND NOT coalesce(cache_hit, false)
 GROUP BY endpoint_name
 UNION ALL
-SELECT endpoint_name, 0, 0, 0, 0, 0, 0, NULL, count(*)
+SELECT endpoint_name, 0, 0, 0, 0, 0, 0, NULL, NULL, max(currency), count(*), sum(avoided_cost)
 FROM {table}
 WHERE query_tag = {tag} AND cache_hit
 GROUP BY endpoint_name
@@ -49,6 +52,11 @@ class EndpointUsage:
     median_latency_ms: int | None
     from_store: int = 0
     """Calls answered from the answer store (no request sent)."""
+    cost: float | None = None
+    """What the requests cost, in ``currency``; None when the endpoint has no price."""
+    currency: str | None = None
+    avoided_cost: float | None = None
+    """What the answers from the store would have cost."""
 
 
 def usage_summary(spark: SparkSession, table: str, query_tag: str) -> list[EndpointUsage]:
@@ -67,8 +75,14 @@ def usage_summary(spark: SparkSession, table: str, query_tag: str) -> list[Endpo
         name = str(row.endpoint_name)
         if row.from_store:
             sent = found.get(name) or EndpointUsage(name, 0, 0, 0, 0, 0, 0, None)
-            found[name] = dataclasses.replace(sent, from_store=int(row.from_store))
+            found[name] = dataclasses.replace(
+                sent,
+                from_store=int(row.from_store),
+                avoided_cost=_float(row.avoided_cost),
+                currency=sent.currency or row.currency,
+            )
             continue
+        earlier = found.get(name)
         found[name] = EndpointUsage(
             endpoint=name,
             requests=int(row.requests),
@@ -78,9 +92,37 @@ def usage_summary(spark: SparkSession, table: str, query_tag: str) -> list[Endpo
             output_tokens=int(row.output_tokens),
             total_tokens=int(row.total_tokens),
             median_latency_ms=None if row.median_latency_ms is None else int(row.median_latency_ms),
-            from_store=found[name].from_store if name in found else 0,
+            from_store=earlier.from_store if earlier else 0,
+            cost=_float(row.cost),
+            currency=row.currency or (earlier.currency if earlier else None),
+            avoided_cost=earlier.avoided_cost if earlier else None,
         )
     return [found[name] for name in sorted(found)]
+
+
+def _float(value: object) -> float | None:
+    return None if value is None else float(value)  # type: ignore[arg-type]
+
+
+def unpriced(rows: list[EndpointUsage]) -> list[str]:
+    """Endpoints that sent requests and have no price: their cost is unknown (NULL), not zero."""
+    return [row.endpoint for row in rows if row.requests and row.cost is None]
+
+
+def costs_by_currency(rows: list[EndpointUsage]) -> dict[str, tuple[float, float]]:
+    """Cost and avoided cost per currency (costs in different currencies are never added up)."""
+    totals: dict[str, tuple[float, float]] = {}
+    for row in rows:
+        if row.currency is None:
+            continue
+        cost, avoided = totals.get(row.currency, (0.0, 0.0))
+        totals[row.currency] = (cost + (row.cost or 0.0), avoided + (row.avoided_cost or 0.0))
+    return totals
+
+
+def format_money(amount: float, currency: str) -> str:
+    """``12.3456 USD``: four decimals under 100, two above."""
+    return f"{amount:,.4f} {currency}" if abs(amount) < 100 else f"{amount:,.2f} {currency}"
 
 
 def _literal(text: str) -> str:
@@ -91,7 +133,19 @@ def format_summary(rows: list[EndpointUsage]) -> str:
     """A plain-text table of ``rows`` with a total line (an empty list says no request was made)."""
     if not rows:
         return "  no ai_query request was made"
-    header = ("endpoint", "requests", "calls", "errors", "input tok", "output tok", "total tok", "p50 ms", "from store")
+    header = (
+        "endpoint",
+        "requests",
+        "calls",
+        "errors",
+        "input tok",
+        "output tok",
+        "total tok",
+        "p50 ms",
+        "from store",
+        "cost",
+        "avoided",
+    )
     body = [
         (
             row.endpoint,
@@ -103,9 +157,12 @@ def format_summary(rows: list[EndpointUsage]) -> str:
             f"{row.total_tokens:,}",
             "-" if row.median_latency_ms is None else f"{row.median_latency_ms:,}",
             f"{row.from_store:,}",
+            _money_cell(row.cost, row.currency, row.requests > 0),
+            _money_cell(row.avoided_cost, row.currency, row.from_store > 0),
         )
         for row in rows
     ]
+    totals = costs_by_currency(rows)
     if len(rows) > 1:
         body.append(
             (
@@ -118,6 +175,12 @@ def format_summary(rows: list[EndpointUsage]) -> str:
                 f"{sum(r.total_tokens for r in rows):,}",
                 "",
                 f"{sum(r.from_store for r in rows):,}",
+                # Amounts in different currencies are not added: each has a line of its own below.
+                *(
+                    (format_money(*_first(totals, 0)), format_money(*_first(totals, 1)))
+                    if len(totals) == 1
+                    else ("see below", "")
+                ),
             )
         )
     widths = [max(len(line[i]) for line in (header, *body)) for i in range(len(header))]
@@ -128,4 +191,28 @@ def format_summary(rows: list[EndpointUsage]) -> str:
         ]
         return "  " + "  ".join(cells).rstrip()
 
-    return "\n".join(render(line) for line in (header, *body))
+    lines = [render(line) for line in (header, *body)]
+    if len(totals) > 1:
+        for currency, (cost, avoided) in sorted(totals.items()):
+            spent, saved = format_money(cost, currency), format_money(avoided, currency)
+            lines.append(f"  total in {currency}: {spent}, avoided {saved}")
+    missing = unpriced(rows)
+    if missing:
+        lines.append(
+            f"  no price for {', '.join(missing)}: their cost is not counted (set price = {{ input_per_million = ..., "
+            "output_per_million = ... } in their [endpoints] table)"
+        )
+    return "\n".join(lines)
+
+
+def _money_cell(amount: float | None, currency: str | None, used: bool) -> str:
+    if not used:
+        return "-"
+    if amount is None or currency is None:
+        return "no price"
+    return format_money(amount, currency)
+
+
+def _first(totals: dict[str, tuple[float, float]], index: int) -> tuple[float, str]:
+    currency, amounts = next(iter(totals.items()))
+    return amounts[index], currency

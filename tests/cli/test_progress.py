@@ -25,12 +25,14 @@ def test_progress_line_shows_tasks_rows_rate_429s_errors_tokens_and_eta() -> Non
         "statement 2/3", usage=counts, tasks=lambda: TaskCounts(done=3, running=1, total=8), stream=stream, interval=60
     )
     with reporter:
-        counts.now = UsageCounts(rows=47, requests=59, errors=4, rate_limited=6, tokens=350)
+        counts.now = UsageCounts(rows=47, requests=59, errors=4, rate_limited=6, tokens=350, cost={"USD": 0.75})
         live = reporter.line()
     line = stream.getvalue().strip()
     assert line.startswith("statement 2/3  00:00  tasks 3/8")
-    assert "rows 40  requests 50 (" in line and "429s 10.0%  errors 2  tokens 300" in line
+    assert "rows 40  requests 50 (" in line and "429s 10.0%  errors 2  tokens 300  cost 0.7500 USD" in line
     assert "ETA" in live and "ETA" not in line  # the final line has no time left to show
+    # Live, the cost so far and the whole statement's, from the share of its tasks done (3 of 8).
+    assert "cost 0.7500 USD (projected 2.0000 USD)" in live and "projected" not in line
 
 
 def test_no_progress_line_for_a_quick_statement_without_requests() -> None:

@@ -51,15 +51,34 @@ def test_format_rows_cuts_long_values_and_vectors() -> None:
 
 def test_summary_table_with_a_total_line() -> None:
     rows = [
-        EndpointUsage("databricks-gte-large-en", 446, 430, 16, 14983, 0, 14983, 85),
-        EndpointUsage("my-chat", 1200, 1000, 200, 20000, 5000, 25000, None, from_store=300),
+        EndpointUsage("databricks-gte-large-en", 446, 430, 16, 14983, 0, 14983, 85, cost=0.0003, currency="USD"),
+        EndpointUsage(
+            "my-chat", 1200, 1000, 200, 20000, 5000, 25000, None, 300, cost=0.012, currency="USD", avoided_cost=0.003
+        ),
     ]
     lines = format_summary(rows).splitlines()
-    assert lines[0].split()[:3] == ["endpoint", "requests", "calls"] and lines[0].endswith("from store")
-    assert lines[1].split() == ["databricks-gte-large-en", "446", "430", "16", "14,983", "0", "14,983", "85", "0"]
-    assert lines[2].split()[-2:] == ["-", "300"]
-    assert lines[3].split() == ["total", "1,646", "1,430", "216", "34,983", "5,000", "39,983", "300"]
-    assert format_summary([]).strip() == "no ai_query request was made"
+    assert lines[0].split()[:3] == ["endpoint", "requests", "calls"]
+    assert lines[0].split()[-4:] == ["from", "store", "cost", "avoided"]
+    assert lines[1].split() == [
+        "databricks-gte-large-en", "446", "430", "16", "14,983", "0", "14,983", "85", "0", "0.0003", "USD", "-"
+    ]  # fmt: skip
+    assert lines[2].split()[-6:] == ["-", "300", "0.0120", "USD", "0.0030", "USD"]
+    assert lines[3].split() == [
+        "total", "1,646", "1,430", "216", "34,983", "5,000", "39,983", "300", "0.0123", "USD", "0.0030", "USD"
+    ]  # fmt: skip
+    assert len(lines) == 4 and format_summary([]).strip() == "no ai_query request was made"
+
+
+def test_summary_names_endpoints_without_a_price_and_never_adds_currencies() -> None:
+    rows = [
+        EndpointUsage("my-finetune", 10, 10, 0, 100, 50, 150, 20),
+        EndpointUsage("openai-mini", 4, 4, 0, 40, 20, 60, 20, cost=0.25, currency="USD"),
+        EndpointUsage("databricks-llama", 6, 6, 0, 60, 30, 90, 20, 2, cost=1.5, currency="DBU", avoided_cost=0.5),
+    ]
+    text = format_summary(rows)
+    assert "my-finetune" in text.splitlines()[1] and text.splitlines()[1].endswith("no price           -")
+    assert "total in DBU: 1.5000 DBU, avoided 0.5000 DBU" in text and "total in USD: 0.2500 USD" in text
+    assert text.splitlines()[-1].startswith("  no price for my-finetune: their cost is not counted")
 
 
 def test_report_names_outcome_and_tag() -> None:

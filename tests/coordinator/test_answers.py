@@ -42,9 +42,10 @@ def test_an_answer_paid_once_answers_the_same_request_later(
     first, second = worker(coordinator, tmp_path), worker(coordinator, tmp_path, task=2)
     try:
         prompts = [f"question {i}" for i in range(20)]
-        answers = first.run(site_for(gateway), prompts)
+        priced = site_for(gateway, price={"input_per_million": 1.0, "output_per_million": 4.0}, currency="EUR")
+        answers = first.run(priced, prompts)
         assert gateway.stats()["requests"] == 20
-        again = second.run(site_for(gateway), [*prompts, "a new one"])
+        again = second.run(priced, [*prompts, "a new one"])
         assert gateway.stats()["requests"] == 21  # only the new prompt was sent
         assert [o.value for o in again[:20]] == [o.value for o in answers]
         # Another endpoint (so another model) is another request.
@@ -66,7 +67,11 @@ def test_an_answer_paid_once_answers_the_same_request_later(
             paid["output_reasoning_tokens"],
         )
         assert "status_code" not in hit and "latency_ms" not in hit and hit["attempt"] == 0
+        # Nothing billed; what it would have cost is the cost of the request that paid for the answer.
+        assert (hit["cost"], hit["avoided_cost"], hit["currency"]) == (0.0, paid["cost"], "EUR") and paid["cost"] > 0
     assert not {h["request_id"] for h in hits} & {r["request_id"] for r in sent}
+    other = [r for r in sent if r["endpoint_name"] == "coord-other"]
+    assert len(other) == 2 and all("cost" not in r and "currency" not in r for r in other)  # no price: NULL
 
 
 def test_identical_requests_in_flight_in_two_workers_are_sent_once(

@@ -43,8 +43,9 @@ def test_records_reach_the_driver_journal_once_per_request(
 ) -> None:
     gateway.configure(latency_ms=20, fault_rates={"503": 0.1}, seed=5)
     worker = Worker(coordinator, str(tmp_path / "spool"))
+    priced = site_for(gateway, price={"input_per_million": 2.0, "output_per_million": 6.0})
     try:
-        outcomes = worker.run(site_for(gateway), [f"p{i}" for i in range(300)])
+        outcomes = worker.run(priced, [f"p{i}" for i in range(300)])
     finally:
         worker.close()
     assert all(o.error is None for o in outcomes)
@@ -54,6 +55,9 @@ def test_records_reach_the_driver_journal_once_per_request(
     assert {r["request_id"]: r["status_code"] for r in records} == {k: v["status"] for k, v in served.items()}
     progress = coordinator.progress()[0]
     assert (progress.query, progress.rows_answered, progress.requests) == ("q-test", 300, len(served))
+    billed = sum((v["input_tokens"] * 2.0 + v["output_tokens"] * 6.0) / 1e6 for v in served.values())
+    assert progress.cost == {"USD": pytest.approx(billed)} and billed > 0  # the 503s billed nothing
+    assert f"cost {billed:,.4f} USD" in progress.line()
 
 
 def test_a_request_leaves_only_after_the_driver_has_its_begin_record(

@@ -21,6 +21,7 @@ from aiquery.errors import (
     ServerError,
     TransportError,
 )
+from aiquery.pricing import Price
 from aiquery.usage.record import MemorySink
 
 
@@ -411,3 +412,50 @@ def test_text_that_is_not_unicode_fails_its_own_row_unsent(gateway: Any) -> None
     assert "not valid UTF-8 (byte 0xFF)" in str(outcomes[2].error)
     assert outcomes[3].error is None and outcomes[3].value is None
     assert outcomes[1].error.attempts == 0 and len(gateway.requests()) == 1
+
+
+PRICE = {"input_per_million": 3.0, "output_per_million": 15.0, "cached_input_per_million": 0.3}
+
+
+@pytest.mark.parametrize("api", ["chat", "embeddings", "responses", "openai-responses", "anthropic", "gemini"])
+def test_each_request_costs_its_tokens_at_the_endpoints_price(gateway: Any, api: str) -> None:
+    # A tenth of each prompt read from the provider's cache, a fifth written to it (only Anthropic reports writes,
+    # and an embeddings response reports neither).
+    gateway.configure(cached_tokens=0.1, cache_creation_tokens=0.2)
+    price = Price(**PRICE, cache_write_per_million=3.75, currency="EUR")
+    sink = MemorySink()
+    site = CallSite(endpoint=endpoint(gateway, api, price=price))
+    run(Engine(sink=sink), site, [f"Summarize the text {i} " * (20 + i) for i in range(8)])
+    served = {entry["client_request_id"]: entry for entry in gateway.requests()}
+    assert len(sink.records) == len(served) == 8
+    for record in sink.records:
+        entry = served[record.request_id]
+        read, written = entry["cached_tokens"], entry["cache_creation_tokens"]
+        assert (read > 0) == (api != "embeddings") and (written > 0) == (api == "anthropic")  # as each API reports
+        # By hand, from what the emulator billed: uncached input, cache reads, cache writes, output.
+        expected = (
+            (entry["input_tokens"] - read - written) * 3.0 + read * 0.3 + written * 3.75 + entry["output_tokens"] * 15.0
+        ) / 1_000_000
+        assert record.cost == pytest.approx(expected, rel=1e-12) and record.cost > 0
+        assert record.currency == "EUR" and record.avoided_cost is None
+
+
+def test_cache_prices_default_to_the_input_price_and_errors_bill_nothing(gateway: Any) -> None:
+    gateway.configure(cached_tokens=0.5, fault_rates={"400": 0.5}, seed=3)
+    sink = MemorySink()
+    site = CallSite(endpoint=endpoint(gateway, price=Price(input_per_million=2.0, output_per_million=8.0)))
+    run(Engine(sink=sink), site, [f"prompt number {i} " * 10 for i in range(20)])
+    served = {entry["client_request_id"]: entry for entry in gateway.requests()}
+    answered = [r for r in sink.records if r.status_code == 200]
+    refused = [r for r in sink.records if r.status_code == 400]
+    assert answered and refused
+    for record in answered:
+        entry = served[record.request_id]
+        assert record.cost == pytest.approx((entry["input_tokens"] * 2.0 + entry["output_tokens"] * 8.0) / 1e6)
+    assert all(record.cost == 0.0 and record.currency == "USD" for record in refused)
+
+
+def test_an_endpoint_without_a_price_records_no_cost(gateway: Any) -> None:
+    sink = MemorySink()
+    run(Engine(sink=sink), CallSite(endpoint=endpoint(gateway)), ["a", "b"])
+    assert [(r.cost, r.avoided_cost, r.currency) for r in sink.records] == [(None, None, None)] * 2
