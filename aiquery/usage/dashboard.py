@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DashboardQuery", "default_queries_dir", "load_queries", "render_dashboard", "with_table"]
 
-SECTION_ORDER = ("overview", "usage", "tokens", "store", "performance", "errors")
+SECTION_ORDER = ("overview", "usage", "cost", "tokens", "store", "performance", "errors")
 CHART_KINDS = ("kpi", "bar", "line", "table")
 _DIRECTIVE = re.compile(r"^\s*--\s*(name|chart)\s*:\s*(.*?)\s*$")
 _STATEMENT_END = re.compile(r";[ \t]*(?:\n|$)")

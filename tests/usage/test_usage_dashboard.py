@@ -24,6 +24,7 @@ from aiquery.usage.spool import SpoolWriter
 pytestmark = pytest.mark.spark
 
 ENDPOINTS = {"chat-a": "gpt-x", "chat-b": "gpt-x", "embed-c": "gte-large"}
+PRICED = {"chat-a": "USD", "chat-b": "DBU"}  # embed-c has no price: its cost is NULL
 REQUESTERS = ["alice@example.com", "bob@example.com", "carol@example.com"]
 TAGS: list[dict[str, str]] = [{"team": "ml"}, {"team": "web", "env": "prod"}, {}]
 FAILURES = [(429, "rate limited"), (500, "upstream failed"), (None, "connection reset")]
@@ -48,12 +49,16 @@ def dataset() -> list[UsageRecord]:
                 destination_model=ENDPOINTS[endpoint],
                 requester=REQUESTERS[call % len(REQUESTERS)],
                 request_tags=TAGS[call % len(TAGS)],
+                query_tag="nightly" if call % 2 else None,
             )
+            currency = PRICED.get(endpoint)
             failed = attempt < attempts or final_fails
             if failed:
                 status, message = FAILURES[(call + attempt) % len(FAILURES)]
                 rec.status_code, rec.error_message = status, message
                 rec.latency_ms = None if status is None else 20 + call
+                if currency and status is not None:  # an error answer bills nothing; a lost request is unknown
+                    rec.cost, rec.currency = 0.0, currency
             else:
                 rec.status_code = 200
                 rec.input_tokens = 100 + 3 * call
@@ -64,6 +69,8 @@ def dataset() -> list[UsageRecord]:
                 rec.tokens_estimated = endpoint == "embed-c" and call % 2 == 0
                 rec.latency_ms = 100 + (call * 37) % 400
                 rec.time_to_first_byte_ms = 30 + (call * 13) % 90
+                if currency:
+                    rec.cost, rec.currency = 0.0025 * (1 + call % 7), currency
             records.append(rec)
     for hit in range(12):  # calls answered from the answer store: usage rows of their own, no HTTP request
         endpoint = list(ENDPOINTS)[hit % 2]
@@ -79,6 +86,7 @@ def dataset() -> list[UsageRecord]:
         )
         rec.input_tokens, rec.output_tokens = 50 + hit, 7
         rec.total_tokens = rec.input_tokens + rec.output_tokens
+        rec.cost, rec.avoided_cost, rec.currency = 0.0, 0.005 * (1 + hit % 3), PRICED[endpoint]
         records.append(rec)
     return records
 
@@ -155,6 +163,50 @@ def store_panels(everything: list[UsageRecord]) -> dict[str, list[tuple[Any, ...
             (d, sum(r.cache_hit for r in v), tsum(r.total_tokens for r in v if r.cache_hit))
             for d, v in sorted(group(everything, date).items())
         ],
+    }
+
+
+def money(records: list[UsageRecord]) -> tuple[float | None, float | None]:
+    costs = [r.cost for r in records if r.cost is not None]
+    avoided = [r.avoided_cost for r in records if r.avoided_cost is not None]
+    return (rounded(sum(costs), 4) if costs else None, rounded(sum(avoided), 4) if avoided else None)
+
+
+def by_cost(rows: list[tuple[Any, ...]], cost_at: int) -> list[tuple[Any, ...]]:
+    # ORDER BY cost DESC, then the grouping columns (Spark puts NULL last when descending)
+    return sorted(rows, key=lambda row: (row[cost_at] is None, -(row[cost_at] or 0), row[:cost_at]))
+
+
+def cost_panels(everything: list[UsageRecord]) -> dict[str, list[tuple[Any, ...]]]:
+    priced = [r for r in everything if r.currency is not None]
+
+    def per(key: Callable[[UsageRecord], Any]) -> list[tuple[Any, ...]]:
+        return [(*k, *money(v)) for k, v in group(priced, lambda r: (key(r), r.currency)).items()]
+
+    tagged = [(f"{k}={v}", r) for r in priced for k, v in r.request_tags.items()]
+    query_rows = [
+        (q, c, *money(v), sum(not r.cache_hit for r in v))
+        for (q, c), v in group(priced, lambda r: (r.query_tag or "(none)", r.currency)).items()
+    ]
+    unpriced = [
+        (e, m, sum(not r.cache_hit for r in v), tsum(r.total_tokens for r in v if not r.cache_hit))
+        for (e, m), v in group(everything, lambda r: (r.endpoint_name, r.destination_model)).items()
+        if all(r.currency is None for r in v)
+    ]
+    return {
+        "Cost per currency": sorted(
+            (c, *money(v), sum(not r.cache_hit for r in v), sum(bool(r.cache_hit) for r in v))
+            for c, v in group(priced, lambda r: r.currency).items()
+        ),
+        "Daily cost": sorted((d, c, *money(v)) for (d, c), v in group(priced, lambda r: (date(r), r.currency)).items()),
+        "Cost per endpoint": by_cost(per(lambda r: r.endpoint_name), 2),
+        "Cost per requester": by_cost(per(lambda r: r.requester), 2),
+        "Cost per request tag": by_cost(
+            [(t, c, *money([r for _, r in v])) for (t, c), v in group(tagged, lambda x: (x[0], x[1].currency)).items()],
+            2,
+        ),
+        "Cost per query tag": by_cost(query_rows, 2)[:50],
+        "Endpoints without a price": sorted(unpriced, key=lambda row: (-row[2], row[0])),
     }
 
 
@@ -276,6 +328,7 @@ def expected(everything: list[UsageRecord]) -> dict[str, list[tuple[Any, ...]]]:
             key=lambda row: (-row[2], row[0]),
         ),
         **store_panels(everything),
+        **cost_panels(everything),
     }
 
 
