@@ -93,22 +93,42 @@ class LocalJournal:
         spool = writer.spool_dir
         recover_orphans(spool, wait=False)
         for path in sorted(spool.glob("usage-*.json")):
-            data = path.read_bytes()
-            lines = data.splitlines(keepends=True)
-            for start in range(0, len(lines), 2000):
-                part = lines[start : start + 2000]
-                ids = [_request_id(line) for line in part]
-                meta = {"op": "sync", "j": journal, "bl": 0, "el": sum(map(len, part)), "e": ids, "local": 1}
-                reply = await send(meta, b"".join(part))
-                if "error" in reply.meta:
-                    logger.warning("aiquery coordinator refused delivered records: %s", reply.meta["error"])
-                    return False
-            path.unlink()
+            # The folder is the machine's, shared by the application's workers on it: each file is delivered by
+            # the one that claims it (an atomic rename), or the driver would get it twice under two worker ids and
+            # keep both (measured: 8 records twice in the ledger after a listener stop).
+            claimed = path.with_name(f"{path.name}.{os.getpid()}.delivering")
+            try:
+                os.rename(path, claimed)
+            except FileNotFoundError:
+                continue
+            try:
+                delivered = await self._send_lines(_lines(claimed), journal, send)
+            except BaseException:
+                os.rename(claimed, path)  # delivered again later; the driver drops what it already had
+                raise
+            if not delivered:
+                os.rename(claimed, path)
+                return False
+            claimed.unlink()
         if not writer.in_flight and not any(spool.glob("usage-*.json")):
             writer.close()
             self._writer = None
             return True
         return False
+
+    @staticmethod
+    async def _send_lines(
+        lines: list[bytes], journal: str, send: Callable[[dict[str, Any], bytes], Awaitable[Reply]]
+    ) -> bool:
+        for start in range(0, len(lines), 2000):
+            part = lines[start : start + 2000]
+            ids = [_request_id(line) for line in part]
+            meta = {"op": "sync", "j": journal, "bl": 0, "el": sum(map(len, part)), "e": ids, "local": 1}
+            reply = await send(meta, b"".join(part))
+            if "error" in reply.meta:
+                logger.warning("aiquery coordinator refused delivered records: %s", reply.meta["error"])
+                return False
+        return True
 
     def flush(self) -> None:
         if self._writer is not None:
@@ -126,3 +146,7 @@ class LocalJournal:
 
 def _request_id(line: bytes) -> str:
     return str(json.loads(line)["request_id"])
+
+
+def _lines(path: Path) -> list[bytes]:
+    return path.read_bytes().splitlines(keepends=True)

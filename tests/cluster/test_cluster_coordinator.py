@@ -83,7 +83,11 @@ def test_usage_reaches_the_ledger_through_a_listener_stop_and_an_executor_loss(
     ledger = spark.read.format("delta").load(str(warehouse / "usage_table")).collect()
     rows = [row for row in ledger if not row.cache_hit]
     log = {entry["client_request_id"]: entry for entry in gateway.requests()}
-    assert len(ledger) == len({row.request_id for row in ledger}) == result["ingested"]
+    counts = collections.Counter(row.request_id for row in ledger)
+    twice = [row for row in ledger if counts[row.request_id] > 1]
+    assert len(ledger) == len(counts) == result["ingested"], sorted(
+        (row.request_id, row.endpoint_name, row.status_code, row.error_message, row.task_attempt_id) for row in twice
+    )
     missing = set(log) - {row.request_id for row in rows}
     # When it fails, say where: which query's requests, when, and what the executors logged about the coordinator.
     assert not missing, (

@@ -93,7 +93,7 @@ def test_table_from_ddl_file_has_the_code_schema(spark: Any, ddl_table: str) -> 
 @pytest.mark.spark
 def test_every_dashboard_query_uses_only_table_columns(spark: Any, ddl_table: str) -> None:
     queries = load_queries()
-    assert {q.section for q in queries} == {"overview", "performance", "usage", "tokens", "errors", "store"}
+    assert {q.section for q in queries} == {"overview", "performance", "usage", "cost", "tokens", "errors", "store"}
     for query in queries:
         assert "ai_gateway.usage" in query.sql, query.name
         # Analysis resolves every column: an unknown one raises UNRESOLVED_COLUMN here.
