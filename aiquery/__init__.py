@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
     from aiquery.coordinator.progress import QueryProgress
+    from aiquery.jobs.estimate import JobEstimate
 
 __version__ = "0.1.0"
 
@@ -34,6 +35,7 @@ __all__ = [
     "Settings",
     "UsageSettings",
     "__version__",
+    "estimate",
     "flush_usage",
     "load_settings",
     "progress",
@@ -80,3 +82,26 @@ def progress(spark: SparkSession) -> list[QueryProgress]:
     from aiquery.spark.progress import progress as _progress
 
     return _progress(spark)
+
+
+def estimate(
+    spark: SparkSession,
+    query: str,
+    *,
+    fraction: float = 0.01,
+    min_rows: int = 100,
+    variables: dict[str, str] | None = None,
+) -> JobEstimate:
+    """Estimate what ``query`` (one SQL statement, or several separated by ``;``) will send and cost.
+
+    Every ``ai_query`` call gets the rows the real run would give it and sends a deterministic sample of them
+    (``fraction`` of the rows, at least ``min_rows`` per call); the rest are only counted. The user's tables are
+    not written (see :mod:`aiquery.jobs.estimate`). ``print(aiquery.estimate(spark, sql).format())`` shows it.
+
+    Raises:
+        aiquery.jobs.estimate.EstimateError: a statement failed, or the usage ledger is off.
+    """
+    from aiquery.jobs.estimate import estimate_statements
+    from aiquery.jobs.script import prepare_job
+
+    return estimate_statements(spark, prepare_job(query, variables or {}), fraction=fraction, min_rows=min_rows)

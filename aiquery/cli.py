@@ -1,4 +1,4 @@
-"""The ``aiquery`` command: ``demo``, ``run``, ``dashboard`` and ``gateway``.
+"""The ``aiquery`` command: ``demo``, ``run``, ``estimate``, ``dashboard`` and ``gateway``.
 
     aiquery demo                       # the main job on embedded defaults: emulator, local Spark, Delta
     aiquery run job.sql --var day=2024-06-01
@@ -16,7 +16,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from aiquery import __version__
-from aiquery.jobs.command import EXIT_USAGE, UsageProblem, add_run_arguments, guarded, run_command, spark_log_path
+from aiquery.jobs.command import (
+    EXIT_USAGE,
+    UsageProblem,
+    add_estimate_arguments,
+    add_run_arguments,
+    estimate_command,
+    guarded,
+    run_command,
+    spark_log_path,
+)
 
 __all__ = ["build_parser", "main"]
 
@@ -56,6 +65,15 @@ def build_parser() -> argparse.ArgumentParser:
         "print a usage summary; exit 1 naming the statement that failed.",
     )
     add_run_arguments(run, submitted=False)
+
+    estimate = commands.add_parser(
+        "estimate",
+        help="estimate what a SQL job will send and cost, from a sample of its rows",
+        description="Run a job file with each ai_query call sending a deterministic sample of the rows it gets "
+        "(1 %%, at least 100 rows) and counting the rest; print per endpoint the rows, requests, tokens, cost and "
+        "wall time expected for the whole job, with ranges. The job's tables are not written.",
+    )
+    add_estimate_arguments(estimate)
 
     dashboard = commands.add_parser(
         "dashboard",
@@ -99,6 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     prog = f"aiquery {args.command}"
     if args.command == "run":
         return guarded(prog, lambda: run_command(args, submitted=False), debug=args.debug)
+    if args.command == "estimate":
+        return guarded(prog, lambda: estimate_command(args), debug=args.debug)
     if args.command == "demo":
         return guarded(prog, lambda: _demo(args), debug=args.debug)
     return guarded(prog, lambda: _dashboard(args), debug=args.debug)

@@ -12,6 +12,7 @@ The tree::
         ├── TransportError       no HTTP response: refused, dropped, DNS, TLS
         │   └── RequestTimeout   an attempt ran past the endpoint's timeout
         ├── DeadlineExceeded     the call's total deadline ran out between or during attempts
+        ├── BudgetExceeded       not sent: the application's spending cap is reached (AI_QUERY_BUDGET_EXCEEDED)
         ├── StatusError          the endpoint answered with an HTTP error status
         │   ├── RateLimitError   429
         │   ├── ServerError      5xx and 529
@@ -27,6 +28,7 @@ from typing import Any
 __all__ = [
     "AIQueryError",
     "ArgumentError",
+    "BudgetExceeded",
     "CallError",
     "ClientError",
     "ConfigError",
@@ -152,6 +154,13 @@ class RequestTimeout(TransportError):
 
 class DeadlineExceeded(CallError):
     """The call's total deadline (all attempts and waits together) ran out."""
+
+
+class BudgetExceeded(CallError):
+    """Not sent: the next request would pass the application's spending cap (``aiquery.budget.max_cost`` or
+    ``max_tokens``). Its message starts with the error class ``[AI_QUERY_BUDGET_EXCEEDED]`` and names the cap."""
+
+    error_class = "AI_QUERY_BUDGET_EXCEEDED"
 
 
 class StatusError(CallError):

@@ -35,12 +35,13 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiquery.config import Endpoint
+from aiquery.coordinator.cap import cap_error
 from aiquery.coordinator.link import Batch, Link, Reply, describe
 from aiquery.coordinator.local_journal import LocalJournal, local_journal_dir
 from aiquery.coordinator.progress import ProgressReport
 from aiquery.coordinator.protocol import CoordinatorAddress, ProtocolError
 from aiquery.coordinator.shares import EndpointShare, EndpointShares
-from aiquery.engine.governor import Admission, EndpointLimits, TaskInfo
+from aiquery.engine.governor import Admission, EndpointLimits, TaskInfo, add_sample
 from aiquery.store.base import StoredAnswer
 from aiquery.usage.codec import RecordEncoder
 from aiquery.usage.record import UsageRecord
@@ -53,6 +54,10 @@ TICK_S = 0.25
 RECONNECT_MIN_S = 0.25
 RECONNECT_MAX_S = 2.0
 FLUSH_TIMEOUT_S = 30.0
+CUT_OFF_UNDER_CAP = (
+    "not sent: the application has a spending cap, and this worker cannot reach the driver's coordinator to check "
+    "it; run again once the driver is reachable (rows already answered come from the answer store)."
+)
 DELIVERY_INTERVAL_S = 2.0
 """While records wait in the local journal, how often the ticker tries to deliver them."""
 
@@ -101,6 +106,13 @@ class CoordinatorClient:
         self._local_journal = LocalJournal(address.application)
         self.fallbacks = 0
         """How many times this worker lost its coordinator (for tests and logs)."""
+        self._samples: dict[str, dict[str, list[int]]] = {}
+        """Estimate runs' row counts not reported yet (run -> endpoint -> [seen, sent])."""
+        self._spend: dict[str, list[float]] = {}
+        """What requests ended since the last sync spent: ``{currency: [cost, tokens, requests]}``, for the cap."""
+        self.capped = False
+        """The application has a spending cap (the query plan says so, or the driver did): while cut off from
+        the driver this worker sends nothing, since it cannot check the cap."""
 
     # ---- Governor -------------------------------------------------------------------------------------------
     def limits(self, endpoint: Endpoint, share: float) -> EndpointLimits:
@@ -162,6 +174,10 @@ class CoordinatorClient:
         if self.journal is None:
             return None
         if not self.connected:
+            if self.capped:
+                refused: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                refused.set_exception(cap_error(CUT_OFF_UNDER_CAP))
+                return refused
             self._local_journal.begin(record)
             return None
         batch = self._next_batch()
@@ -169,6 +185,7 @@ class CoordinatorClient:
         batch.begin_ids.append(record.request_id)
         batch.begin_heads.append(head)
         batch.tasks.append(record.task_attempt_id)
+        batch.currencies.append(record.currency)
         self._schedule_flush()
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         batch.begin_waiters.append(waiter)
@@ -178,6 +195,13 @@ class CoordinatorClient:
         self._progress.count_request(record)
         if self.journal is None:
             return
+        if not record.cache_hit:
+            spent = self._spend.get(record.currency or "")
+            if spent is None:
+                spent = self._spend[record.currency or ""] = [0.0, 0, 0]
+            spent[0] += record.cost or 0.0
+            spent[1] += record.total_tokens or 0
+            spent[2] += 1
         request_id = record.request_id
         head = self._heads.pop(request_id, None)
         if self._local_journal.began(request_id) or not self.connected:
@@ -201,8 +225,12 @@ class CoordinatorClient:
     def rows_done(self, answered: int, failed: int) -> None:
         self._progress.rows_done(answered, failed)
 
-    def start_task(self, task: TaskInfo | None) -> None:
+    def sampled(self, run: str, endpoint: str, seen: int, sent: int) -> None:
+        add_sample(self._samples, run, endpoint, seen, sent)
+
+    def start_task(self, task: TaskInfo | None, capped: bool = False) -> None:
         self._progress.task = task
+        self.capped = self.capped or capped
 
     async def flush(self) -> None:
         """Deliver every record ended so far (to the driver, or to the local journal when cut off).
@@ -261,11 +289,24 @@ class CoordinatorClient:
         if seen:
             meta["seen"] = seen
         meta.update(self._progress.take())
-        self._link.send(meta, payload, lambda done: self._synced(batch, done))
+        spend, self._spend = self._spend, {}
+        if spend:
+            meta["sp"] = spend
+        if self._samples:
+            meta["est"], self._samples = self._samples, {}
+        self._link.send(meta, payload, lambda done: self._synced(batch, done, spend))
 
-    def _synced(self, batch: Batch, done: asyncio.Future[Reply]) -> None:
+    def _synced(self, batch: Batch, done: asyncio.Future[Reply], spend: dict[str, list[float]]) -> None:
         if self._sending is batch:
             self._sending = None
+        if done.cancelled() or done.exception() is not None or "error" in done.result().meta:
+            # Reported again with the next sync (counted twice at worst, should the driver have seen it: a cap errs
+            # on the safe side).
+            for currency, (cost, tokens, requests) in spend.items():
+                spent = self._spend.setdefault(currency, [0.0, 0, 0])
+                spent[0] += cost
+                spent[1] += tokens
+                spent[2] += requests
         if done.cancelled() or done.exception() is not None:
             if not batch.future.done():
                 error = done.exception() if not done.cancelled() else None
@@ -279,6 +320,11 @@ class CoordinatorClient:
             return
         self._endpoints.apply(reply.meta.get("lease") or {})
         self._answer_waits(reply)
+        self.capped = "cap" in reply.meta  # the driver knows best whether a cap is in force now
+        refused = reply.refused()
+        if refused:
+            for index in refused:  # never journaled: their requests are not sent
+                self._heads.pop(batch.begin_ids[index], None)
         batch.settle(reply)
         if self._batch:
             self._schedule_flush()
@@ -360,6 +406,16 @@ class CoordinatorClient:
         """Put a batch the driver did not acknowledge into the local journal, then release its waiters."""
         if self.journal is not None:
             self._local_journal.keep(batch)
+        if self.capped and batch.begin_ids:
+            # Under a cap nothing is sent unchecked. The driver may have journaled these begins before the reply
+            # was lost: their withdrawal, delivered with the local journal, closes them without a record.
+            for request_id in batch.begin_ids:
+                self._heads.pop(request_id, None)
+                if self.journal is not None:
+                    self._local_journal.withdraw(request_id)
+            refused = list(range(len(batch.begin_ids)))
+            batch.settle(Reply({"refused": {"i": refused, "m": [0] * len(refused), "t": [CUT_OFF_UNDER_CAP]}}))
+            return
         batch.settle(Reply({}))
 
     # ---- the ticker: leases, late ends, reconnection, delivery ----------------------------------------------
@@ -379,7 +435,7 @@ class CoordinatorClient:
                     continue
                 busy = self._endpoints.busy
                 batch = self._batch
-                if busy or self._progress or self._waits or (batch is not None and batch):
+                if busy or self._progress or self._waits or self._samples or (batch is not None and batch):
                     self._next_batch().wanted = True
                     self._schedule_flush()
                 if self._local_journal.holding and self._clock() - last_delivery >= DELIVERY_INTERVAL_S:

@@ -14,6 +14,7 @@ import socket
 from collections.abc import Callable, Collection
 from typing import Any
 
+from aiquery.coordinator.cap import cap_error
 from aiquery.coordinator.protocol import CoordinatorAddress, FrameReader, ProtocolError, encode_frame, prove
 from aiquery.coordinator.tls import certificate_fingerprint, client_context
 from aiquery.store.base import StoredAnswer
@@ -36,6 +37,7 @@ class Batch:
         "begin_heads",
         "begin_ids",
         "begin_waiters",
+        "currencies",
         "end_ids",
         "end_lines",
         "extra",
@@ -51,6 +53,8 @@ class Batch:
         self.begin_ids: list[str] = []
         self.begin_heads: list[str] = []
         self.tasks: list[int | None] = []
+        self.currencies: list[str | None] = []
+        """The currency each begun request is priced in (None: no price), for the spending cap."""
         self.begin_waiters: list[asyncio.Future[None]] = []
         """One per begin: the request waiting to be sent (its own future, so that cancelling it touches no other)."""
         self.end_ids: list[str] = []
@@ -67,12 +71,18 @@ class Batch:
         self.future: asyncio.Future[Reply] = loop.create_future()
 
     def settle(self, reply: Reply) -> None:
-        """Resolve the sync's future and let every request begun in it go (at once: no callback in between)."""
+        """Resolve the sync's future and let every request begun in it go (at once: no callback in between); those
+        the spending cap refused get its error instead."""
         if not self.future.done():
             self.future.set_result(reply)
-        for waiter in self.begin_waiters:
+        refused = reply.refused()
+        for index, waiter in enumerate(self.begin_waiters):
             if not waiter.done():
-                waiter.set_result(None)
+                message = refused.get(index) if refused else None
+                if message is None:
+                    waiter.set_result(None)
+                else:
+                    waiter.set_exception(cap_error(message))
 
     def __bool__(self) -> bool:
         return bool(self.wanted or self.begin_ids or self.end_ids or self.withdrawn or self.answers or self.releases)
@@ -86,8 +96,9 @@ class Batch:
             meta["j"] = journal
             if self.begin_ids:
                 meta["b"] = self.begin_ids
-                tasks = self.tasks
-                meta["t"] = tasks[0] if tasks.count(tasks[0]) == len(tasks) else tasks
+                meta["t"] = _compact(self.tasks)
+                if any(self.currencies):
+                    meta["pc"] = _compact(self.currencies)
             if self.end_ids:
                 meta["e"] = self.end_ids
             if self.withdrawn:
@@ -107,6 +118,11 @@ class Batch:
         return meta, payload
 
 
+def _compact(values: list[Any]) -> Any:
+    """One value when all are the same, else the list."""
+    return values[0] if values.count(values[0]) == len(values) else values
+
+
 class Reply:
     """A sync's reply: its metadata and the answers the store had (parsed once, shared by every waiter)."""
 
@@ -119,6 +135,14 @@ class Reply:
             if line:
                 key, _, encoded = line.partition(b"\t")
                 self.hits[key.decode()] = StoredAnswer.decode(encoded)
+
+    def refused(self) -> dict[int, str] | None:
+        """The begins the spending cap refused (by their index in the sync) and why, or None."""
+        refused = self.meta.get("refused")
+        if not refused:
+            return None
+        messages = refused["t"]
+        return {index: messages[which] for index, which in zip(refused["i"], refused["m"], strict=True)}
 
 
 class Link:

@@ -25,6 +25,7 @@ from typing import Any
 from aiquery.config import Secret
 from aiquery.coordinator.answers import AnswerDesk
 from aiquery.coordinator.budgets import Budgets
+from aiquery.coordinator.cap import CapSetting, SpendingCap
 from aiquery.coordinator.progress import ProgressBook, QueryProgress, TaskCounts
 from aiquery.coordinator.protocol import (
     PROTOCOL_VERSION,
@@ -36,6 +37,7 @@ from aiquery.coordinator.protocol import (
     verify,
 )
 from aiquery.coordinator.requests import InFlight
+from aiquery.engine.governor import add_sample
 from aiquery.engine.loop import LoopThread
 from aiquery.store.base import SafeStore
 from aiquery.usage.spool import SpoolWriter
@@ -83,6 +85,10 @@ class Coordinator:
         self.progress_book = ProgressBook(clock)
         self.in_flight = InFlight(clock)
         self.answers = AnswerDesk()
+        self.cap: SpendingCap | None = None
+        self._samples: dict[str, dict[str, list[int]]] = {}
+        """Estimate runs' row counts, as workers report them: run -> endpoint -> [seen, sent]."""
+        """The application's spending cap (see :mod:`.cap`), or None."""
         self._journals: dict[str, SpoolWriter] = {}
         self._journals_lock = threading.Lock()
         self._loop = LoopThread(name="aiquery-coordinator")
@@ -220,6 +226,8 @@ class Coordinator:
                 from aiquery.usage.recovery import LOST_WORKER_MESSAGE
 
                 closed = journal.end_lost(request_ids, LOST_WORKER_MESSAGE)
+                if self.cap is not None:
+                    self.cap.lost(request_ids)
                 logger.info("closed %d request(s) of lost workers as lost", closed)
 
     def settle(self, timeout: float) -> int:
@@ -235,6 +243,42 @@ class Coordinator:
                 return stranded
             time.sleep(0.1)
 
+    # ---- the spending cap -----------------------------------------------------------------------------------
+    def set_cap(self, setting: CapSetting) -> bool:
+        """Cap the application's spend from now on (an empty setting removes the cap); a setting equal to the one in
+        force changes nothing. Thread-safe. Returns whether the cap changed."""
+
+        async def change() -> bool:
+            current = self.cap
+            if (current.setting if current is not None else CapSetting()) == setting:
+                return False
+            generation = (current.generation if current is not None else 0) + 1
+            self.cap = SpendingCap(setting, generation) if setting else None
+            return True
+
+        changed: bool = self._loop.run(change(), timeout=30)
+        if changed:
+            logger.info("aiquery: spending cap %s", setting.describe() if setting else "removed")
+        return changed
+
+    def cap_state(self) -> dict[str, Any] | None:
+        """Where the spending cap stands (thread-safe), or None without a cap."""
+
+        async def snapshot() -> dict[str, Any] | None:
+            return self.cap.snapshot() if self.cap is not None else None
+
+        state: dict[str, Any] | None = self._loop.run(snapshot(), timeout=30)
+        return state
+
+    def sample_counts(self, run: str) -> dict[str, tuple[int, int]]:
+        """An estimate run's rows per endpoint: (seen, sent), as workers reported them (thread-safe)."""
+
+        async def counts() -> dict[str, tuple[int, int]]:
+            return {endpoint: (seen, sent) for endpoint, (seen, sent) in self._samples.get(run, {}).items()}
+
+        found: dict[str, tuple[int, int]] = self._loop.run(counts(), timeout=30)
+        return found
+
     # ---- progress -------------------------------------------------------------------------------------------
     def progress(self, tasks: Callable[[Iterable[int]], TaskCounts] | None = None) -> list[QueryProgress]:
         """Where every recent query stands."""
@@ -248,6 +292,17 @@ class Coordinator:
         withdrawn = meta.get("x")
         begun_length = int(meta.get("bl", 0))
         ended_length = int(meta.get("el", len(payload) - begun_length))
+        reply: dict[str, Any] = {}
+        cap = self.cap
+        if cap is not None:
+            reply["cap"] = cap.generation
+            spent = meta.get("sp")
+            if spent:
+                cap.spend(spent)
+            if ended:
+                cap.release(ended)
+            if withdrawn:
+                cap.release(withdrawn)
         if begun or ended or withdrawn:
             journal_key = meta.get("j")
             journal = self.journal(journal_key) if isinstance(journal_key, str) else None
@@ -255,8 +310,12 @@ class Coordinator:
                 raise ProtocolError(f"no usage journal {journal_key!r} on this driver")
             if begun:
                 heads = payload[:begun_length].decode().split("\n")
-                journal.begin_lines(begun, heads)
-                self.in_flight.begun(worker, journal_key, begun, meta.get("t"))
+                tasks = meta.get("t")
+                if cap is not None:
+                    begun, heads, tasks = _admit(cap, begun, heads, tasks, meta.get("pc"), reply)
+                if begun:
+                    journal.begin_lines(begun, heads)
+                    self.in_flight.begun(worker, journal_key, begun, tasks)
             if ended:
                 lines = payload[begun_length : begun_length + ended_length]
                 keep = self.in_flight.ended(worker, ended)
@@ -270,10 +329,15 @@ class Coordinator:
                 self.in_flight.ended(worker, withdrawn)
                 journal.withdraw(withdrawn)
         self.in_flight.holding_local(worker, bool(meta.get("local")))
+        samples = meta.get("est")
+        if samples:
+            for run, endpoints in samples.items():
+                for endpoint, (seen, sent) in endpoints.items():
+                    add_sample(self._samples, run, endpoint, int(seen), int(sent))
         rows = meta.get("rows")
         if rows:
             self.progress_book.add(rows, meta.get("stage") or {}, meta.get("desc") or {}, meta.get("cost"))
-        reply: dict[str, Any] = {"lease": self.budgets.sync(worker, meta.get("demand"), meta.get("seen"))}
+        reply["lease"] = self.budgets.sync(worker, meta.get("demand"), meta.get("seen"))
         found = self._answers(worker, meta, payload[begun_length + ended_length :], reply)
         return reply, b"".join(f"{key}\t{text}\n".encode() for key, text in found.items())
 
@@ -400,6 +464,29 @@ class _Connection(asyncio.Protocol):
     def abort(self) -> None:
         if self.transport is not None:
             self.transport.abort()
+
+
+def _admit(
+    cap: SpendingCap, begun: list[str], heads: list[str], tasks: Any, currencies: Any, reply: dict[str, Any]
+) -> tuple[list[str], list[str], Any]:
+    """The begins the cap lets go (with their heads and tasks); the refused ones and why go into ``reply``."""
+    refused = cap.admit(begun, currencies)
+    if not refused:
+        return begun, heads, tasks
+    messages: list[str] = []
+    which: list[int] = []
+    for index in refused:
+        currency = currencies[index] if isinstance(currencies, list) else currencies
+        message = cap.refusal(currency)
+        if message not in messages:
+            messages.append(message)
+        which.append(messages.index(message))
+    reply["refused"] = {"i": refused, "m": which, "t": messages}
+    gone = set(refused)
+    keep = [index for index in range(len(begun)) if index not in gone]
+    if isinstance(tasks, list):
+        tasks = [tasks[index] for index in keep]
+    return [begun[index] for index in keep], [heads[index] for index in keep], tasks
 
 
 async def _cancelled(task: asyncio.Task[None]) -> None:

@@ -33,6 +33,7 @@ __all__ = [
     "LocalGovernor",
     "Pace",
     "TaskInfo",
+    "add_sample",
     "endpoint_key",
     "limits_key",
 ]
@@ -173,8 +174,13 @@ class Governor(Protocol):
         """Rows of the current task that got their answer, or failed for good."""
         ...
 
-    def start_task(self, task: TaskInfo | None) -> None:
-        """The Spark task whose rows come next (None outside Spark)."""
+    def sampled(self, run: str, endpoint: str, seen: int, sent: int) -> None:
+        """An estimate run's rows: ``seen`` reached the call for ``endpoint``, ``sent`` of them are in the sample."""
+        ...
+
+    def start_task(self, task: TaskInfo | None, capped: bool = False) -> None:
+        """The Spark task whose rows come next (None outside Spark); ``capped``: its query plan was made under a
+        spending cap (a governor that cannot check the cap then sends nothing)."""
         ...
 
     async def flush(self) -> None:
@@ -198,6 +204,8 @@ class LocalGovernor:
         self.sink: UsageSink = sink if sink is not None else MemorySink()
         self._clock = clock
         self._limits: dict[tuple[Any, ...], EndpointLimits] = {}
+        self.samples: dict[str, dict[str, list[int]]] = {}
+        """Estimate runs' row counts: run -> endpoint -> [seen, sent]."""
 
     def limits(self, endpoint: Endpoint, share: float) -> EndpointLimits:
         key = limits_key(endpoint)
@@ -228,7 +236,10 @@ class LocalGovernor:
     def rows_done(self, answered: int, failed: int) -> None:
         pass
 
-    def start_task(self, task: TaskInfo | None) -> None:
+    def sampled(self, run: str, endpoint: str, seen: int, sent: int) -> None:
+        add_sample(self.samples, run, endpoint, seen, sent)
+
+    def start_task(self, task: TaskInfo | None, capped: bool = False) -> None:
         pass
 
     async def flush(self) -> None:
@@ -252,3 +263,10 @@ def concurrency_for(endpoint: Endpoint, clock: Clock) -> AdaptiveConcurrency:
     """The concurrency bound of a process for ``endpoint``: a slow start unless a request budget is configured."""
     start = None if endpoint.requests_per_minute else SLOW_START
     return AdaptiveConcurrency(endpoint.max_concurrency, clock=clock, start=start)
+
+
+def add_sample(samples: dict[str, dict[str, list[int]]], run: str, endpoint: str, seen: int, sent: int) -> None:
+    """Add an estimate run's row counts to ``samples`` (run -> endpoint -> [seen, sent])."""
+    counts = samples.setdefault(run, {}).setdefault(endpoint, [0, 0])
+    counts[0] += seen
+    counts[1] += sent

@@ -38,7 +38,7 @@ from aiquery.engine.governor import EndpointLimits, Governor, LocalGovernor
 from aiquery.engine.prepared import REQUEST_ID_HEADER, USER_AGENT, CallSite, PreparedSite
 from aiquery.engine.retry import AttemptFailed, Decision, is_retryable, stop_before_deadline, wait_retry_after
 from aiquery.engine.transport import MIN_TIMEOUT_S, HTTPResponse, NoResponse, Transport
-from aiquery.errors import CallError, DeadlineExceeded
+from aiquery.errors import BudgetExceeded, CallError, DeadlineExceeded
 from aiquery.pricing import Price
 from aiquery.store.base import StoredAnswer
 from aiquery.usage.record import UsageRecord, UsageSink
@@ -314,6 +314,8 @@ class Engine:
         try:
             return await retrying(again)
         except AttemptFailed as last:
+            if isinstance(last.error, BudgetExceeded):
+                return last.error
             if not last.sent or (last.decision.retry and retrying.statistics["attempt_number"] <= endpoint.max_retries):
                 # The deadline is what stopped it: before a retry could be sent, or with attempts left.
                 return DeadlineExceeded(
@@ -358,12 +360,16 @@ class Engine:
             headers = {**prepared.headers, REQUEST_ID_HEADER: record.request_id}
             begun = self.governor.begin(record)
             if begun is not None:
-                # The request leaves only once its record is safe (on the driver, when coordinated).
+                # The request leaves only once its record is safe (on the driver, when coordinated) and the
+                # application's spending cap lets it go.
                 try:
                     await begun
                 except asyncio.CancelledError:
                     self.governor.withdraw(record)  # never sent: not a request of the ledger
                     raise
+                except BudgetExceeded as refused:  # never journaled, never sent
+                    error = BudgetExceeded(refused.message, endpoint=endpoint.name, attempts=0)
+                    raise AttemptFailed(error, Decision(False, "spending cap reached"), sent=False) from None
                 remaining = deadline - self._clock()
             try:
                 response = await self._transport.post(
@@ -419,6 +425,8 @@ class Engine:
             request_tags=prepared.tags,
             request_hash=request_hash,
             function_name=prepared.site.function,
+            # Known before sending: the spending cap refuses a request without a price in its currency.
+            currency=prepared.endpoint.price.currency if prepared.endpoint.price is not None else None,
             **self.context,
         )
 
@@ -426,6 +434,7 @@ class Engine:
         self, record: UsageRecord, message: str, elapsed: float | None, ttfb: float | None
     ) -> None:
         record.error_message = message
+        record.currency = None  # no response: whether anything was billed is unknown (cost NULL)
         record.latency_ms = None if elapsed is None else int(elapsed * 1000)
         record.time_to_first_byte_ms = None if ttfb is None else int(ttfb * 1000)
         self.governor.end(record)
@@ -449,6 +458,7 @@ class Engine:
             except (ValueError, MalformedResponse) as exc:
                 failure = bad_body_failure(exc, response, endpoint)
                 record.error_message = failure.error.message
+                record.currency = None  # what it billed is unknown (cost NULL)
                 self.governor.end(record)
                 raise failure from None
             usage = answer.usage

@@ -1,7 +1,8 @@
 """``aiquery run JOB.sql``: the scheduled batch job, from the command line or through spark-submit.
 
 Exit status: 0 when every statement ran; 1 when a statement failed (the message names it) or Spark failed;
-2 when nothing ran because the command line, the job file, a variable or the configuration is wrong.
+2 when nothing ran because the command line, the job file, a variable or the configuration is wrong; 3 when the
+spending cap (``--max-cost``, ``--max-tokens``) stopped requests from being sent (the summary says how many).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
 from aiquery.errors import AIQueryError
@@ -19,12 +20,15 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 __all__ = [
+    "EXIT_CAPPED",
     "EXIT_FAILED",
     "EXIT_INTERRUPTED",
     "EXIT_OK",
     "EXIT_USAGE",
     "UsageProblem",
+    "add_estimate_arguments",
     "add_run_arguments",
+    "estimate_command",
     "guarded",
     "run_command",
     "spark_log_path",
@@ -33,6 +37,8 @@ __all__ = [
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_CAPPED = 3
+"""The spending cap was reached and requests were not sent."""
 EXIT_INTERRUPTED = 130
 """The shell's status for a command ended by Ctrl-C (128 + SIGINT)."""
 
@@ -63,6 +69,17 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, submitted: bool) -> No
     parser.add_argument(
         "--progress-interval", type=float, default=2.0, metavar="SECONDS", help="seconds between progress updates"
     )
+    parser.add_argument(
+        "--max-cost",
+        metavar="AMOUNT",
+        help="spending cap for this run, e.g. 20 (USD) or '20 DBU': once reached no new request is sent, and the "
+        "job exits with status 3 (every endpoint it calls needs a price in that currency)",
+    )
+    parser.add_argument(
+        "--max-tokens",
+        metavar="N",
+        help="cap on the tokens (input plus output) this run's requests may use; exit status 3 once reached",
+    )
     if not submitted:
         parser.add_argument("--master", default="local[*]", help="Spark master URL (default local[*])")
         parser.add_argument(
@@ -85,27 +102,24 @@ def run_command(
     from aiquery import register
     from aiquery.config import load_settings
     from aiquery.jobs.runner import new_query_tag, report, run_statements
-    from aiquery.jobs.script import parse_variables, prepare_job
     from aiquery.jobs.session import plain_ctrl_c, quiet_pyspark_loggers
     from aiquery.spark.registry import ledger_for
 
     out = out or sys.stdout
     err = err or sys.stderr
-    path = Path(args.job)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise UsageProblem(f"cannot read the job file {path}: {error.strerror}") from None
-    statements = prepare_job(text, parse_variables(args.var))
+    path, statements = _read_job(args)
     settings = load_settings(config_path=args.config)
     if args.show_rows < 0 or args.progress_interval <= 0:
         raise UsageProblem("--show-rows must be 0 or more and --progress-interval more than 0")
+    cap = _cap_settings(args)
     query_tag = args.query_tag or new_query_tag(path.stem)
     spark = _submitted_spark(settings.usage.enabled) if submitted else _local_spark(args, err)
     try:
         quiet_pyspark_loggers()
         plain_ctrl_c(spark.sparkContext)
         register(spark, settings=settings)
+        for name, value in cap.items():  # the session settings a notebook would SET: the builder applies them
+            spark.conf.set(name, value)
         ledger = ledger_for(spark)
         out.write(f"aiquery run {path}: {len(statements)} statement(s), query tag {query_tag}\n")
         result = run_statements(
@@ -123,10 +137,100 @@ def run_command(
     if result.interrupted:
         err.write(f"aiquery run: interrupted during {result.failed.describe() if result.failed else 'the job'}\n")
         return EXIT_INTERRUPTED
+    if result.capped:
+        if result.failed is not None:
+            err.write(f"aiquery run: {result.failed.describe()} stopped by the spending cap: {result.error}\n")
+        return EXIT_CAPPED
     if result.failed is not None:
         err.write(f"aiquery run: {result.failed.describe()} failed: {result.error}\n")
         return EXIT_FAILED
     return EXIT_OK
+
+
+def _read_job(args: argparse.Namespace) -> tuple[Path, list[Any]]:
+    """The job file's statements, variables filled in.
+
+    Raises:
+        UsageProblem: the file cannot be read.
+        JobScriptError: a variable is missing or the file cannot be split.
+    """
+    from aiquery.jobs.script import parse_variables, prepare_job
+
+    path = Path(args.job)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise UsageProblem(f"cannot read the job file {path}: {error.strerror}") from None
+    return path, prepare_job(text, parse_variables(args.var))
+
+
+def add_estimate_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``aiquery estimate``."""
+    parser.add_argument("job", metavar="JOB.sql", help="the job file aiquery run would run")
+    parser.add_argument("--var", action="append", default=[], metavar="NAME=VALUE", help="as for aiquery run")
+    parser.add_argument("--config", metavar="FILE", help="endpoints file, as for aiquery run")
+    parser.add_argument(
+        "--fraction", type=float, default=0.01, metavar="F", help="share of each call's rows to send (default 0.01)"
+    )
+    parser.add_argument(
+        "--min-rows", type=int, default=100, metavar="N", help="send at least N rows per call (default 100)"
+    )
+    parser.add_argument("--master", default="local[*]", help="Spark master URL (default local[*])")
+    parser.add_argument("--warehouse", default="spark-warehouse", metavar="DIR", help="warehouse folder, as for run")
+    parser.add_argument("--spark-log", metavar="FILE", help="file for Spark's own output, as for run")
+
+
+def estimate_command(args: argparse.Namespace, *, out: IO[str] | None = None, err: IO[str] | None = None) -> int:
+    """``aiquery estimate``: run the job on a sample of each call's rows and print the estimate; the exit status."""
+    from aiquery import register
+    from aiquery.config import load_settings
+    from aiquery.jobs.estimate import EstimateError, estimate_statements
+    from aiquery.jobs.session import plain_ctrl_c, quiet_pyspark_loggers
+
+    out = out or sys.stdout
+    err = err or sys.stderr
+    path, statements = _read_job(args)
+    if not 0 < args.fraction <= 1 or args.min_rows < 0:
+        raise UsageProblem("--fraction must be more than 0 and at most 1, and --min-rows 0 or more")
+    settings = load_settings(config_path=args.config)
+    if not settings.usage.enabled:
+        raise UsageProblem("an estimate reads its sample from the usage ledger: turn [usage] enabled back on")
+    spark = _local_spark(args, err)
+    try:
+        quiet_pyspark_loggers()
+        plain_ctrl_c(spark.sparkContext)
+        register(spark, settings=settings)
+        out.write(f"aiquery estimate {path}: {len(statements)} statement(s); your tables are not written\n")
+        out.flush()
+        try:
+            found = estimate_statements(spark, statements, fraction=args.fraction, min_rows=args.min_rows)
+        except EstimateError as error:
+            err.write(f"aiquery estimate: {error}\n")
+            return EXIT_FAILED
+        out.write(found.format() + "\n")
+    finally:
+        spark.stop()
+    return EXIT_OK
+
+
+def _cap_settings(args: argparse.Namespace) -> dict[str, str]:
+    """The session settings of ``--max-cost`` and ``--max-tokens``.
+
+    Raises:
+        UsageProblem: a value is not a positive amount (with an optional currency) or number of tokens.
+    """
+    from aiquery.coordinator.cap import COST_SETTING, TOKENS_SETTING, parse_max_cost, parse_max_tokens
+
+    settings: dict[str, str] = {}
+    try:
+        if args.max_cost is not None:
+            amount, currency = parse_max_cost(args.max_cost, source="--max-cost")
+            settings[COST_SETTING] = f"{amount!r} {currency}"
+        if args.max_tokens is not None:
+            settings[TOKENS_SETTING] = str(parse_max_tokens(args.max_tokens, source="--max-tokens"))
+    except ValueError as error:
+        raise UsageProblem(str(error)) from None
+    return settings
 
 
 def spark_log_path(option: str | None, warehouse: str | Path) -> Path | None:

@@ -52,6 +52,8 @@ class JobResult:
         usage: per-endpoint totals from the usage table; None when the ledger is off or could not be read.
         seconds: wall time of the statements.
         notes: anything else worth saying at the end (e.g. why there is no usage summary).
+        cap: where the application's spending cap stood at the end (see
+            :meth:`aiquery.coordinator.cap.SpendingCap.snapshot`), or None without a cap.
     """
 
     query_tag: str
@@ -63,11 +65,17 @@ class JobResult:
     usage: list[EndpointUsage] | None = None
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    cap: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
         """True when every statement ran."""
         return self.failed is None
+
+    @property
+    def capped(self) -> bool:
+        """The spending cap was reached and kept requests from being sent."""
+        return bool(self.cap and self.cap["reached"] and self.cap["refused"])
 
 
 def new_query_tag(job_name: str) -> str:
@@ -182,6 +190,8 @@ def run_statements(
         context.setLocalProperty("spark.jobGroup.id", None)  # type: ignore[arg-type]
         context.setLocalProperty("spark.job.description", None)  # type: ignore[arg-type]
         context.setLocalProperty(QUERY_TAG_PROPERTY, previous_tag)  # type: ignore[arg-type]
+    if coordinator is not None:
+        result.cap = coordinator.cap_state()
     if ledger is not None:
         try:
             flush_usage(spark)
@@ -189,6 +199,22 @@ def run_statements(
         except Exception as error:  # the job's own outcome matters more than its bill; say why there is none
             result.notes.append(f"usage summary unavailable: {describe_error(error)}")
     return result
+
+
+def format_cap(cap: dict[str, Any]) -> str:
+    """One line on the spending cap: spent since it was set, and whether it stopped requests."""
+    spent = []
+    if cap["max_cost"] is not None:
+        spent.append(f"{cap['spent_cost']:.6g} {cap['currency']}")
+    if cap["max_tokens"] is not None:
+        spent.append(f"{cap['spent_tokens']:,} tokens")
+    line = f"Spending cap {cap['cap']}: {' and '.join(spent)} spent since it was set"
+    if cap["reached"]:
+        line += (
+            f"; REACHED: {cap['refused']:,} request(s) not sent (their rows failed with AI_QUERY_BUDGET_EXCEEDED). "
+            "Run again with a higher cap to finish: answered rows come from the answer store, not paid again."
+        )
+    return line
 
 
 def format_rows(columns: Sequence[str], rows: Sequence[Any], limit: int) -> str:
@@ -238,6 +264,8 @@ def report(result: JobResult, out: IO[str], *, ledger_table: str | None, indent:
     ]
     if result.usage is not None:
         lines += [f"Usage recorded in {ledger_table} for this run:", format_summary(result.usage)]
+    if result.cap is not None:
+        lines.append(format_cap(result.cap))
     lines += [f"  {note}" for note in result.notes]
     out.write(textwrap.indent("\n".join(lines), indent) + "\n")
     out.flush()

@@ -10,7 +10,15 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-__all__ = ["EndpointUsage", "costs_by_currency", "format_money", "format_summary", "unpriced", "usage_summary"]
+__all__ = [
+    "EndpointUsage",
+    "costs_by_currency",
+    "format_money",
+    "format_summary",
+    "sql_literal",
+    "unpriced",
+    "usage_summary",
+]
 
 # A request failed when it got no 2xx answer; status_code is NULL when no answer arrived at all. Answers from the
 # answer store are rows of their own (cache_hit): counted apart, never as requests, their tokens not as used.
@@ -69,7 +77,7 @@ def usage_summary(spark: SparkSession, table: str, query_tag: str) -> list[Endpo
     """
     # A quoted literal, not a named parameter: with Delta's session extension (delta-spark 4.4.0 on Spark 4.2)
     # spark.sql(..., args=...) fails with UNBOUND_SQL_PARAMETER.
-    rows = spark.sql(_SUMMARY_SQL.format(table=table, tag=_literal(query_tag))).collect()
+    rows = spark.sql(_SUMMARY_SQL.format(table=table, tag=sql_literal(query_tag))).collect()
     found: dict[str, EndpointUsage] = {}
     for row in rows:
         name = str(row.endpoint_name)
@@ -125,7 +133,8 @@ def format_money(amount: float, currency: str) -> str:
     return f"{amount:,.4f} {currency}" if abs(amount) < 100 else f"{amount:,.2f} {currency}"
 
 
-def _literal(text: str) -> str:
+def sql_literal(text: str) -> str:
+    """``text`` as a Spark SQL string literal."""
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 

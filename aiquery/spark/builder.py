@@ -13,13 +13,22 @@ The Catalyst constructors used here (``Cast`` with an ``EvalMode``, ``StructsToJ
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from typing import TYPE_CHECKING, Any
 
 from aiquery.config import Settings
+from aiquery.coordinator.cap import (
+    COST_SETTING,
+    DEFAULT_CURRENCY,
+    TOKENS_SETTING,
+    CapSetting,
+    parse_max_cost,
+    parse_max_tokens,
+)
 from aiquery.coordinator.protocol import CoordinatorAddress
-from aiquery.errors import AIQueryError, ArgumentError
+from aiquery.errors import AIQueryError, ArgumentError, ConfigError
 from aiquery.spark.plan import CallPlan, plan_call
 from aiquery.spark.udf import make_udf
 from aiquery.spark.versions import VARIANT, mentions_variant, require_spark
@@ -27,12 +36,17 @@ from aiquery.spark.versions import VARIANT, mentions_variant, require_spark
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
+    from aiquery.coordinator.server import Coordinator
+
 __all__ = ["AIQueryBuilder", "SparkContextInfo", "parse_ddl_with"]
 
 logger = logging.getLogger("aiquery.spark")
 
 POSITIONAL = ("endpoint", "request", "returnType", "failOnError")
 CACHE_SETTING = "aiquery.cache.enabled"
+ESTIMATE_RUN_SETTING = "aiquery.estimate.run"
+"""Set by an estimate run (see :mod:`aiquery.jobs.estimate`) while its statements are analysed: its id."""
+ESTIMATE_FRACTION_SETTING = "aiquery.estimate.fraction"
 NAMED = {name.lower(): name for name in (*POSITIONAL, "modelParameters", "responseFormat", "requestTags", "files")}
 
 
@@ -46,12 +60,15 @@ class SparkContextInfo:
         journal: str | None,
         coordinator: CoordinatorAddress | None = None,
         store: str | None = None,
+        service: Coordinator | None = None,
     ) -> None:
         self.spark = spark
         self.settings = settings
         self.journal = journal
         self.coordinator = coordinator
         self.store = store
+        self.service = service
+        """The coordinator itself (this is the driver): it keeps the spending cap."""
         self.app_id = spark.sparkContext.applicationId
         self.parallelism = max(1, spark.sparkContext.defaultParallelism)
 
@@ -59,6 +76,55 @@ class SparkContextInfo:
         """The session's ``aiquery.cache.enabled`` (``SET aiquery.cache.enabled = false``), true when unset."""
         value = self.spark.conf.get(CACHE_SETTING, None)
         return value is None or str(value).strip().lower() not in ("false", "0", "off", "no")
+
+    def spending_cap(self) -> CapSetting:
+        """The session's cap (``aiquery.budget.max_cost``, ``aiquery.budget.max_tokens``); empty when unset.
+
+        Raises:
+            ConfigError: a value is not a positive amount (optionally with its currency) or number of tokens.
+        """
+        cost = self.spark.conf.get(COST_SETTING, None)
+        tokens = self.spark.conf.get(TOKENS_SETTING, None)
+        try:
+            max_cost, currency = parse_max_cost(cost) if cost not in (None, "") else (None, DEFAULT_CURRENCY)
+            max_tokens = parse_max_tokens(tokens) if tokens not in (None, "") else None
+        except ValueError as error:
+            raise ConfigError(f"{error}; fix it with SET, or RESET it to remove the cap") from None
+        return CapSetting(max_cost=max_cost, currency=currency, max_tokens=max_tokens)
+
+    def apply_cap(self, plan: CallPlan) -> CallPlan:
+        """Put the session's cap in force on the coordinator and check that ``plan``'s calls can be capped.
+
+        Raises:
+            ArgumentError: ``AI_QUERY_BUDGET_UNPRICED`` (a cost cap and an endpoint without a price in its
+                currency: it would go uncapped) or ``AI_QUERY_BUDGET_NEEDS_LEDGER`` (the cap is kept on the usage
+                ledger's records).
+        """
+        setting = self.spending_cap()
+        if self.service is not None:
+            self.service.set_cap(setting)
+        if not setting:
+            return plan
+        endpoint = plan.site.endpoint
+        if plan.journal is None or self.service is None:
+            raise ArgumentError(
+                "AI_QUERY_BUDGET_NEEDS_LEDGER",
+                f"a spending cap ({setting.describe()}) is checked against the usage ledger's records, which are "
+                "off ([usage] enabled = false); turn the ledger on or RESET the cap.",
+                sqlstate="0A000",
+            )
+        price = endpoint.price
+        if setting.max_cost is not None and (price is None or price.currency != setting.currency):
+            found = "no price" if price is None else f"prices in {price.currency}"
+            raise ArgumentError(
+                "AI_QUERY_BUDGET_UNPRICED",
+                f"endpoint '{endpoint.name}' (model {endpoint.model!r}) has {found}, and the session "
+                f"has a spending cap of {setting.describe()}: its requests cannot be counted against the cap. Give "
+                f"the endpoint a price in {setting.currency} (price = {{ input_per_million = ..., "
+                "output_per_million = ... }) or RESET the cap.",
+                sqlstate="42K09",
+            )
+        return dataclasses.replace(plan, capped=True)
 
     def parse_ddl(self, text: str) -> tuple[Any, str]:
         """Parse DDL with Spark's own parser."""
@@ -78,7 +144,7 @@ class SparkContextInfo:
                     "and parse_json() on the result.",
                     sqlstate="0A000",
                 )
-        return plan_call(
+        plan = plan_call(
             self.settings,
             parse_ddl=self.parse_ddl,
             journal=self.journal,
@@ -90,6 +156,11 @@ class SparkContextInfo:
             budget_share=1.0 / self.parallelism,
             **arguments,
         )
+        run = self.spark.conf.get(ESTIMATE_RUN_SETTING, None)
+        if run:
+            fraction = float(self.spark.conf.get(ESTIMATE_FRACTION_SETTING, None) or 0.01)
+            plan = dataclasses.replace(plan, sample=(str(run), fraction))
+        return self.apply_cap(plan)
 
 
 def parse_ddl_with(spark: SparkSession, text: str) -> tuple[Any, str]:

@@ -52,6 +52,10 @@ class CallPlan:
     """The coordinator's answer store for this call (its key), or None when the answer store is off for it."""
     requester: str = ""
     spark_app_id: str | None = None
+    capped: bool = False
+    """Planned under a spending cap: a worker that cannot reach the coordinator to check it sends nothing."""
+    sample: tuple[str, float] | None = None
+    """Planned by an estimate run: (its id, the fraction of rows to send); the other rows are only counted."""
 
     @property
     def wrapped(self) -> bool:

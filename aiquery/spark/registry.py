@@ -60,7 +60,7 @@ def register(spark: SparkSession, *, settings: Settings | None = None) -> None:
         coordinator.add_journal(journal)
     store = _answer_store(spark, settings, coordinator)
     _bound_arrow_batches(spark)
-    info = SparkContextInfo(spark, settings, journal, coordinator.address, store)
+    info = SparkContextInfo(spark, settings, journal, coordinator.address, store, service=coordinator)
     builder = AIQueryBuilder(info)
     registry = spark._jsparkSession.sessionState().functionRegistry()
     registry.createOrReplaceTempFunction(FUNCTION_NAME, builder, "python_udf")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import hashlib
 import logging
 import threading
 from collections.abc import Iterator
@@ -150,7 +151,12 @@ def worker_runtime(plan: CallPlan) -> WorkerRuntime:
 def _task_context(plan: CallPlan) -> tuple[dict[str, Any], TaskInfo | None]:
     from pyspark import TaskContext
 
-    context: dict[str, Any] = {"spark_app_id": plan.spark_app_id, "task_attempt_id": None, "query_tag": None}
+    context: dict[str, Any] = {
+        "spark_app_id": plan.spark_app_id,
+        "task_attempt_id": None,
+        "query_tag": None,
+        "estimate": plan.sample is not None,
+    }
     task = TaskContext.get()
     if task is None:
         return context, None
@@ -176,7 +182,7 @@ def run_batches(plan: CallPlan, batches: Iterator[list[str | None]]) -> Iterator
     runtime = worker_runtime(plan)
     engine = runtime.engine
     engine.context, task = _task_context(plan)
-    runtime.loop.call(runtime.governor.start_task, task)
+    runtime.loop.call(runtime.governor.start_task, task, plan.capped)
     chunks: collections.deque[_Chunk] = collections.deque()
     window = runtime.window = _Window()
     held = 0
@@ -184,6 +190,8 @@ def run_batches(plan: CallPlan, batches: Iterator[list[str | None]]) -> Iterator
     hold_limit = HOLD_WINDOWS * limit
     try:
         for prompts in batches:
+            if plan.sample is not None:
+                prompts = _sampled(plan.sample, plan.site.endpoint.name, runtime, prompts)
             for start in range(0, len(prompts), CHUNK_ROWS):
                 rows = prompts[start : start + CHUNK_ROWS]
                 while chunks:
@@ -209,6 +217,28 @@ def run_batches(plan: CallPlan, batches: Iterator[list[str | None]]) -> Iterator
         for chunk in chunks:
             chunk.future.cancel()
         runtime.flush()
+
+
+def in_sample(prompt: str, fraction: float) -> bool:
+    """Whether an estimate run sends ``prompt``: a hash of the prompt below ``fraction`` of the hash range, so
+    the same rows are chosen in every run and a larger fraction's sample includes a smaller one's."""
+    digest = hashlib.blake2b(prompt.encode("utf-8", "surrogateescape"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") < fraction * _HASH_RANGE
+
+
+_HASH_RANGE = 2**64
+
+
+def _sampled(
+    sample: tuple[str, float], endpoint: str, runtime: WorkerRuntime, prompts: list[str | None]
+) -> list[str | None]:
+    """An estimate run's rows: those in the sample, the others as NULL (no request); both counted."""
+    run, fraction = sample
+    kept = [prompt if prompt is not None and in_sample(prompt, fraction) else None for prompt in prompts]
+    seen = sum(prompt is not None for prompt in prompts)
+    sent = sum(prompt is not None for prompt in kept)
+    runtime.loop.call(runtime.governor.sampled, run, endpoint, seen, sent)
+    return kept
 
 
 def _values(plan: CallPlan, outcomes: list[Outcome]) -> tuple[list[Any], list[str | None]]:

@@ -40,8 +40,8 @@ CREATE TABLE never AS SELECT 1 AS x;
 """
 
 
-def run_aiquery(gateway: Any, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    (cwd / "aiquery.toml").write_text(CONFIG)
+def run_aiquery(gateway: Any, cwd: Path, *args: str, config: str = CONFIG) -> subprocess.CompletedProcess[str]:
+    (cwd / "aiquery.toml").write_text(config)
     env = {**os.environ, "DATABRICKS_HOST": gateway.url, "DATABRICKS_TOKEN": gateway.token}
     command = [
         str(AIQUERY),
@@ -156,3 +156,62 @@ def test_the_same_job_through_spark_submit(gateway: Any, spark: Any, tmp_path: P
     assert "Job finished: 1 of 1 statement(s)" in done.stdout
     assert spark.read.format("delta").load(str(tmp_path / "wh" / "answers")).count() == 25
     assert gateway.stats()["requests"] == 25
+
+
+CAPPED_JOB = """\
+CREATE TABLE capped AS
+SELECT id, ai_query('priced-chat', 'Summarize row ' || id, failOnError => false) AS s FROM range(0, 300, 1, 2);
+SELECT count(s.result) AS answered, count_if(s.errorMessage LIKE '%[AI_QUERY_BUDGET_EXCEEDED]%') AS capped FROM capped;
+"""
+
+
+def test_max_cost_stops_sending_keeps_the_answers_and_exits_3(gateway: Any, spark: Any, tmp_path: Path) -> None:
+    priced = (
+        '[endpoints.priced-chat]\napi = "chat"\nmax_concurrency = 4\n'
+        "price = { input_per_million = 600.0, output_per_million = 1200.0 }\n"
+    )
+    (tmp_path / "capped.sql").write_text(CAPPED_JOB)
+    done = run_aiquery(gateway, tmp_path, "capped.sql", "--max-cost", "0.3", config=priced)
+    assert done.returncode == 3, done.stdout + done.stderr[-3000:]
+    out = done.stdout
+    answered, capped = next(
+        [int(word) for word in line.split()]
+        for line in out.splitlines()
+        if line.split()[:1] and line.split()[0].isdigit()
+    )
+    sent = gateway.stats()["requests"]
+    assert answered == sent > 0 and capped == 300 - answered > 0
+    assert "Job finished: 2 of 2 statement(s)" in out
+    cap_line = next(line for line in out.splitlines() if "Spending cap" in line)
+    assert cap_line.strip().startswith("Spending cap 0.3 USD (aiquery.budget.max_cost):")
+    assert f"REACHED: {capped} request(s) not sent" in cap_line
+    spent = float(cap_line.split(":")[1].split()[0])
+    assert 0.15 <= spent <= 0.3 + 2 * 4 * 0.02, cap_line
+    # A bad value is refused before anything runs.
+    wrong = run_aiquery(gateway, tmp_path, "capped.sql", "--max-cost", "-1", config=priced)
+    assert wrong.returncode == 2 and "--max-cost must be a positive amount" in wrong.stderr
+
+
+ESTIMATED_JOB = """\
+CREATE OR REPLACE TEMP VIEW docs AS
+SELECT id, 'Ticket ' || id || ' ' || repeat('text ', CAST(pmod(id, 30) AS INT)) AS body FROM range(${n});
+CREATE TABLE summaries AS SELECT id, ai_query('job-chat', 'Summarize: ' || body) AS s FROM docs;
+DELETE FROM summaries WHERE id = 1;
+"""
+
+
+def test_estimate_samples_the_job_without_writing_its_tables(gateway: Any, spark: Any, tmp_path: Path) -> None:
+    (tmp_path / "job.sql").write_text(ESTIMATED_JOB)
+    (tmp_path / "aiquery.toml").write_text(CONFIG)
+    env = {**os.environ, "DATABRICKS_HOST": gateway.url, "DATABRICKS_TOKEN": gateway.token}
+    command = [str(AIQUERY), "estimate", "job.sql", "--var", "n=3000", "--config", "aiquery.toml", "--warehouse", "wh"]
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+    out = done.stdout
+    assert "job-chat: 3,000 rows" in out
+    # 1 % of 3,000 rows is fewer than 100: a second run sent enough (the first run's rows came from the store).
+    sent = gateway.stats()["requests"]
+    assert 100 <= sent <= 200 and f"The estimate sent {sent} request(s)" in out
+    assert "statement 3 (line 4: DELETE FROM summaries WHERE id = 1) was not run" in out
+    assert "the cost of endpoint 'job-chat': it has no price" in out
+    assert not (tmp_path / "wh" / "summaries").exists()  # the job's table was not written

@@ -1,6 +1,6 @@
 """A Spark application for the coordinator's cluster test (one SparkContext per process).
 
-    python coordinator_job.py MASTER WAREHOUSE USAGE_DIR ROWS PARTITIONS
+    python coordinator_job.py MASTER WAREHOUSE USAGE_DIR ROWS PARTITIONS CAP
 
 Three queries of ROWS rows each, with failOnError => false, each on an endpoint (so a model in the emulator's log)
 of its own:
@@ -8,6 +8,8 @@ of its own:
 - ``plain-chat``: nothing special;
 - ``dropped-chat``: once the emulator has served ROWS / 4 of its requests, a driver thread stops the
   coordinator's listener (workers lose their connection and fall back) and starts it again 4 s later;
+- ``capped-chat`` (priced): under a spending cap of ``CAP`` USD (``SET aiquery.budget.max_cost``), then again
+  with the cap removed;
 - ``killed-chat``: the job prints ``KILL`` and the test kills one executor mid-query (spark.task.maxFailures
   lets the lost task run again elsewhere).
 
@@ -28,7 +30,7 @@ DROP_SECONDS = 4.0
 
 
 def main() -> None:
-    master, warehouse, usage_dir, rows, partitions = sys.argv[1:6]
+    master, warehouse, usage_dir, rows, partitions, cap = sys.argv[1:7]
     import aiquery
     from aiquery.config import UsageSettings, load_settings
     from aiquery.gateway.handle import GatewayHandle
@@ -63,6 +65,7 @@ def main() -> None:
             "distinct": len({r.id for r in collected}),
             "answered": sum(1 for r in collected if r.r.result is not None),
             "errors": sum(1 for r in collected if r.r.errorMessage is not None),
+            "cap_errors": sum(1 for r in collected if "[AI_QUERY_BUDGET_EXCEEDED]" in (r.r.errorMessage or "")),
         }
 
     def served(model: str) -> int:
@@ -86,6 +89,12 @@ def main() -> None:
     result["dropped"] = query("dropped-chat")
     dropper.join(60)
     result["dropped"].update(dropped)
+
+    spark.conf.set("aiquery.budget.max_cost", cap)
+    result["capped"] = query("capped-chat")
+    result["capped"]["served"] = served("capped-chat")
+    spark.conf.unset("aiquery.budget.max_cost")
+    result["uncapped"] = query("capped-chat")
 
     print("KILL", flush=True)  # the test kills an executor while this query runs
     result["killed"] = query("killed-chat")

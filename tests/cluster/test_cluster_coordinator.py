@@ -1,9 +1,10 @@
 """The coordinator on a real standalone cluster whose workers cannot see the driver's usage folder.
 
 Each worker runs in a mount namespace of its own with an empty tmpfs over the usage folder, as on separate machines:
-every usage record must reach the ledger through the coordinator. One application runs three queries (see
-coordinator_job.py): a plain one, one during which the coordinator's listener stops for 4 s, and one during which
-the test kills an executor. Afterwards the ledger equals the emulator's log, request for request.
+every usage record must reach the ledger through the coordinator. One application runs its queries (see
+coordinator_job.py): a plain one, one during which the coordinator's listener stops for 4 s, one under a spending
+cap and again without it, and one during which the test kills an executor. Afterwards the ledger equals the
+emulator's log, request for request.
 """
 
 from __future__ import annotations
@@ -26,15 +27,29 @@ pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
 JOB = Path(__file__).with_name("coordinator_job.py")
 ROWS, PARTITIONS = 600, 4
+PRICE = {"input_per_million": 600.0, "output_per_million": 1200.0}
+"""capped-chat's price (as CONFIG gives it), in USD per million tokens."""
+CAP = 0.8
+"""USD: a tenth of what the capped query's 600 requests cost at PRICE (about 0.0137 USD each)."""
 CONFIG = "".join(
     f'[endpoints.{name}]\napi = "chat"\nmax_concurrency = 8\n\n'
     for name in ("plain-chat", "dropped-chat", "killed-chat")
+) + (
+    '[endpoints.capped-chat]\napi = "chat"\nmax_concurrency = 8\n'
+    "price = { input_per_million = 600.0, output_per_million = 1200.0 }\n"
 )
 WARNING = "aiquery: lost the coordinator"
 
 
 def executors_of(worker_pid: int) -> list[int]:
     return [pid for pid in descendants(worker_pid) if "CoarseGrainedExecutorBackend" in command_line(pid)]
+
+
+def request_cost(entry: dict[str, Any]) -> float:
+    """A request's cost at PRICE, from the emulator's token counts."""
+    return (
+        entry["input_tokens"] * PRICE["input_per_million"] + entry["output_tokens"] * PRICE["output_per_million"]
+    ) / 1e6
 
 
 def served(gateway: Any, model: str) -> list[dict[str, Any]]:
@@ -57,7 +72,16 @@ def test_usage_reaches_the_ledger_through_a_listener_stop_and_an_executor_loss(
         job_log.open("w") as stderr,
     ):
         job = subprocess.Popen(
-            [sys.executable, str(JOB), cluster.master_url, str(warehouse), str(usage), str(ROWS), str(PARTITIONS)],
+            [
+                sys.executable,
+                str(JOB),
+                cluster.master_url,
+                str(warehouse),
+                str(usage),
+                str(ROWS),
+                str(PARTITIONS),
+                str(CAP),
+            ],
             env=job_env(gateway, config),
             cwd=tmp_path,
             stdout=subprocess.PIPE,
@@ -74,7 +98,7 @@ def test_usage_reaches_the_ledger_through_a_listener_stop_and_an_executor_loss(
             out, _ = job.communicate(timeout=400)
     assert job.returncode == 0, job_log.read_text()[-4000:]
     result = json.loads(out.strip().splitlines()[-1])
-    for phase in ("plain", "dropped", "killed"):
+    for phase in ("plain", "dropped", "uncapped", "killed"):
         outcome = result[phase]
         assert (outcome["rows"], outcome["distinct"], outcome["answered"], outcome["errors"]) == (ROWS, ROWS, ROWS, 0)
 
@@ -104,6 +128,21 @@ def test_usage_reaches_the_ledger_through_a_listener_stop_and_an_executor_loss(
     lost = [row for row in rows if row.status_code is None]
     assert all(row.status_code == log[row.request_id]["status"] for row in rows if row.status_code is not None)
 
+    # The spending cap, the application's across both workers: spent at most the cap plus what was in flight when
+    # it was reached (2 executors x 8), as the emulator's log says; rows past it carry the cap's error, every
+    # answered row was kept; the re-run without the cap sent only the refused rows (the rest came from the store).
+    capped_log = served(gateway, "capped-chat")
+    first, rerun = capped_log[: result["capped"]["served"]], capped_log[result["capped"]["served"] :]
+    spent = sum(request_cost(entry) for entry in first)
+    most = max(request_cost(entry) for entry in first)
+    capped = result["capped"]
+    assert capped["rows"] == capped["answered"] + capped["errors"] == ROWS
+    assert 0 < capped["answered"] == len(first) and capped["errors"] == capped["cap_errors"] > 0, capped
+    assert 0.5 * CAP <= spent <= CAP + 2 * 8 * most, (spent, CAP, most)
+    assert len(rerun) == capped["cap_errors"]
+    whole = spent + sum(request_cost(entry) for entry in rerun)
+    assert 7 * CAP <= whole <= 13 * CAP, whole  # the job as designed: about ten times the cap
+
     # The listener stop: workers kept sending while cut off, each warned once, and delivered everything after.
     assert result["dropped"]["requests_while_down"] > 0
     warnings = [path.read_text(errors="replace").count(WARNING) for path in work.glob("app-*/*/stderr")]
@@ -123,4 +162,4 @@ def test_usage_reaches_the_ledger_through_a_listener_stop_and_an_executor_loss(
     resent = {fingerprint for fingerprint, attempts in attempts_by_prompt.items() if len(attempts) > 1}
     assert resent == {row.request_hash for row in lost}, "the retry paid again for answers it had, or lost some"
     assert any(row.cache_hit and row.endpoint_name == "killed-chat" for row in ledger)
-    print("\ncluster:", json.dumps({**result, "lost": len(lost), "requests": len(rows)}))
+    print("\ncluster:", json.dumps({**result, "lost": len(lost), "requests": len(rows), "capped_spent": spent}))

@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ledgers import own_ledger_settings
 
 import aiquery
-from aiquery.config import Settings, UsageSettings
 from aiquery.spark.udf import CHUNK_ROWS
 
 pytestmark = pytest.mark.spark
@@ -16,16 +16,7 @@ pytestmark = pytest.mark.spark
 
 def register(spark: Any, gateway: Any, tmp_path: Path, **endpoint: Any) -> None:
     """ai_query with a usage folder (so an answer store) of this test's own, and the store on for the session."""
-    settings = Settings(
-        host=gateway.url,
-        environ={"DATABRICKS_TOKEN": gateway.token},
-        usage=UsageSettings(
-            dir=str(tmp_path / "usage"),
-            table=f"ai_gateway.usage_store_{tmp_path.name[-12:].replace('-', '_')}",
-            path=str(tmp_path / "usage_table"),
-            ingest_interval=3600.0,
-        ),
-    )
+    settings = own_ledger_settings(gateway, tmp_path, "store")
     aiquery.register(spark, settings=settings.with_endpoint("store-chat", api="chat", **endpoint))
     spark.conf.set("aiquery.cache.enabled", "true")
 
