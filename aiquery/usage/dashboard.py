@@ -12,11 +12,13 @@ charts as inline SVG with its own script, with the data embedded: no network, no
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime as dt
 import decimal
 import html
 import json
 import re
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,28 +123,45 @@ def _json_value(value: Any) -> Any:
 def run_queries(
     spark: SparkSession, queries: Sequence[DashboardQuery], table: str = DEFAULT_USAGE_TABLE
 ) -> list[dict[str, Any]]:
-    """Run each query on ``table``; the results as JSON-ready chart descriptions."""
-    charts = []
-    for query in queries:
-        frame = spark.sql(with_table(query.sql, table))
-        columns = [f.name for f in frame.schema.fields]
-        numeric = [f.name for f in frame.schema.fields if f.dataType.typeName() in _NUMERIC_TYPES]
-        rows = [[_json_value(v) for v in row] for row in frame.collect()]
-        x = query.options.get("x", columns[0] if columns else "")
-        y = [c for c in query.options.get("y", "").split(",") if c] or [c for c in numeric if c != x]
-        charts.append(
-            {
-                "section": query.section,
-                "name": query.name,
-                "kind": query.kind,
-                "x": x,
-                "y": y,
-                "series": query.options.get("series"),
-                "columns": columns,
-                "rows": rows,
-            }
-        )
-    return charts
+    """Run each query on ``table``; the results as JSON-ready chart descriptions.
+
+    The table is read once, into a cached snapshot that every query reads (so every chart shows the same
+    moment of the ledger), and the queries run a few at a time: one Delta scan per chart took 14-34 s for
+    the demo's 1,338 rows.
+    """
+    snapshot = spark.table(table).cache()
+    view = f"aiquery_dashboard_{uuid.uuid4().hex[:12]}"
+    snapshot.createOrReplaceTempView(view)
+    try:
+        snapshot.count()  # fills the cache once, before the queries share it
+        with concurrent.futures.ThreadPoolExecutor(QUERY_THREADS, thread_name_prefix="aiquery-dashboard") as pool:
+            return list(pool.map(lambda query: _chart(spark, query, view), queries))
+    finally:
+        spark.catalog.dropTempView(view)
+        snapshot.unpersist()
+
+
+QUERY_THREADS = 4
+"""Dashboard queries in flight at once (Spark runs their jobs side by side)."""
+
+
+def _chart(spark: SparkSession, query: DashboardQuery, view: str) -> dict[str, Any]:
+    frame = spark.sql(with_table(query.sql, view))
+    columns = [f.name for f in frame.schema.fields]
+    numeric = [f.name for f in frame.schema.fields if f.dataType.typeName() in _NUMERIC_TYPES]
+    rows = [[_json_value(v) for v in row] for row in frame.collect()]
+    x = query.options.get("x", columns[0] if columns else "")
+    y = [c for c in query.options.get("y", "").split(",") if c] or [c for c in numeric if c != x]
+    return {
+        "section": query.section,
+        "name": query.name,
+        "kind": query.kind,
+        "x": x,
+        "y": y,
+        "series": query.options.get("series"),
+        "columns": columns,
+        "rows": rows,
+    }
 
 
 _NUMERIC_TYPES = frozenset({"byte", "short", "integer", "long", "float", "double", "decimal"})
