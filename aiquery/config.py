@@ -92,6 +92,7 @@ _ENDPOINT_KEYS = frozenset(
         "cache",
         "price",
         "currency",
+        "anthropic_version",
     }
 )
 _TOP_KEYS = frozenset({"endpoints", "usage", "requester", "coordinator", "cache"})
@@ -170,6 +171,8 @@ class Endpoint:
     price: Price | None = None
     """Prices per million tokens: the endpoint's ``price`` table, else the built-in list price of its model, else
     None (its requests' cost is NULL)."""
+    anthropic_version: str | None = None
+    """The ``anthropic-version`` header of an Anthropic endpoint (None: the adapter's default, 2023-06-01)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -271,6 +274,7 @@ class Settings:
             request_tags=dict(raw.get("request_tags", {})),
             cache=raw.get("cache", True),
             price=_price(raw, raw.get("model", name)),
+            anthropic_version=raw.get("anthropic_version"),
         )
 
     def with_endpoint(self, name: str, **options: Any) -> Settings:
@@ -481,11 +485,22 @@ def _check_endpoint(name: str, raw: Any, source: str) -> None:
         if key in raw and not isinstance(raw[key], bool):
             fail(key, "true or false")
     _check_price(raw, fail)
+    _check_anthropic_version(raw, fail)
     tags = raw.get("request_tags")
     if tags is not None and (
         not isinstance(tags, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items())
     ):
         fail("request_tags", 'a table of string values, like { team = "ml" }')
+
+
+def _check_anthropic_version(raw: Mapping[str, Any], fail: Callable[[str, str], None]) -> None:
+    if "anthropic_version" not in raw:
+        return
+    version = raw["anthropic_version"]
+    if not isinstance(version, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", version):
+        fail("anthropic_version", 'an Anthropic API version date, like "2023-06-01" or "2026-10-21"')
+    if raw.get("api") != "anthropic":
+        fail("anthropic_version", 'an option of api = "anthropic" endpoints only')
 
 
 def _check_price(raw: Mapping[str, Any], fail: Callable[[str, str], None]) -> None:

@@ -79,7 +79,7 @@ def test_the_coordinator_port_is_ephemeral_unless_set(tmp_path: Path) -> None:
             "max_concurrency = 0 is invalid; expected a whole number of at least 1",
         ),
         ('[endpoints.e]\ntimeout = "fast"\n', "timeout = 'fast' is invalid; expected a positive number"),
-        ("[endpoints.e]\ncolour = 1\n", "unknown key 'colour'; allowed: api, auth, base_url"),
+        ("[endpoints.e]\ncolour = 1\n", "unknown key 'colour'; allowed: anthropic_version, api, auth, base_url"),
         ('[endpoints.e]\nbase_url = "ftp://x"\n', "expected an http:// or https:// URL"),
         ("[endpoints.e]\nrequest_tags = { a = 1 }\n", "request_tags = {'a': 1} is invalid"),
         ("[endpoints.e\napi = 1\n", "not valid TOML"),
@@ -163,3 +163,15 @@ def test_every_built_in_price_names_its_source_and_date() -> None:
         assert price.source.startswith("https://") and "read 2026-11-30" in price.source, model
         numbers = (price.input_per_million, price.output_per_million, price.cached_input_per_million)
         assert all(n is None or n >= 0 for n in numbers) and price.input_per_million > 0, model
+
+
+def test_anthropic_version_is_an_option_of_anthropic_endpoints(tmp_path: Path) -> None:
+    path = write(tmp_path, '[endpoints.a]\napi = "anthropic"\nanthropic_version = "2026-10-21"\n')
+    assert load_settings(ENV, config_path=path).endpoint("a").anthropic_version == "2026-10-21"
+    assert load_settings(ENV).endpoint("x").anthropic_version is None  # the adapter's default, 2023-06-01
+    for bad, message in (
+        ('[endpoints.a]\napi = "anthropic"\nanthropic_version = "latest"\n', "an Anthropic API version date"),
+        ('[endpoints.a]\napi = "chat"\nanthropic_version = "2026-10-21"\n', 'api = "anthropic" endpoints only'),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            load_settings(ENV, config_path=write(tmp_path, bad)).endpoint("a")

@@ -25,11 +25,43 @@ from aiquery.apis.decoding import build_usage, require_list, require_object, req
 from aiquery.apis.error_body import parse_error_body
 from aiquery.apis.parameter_mappings import ANTHROPIC_PARAMETERS
 from aiquery.apis.response_format import JSON_OBJECT_INSTRUCTION
+from aiquery.errors import ArgumentError
 
-__all__ = ["ANTHROPIC_VERSION", "DEFAULT_MAX_TOKENS", "AnthropicAdapter"]
+__all__ = [
+    "ANTHROPIC_VERSION",
+    "DEFAULT_MAX_TOKENS",
+    "SAMPLING_DROPPED_IN",
+    "AnthropicAdapter",
+    "check_version_parameters",
+]
 
 ANTHROPIC_VERSION = "2023-06-01"
-"""Pinned: version 2026-10-21 drops temperature, top_p and top_k, which modelParameters may carry."""
+"""The default: version 2026-10-21 drops temperature, top_p and top_k, which modelParameters may carry (an
+endpoint chooses its version with ``anthropic_version``)."""
+SAMPLING_DROPPED_IN = "2026-10-21"
+"""The first API version that answers 400 to ``temperature``, ``top_p`` and ``top_k``, for every model."""
+SAMPLING_PARAMETERS = ("temperature", "top_p", "top_k")
+
+
+def check_version_parameters(version: str | None, parameters: Mapping[str, Any], endpoint: str | None) -> None:
+    """Refuse the sampling parameters under an API version that dropped them (nothing would be answered).
+
+    Raises:
+        ArgumentError: ``AI_FUNCTION_INVALID_MODEL_PARAMETERS.UNSUPPORTED_MODEL_PARAMETER``, naming the version.
+    """
+    if (version or ANTHROPIC_VERSION) < SAMPLING_DROPPED_IN:
+        return
+    for name in SAMPLING_PARAMETERS:
+        if name in parameters:
+            where = f"endpoint '{endpoint}'" if endpoint else "the endpoint"
+            raise ArgumentError(
+                "AI_FUNCTION_INVALID_MODEL_PARAMETERS.UNSUPPORTED_MODEL_PARAMETER",
+                f'The "{name}" parameter is not supported for the serving endpoint: {where} uses Anthropic API '
+                f"version {version}, which refuses temperature, top_p and top_k for every model. Leave it out, or "
+                'set anthropic_version = "2023-06-01" for the endpoint.',
+                sqlstate="22023",
+            )
+
 
 DEFAULT_MAX_TOKENS = 1024
 """Sent when modelParameters has no ``max_tokens``: the Messages API refuses a request without one."""
@@ -53,9 +85,9 @@ class AnthropicAdapter(BodyModelAdapter):
     path: ClassVar[str] = "/v1/messages"
     output: ClassVar[Literal["text", "vector"]] = "text"
 
-    def headers(self) -> Mapping[str, str]:
-        """``anthropic-version``, which the API requires on every request."""
-        return {"anthropic-version": ANTHROPIC_VERSION}
+    def headers(self, version: str | None = None) -> Mapping[str, str]:
+        """``anthropic-version``, which the API requires on every request (the endpoint's, else the default)."""
+        return {"anthropic-version": version or ANTHROPIC_VERSION}
 
     def build_body(self, request: APIRequest) -> dict[str, Any]:
         """The Messages body: ``max_tokens`` always, ``stop`` as ``stop_sequences``, structured output."""

@@ -129,8 +129,9 @@ class Adapter(Protocol):
         """The request URL for an SDK-style base URL and a model name."""
         ...
 
-    def headers(self) -> Mapping[str, str]:
-        """Headers this API requires besides auth and content type (e.g. ``anthropic-version``)."""
+    def headers(self, version: str | None = None) -> Mapping[str, str]:
+        """Headers this API requires besides auth and content type (e.g. ``anthropic-version``); ``version``: the
+        endpoint's API version, for the APIs that have one (None: the adapter's default)."""
         ...
 
     def build_body(self, request: APIRequest) -> dict[str, Any]:
@@ -164,6 +165,6 @@ class BodyModelAdapter:
         """``{base_url}{path}``; the model travels in the body."""
         return f"{base_url.rstrip('/')}{self.path}"
 
-    def headers(self) -> Mapping[str, str]:
+    def headers(self, version: str | None = None) -> Mapping[str, str]:
         """No headers beyond auth and content type."""
         return {}

@@ -53,7 +53,7 @@ class GeminiAdapter:
         name = model.removeprefix("models/")
         return f"{base_url.rstrip('/')}/v1beta/models/{quote(name, safe='-_.~')}:generateContent"
 
-    def headers(self) -> Mapping[str, str]:
+    def headers(self, version: str | None = None) -> Mapping[str, str]:
         """No headers beyond auth and content type."""
         return {}
 

@@ -70,7 +70,8 @@ class PreparedSite:
         self.adapter: Adapter = get_adapter(endpoint.api)
         self.url = self.adapter.url(endpoint.base_url, endpoint.model)
         self.tags = {**endpoint.request_tags, **site.request_tags}
-        headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, **self.adapter.headers()}
+        api_headers = self.adapter.headers(endpoint.anthropic_version)
+        headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, **api_headers}
         if endpoint.token is not None and endpoint.auth in _AUTH_HEADERS:
             name, value = _AUTH_HEADERS[endpoint.auth](endpoint.token.reveal())
             headers[name] = value
@@ -78,7 +79,7 @@ class PreparedSite:
             headers[TAGS_HEADER] = json.dumps(self.tags, separators=(",", ":"))
         self.headers = headers
         self.requester = requester
-        self.fingerprint_prefix = fingerprint_prefix(endpoint.api, self.url, endpoint.model, self.adapter.headers())
+        self.fingerprint_prefix = fingerprint_prefix(endpoint.api, self.url, endpoint.model, api_headers)
         max_tokens = site.parameters.get("max_tokens")
         self.output_estimate = int(max_tokens) if isinstance(max_tokens, (int, float)) else DEFAULT_OUTPUT_ESTIMATE
         self._template = self._body_template()

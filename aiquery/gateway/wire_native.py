@@ -18,13 +18,25 @@ from aiquery.gateway.wire import (
 __all__ = ["AnthropicFormat", "GeminiFormat"]
 
 
+ANTHROPIC_VERSIONS = ("2023-01-01", "2023-06-01", "2026-10-21")
+"""The API versions Anthropic documents; 2026-10-21 refuses the sampling parameters for every model."""
+
+
 class AnthropicFormat:
-    """``POST .../v1/messages``; like the real API it requires ``anthropic-version`` and ``max_tokens``."""
+    """``POST .../v1/messages``; like the real API it requires ``anthropic-version`` (a version it knows) and
+    ``max_tokens``, and under version 2026-10-21 refuses ``temperature``, ``top_p`` and ``top_k``."""
 
     def parse(self, body: Any, headers: Mapping[str, str], path_model: str | None) -> Ask:
-        if not headers.get("anthropic-version"):
+        version = headers.get("anthropic-version")
+        if not version:
             raise BadRequest("anthropic-version: header is required")
+        if version not in ANTHROPIC_VERSIONS:
+            raise BadRequest(f"anthropic-version: {version!r} is not a valid version")
         body = require_object(body)
+        if version >= "2026-10-21":
+            for name in ("temperature", "top_p", "top_k"):
+                if name in body:
+                    raise BadRequest(f"{name}: Extra inputs are not permitted")
         max_tokens = optional_positive_int(body, "max_tokens")
         if max_tokens is None:
             raise BadRequest("max_tokens: Field required")

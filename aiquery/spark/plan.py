@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiquery.apis import get_adapter
+from aiquery.apis.anthropic import check_version_parameters
 from aiquery.apis.parameters import prepare_model_parameters
 from aiquery.apis.response_format import (
     DDLResponseFormat,
@@ -132,6 +133,8 @@ def plan_call(
     resolved = settings.endpoint(endpoint)
     adapter = get_adapter(resolved.api)
     parameters = prepare_model_parameters(resolved.api, model_parameters, endpoint=endpoint)
+    if resolved.api == "anthropic":
+        check_version_parameters(resolved.anthropic_version, parameters, endpoint)
     fmt = None
     if response_format is not None:
         if adapter.output == "vector":

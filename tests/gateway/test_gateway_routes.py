@@ -164,6 +164,18 @@ def test_anthropic_requires_the_version_header(post: Any, gateway: Any) -> None:
     assert "anthropic-version" in response.json()["error"]["message"]
 
 
+def test_anthropic_version_2026_10_21_refuses_the_sampling_parameters(gateway: Any) -> None:
+    body = {**request_body(ANTHROPIC, "hi"), "temperature": 1.0}
+    new = {"anthropic-version": "2026-10-21"}
+    refused = send(gateway.url, ANTHROPIC, body, token=gateway.token, headers=new)
+    assert refused.status == 400 and "temperature: Extra inputs are not permitted" in refused.json()["error"]["message"]
+    old = send(gateway.url, ANTHROPIC, body, token=gateway.token, headers={"anthropic-version": "2023-06-01"})
+    plain = send(gateway.url, ANTHROPIC, request_body(ANTHROPIC, "hi"), token=gateway.token, headers=new)
+    assert (old.status, plain.status) == (200, 200)
+    unknown = send(gateway.url, ANTHROPIC, body, token=gateway.token, headers={"anthropic-version": "2025-01-01"})
+    assert unknown.status == 400 and "not a valid version" in unknown.json()["error"]["message"]
+
+
 def test_anthropic_requires_max_tokens(post: Any) -> None:
     body = {"model": "claude-model", "messages": [{"role": "user", "content": "hi"}]}
     response = post(ANTHROPIC, body)

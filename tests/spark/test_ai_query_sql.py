@@ -24,6 +24,11 @@ max_concurrency = 16
 api = "anthropic"
 model = "claude-sonnet"
 
+[endpoints.new-anthropic]
+api = "anthropic"
+model = "claude-sonnet"
+anthropic_version = "2026-10-21"
+
 [endpoints.my-gemini]
 api = "gemini"
 
@@ -143,7 +148,7 @@ def test_response_format_ddl_and_return_type_parse_into_a_struct(sql: Any) -> No
     assert all(isinstance(r.r.product, str) and isinstance(r.r.rating, int) for r in rows)
 
 
-@pytest.mark.parametrize("endpoint", ["my-anthropic", "my-gemini", "my-responses"])
+@pytest.mark.parametrize("endpoint", ["my-anthropic", "new-anthropic", "my-gemini", "my-responses"])
 def test_other_wire_formats_through_sql(sql: Any, gateway: Any, endpoint: str) -> None:
     rows = sql(
         f"SELECT ai_query('{endpoint}', text, modelParameters => named_struct('max_tokens', 32)) AS s "
@@ -188,6 +193,10 @@ def test_other_wire_formats_through_sql(sql: Any, gateway: Any, endpoint: str) -
         ("ai_query('my-chat', text, requestTags => '[1, 2]')", "AI_FUNCTION_INVALID_REQUEST_TAGS"),
         ("ai_query('my-chat', text, colour => 'red')", "UNRECOGNIZED_PARAMETER_NAME"),
         ("ai_query('my-chat')", "REQUIRED_PARAMETER_NOT_FOUND"),
+        (
+            "ai_query('new-anthropic', text, modelParameters => named_struct('temperature', 0.2))",
+            "AI_FUNCTION_INVALID_MODEL_PARAMETERS.UNSUPPORTED_MODEL_PARAMETER",
+        ),
     ],
 )
 def test_validation_errors_at_analysis_time(sql: Any, gateway: Any, query: str, error_class: str) -> None:
@@ -195,6 +204,18 @@ def test_validation_errors_at_analysis_time(sql: Any, gateway: Any, query: str, 
         sql(f"SELECT {query} FROM docs")
     assert f"[{error_class}" in str(raised.value)
     assert served(gateway) == 0
+
+
+def test_an_anthropic_endpoint_sends_its_api_version_and_the_sampling_rules_follow_it(sql: Any, gateway: Any) -> None:
+    with pytest.raises(Exception, match=r"UNSUPPORTED_MODEL_PARAMETER.*'new-anthropic'.*version 2026-10-21"):
+        sql("SELECT ai_query('new-anthropic', text, modelParameters => named_struct('top_p', 0.9)) FROM docs")
+    assert served(gateway) == 0  # refused at analysis time: nothing sent
+    # Under the default version (2023-06-01) the same parameter is sent and answered.
+    rows = sql(
+        "SELECT ai_query('my-anthropic', text, modelParameters => named_struct('top_p', 0.9)) AS s FROM docs "
+        "WHERE id < 2"
+    ).collect()
+    assert all(row.s for row in rows) and served(gateway) == 2
 
 
 def test_request_tags_reach_the_gateway(sql: Any, gateway: Any) -> None:
