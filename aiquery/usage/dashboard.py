@@ -127,18 +127,32 @@ def run_queries(
 
     The table is read once, into a cached snapshot that every query reads (so every chart shows the same
     moment of the ledger), and the queries run a few at a time: one Delta scan per chart took 14-34 s for
-    the demo's 1,338 rows.
+    the demo's 1,338 rows. They run in a session of their own (sharing the application's catalog and cache)
+    tuned for small data: one shuffle partition, no adaptive re-planning, no code generation (measured on
+    100,000 rows and 29 queries: 7.7 s instead of 8.9 s).
     """
-    snapshot = spark.table(table).cache()
+    session = spark.newSession()
+    for key, value in _SMALL_DATA.items():
+        session.conf.set(key, value)
+    # One partition: a ledger of 100,000 rows is a few MB, and every query then plans one task per stage instead of
+    # one per Delta file (measured on 100,000 rows, 29 queries: 21 s instead of 34 s on a loaded 2-core machine).
+    snapshot = session.table(table).coalesce(1).cache()
     view = f"aiquery_dashboard_{uuid.uuid4().hex[:12]}"
     snapshot.createOrReplaceTempView(view)
     try:
         snapshot.count()  # fills the cache once, before the queries share it
         with concurrent.futures.ThreadPoolExecutor(QUERY_THREADS, thread_name_prefix="aiquery-dashboard") as pool:
-            return list(pool.map(lambda query: _chart(spark, query, view), queries))
+            return list(pool.map(lambda query: _chart(session, query, view), queries))
     finally:
-        spark.catalog.dropTempView(view)
+        session.catalog.dropTempView(view)
         snapshot.unpersist()
+
+
+_SMALL_DATA = {
+    "spark.sql.shuffle.partitions": "1",
+    "spark.sql.adaptive.enabled": "false",
+    "spark.sql.codegen.wholeStage": "false",
+}
 
 
 QUERY_THREADS = 4
