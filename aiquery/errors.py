@@ -36,6 +36,7 @@ __all__ = [
     "ResponseError",
     "ServerError",
     "StatusError",
+    "TaskCancelled",
     "TransportError",
     "status_error_class",
 ]
@@ -152,6 +153,10 @@ class RequestTimeout(TransportError):
 
 class DeadlineExceeded(CallError):
     """The call's total deadline (all attempts and waits together) ran out."""
+
+
+class TaskCancelled(CallError):
+    """The Spark task was being killed (its job failed or was cancelled) before this call's request was sent."""
 
 
 class StatusError(CallError):

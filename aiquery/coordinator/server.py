@@ -36,6 +36,7 @@ from aiquery.coordinator.protocol import (
     verify,
 )
 from aiquery.coordinator.requests import InFlight
+from aiquery.coordinator.tasks import KilledTasks
 from aiquery.engine.loop import LoopThread
 from aiquery.store.base import SafeStore
 from aiquery.usage.spool import SpoolWriter
@@ -82,6 +83,8 @@ class Coordinator:
         self.budgets = Budgets(clock)
         self.progress_book = ProgressBook(clock)
         self.in_flight = InFlight(clock)
+        self.killed_tasks = KilledTasks()
+        """Running tasks whose job failed: their begin records are refused (fed by the Spark listener)."""
         self.answers = AnswerDesk()
         self._journals: dict[str, SpoolWriter] = {}
         self._journals_lock = threading.Lock()
@@ -244,6 +247,7 @@ class Coordinator:
     def handle_sync(self, worker: str, meta: dict[str, Any], payload: bytes) -> tuple[dict[str, Any], bytes]:
         """Apply one worker's sync; the reply's metadata and payload (answers found in the store)."""
         begun = meta.get("b")
+        reply_stop: list[int] | None = None
         ended = meta.get("e")
         withdrawn = meta.get("x")
         begun_length = int(meta.get("bl", 0))
@@ -255,8 +259,20 @@ class Coordinator:
                 raise ProtocolError(f"no usage journal {journal_key!r} on this driver")
             if begun:
                 heads = payload[:begun_length].decode().split("\n")
-                journal.begin_lines(begun, heads)
-                self.in_flight.begun(worker, journal_key, begun, meta.get("t"))
+                tasks = meta.get("t")
+                task_list = tasks if isinstance(tasks, list) else [tasks] * len(begun)
+                stopped = self.killed_tasks.killed(set(task_list))
+                if stopped:
+                    # A task being killed: its worker dies within seconds, and a request recorded now might never
+                    # leave. Not journaled; the worker does not send them (reply "stop").
+                    reply_stop = sorted(stopped)
+                    kept = [i for i, task in enumerate(task_list) if task not in stopped]
+                    begun = [begun[i] for i in kept]
+                    heads = [heads[i] for i in kept]
+                    tasks = [task_list[i] for i in kept]
+                if begun:
+                    journal.begin_lines(begun, heads)
+                    self.in_flight.begun(worker, journal_key, begun, tasks)
             if ended:
                 lines = payload[begun_length : begun_length + ended_length]
                 keep = self.in_flight.ended(worker, ended)
@@ -274,6 +290,8 @@ class Coordinator:
         if rows:
             self.progress_book.add(rows, meta.get("stage") or {}, meta.get("desc") or {}, meta.get("cost"))
         reply: dict[str, Any] = {"lease": self.budgets.sync(worker, meta.get("demand"), meta.get("seen"))}
+        if reply_stop:
+            reply["stop"] = reply_stop
         found = self._answers(worker, meta, payload[begun_length + ended_length :], reply)
         return reply, b"".join(f"{key}\t{text}\n".encode() for key, text in found.items())
 
