@@ -13,6 +13,7 @@ The tree::
         │   └── RequestTimeout   an attempt ran past the endpoint's timeout
         ├── DeadlineExceeded     the call's total deadline ran out between or during attempts
         ├── BudgetExceeded       not sent: the application's spending cap is reached (AI_QUERY_BUDGET_EXCEEDED)
+        ├── TaskCancelled        not sent: the Spark task was being killed (its job failed or was cancelled)
         ├── StatusError          the endpoint answered with an HTTP error status
         │   ├── RateLimitError   429
         │   ├── ServerError      5xx and 529
@@ -38,6 +39,7 @@ __all__ = [
     "ResponseError",
     "ServerError",
     "StatusError",
+    "TaskCancelled",
     "TransportError",
     "status_error_class",
 ]
@@ -161,6 +163,10 @@ class BudgetExceeded(CallError):
     ``max_tokens``). Its message starts with the error class ``[AI_QUERY_BUDGET_EXCEEDED]`` and names the cap."""
 
     error_class = "AI_QUERY_BUDGET_EXCEEDED"
+
+
+class TaskCancelled(CallError):
+    """The Spark task was being killed (its job failed or was cancelled) before this call's request was sent."""
 
 
 class StatusError(CallError):

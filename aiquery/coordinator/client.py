@@ -41,7 +41,7 @@ from aiquery.coordinator.local_journal import LocalJournal, local_journal_dir
 from aiquery.coordinator.progress import ProgressReport
 from aiquery.coordinator.protocol import CoordinatorAddress, ProtocolError
 from aiquery.coordinator.shares import EndpointShare, EndpointShares
-from aiquery.engine.governor import Admission, EndpointLimits, TaskInfo, add_sample
+from aiquery.engine.governor import Admission, EndpointLimits, SendingStopped, TaskInfo, add_sample
 from aiquery.store.base import StoredAnswer
 from aiquery.usage.codec import RecordEncoder
 from aiquery.usage.record import UsageRecord
@@ -90,6 +90,8 @@ class CoordinatorClient:
         self._encoder = RecordEncoder()
         self._heads: dict[str, str] = {}
         """The encoded heads of begun records, until they end (an end record repeats its head)."""
+        self._stopped_tasks: set[int] = set()
+        """Tasks the driver said are being killed: nothing more is sent for them."""
         self._progress = ProgressReport()
         self._link = Link(address, self.worker_id, self._closing, self._connection_closed)
         self._batch: Batch | None = None
@@ -173,6 +175,10 @@ class CoordinatorClient:
     def begin(self, record: UsageRecord) -> asyncio.Future[Any] | None:
         if self.journal is None:
             return None
+        if record.task_attempt_id in self._stopped_tasks:
+            stopped: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            stopped.set_exception(SendingStopped())
+            return stopped
         if not self.connected:
             if self.capped:
                 refused: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -231,6 +237,8 @@ class CoordinatorClient:
     def start_task(self, task: TaskInfo | None, capped: bool = False) -> None:
         self._progress.task = task
         self.capped = self.capped or capped
+        if task is None or task.task_attempt_id not in self._stopped_tasks:
+            self._stopped_tasks.clear()  # a killed task's worker is gone before it runs another
 
     async def flush(self) -> None:
         """Deliver every record ended so far (to the driver, or to the local journal when cut off).
@@ -325,9 +333,22 @@ class CoordinatorClient:
         if refused:
             for index in refused:  # never journaled: their requests are not sent
                 self._heads.pop(batch.begin_ids[index], None)
+        stop = reply.meta.get("stop")
+        if stop:
+            self._stop(batch, stop)
         batch.settle(reply)
         if self._batch:
             self._schedule_flush()
+
+    def _stop(self, batch: Batch, tasks: list[int]) -> None:
+        """The driver refused the begins of tasks being killed: those requests are not sent, nor any later one."""
+        stopped = set(tasks)
+        self._stopped_tasks.update(stopped)
+        for request_id, task, waiter in zip(batch.begin_ids, batch.tasks, batch.begin_waiters, strict=True):
+            if task in stopped:
+                self._heads.pop(request_id, None)
+                if not waiter.done():
+                    waiter.set_exception(SendingStopped())
 
     def _answer_waits(self, reply: Reply) -> None:
         # A call waiting for another worker's request gets its answer, or is told to send it itself (that worker

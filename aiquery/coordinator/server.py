@@ -37,6 +37,7 @@ from aiquery.coordinator.protocol import (
     verify,
 )
 from aiquery.coordinator.requests import InFlight
+from aiquery.coordinator.tasks import KilledTasks
 from aiquery.engine.governor import add_sample
 from aiquery.engine.loop import LoopThread
 from aiquery.store.base import SafeStore
@@ -84,11 +85,13 @@ class Coordinator:
         self.budgets = Budgets(clock)
         self.progress_book = ProgressBook(clock)
         self.in_flight = InFlight(clock)
+        self.killed_tasks = KilledTasks()
+        """Running tasks whose job failed: their begin records are refused (fed by the Spark listener)."""
         self.answers = AnswerDesk()
         self.cap: SpendingCap | None = None
+        """The application's spending cap (see :mod:`.cap`), or None."""
         self._samples: dict[str, dict[str, list[int]]] = {}
         """Estimate runs' row counts, as workers report them: run -> endpoint -> [seen, sent]."""
-        """The application's spending cap (see :mod:`.cap`), or None."""
         self._journals: dict[str, SpoolWriter] = {}
         self._journals_lock = threading.Lock()
         self._loop = LoopThread(name="aiquery-coordinator")
@@ -288,6 +291,7 @@ class Coordinator:
     def handle_sync(self, worker: str, meta: dict[str, Any], payload: bytes) -> tuple[dict[str, Any], bytes]:
         """Apply one worker's sync; the reply's metadata and payload (answers found in the store)."""
         begun = meta.get("b")
+        reply_stop: list[int] | None = None
         ended = meta.get("e")
         withdrawn = meta.get("x")
         begun_length = int(meta.get("bl", 0))
@@ -311,8 +315,23 @@ class Coordinator:
             if begun:
                 heads = payload[:begun_length].decode().split("\n")
                 tasks = meta.get("t")
-                if cap is not None:
-                    begun, heads, tasks = _admit(cap, begun, heads, tasks, meta.get("pc"), reply)
+                currencies = meta.get("pc")
+                kept = list(range(len(begun)))
+                # kept: where the begins still considered sit in the sync (the worker's waiters are in that order).
+                task_list = tasks if isinstance(tasks, list) else [tasks] * len(begun)
+                stopped = self.killed_tasks.killed(set(task_list))
+                if stopped:
+                    # A task being killed: its worker dies within seconds, and a request recorded now might never
+                    # leave. Not journaled; the worker does not send them (reply "stop").
+                    reply_stop = sorted(stopped)
+                    kept = [i for i, task in enumerate(task_list) if task not in stopped]
+                    begun = [begun[i] for i in kept]
+                    heads = [heads[i] for i in kept]
+                    tasks = [task_list[i] for i in kept]
+                    if isinstance(currencies, list):
+                        currencies = [currencies[i] for i in kept]
+                if cap is not None and begun:
+                    begun, heads, tasks = _admit(cap, begun, heads, tasks, currencies, reply, kept)
                 if begun:
                     journal.begin_lines(begun, heads)
                     self.in_flight.begun(worker, journal_key, begun, tasks)
@@ -338,6 +357,8 @@ class Coordinator:
         if rows:
             self.progress_book.add(rows, meta.get("stage") or {}, meta.get("desc") or {}, meta.get("cost"))
         reply["lease"] = self.budgets.sync(worker, meta.get("demand"), meta.get("seen"))
+        if reply_stop:
+            reply["stop"] = reply_stop
         found = self._answers(worker, meta, payload[begun_length + ended_length :], reply)
         return reply, b"".join(f"{key}\t{text}\n".encode() for key, text in found.items())
 
@@ -467,9 +488,16 @@ class _Connection(asyncio.Protocol):
 
 
 def _admit(
-    cap: SpendingCap, begun: list[str], heads: list[str], tasks: Any, currencies: Any, reply: dict[str, Any]
+    cap: SpendingCap,
+    begun: list[str],
+    heads: list[str],
+    tasks: Any,
+    currencies: Any,
+    reply: dict[str, Any],
+    positions: list[int],
 ) -> tuple[list[str], list[str], Any]:
-    """The begins the cap lets go (with their heads and tasks); the refused ones and why go into ``reply``."""
+    """The begins the cap lets go (with their heads and tasks); the refused ones (by their ``positions`` in the
+    sync) and why go into ``reply``."""
     refused = cap.admit(begun, currencies)
     if not refused:
         return begun, heads, tasks
@@ -481,7 +509,7 @@ def _admit(
         if message not in messages:
             messages.append(message)
         which.append(messages.index(message))
-    reply["refused"] = {"i": refused, "m": which, "t": messages}
+    reply["refused"] = {"i": [positions[index] for index in refused], "m": which, "t": messages}
     gone = set(refused)
     keep = [index for index in range(len(begun)) if index not in gone]
     if isinstance(tasks, list):

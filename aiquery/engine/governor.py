@@ -32,6 +32,7 @@ __all__ = [
     "Governor",
     "LocalGovernor",
     "Pace",
+    "SendingStopped",
     "TaskInfo",
     "add_sample",
     "endpoint_key",
@@ -39,6 +40,15 @@ __all__ = [
 ]
 
 Clock = Callable[[], float]
+
+
+class SendingStopped(Exception):
+    """Raised by the awaitable of :meth:`Governor.begin`: the request must not be sent, and it is not recorded.
+
+    The driver says so for a request of a Spark task being killed (its job failed or was cancelled): Spark kills
+    the task's Python worker moments later, and a request begun then but not yet sent would be closed as lost,
+    a ledger row for a request no endpoint received.
+    """
 
 
 def endpoint_key(endpoint: Endpoint) -> tuple[str, str, str]:
@@ -159,7 +169,11 @@ class Governor(Protocol):
         ...
 
     def begin(self, record: UsageRecord) -> Awaitable[None] | None:
-        """A request is about to be sent; send it only once the returned awaitable (if any) is done."""
+        """A request is about to be sent; send it only once the returned awaitable (if any) is done.
+
+        The awaitable raises :class:`SendingStopped` when the request must not be sent at all (nothing is
+        recorded for it then, nor is it to be withdrawn).
+        """
         ...
 
     def end(self, record: UsageRecord) -> None:

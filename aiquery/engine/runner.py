@@ -34,11 +34,11 @@ from aiquery.engine.failures import (
     no_response_failure,
     status_failure,
 )
-from aiquery.engine.governor import EndpointLimits, Governor, LocalGovernor
+from aiquery.engine.governor import EndpointLimits, Governor, LocalGovernor, SendingStopped
 from aiquery.engine.prepared import REQUEST_ID_HEADER, USER_AGENT, CallSite, PreparedSite
 from aiquery.engine.retry import AttemptFailed, Decision, is_retryable, stop_before_deadline, wait_retry_after
 from aiquery.engine.transport import MIN_TIMEOUT_S, HTTPResponse, NoResponse, Transport
-from aiquery.errors import BudgetExceeded, CallError, DeadlineExceeded
+from aiquery.errors import BudgetExceeded, CallError, DeadlineExceeded, TaskCancelled
 from aiquery.pricing import Price
 from aiquery.store.base import StoredAnswer
 from aiquery.usage.record import UsageRecord, UsageSink
@@ -166,8 +166,12 @@ class Engine:
 
             def signal(task: asyncio.Task[Outcome]) -> None:
                 # A done-callback, not another coroutine layer: every await in a call passes through each layer.
-                if not task.cancelled() and task.result().error is not None and not failed.done():
-                    failed.set_result(task.result().error)  # type: ignore[arg-type]
+                # A call stopped because its Spark task is being killed cancels nothing: the requests already sent
+                # run on and are recorded with their outcome. (Cancelled, one still connecting would be recorded
+                # as sent though it never left.) Its error is raised once they are over.
+                error = None if task.cancelled() else task.result().error
+                if error is not None and not isinstance(error, TaskCancelled) and not failed.done():
+                    failed.set_result(error)
 
             for task in tasks:
                 task.add_done_callback(signal)
@@ -200,6 +204,9 @@ class Engine:
             if failed.done():
                 raise failed.result()
             failed.cancel()
+            stopped = next((o.error for o in outcomes if isinstance(o.error, TaskCancelled)), None)
+            if stopped is not None:
+                raise stopped
         return outcomes
 
     def _call_done(self, task: asyncio.Task[Outcome]) -> None:
@@ -314,8 +321,8 @@ class Engine:
         try:
             return await retrying(again)
         except AttemptFailed as last:
-            if isinstance(last.error, BudgetExceeded):
-                return last.error
+            if isinstance(last.error, (BudgetExceeded, TaskCancelled)):
+                return last.error  # not sent on purpose: neither a deadline nor a failure of the endpoint
             if not last.sent or (last.decision.retry and retrying.statistics["attempt_number"] <= endpoint.max_retries):
                 # The deadline is what stopped it: before a retry could be sent, or with attempts left.
                 return DeadlineExceeded(
@@ -370,6 +377,13 @@ class Engine:
                 except BudgetExceeded as refused:  # never journaled, never sent
                     error = BudgetExceeded(refused.message, endpoint=endpoint.name, attempts=0)
                     raise AttemptFailed(error, Decision(False, "spending cap reached"), sent=False) from None
+                except SendingStopped:
+                    # The task is being killed (its job failed or was cancelled): not sent, not recorded.
+                    raise AttemptFailed(
+                        TaskCancelled("not sent: the Spark task was cancelled", endpoint=endpoint.name),
+                        Decision(False, "task cancelled"),
+                        sent=False,
+                    ) from None
                 remaining = deadline - self._clock()
             try:
                 response = await self._transport.post(

@@ -7,7 +7,9 @@ Spark's traffic (``spark.network.crypto.enabled`` or ``spark.ssl.enabled``) the 
 
 A Spark listener (a py4j callback implementing ``SparkListenerInterface``) tells it which task attempts failed,
 so that requests begun by a worker that died with its task are closed as lost (see
-:mod:`aiquery.coordinator.requests`), and stops it when the application ends.
+:mod:`aiquery.coordinator.requests`), which running tasks belong to a failed or cancelled job, so that their
+workers send nothing more before Spark kills them (see :mod:`aiquery.coordinator.tasks`), and stops it when the
+application ends.
 """
 
 from __future__ import annotations
@@ -79,7 +81,8 @@ def running_coordinator(spark: SparkSession) -> Coordinator | None:
 
 
 class _Listener:
-    """A ``SparkListenerInterface`` in Python: failed task attempts and the application's end."""
+    """A ``SparkListenerInterface`` in Python: failed task attempts, the tasks of failed jobs, the application's
+    end."""
 
     def __init__(self, coordinator: Coordinator) -> None:
         self.coordinator = coordinator
@@ -87,10 +90,36 @@ class _Listener:
     def onTaskEnd(self, event: Any) -> None:
         try:
             info = event.taskInfo()
+            task = int(info.taskId())
+            self.coordinator.killed_tasks.task_ended(task)
             if not info.successful():
-                self.coordinator.task_failed(int(info.taskId()))
+                self.coordinator.task_failed(task)
         except Exception:  # a listener must never throw into Spark's listener bus
             logger.debug("task end not understood", exc_info=True)
+
+    def onTaskStart(self, event: Any) -> None:
+        try:
+            self.coordinator.killed_tasks.task_started(int(event.taskInfo().taskId()), int(event.stageId()))
+        except Exception:
+            logger.debug("task start not understood", exc_info=True)
+
+    def onJobStart(self, event: Any) -> None:
+        try:
+            stages = event.stageIds()
+            self.coordinator.killed_tasks.job_started(
+                int(event.jobId()), [int(stages.apply(i)) for i in range(int(stages.length()))]
+            )
+        except Exception:
+            logger.debug("job start not understood", exc_info=True)
+
+    def onJobEnd(self, event: Any) -> None:
+        # A failed or cancelled job's running tasks are being killed: their workers must stop sending now (see
+        # aiquery.coordinator.tasks). JobResult is JobSucceeded (a case object) or JobFailed(exception).
+        try:
+            failed = str(event.jobResult().toString()) != "JobSucceeded"
+            self.coordinator.killed_tasks.job_ended(int(event.jobId()), failed)
+        except Exception:
+            logger.debug("job end not understood", exc_info=True)
 
     def onApplicationEnd(self, event: Any) -> None:
         # The listener bus thread must not wait for the coordinator's loop: stop it from a thread of its own.

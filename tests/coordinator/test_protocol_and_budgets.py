@@ -9,6 +9,7 @@ import pytest
 from aiquery.config import Secret
 from aiquery.coordinator.budgets import LEASE_S, MIN_SHARE, Budgets
 from aiquery.coordinator.protocol import FrameReader, ProtocolError, encode_frame, new_secret, prove, verify
+from aiquery.coordinator.tasks import KilledTasks
 
 
 def test_frames_survive_any_split_of_the_stream() -> None:
@@ -110,3 +111,19 @@ def test_without_a_configured_budget_the_pace_is_learned_from_everyones_429s() -
     rate = budgets.paces()["ep"]
     assert rate is not None and rate < 150
     assert lease(budgets, "a", 100, rpm=None) == pytest.approx(rate)
+
+
+def test_a_failed_job_kills_the_tasks_of_the_stages_no_other_active_job_needs() -> None:
+    killed = KilledTasks()
+    killed.job_started(1, [10, 11])
+    killed.job_started(2, [11, 12])  # stage 11 is shared (a shuffle both jobs read)
+    for task, stage in ((100, 10), (101, 11), (102, 12)):
+        killed.task_started(task, stage)
+    assert killed.killed([100, 101, 102, None]) == set()
+    killed.job_ended(2, failed=False)
+    assert killed.killed([100, 101, 102]) == set()
+    killed.job_started(3, [11, 13])
+    killed.job_ended(1, failed=True)
+    assert killed.killed([100, 101, 102, None]) == {100}  # stage 11 still serves job 3
+    killed.task_ended(100)
+    assert killed.killed([100]) == set()
