@@ -121,6 +121,10 @@ def run_command(
         for name, value in cap.items():  # the session settings a notebook would SET: the builder applies them
             spark.conf.set(name, value)
         ledger = ledger_for(spark)
+        if ledger is not None:
+            # Now, before any statement: created later by the background ingestion, a Ctrl-C that cancels every
+            # job could cut the table's creation short and leave a folder that is not a Delta table yet.
+            ledger.ensure_table()
         out.write(f"aiquery run {path}: {len(statements)} statement(s), query tag {query_tag}\n")
         result = run_statements(
             spark,
