@@ -24,6 +24,7 @@ from aiquery.config import Settings
 from aiquery.coordinator.protocol import CoordinatorAddress
 from aiquery.engine.prepared import CallSite
 from aiquery.errors import ArgumentError
+from aiquery.tasks.definitions import Task
 
 __all__ = ["CallPlan", "ParseDDL", "parse_request_tags", "plan_call"]
 
@@ -56,6 +57,8 @@ class CallPlan:
     capped: bool = False
     """Planned under a spending cap: a worker that cannot reach the coordinator to check it sends nothing."""
     sample: tuple[str, float] | None = None
+    task: Task | None = None
+    """A task function's call (ai_summarize, ai_classify, ...): how its answers become values."""
     """Planned by an estimate run: (its id, the fraction of rows to send); the other rows are only counted."""
 
     @property
@@ -123,6 +126,7 @@ def plan_call(
     cache: bool = True,
     spark_app_id: str | None = None,
     budget_share: float = 1.0,
+    function: str = "ai_query",
 ) -> CallPlan:
     """Validate ai_query's literal arguments and decide the result type.
 
@@ -160,6 +164,7 @@ def plan_call(
         request_tags=parse_request_tags(request_tags),
         budget_share=budget_share,
         cache=cache and resolved.cache and settings.cache.enabled,
+        function=function,
     )
     return CallPlan(
         site=site,

@@ -20,6 +20,8 @@ __all__ = ["context_for", "register"]
 FUNCTION_NAME = "ai_query"
 
 _sessions: dict[int, tuple[SparkContextInfo, AIQueryBuilder, Any]] = {}
+_task_builders: dict[int, list[Any]] = {}
+"""The task functions' builders per session: referenced here while the JVM may call them back."""
 _lock = threading.Lock()
 
 
@@ -64,12 +66,18 @@ def register(spark: SparkSession, *, settings: Settings | None = None) -> None:
     builder = AIQueryBuilder(info)
     registry = spark._jsparkSession.sessionState().functionRegistry()
     registry.createOrReplaceTempFunction(FUNCTION_NAME, builder, "python_udf")
+    from aiquery.spark.tasks import TASK_FUNCTIONS, TaskBuilder
+
+    task_builders = [TaskBuilder(info, name) for name in TASK_FUNCTIONS]
+    for task_builder in task_builders:
+        registry.createOrReplaceTempFunction(task_builder.name, task_builder, "python_udf")
     with _lock:
         previous = _sessions.get(id(spark))
         if previous is not None and previous[2] is not None:
             previous[2].stop_background()
         # The builder must stay referenced in Python while the JVM may call it back.
         _sessions[id(spark)] = (info, builder, ledger)
+        _task_builders[id(spark)] = task_builders
     if ledger is not None:
         ledger.start_background(settings.usage.ingest_interval)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import hashlib
+import json
 import logging
 import threading
 from collections.abc import Iterator
@@ -190,6 +191,9 @@ def run_batches(plan: CallPlan, batches: Iterator[list[str | None]]) -> Iterator
     hold_limit = HOLD_WINDOWS * limit
     try:
         for prompts in batches:
+            if plan.task is not None:
+                instruct = plan.task.prompt
+                prompts = [instruct(prompt) if prompt is not None else None for prompt in prompts]
             if plan.sample is not None:
                 prompts = _sampled(plan.sample, plan.site.endpoint.name, runtime, prompts)
             for start in range(0, len(prompts), CHUNK_ROWS):
@@ -247,6 +251,10 @@ def _values(plan: CallPlan, outcomes: list[Outcome]) -> tuple[list[Any], list[st
     errors: list[str | None] = []
     for outcome in outcomes:
         value, error = outcome.value, outcome.error
+        if error is None and value is not None and plan.task is not None:
+            value = plan.task.value(str(value))
+            if isinstance(value, dict):
+                value = json.dumps(value)
         if error is None and value is not None and plan.parse_json:
             try:
                 value = convert_answer(str(value), plan.result_json)

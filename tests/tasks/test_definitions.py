@@ -1,0 +1,49 @@
+"""The task functions' literal checks, prompts and answer reading (pure Python; Spark registration comes next)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from aiquery.errors import ArgumentError
+from aiquery.tasks import definitions as tasks
+
+
+def test_classify_checks_its_labels_and_reads_structured_or_loose_answers() -> None:
+    with pytest.raises(ArgumentError, match="2 to 20 labels, not 1"):
+        tasks.classify(["only"])
+    with pytest.raises(ArgumentError, match="2 to 20 labels, not 21"):
+        tasks.classify([f"l{i}" for i in range(21)])
+    task = tasks.classify(["urgent", "not urgent"])
+    assert task.response_format is not None and task.response_format.schema is not None
+    assert task.response_format.schema["properties"]["label"]["enum"] == ["urgent", "not urgent"]
+    assert task.value(json.dumps({"label": "not urgent"})) == "not urgent"
+    assert task.value("Not urgent.") == "not urgent"
+    assert task.value("no idea") is None
+    assert '"urgent", "not urgent"' in task.prompt("My password leaked")
+
+
+def test_summarize_validates_max_words() -> None:
+    assert "at most 50 words" in tasks.summarize().prompt("x")
+    assert "at most" not in tasks.summarize(0).prompt("x")
+    for bad in (-1, 2.5, True, "10"):
+        with pytest.raises(ArgumentError) as raised:
+            tasks.summarize(bad)
+        assert raised.value.error_class == "AI_FUNCTION_INVALID_MAX_WORDS" and raised.value.sqlstate == "22032"
+
+
+def test_extract_asks_for_its_fields_and_returns_them() -> None:
+    task = tasks.extract(["person", "location"])
+    assert task.result_sql == "STRUCT<`person`: STRING, `location`: STRING>"
+    assert task.value('{"person": "John Doe", "location": null}') == {"person": "John Doe", "location": None}
+    assert task.value("nothing") is None
+
+
+def test_sentiment_and_the_plain_text_tasks() -> None:
+    assert tasks.sentiment().value('{"label": "positive"}') == "positive"
+    assert tasks.sentiment().value("It is Mixed") == "mixed"
+    assert tasks.translate("es").value(" Hola ") == "Hola"
+    assert tasks.mask(["person", "email"]).prompt("John").count(tasks.MASK) == 1
+    with pytest.raises(ArgumentError):
+        tasks.translate(" ")
