@@ -64,3 +64,13 @@ def test_literal_arguments_are_checked_at_analysis_time(sql: Any, gateway: Any, 
     with pytest.raises(Exception, match=error):
         sql(f"SELECT {call} FROM (SELECT *, ARRAY('a', 'b') AS labels FROM tickets)")
     assert gateway.stats()["requests"] == 0
+
+
+def test_usage_rows_carry_the_functions_name(spark: Any, gateway: Any, tmp_path: Any) -> None:
+    from ledgers import own_ledger_settings
+
+    aiquery.register(spark, settings=own_ledger_settings(gateway, tmp_path, "tasks"))
+    spark.sql("SELECT ai_summarize('Row ' || id) AS s FROM range(3)").collect()
+    aiquery.flush_usage(spark)
+    rows = spark.read.format("delta").load(str(tmp_path / "usage_table")).collect()
+    assert sorted(row.function_name for row in rows) == ["ai_summarize"] * 3
