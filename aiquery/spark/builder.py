@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
     from aiquery.coordinator.server import Coordinator
 
-__all__ = ["AIQueryBuilder", "SparkContextInfo", "parse_ddl_with"]
+__all__ = ["AIQueryBuilder", "SparkContextInfo", "parse_ddl_with", "require_string"]
 
 logger = logging.getLogger("aiquery.spark")
 
@@ -224,13 +224,7 @@ class AIQueryBuilder:
                 sqlstate="0A000",
             )
         request = arguments.pop("request")
-        request_type = str(request.dataType().typeName())
-        if request_type not in ("string", "void") and not request_type.startswith(("varchar", "char")):
-            raise ArgumentError(
-                "DATATYPE_MISMATCH.UNEXPECTED_INPUT_TYPE",
-                f"the `request` argument of ai_query must be a STRING, but {request.sql()} is "
-                f"{request.dataType().sql()}; build the prompt with concat(), || or format_string().",
-            )
+        require_string(request, "request", "ai_query", "; build the prompt with concat(), || or format_string()")
         values = {name: self._literal(name, expression) for name, expression in arguments.items()}
         plan = self.info.plan(
             endpoint=_require(values, "endpoint", str),
@@ -331,6 +325,17 @@ class AIQueryBuilder:
 
     class Java:
         implements = ["scala.Function1"]
+
+
+def require_string(expression: Any, name: str, function: str, hint: str = "") -> None:
+    """Refuse a per-row argument that is not a STRING (``DATATYPE_MISMATCH.UNEXPECTED_INPUT_TYPE``)."""
+    type_name = str(expression.dataType().typeName())
+    if type_name not in ("string", "void") and not type_name.startswith(("varchar", "char")):
+        raise ArgumentError(
+            "DATATYPE_MISMATCH.UNEXPECTED_INPUT_TYPE",
+            f"the `{name}` argument of {function} must be a STRING, but {expression.sql()} is "
+            f"{expression.dataType().sql()}{hint}.",
+        )
 
 
 def _require(values: dict[str, Any], name: str, kind: type) -> Any:

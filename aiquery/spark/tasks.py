@@ -8,12 +8,13 @@ carries the task: the UDF puts the task's instruction before each row's content 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from typing import Any
 
 from aiquery.errors import ArgumentError
-from aiquery.spark.builder import AIQueryBuilder, SparkContextInfo
+from aiquery.spark.builder import AIQueryBuilder, SparkContextInfo, require_string
 from aiquery.tasks import definitions as tasks
 
 __all__ = ["CHAT_ENDPOINT", "TASK_FUNCTIONS", "TaskBuilder"]
@@ -51,13 +52,7 @@ class TaskBuilder(AIQueryBuilder):
                 sqlstate="42605",
             )
         content, *literals = expressions
-        content_type = str(content.dataType().typeName())
-        if content_type not in ("string", "void") and not content_type.startswith(("varchar", "char")):
-            raise ArgumentError(
-                "DATATYPE_MISMATCH.UNEXPECTED_INPUT_TYPE",
-                f"the `{parameters[0]}` argument of {self.name} must be a STRING, but {content.sql()} is "
-                f"{content.dataType().sql()}.",
-            )
+        require_string(content, parameters[0], self.name)
         values = [
             self._task_literal(name, expression) for name, expression in zip(parameters[1:], literals, strict=False)
         ]
@@ -80,8 +75,6 @@ class TaskBuilder(AIQueryBuilder):
             return_type=task.result_sql if task.result_sql != "STRING" else None,
             function=self.name,
         )
-        import dataclasses
-
         return self._expression(dataclasses.replace(plan, task=task), content)
 
     def _task_literal(self, name: str, expression: Any) -> Any:

@@ -81,6 +81,15 @@ def _enum_format(labels: Sequence[str]) -> ResponseFormat:
     return ResponseFormat(kind="json_schema", name="label", schema=schema, strict=True)
 
 
+def _require_labels(labels: Sequence[Any], function: str, error: str, example: str) -> None:
+    if not labels or any(not isinstance(label, str) or not label.strip() for label in labels):
+        raise ArgumentError(
+            f"INVALID_PARAMETER_VALUE.{error}",
+            f"{function}'s labels must be a non-empty ARRAY of non-empty strings, like {example}.",
+            sqlstate="22023",
+        )
+
+
 def sentiment() -> Task:
     return Task(
         "ai_analyze_sentiment",
@@ -120,12 +129,7 @@ def classify(labels: Sequence[Any]) -> Task:
 
 def extract(labels: Sequence[Any]) -> Task:
     """``ai_extract(content, ARRAY(...))``: a STRUCT of one STRING field per label."""
-    if not labels or any(not isinstance(label, str) or not label.strip() for label in labels):
-        raise ArgumentError(
-            "INVALID_PARAMETER_VALUE.AI_EXTRACT_LABELS",
-            "ai_extract's labels must be a non-empty ARRAY of non-empty strings.",
-            sqlstate="22023",
-        )
+    _require_labels(labels, "ai_extract", "AI_EXTRACT_LABELS", "ARRAY('person', 'company')")
     schema = {
         "type": "object",
         "properties": {label: {"type": ["string", "null"]} for label in labels},
@@ -177,12 +181,7 @@ def fix_grammar() -> Task:
 
 
 def mask(labels: Sequence[Any]) -> Task:
-    if not labels or any(not isinstance(label, str) or not label.strip() for label in labels):
-        raise ArgumentError(
-            "INVALID_PARAMETER_VALUE.AI_MASK_LABELS",
-            "ai_mask's labels must be a non-empty ARRAY of non-empty strings, like ARRAY('person', 'email').",
-            sqlstate="22023",
-        )
+    _require_labels(labels, "ai_mask", "AI_MASK_LABELS", "ARRAY('person', 'email')")
     kinds = ", ".join(labels)
     return Task(
         "ai_mask",
