@@ -24,6 +24,8 @@ __all__ = ["delta_configs", "ensure_delta", "local_spark"]
 DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
 DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
 DEFAULT_SHUFFLE_PARTITIONS = 4
+CODEGEN_CACHE_ENTRIES = 2000
+"""Generated classes a local session keeps (Spark's static ``spark.sql.codegen.cache.maxEntries``, default 100)."""
 
 
 def delta_configs(*, packages: str | None = None) -> dict[str, str]:
@@ -83,6 +85,9 @@ def local_spark(
         "spark.sql.session.timeZone": "UTC",
         # As on Databricks, CREATE TABLE ... AS SELECT without USING makes a Delta table.
         "spark.sql.sources.default": "delta",
+        # Spark keeps 100 generated classes; the usage dashboard alone makes about 600, so each render compiled
+        # (and the JIT re-optimized) them all again. Measured on 100,000 usage rows: 4.5 s a render instead of 6.3 s.
+        "spark.sql.codegen.cache.maxEntries": str(CODEGEN_CACHE_ENTRIES),
     }
     if warehouse_dir is not None:
         conf["spark.sql.warehouse.dir"] = warehouse_dir

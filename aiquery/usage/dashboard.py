@@ -127,16 +127,19 @@ def run_queries(
 
     The table is read once, into a cached snapshot that every query reads (so every chart shows the same
     moment of the ledger), and the queries run a few at a time: one Delta scan per chart took 14-34 s for
-    the demo's 1,338 rows. They run in a session of their own (sharing the application's catalog and cache)
-    tuned for small data: one shuffle partition, no adaptive re-planning, no code generation (measured on
-    100,000 rows and 29 queries: 7.7 s instead of 8.9 s).
+    the demo's 1,338 rows. The snapshot holds only the columns the queries name, in one partition, uncompressed
+    (a few MB for 100,000 rows). The queries run in a session of their own (sharing the application's catalog and
+    cache) tuned for small data: one shuffle partition, no adaptive re-planning, no whole-stage code generation.
+    Measured on 100,000 rows and 29 queries: 7.7 s a render with the whole table cached, 3.7 s like this in a
+    local session (which also keeps Spark's generated classes between renders; ``benchmarks/dashboard_render.py``).
     """
     session = spark.newSession()
     for key, value in _SMALL_DATA.items():
         session.conf.set(key, value)
-    # One partition: a ledger of 100,000 rows is a few MB, and every query then plans one task per stage instead of
-    # one per Delta file (measured on 100,000 rows, 29 queries: 21 s instead of 34 s on a loaded 2-core machine).
-    snapshot = session.table(table).coalesce(1).cache()
+    ledger = session.table(table)
+    # One partition: every query then plans one task per stage instead of one per Delta file (measured on 100,000
+    # rows, 29 queries: 21 s instead of 34 s on a loaded 2-core machine).
+    snapshot = ledger.select(*named_columns(queries, ledger.columns)).coalesce(1).cache()
     view = f"aiquery_dashboard_{uuid.uuid4().hex[:12]}"
     snapshot.createOrReplaceTempView(view)
     try:
@@ -148,10 +151,26 @@ def run_queries(
         snapshot.unpersist()
 
 
+def named_columns(queries: Sequence[DashboardQuery], columns: Sequence[str]) -> list[str]:
+    """The ``columns`` that some query names (as a whole word, in any case), in table order.
+
+    All of them when a query selects ``*`` (``SELECT *``, ``t.*``): it may read any column.
+    """
+    text = "\n".join(_strip_comments(query.sql) for query in queries)
+    if _SELECT_STAR.search(text):
+        return list(columns)
+    return [c for c in columns if re.search(rf"\b{re.escape(c)}\b", text, re.IGNORECASE)]
+
+
+_SELECT_STAR = re.compile(r"(?:\bselect\s+(?:distinct\s+|all\s+)?|,\s*|\.)\*", re.IGNORECASE)
+
+
 _SMALL_DATA = {
     "spark.sql.shuffle.partitions": "1",
     "spark.sql.adaptive.enabled": "false",
     "spark.sql.codegen.wholeStage": "false",
+    # Measured: the snapshot of 100,000 rows filled in 0.8 s instead of 1.1 s, and the queries no slower.
+    "spark.sql.inMemoryColumnarStorage.compressed": "false",
 }
 
 
