@@ -36,6 +36,7 @@ __all__ = [
     "CacheSettings",
     "CoordinatorSettings",
     "Endpoint",
+    "FunctionSettings",
     "Price",
     "Secret",
     "Settings",
@@ -56,6 +57,21 @@ DEFAULT_USAGE_TABLE = "ai_gateway.usage"
 DEFAULT_MAX_REQUEST_BYTES = 16 * 1024 * 1024
 DEFAULT_CACHE_TTL_S = 30 * 86_400.0
 DEFAULT_CACHE_MAX_BYTES = 1 << 30
+DEFAULT_CHAT_ENDPOINT = "databricks-meta-llama-3-3-70b-instruct"
+DEFAULT_EMBEDDING_ENDPOINT = "databricks-gte-large-en"
+"""The endpoints the AI Functions use unless ``[functions]`` names others: Databricks' foundation models."""
+TEXT_FUNCTIONS = (
+    "ai_analyze_sentiment",
+    "ai_classify",
+    "ai_extract",
+    "ai_filter",
+    "ai_fix_grammar",
+    "ai_gen",
+    "ai_mask",
+    "ai_summarize",
+    "ai_translate",
+)
+"""The AI Functions a chat endpoint answers (``ai_similarity`` uses the embedding endpoint)."""
 DEFAULT_CURRENCY = "USD"
 
 # Wire formats we speak (STYLE: kebab-case names) and where each lives on the Databricks AI Gateway.
@@ -95,7 +111,8 @@ _ENDPOINT_KEYS = frozenset(
         "anthropic_version",
     }
 )
-_TOP_KEYS = frozenset({"endpoints", "usage", "requester", "coordinator", "cache"})
+_TOP_KEYS = frozenset({"endpoints", "usage", "requester", "coordinator", "cache", "functions"})
+_FUNCTION_KEYS = frozenset({"chat_endpoint", "embedding_endpoint", *TEXT_FUNCTIONS, "ai_similarity"})
 _CACHE_KEYS = frozenset({"enabled", "ttl", "url", "max_size"})
 _DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86_400.0}
 _SIZE_UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 1 << 10, "MIB": 1 << 20, "GIB": 1 << 30}
@@ -212,6 +229,23 @@ class CoordinatorSettings:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class FunctionSettings:
+    """Which endpoints answer the AI Functions (``ai_summarize``, ``ai_classify``, ``ai_similarity``, ...)."""
+
+    chat_endpoint: str = DEFAULT_CHAT_ENDPOINT
+    """The chat endpoint of every text function without one of its own."""
+    embedding_endpoint: str = DEFAULT_EMBEDDING_ENDPOINT
+    """The embeddings endpoint of ``ai_similarity``."""
+    overrides: Mapping[str, str] = field(default_factory=dict)
+    """One function's own endpoint (``ai_summarize = "my-claude"`` in the file)."""
+
+    def endpoint_for(self, function: str) -> str:
+        """The endpoint that answers ``function``."""
+        default = self.embedding_endpoint if function == "ai_similarity" else self.chat_endpoint
+        return self.overrides.get(function, default)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Settings:
     """Everything aiquery reads from the environment and the configuration file."""
 
@@ -222,6 +256,7 @@ class Settings:
     usage: UsageSettings = field(default_factory=UsageSettings)
     coordinator: CoordinatorSettings = field(default_factory=CoordinatorSettings)
     cache: CacheSettings = field(default_factory=CacheSettings)
+    functions: FunctionSettings = field(default_factory=FunctionSettings)
     requester: str = ""
     source: str = ""
     """The file the settings came from, or '' when none was read."""
@@ -329,6 +364,7 @@ def load_settings(environ: Mapping[str, str] | None = None, *, config_path: str 
         usage=_usage_settings(data.get("usage", {}), source),
         coordinator=_coordinator_settings(data.get("coordinator", {}), source),
         cache=_cache_settings(data.get("cache", {}), source),
+        functions=_function_settings(data.get("functions", {}), source),
         requester=str(requester),
         source=source,
         environ=env,
@@ -355,14 +391,20 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: cannot be read: {exc.strerror}") from None
 
 
-def _usage_settings(raw: Any, source: str) -> UsageSettings:
+def _check_table(raw: Any, source: str, section: str, keys: frozenset[str], allowed: str = "") -> None:
+    """Refuse a ``[section]`` that is no table or holds a key outside ``keys`` (``allowed`` describes them)."""
     if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: [usage] must be a table")
-    unknown = set(raw) - _USAGE_KEYS
+        raise ConfigError(f"{source}: [{section}] must be a table")
+    unknown = set(raw) - keys
     if unknown:
         raise ConfigError(
-            f"{source}: [usage] has unknown key {sorted(unknown)[0]!r}; allowed: {', '.join(sorted(_USAGE_KEYS))}"
+            f"{source}: [{section}] has unknown key {sorted(unknown)[0]!r}; "
+            f"allowed: {allowed or ', '.join(sorted(keys))}"
         )
+
+
+def _usage_settings(raw: Any, source: str) -> UsageSettings:
+    _check_table(raw, source, "usage", _USAGE_KEYS)
     checks: dict[str, type | tuple[type, ...]] = {
         "enabled": bool,
         "table": str,
@@ -378,14 +420,7 @@ def _usage_settings(raw: Any, source: str) -> UsageSettings:
 
 
 def _coordinator_settings(raw: Any, source: str) -> CoordinatorSettings:
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: [coordinator] must be a table")
-    unknown = set(raw) - _COORDINATOR_KEYS
-    if unknown:
-        raise ConfigError(
-            f"{source}: [coordinator] has unknown key {sorted(unknown)[0]!r}; "
-            f"allowed: {', '.join(sorted(_COORDINATOR_KEYS))}"
-        )
+    _check_table(raw, source, "coordinator", _COORDINATOR_KEYS)
     port = raw.get("port", 0)
     if not _is_int(port) or not 0 <= port <= 65535:
         raise ConfigError(
@@ -394,14 +429,23 @@ def _coordinator_settings(raw: Any, source: str) -> CoordinatorSettings:
     return CoordinatorSettings(port=port)
 
 
+def _function_settings(raw: Any, source: str) -> FunctionSettings:
+    names = ", ".join(sorted(_FUNCTION_KEYS - _ENDPOINT_ROLES))
+    _check_table(
+        raw, source, "functions", _FUNCTION_KEYS, f"chat_endpoint, embedding_endpoint, or a function's name ({names})"
+    )
+    for key, value in raw.items():
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(f"{source}: [functions] {key} = {value!r} is invalid; expected an endpoint's name")
+    overrides = {key: value for key, value in raw.items() if key not in _ENDPOINT_ROLES}
+    return FunctionSettings(**{key: raw[key] for key in _ENDPOINT_ROLES if key in raw}, overrides=overrides)
+
+
+_ENDPOINT_ROLES = frozenset({"chat_endpoint", "embedding_endpoint"})
+
+
 def _cache_settings(raw: Any, source: str) -> CacheSettings:
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: [cache] must be a table")
-    unknown = set(raw) - _CACHE_KEYS
-    if unknown:
-        raise ConfigError(
-            f"{source}: [cache] has unknown key {sorted(unknown)[0]!r}; allowed: {', '.join(sorted(_CACHE_KEYS))}"
-        )
+    _check_table(raw, source, "cache", _CACHE_KEYS)
 
     def fail(key: str, expected: str) -> ConfigError:
         return ConfigError(f"{source}: [cache] {key} = {raw[key]!r} is invalid; expected {expected}")

@@ -1,19 +1,25 @@
-"""The DataFrame API: ``ai_query`` as a Column function with the SQL function's semantics.
+"""The DataFrame API: ``ai_query`` and the AI Functions as Column functions with the SQL functions' semantics.
 
 Example:
-    >>> from aiquery.functions import ai_query
+    >>> from aiquery.functions import ai_classify, ai_query, ai_summarize
     >>> df.select(ai_query("my-chat", F.col("text"), failOnError=False, modelParameters={"max_tokens": 64}))
+    >>> df.select(ai_summarize("text", 20), ai_classify("text", ["urgent", "not urgent"]))
+
+The AI Functions call the SQL functions ``aiquery.register`` puts in the session (registering it with the default
+settings first if needed), so their arguments are checked the same way, at analysis time.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pyspark.sql import Column
 
-__all__ = ["ai_query"]
+from aiquery.config import TEXT_FUNCTIONS
+
+__all__ = ["ai_query", "ai_similarity", *TEXT_FUNCTIONS]
 
 
 def ai_query(
@@ -69,3 +75,82 @@ def ai_query(
     if plan.extract_result:
         result = result.getField("result")
     return result.alias("ai_query")
+
+
+def _call(function: str, *arguments: Any) -> Column:
+    """``function(arguments...)`` as registered in the active session: Columns and column names per row, Python
+    values (a label list, a number, a string) as literals."""
+    from pyspark.sql import Column, SparkSession
+    from pyspark.sql import functions as F
+
+    from aiquery.spark.registry import context_for
+
+    spark = SparkSession.getActiveSession()
+    if spark is None:
+        raise RuntimeError(f"{function} needs an active SparkSession; create one first")
+    context_for(spark)  # registers the functions in this session if it has not been done
+    columns = []
+    for argument in arguments:
+        if isinstance(argument, Column):
+            columns.append(argument)
+        elif isinstance(argument, (list, tuple)):
+            columns.append(F.array(*[F.lit(item) for item in argument]))
+        else:
+            columns.append(F.lit(argument))
+    return F.call_function(function, *columns)
+
+
+def _column(value: Column | str) -> Column:
+    from pyspark.sql import functions as F
+
+    return F.col(value) if isinstance(value, str) else value
+
+
+def ai_analyze_sentiment(content: Column | str) -> Column:
+    """positive, negative, neutral or mixed (NULL when the answer names none)."""
+    return _call("ai_analyze_sentiment", _column(content))
+
+
+def ai_classify(content: Column | str, labels: Sequence[str]) -> Column:
+    """One of ``labels`` (2 to 20), or NULL when the answer names none of them."""
+    return _call("ai_classify", _column(content), list(labels))
+
+
+def ai_extract(content: Column | str, labels: Sequence[str]) -> Column:
+    """A STRUCT with one STRING field per label: the entity of that type found in ``content``, or NULL."""
+    return _call("ai_extract", _column(content), list(labels))
+
+
+def ai_filter(content: Column | str, condition: str) -> Column:
+    """BOOLEAN: whether ``condition`` holds for ``content`` (``df.where(ai_filter("review", "mentions a refund"))``)."""
+    return _call("ai_filter", _column(content), condition)
+
+
+def ai_fix_grammar(content: Column | str) -> Column:
+    """``content`` with its grammar corrected."""
+    return _call("ai_fix_grammar", _column(content))
+
+
+def ai_gen(prompt: Column | str) -> Column:
+    """The chat endpoint's answer to ``prompt``."""
+    return _call("ai_gen", _column(prompt))
+
+
+def ai_mask(content: Column | str, labels: Sequence[str]) -> Column:
+    """``content`` with every entity of the ``labels`` types replaced by ``[MASKED]``."""
+    return _call("ai_mask", _column(content), list(labels))
+
+
+def ai_similarity(expr1: Column | str, expr2: Column | str) -> Column:
+    """FLOAT: the cosine of the two texts' embeddings (1.0 for equal texts); for ranking."""
+    return _call("ai_similarity", _column(expr1), _column(expr2))
+
+
+def ai_summarize(content: Column | str, max_words: int = 50) -> Column:
+    """A summary of at most about ``max_words`` words (0: no limit)."""
+    return _call("ai_summarize", _column(content), max_words)
+
+
+def ai_translate(content: Column | str, to_lang: str) -> Column:
+    """``content`` translated into ``to_lang`` (a language code or name)."""
+    return _call("ai_translate", _column(content), to_lang)

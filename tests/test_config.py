@@ -70,6 +70,26 @@ def test_the_coordinator_port_is_ephemeral_unless_set(tmp_path: Path) -> None:
     assert load_settings(ENV, config_path=write(tmp_path, "[coordinator]\nport = 7078\n")).coordinator.port == 7078
 
 
+def test_the_ai_functions_use_databricks_endpoints_unless_functions_names_others(tmp_path: Path) -> None:
+    defaults = load_settings(ENV).functions
+    assert defaults.endpoint_for("ai_summarize") == "databricks-meta-llama-3-3-70b-instruct"
+    assert defaults.endpoint_for("ai_similarity") == "databricks-gte-large-en"
+    text = '[functions]\nchat_endpoint = "my-chat"\nembedding_endpoint = "my-embed"\nai_classify = "my-claude"\n'
+    functions = load_settings(ENV, config_path=write(tmp_path, text)).functions
+    assert [functions.endpoint_for(name) for name in ("ai_summarize", "ai_classify", "ai_similarity")] == [
+        "my-chat",
+        "my-claude",
+        "my-embed",
+    ]
+
+
+def test_every_registered_function_can_be_given_its_own_endpoint() -> None:
+    from aiquery.config import TEXT_FUNCTIONS
+    from aiquery.spark.tasks import TASK_FUNCTIONS
+
+    assert set(TASK_FUNCTIONS) == {*TEXT_FUNCTIONS, "ai_similarity"}
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
@@ -95,6 +115,8 @@ def test_the_coordinator_port_is_ephemeral_unless_set(tmp_path: Path) -> None:
             '[endpoints.e]\ncurrency = "euros!"\nprice = { input_per_million = 1, output_per_million = 2 }\n',
             "expected a currency code",
         ),
+        ('[functions]\nai_nope = "x"\n', "[functions] has unknown key 'ai_nope'; allowed: chat_endpoint"),
+        ("[functions]\nchat_endpoint = 3\n", "[functions] chat_endpoint = 3 is invalid; expected an endpoint's name"),
     ],
 )
 def test_bad_files_and_values_name_the_file_key_and_what_is_allowed(tmp_path: Path, text: str, expected: str) -> None:

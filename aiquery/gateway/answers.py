@@ -139,7 +139,9 @@ def compose_reply(ask: Ask, config: GatewayConfig, forced_tokens: int | None) ->
         text, stopped = answer_text(ask.prompt, target_tokens=target, max_tokens=ask.max_tokens)
     else:
         # Structured output stays valid JSON whatever the token cap: truncated JSON would test nothing useful.
-        text, stopped = json.dumps(_json_answer(ask), ensure_ascii=False), False
+        answer = _json_answer(ask)
+        text = _loose(answer) if config.loose_answers else json.dumps(answer, ensure_ascii=False)
+        stopped = False
     return Reply(
         text=text,
         stopped_by_max_tokens=stopped,
@@ -149,6 +151,16 @@ def compose_reply(ask: Ask, config: GatewayConfig, forced_tokens: int | None) ->
         cache_creation_tokens=int(input_tokens * config.cache_creation_tokens),
         reasoning_tokens=config.reasoning_tokens,
     )
+
+
+def _loose(answer: Any) -> str:
+    """``answer`` as a model that ignores structured output writes it: one string field (a label) as words around
+    it in upper case; any other object with its keys capitalised, in prose and a code fence."""
+    if isinstance(answer, dict) and len(answer) == 1 and isinstance(next(iter(answer.values())), str):
+        return f"The answer is: {str(next(iter(answer.values()))).upper()}."
+    if isinstance(answer, dict):
+        answer = {str(key).title(): value for key, value in answer.items()}
+    return f"Here is what I found:\n```json\n{json.dumps(answer, ensure_ascii=False, indent=2)}\n```"
 
 
 def _json_answer(ask: Ask) -> Any:

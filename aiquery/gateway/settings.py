@@ -75,6 +75,9 @@ class GatewayConfig:
         cached_tokens: fraction of input tokens reported as read from the prompt cache.
         cache_creation_tokens: fraction of input tokens reported as written to the cache (Anthropic only).
         reasoning_tokens: reasoning tokens added to (and reported within) each answer's output tokens.
+        loose_answers: answer requests for structured output the way a model that ignores it does: a label in
+            another case wrapped in words ("The answer is: POSITIVE."), an object's keys in another case inside
+            prose and a code fence.
     """
 
     latency_ms: float = 0.0
@@ -93,6 +96,7 @@ class GatewayConfig:
     cached_tokens: float = 0.0
     cache_creation_tokens: float = 0.0
     reasoning_tokens: int = 0
+    loose_answers: bool = False
 
     def updated(self, changes: Mapping[str, Any]) -> GatewayConfig:
         """A copy with ``changes`` applied, each value checked and normalised.
@@ -159,6 +163,12 @@ def _positive_rate(name: str, value: Any) -> float | None:
     return rate
 
 
+def _boolean(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be true or false, not {value!r}")
+    return value
+
+
 def _retry_after_mode(name: str, value: Any) -> str:
     if value not in RETRY_AFTER_MODES:
         raise ValueError(f"{name} must be one of {list(RETRY_AFTER_MODES)}, got {value!r}")
@@ -209,4 +219,5 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "cached_tokens": _number(0.0, maximum=1.0),
     "cache_creation_tokens": _number(0.0, maximum=1.0),
     "reasoning_tokens": _integer(0),
+    "loose_answers": _boolean,
 }

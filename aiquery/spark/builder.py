@@ -307,7 +307,8 @@ class AIQueryBuilder:
             )
         return value
 
-    def _expression(self, plan: CallPlan, request: Any) -> Any:
+    def _expression(self, plan: CallPlan, *requests: Any) -> Any:
+        """The UDF's expression over the request column(s) (two for ``ai_similarity``)."""
         jvm = self._jvm
         udf = make_udf(plan)
         # The request goes to Python as bytes: a STRING holding invalid UTF-8 (CAST(X'FF' AS STRING)) would make
@@ -315,9 +316,12 @@ class AIQueryBuilder:
         # Through STRING first, so that a number is sent as its text rather than its binary encoding.
         expressions = jvm.org.apache.spark.sql.catalyst.expressions
         types = jvm.org.apache.spark.sql.types.DataTypes
-        for target in (types.StringType, types.BinaryType):
-            request = expressions.Cast(request, target, jvm.scala.Option.empty(), expressions.EvalMode.LEGACY())
-        sequence = jvm.org.apache.spark.api.python.PythonUtils.toSeq(jvm.java.util.ArrayList([request]))
+        inputs = []
+        for request in requests:
+            for target in (types.StringType, types.BinaryType):
+                request = expressions.Cast(request, target, jvm.scala.Option.empty(), expressions.EvalMode.LEGACY())
+            inputs.append(request)
+        sequence = jvm.org.apache.spark.api.python.PythonUtils.toSeq(jvm.java.util.ArrayList(inputs))
         expression = udf._judf.builder(sequence)
         if plan.extract_result:
             expression = expressions.GetStructField(expression, 0, jvm.scala.Option.apply("result"))

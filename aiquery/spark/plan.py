@@ -57,9 +57,9 @@ class CallPlan:
     capped: bool = False
     """Planned under a spending cap: a worker that cannot reach the coordinator to check it sends nothing."""
     sample: tuple[str, float] | None = None
-    task: Task | None = None
-    """A task function's call (ai_summarize, ai_classify, ...): how its answers become values."""
     """Planned by an estimate run: (its id, the fraction of rows to send); the other rows are only counted."""
+    task: Task | None = None
+    """An AI Function's call (ai_summarize, ai_classify, ...): how its answers become values."""
 
     @property
     def wrapped(self) -> bool:

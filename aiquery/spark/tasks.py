@@ -1,9 +1,11 @@
-"""The task AI Functions in Spark SQL: one builder per function, registered beside ai_query's.
+"""The AI Functions in Spark SQL: one builder per function, registered beside ai_query's.
 
-Work in progress (issue 14 part 1): the ARRAY forms only, the chat endpoint fixed to :data:`CHAT_ENDPOINT`
-(``[functions]`` in the TOML file comes next), no ai_similarity yet. Each builder validates the function's literal
-arguments at analysis time (see :mod:`aiquery.tasks.definitions`) and returns ai_query's UDF for a call plan that
-carries the task: the UDF puts the task's instruction before each row's content and reads the answer back.
+Each builder validates the function's literal arguments at analysis time (see :mod:`aiquery.tasks.definitions`)
+and returns ai_query's UDF for a call plan that carries the task: the UDF puts the task's instruction before each
+row's content and reads the answer back. The endpoint is the one ``[functions]`` names for the function (by default
+Databricks' foundation models). ``ai_similarity`` sends both texts to the embedding endpoint and returns the cosine.
+
+Not built yet (issue 14): the VARIANT forms of ai_classify and ai_extract, ai_agg, and ``files =>``.
 """
 
 from __future__ import annotations
@@ -13,23 +15,23 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from aiquery.apis import get_adapter
 from aiquery.errors import ArgumentError
 from aiquery.spark.builder import AIQueryBuilder, SparkContextInfo, require_string
 from aiquery.tasks import definitions as tasks
 
-__all__ = ["CHAT_ENDPOINT", "TASK_FUNCTIONS", "TaskBuilder"]
-
-CHAT_ENDPOINT = "databricks-meta-llama-3-3-70b-instruct"
-"""The chat endpoint the task functions use (a Databricks foundation-model endpoint)."""
+__all__ = ["TASK_FUNCTIONS", "TaskBuilder"]
 
 TASK_FUNCTIONS: dict[str, tuple[tuple[str, ...], int, Callable[..., tasks.Task]]] = {
     # name: (parameters, how many are required, the task for the literal arguments)
     "ai_analyze_sentiment": (("content",), 1, tasks.sentiment),
     "ai_classify": (("content", "labels"), 2, tasks.classify),
     "ai_extract": (("content", "labels"), 2, tasks.extract),
+    "ai_filter": (("content", "condition"), 2, tasks.filter_rows),
     "ai_fix_grammar": (("content",), 1, tasks.fix_grammar),
     "ai_gen": (("prompt",), 1, tasks.gen),
     "ai_mask": (("content", "labels"), 2, tasks.mask),
+    "ai_similarity": (("expr1", "expr2"), 2, tasks.similarity),
     "ai_summarize": (("content", "max_words"), 1, tasks.summarize),
     "ai_translate": (("content", "to_lang"), 2, tasks.translate),
 }
@@ -51,6 +53,12 @@ class TaskBuilder(AIQueryBuilder):
                 f"{self.name} takes {count} argument(s) ({', '.join(parameters)}), not {len(expressions)}.",
                 sqlstate="42605",
             )
+        if self.name == "ai_similarity":
+            for name, expression in zip(parameters, expressions, strict=True):
+                require_string(expression, name, self.name)
+            task = tasks.similarity()
+            plan = self._plan(task, return_type=None, response_format=None)
+            return self._expression(dataclasses.replace(plan, task=task, result_sql="FLOAT"), *expressions)
         content, *literals = expressions
         require_string(content, parameters[0], self.name)
         values = [
@@ -69,13 +77,27 @@ class TaskBuilder(AIQueryBuilder):
                     },
                 }
             )
-        plan = self.info.plan(
-            endpoint=CHAT_ENDPOINT,
-            response_format=response_format,
-            return_type=task.result_sql if task.result_sql != "STRING" else None,
-            function=self.name,
-        )
+        return_type = task.result_sql if task.result_sql != "STRING" else None
+        plan = self._plan(task, return_type=return_type, response_format=response_format)
         return self._expression(dataclasses.replace(plan, task=task), content)
+
+    def _plan(self, task: tasks.Task, *, return_type: str | None, response_format: str | None) -> Any:
+        """The call plan on the endpoint ``[functions]`` names for this function, checked to be of the right kind."""
+        endpoint = self.info.settings.functions.endpoint_for(self.name)
+        kind = get_adapter(self.info.settings.endpoint(endpoint).api).output
+        wanted = "vector" if task.pairs else "text"
+        if kind != wanted:
+            role = "embedding_endpoint" if task.pairs else "chat_endpoint"
+            raise ArgumentError(
+                "AI_FUNCTION_INVALID_ENDPOINT",
+                f"{self.name} needs {'an embeddings' if task.pairs else 'a text-generation'} endpoint, but "
+                f"'{endpoint}' is {'an embeddings' if kind == 'vector' else 'a text-generation'} endpoint. Name "
+                f'another in the configuration file\'s [functions] table ({role} = "...", or {self.name} = '
+                f'"..." for this function alone).',
+            )
+        return self.info.plan(
+            endpoint=endpoint, response_format=response_format, return_type=return_type, function=self.name
+        )
 
     def _task_literal(self, name: str, expression: Any) -> Any:
         if not expression.foldable():

@@ -21,7 +21,7 @@ import json
 import logging
 import threading
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from aiquery.engine.governor import Governor, LocalGovernor, TaskInfo
 from aiquery.engine.loop import LoopThread
@@ -29,6 +29,7 @@ from aiquery.engine.runner import Engine, Outcome
 from aiquery.errors import CallError
 from aiquery.spark.convert import convert_answer
 from aiquery.spark.plan import CallPlan
+from aiquery.tasks.definitions import cosine
 from aiquery.usage.record import MemorySink
 
 if TYPE_CHECKING:
@@ -191,7 +192,7 @@ def run_batches(plan: CallPlan, batches: Iterator[list[str | None]]) -> Iterator
     hold_limit = HOLD_WINDOWS * limit
     try:
         for prompts in batches:
-            if plan.task is not None:
+            if plan.task is not None and plan.task.instruction:
                 instruct = plan.task.prompt
                 prompts = [instruct(prompt) if prompt is not None else None for prompt in prompts]
             if plan.sample is not None:
@@ -267,10 +268,62 @@ def _values(plan: CallPlan, outcomes: list[Outcome]) -> tuple[list[Any], list[st
     return results, errors
 
 
+def _pair_values(plan: CallPlan, batches: Iterator[tuple[Any, Any]]) -> Iterator[tuple[list[Any], list[Any]]]:
+    """``ai_similarity``: both texts of each row embedded (one stream of requests), and each pair's cosine;
+    (results, error messages) per chunk of rows. A row whose two texts are equal sends one and is 1.0."""
+    pending: collections.deque[Outcome] = collections.deque()
+    equal: collections.deque[bool] = collections.deque()
+
+    def flattened() -> Iterator[list[str | None]]:
+        for first, second in batches:
+            texts: list[str | None] = []
+            for pair in zip(_prompts(first), _prompts(second), strict=True):
+                same = pair[0] == pair[1]
+                equal.append(same)
+                # A row with a NULL text is NULL: neither of its texts is sent.
+                texts.extend((None, None) if None in pair else (pair[0], None) if same else pair)
+            yield texts
+
+    for outcomes in run_batches(plan, flattened()):
+        pending.extend(outcomes)
+        results: list[Any] = []
+        errors: list[str | None] = []
+        while len(pending) >= 2:
+            first, second = pending.popleft(), pending.popleft()
+            same = equal.popleft()
+            error = first.error or (None if same else second.error)
+            value = None
+            if error is None and first.value is not None and same:
+                value = 1.0
+            elif error is None and first.value is not None and second.value is not None:
+                value = cosine(cast(list[float], first.value), cast(list[float], second.value))
+            if error is not None and plan.fail_on_error:
+                raise error
+            results.append(value)
+            errors.append(error.describe() if error is not None else None)
+        yield results, errors
+
+
 def make_udf(plan: CallPlan) -> UserDefinedFunction:
-    """A nondeterministic pandas UDF of one argument (the request) specialised for ``plan``."""
+    """A nondeterministic pandas UDF specialised for ``plan``: of one argument (the request), or of two texts for
+    ``ai_similarity``."""
     import pandas as pd
     from pyspark.sql.pandas.functions import pandas_udf
+
+    if plan.task is not None and plan.task.pairs:
+
+        def similarity(batches: Iterator[tuple[pd.Series, pd.Series]]) -> Iterator[Any]:
+            for results, errors in _pair_values(plan, batches):
+                if plan.wrapped:
+                    yield pd.DataFrame({"result": results, "errorMessage": errors})
+                else:
+                    yield pd.Series(results, dtype=object)
+
+        returned: Any = pd.DataFrame if plan.wrapped else pd.Series
+        similarity.__annotations__ = {"batches": Iterator[tuple[pd.Series, pd.Series]], "return": Iterator[returned]}
+        pair_udf: Any = pandas_udf(similarity, returnType=plan.udf_type)  # type: ignore[call-overload]
+        udf_pairs: UserDefinedFunction = pair_udf.asNondeterministic()._unwrapped
+        return udf_pairs
 
     if plan.wrapped:
 

@@ -11,6 +11,7 @@ with structured output gets its own spelling; an answer that still does not matc
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +20,20 @@ from aiquery.apis.base import ResponseFormat
 from aiquery.errors import ArgumentError
 from aiquery.tasks.answers import SENTIMENTS, extract_fields, match_label
 
-__all__ = ["MASK", "Task", "classify", "extract", "fix_grammar", "gen", "mask", "sentiment", "summarize", "translate"]
+__all__ = [
+    "MASK",
+    "Task",
+    "classify",
+    "extract",
+    "filter_rows",
+    "fix_grammar",
+    "gen",
+    "mask",
+    "sentiment",
+    "similarity",
+    "summarize",
+    "translate",
+]
 
 MASK = "[MASKED]"
 MIN_LABELS, MAX_LABELS = 2, 20
@@ -35,16 +49,21 @@ class Task:
         function: the SQL name (the usage table's ``function_name``).
         instruction: what the model is told, before the content.
         response_format: the structured output to ask for, or None for plain text.
-        labels: the labels an answer must be one of (classify, sentiment).
+        labels: the labels an answer must be one of (classify, sentiment, filter).
+        synonyms: other words that name a label (filter: "yes" names "true").
         fields: the fields an answer must have (extract).
+        result_sql: the function's SQL type.
+        pairs: the function takes two texts per row and compares their embeddings (similarity).
     """
 
     function: str
     instruction: str
     response_format: ResponseFormat | None = None
     labels: tuple[str, ...] = ()
+    synonyms: tuple[tuple[str, str], ...] = ()
     fields: tuple[str, ...] = ()
     result_sql: str = "STRING"
+    pairs: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def prompt(self, content: str) -> str:
@@ -54,7 +73,9 @@ class Task:
     def value(self, answer: str) -> Any:
         """The function's value for an answer (None when it cannot be read safely)."""
         if self.labels:
-            return match_label(_field(answer, "label"), self.labels)
+            named = dict(self.synonyms)
+            label = match_label(_field(answer, "label"), (*self.labels, *named))
+            return named.get(label, label) if label is not None else None
         if self.fields:
             return extract_fields(answer, self.fields)
         return answer.strip()
@@ -193,3 +214,46 @@ def mask(labels: Sequence[Any]) -> Task:
 
 def gen() -> Task:
     return Task("ai_gen", "Answer the request below.")
+
+
+def filter_rows(condition: Any) -> Task:
+    """``ai_filter(content, condition)``: BOOLEAN, whether the condition holds for the content (aiquery's own,
+    after Snowflake's AI_FILTER and BigQuery's AI.IF).
+
+    Raises:
+        ArgumentError: the condition is not a non-empty string.
+    """
+    if not isinstance(condition, str) or not condition.strip():
+        raise ArgumentError(
+            "INVALID_PARAMETER_VALUE.AI_FILTER_CONDITION",
+            "ai_filter's condition must be a non-empty STRING literal, like 'mentions a refund'.",
+            sqlstate="22023",
+        )
+    return Task(
+        "ai_filter",
+        f"Decide whether this condition holds for the text below: {condition.strip()}\n"
+        "Answer true if it holds and false if it does not.",
+        _enum_format(FILTER_LABELS),
+        labels=FILTER_LABELS,
+        synonyms=(("yes", "true"), ("no", "false")),
+        result_sql="BOOLEAN",
+    )
+
+
+FILTER_LABELS = ("true", "false")
+
+
+def similarity() -> Task:
+    """``ai_similarity(expr1, expr2)``: FLOAT, the cosine of the two texts' embeddings (1.0 for equal texts)."""
+    return Task("ai_similarity", "", result_sql="FLOAT", pairs=True)
+
+
+def cosine(first: Sequence[float], second: Sequence[float]) -> float | None:
+    """The cosine similarity of two vectors; None when either is all zeros or their lengths differ."""
+    if len(first) != len(second):
+        return None
+    if list(first) == list(second):
+        return 1.0 if any(first) else None  # exactly, not 0.9999999999999998
+    dot = sum(a * b for a, b in zip(first, second, strict=True))
+    norms = math.sqrt(sum(a * a for a in first)) * math.sqrt(sum(b * b for b in second))
+    return max(-1.0, min(1.0, dot / norms)) if norms else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import math
 import struct
 from typing import Any
@@ -110,3 +111,19 @@ def test_embedding_base64_encoding(post: Any) -> None:
     encoded = post(EMBEDDINGS, {"model": "e", "input": "a", "dimensions": 4, "encoding_format": "base64"}).json()
     decoded = struct.unpack("<4f", base64.b64decode(encoded["data"][0]["embedding"]))
     assert all(math.isclose(x, y, rel_tol=1e-6) for x, y in zip(decoded, floats, strict=True))
+
+
+def test_loose_answers_wrap_structured_output_in_words() -> None:
+    from aiquery.gateway.answers import Ask, compose_reply
+    from aiquery.gateway.settings import GatewayConfig
+
+    label = {"type": "object", "properties": {"label": {"type": "string", "enum": ["urgent", "later"]}}}
+    fields = {"type": "object", "properties": {"person": {"type": "string"}, "company": {"type": "string"}}}
+    loose = GatewayConfig().updated({"loose_answers": True})
+    strict = compose_reply(Ask(model="m", prompt="p", json_mode="schema", schema=label), GatewayConfig(), None)
+    worded = compose_reply(Ask(model="m", prompt="p", json_mode="schema", schema=label), loose, None)
+    assert worded.text == f"The answer is: {json.loads(strict.text)['label'].upper()}."
+    extraction = compose_reply(Ask(model="m", prompt="p", json_mode="schema", schema=fields), loose, None).text
+    assert extraction.startswith("Here is what I found:\n```json\n") and '"Person": ' in extraction
+    with pytest.raises(ValueError, match="loose_answers must be true or false"):
+        GatewayConfig().updated({"loose_answers": "yes"})

@@ -1,14 +1,16 @@
-"""The task AI Functions through Spark SQL against the emulator (work in progress: the ARRAY forms)."""
+"""The AI Functions through Spark SQL and the DataFrame API against the emulator (the ARRAY forms; issue 14)."""
 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 import aiquery
-from aiquery.config import UsageSettings, load_settings
+from aiquery.config import Settings, UsageSettings, load_settings
+from aiquery.tasks.answers import SENTIMENTS
 
 pytestmark = pytest.mark.spark
 
@@ -74,3 +76,149 @@ def test_usage_rows_carry_the_functions_name(spark: Any, gateway: Any, tmp_path:
     aiquery.flush_usage(spark)
     rows = spark.read.format("delta").load(str(tmp_path / "usage_table")).collect()
     assert sorted(row.function_name for row in rows) == ["ai_summarize"] * 3
+
+
+def test_ai_filter_keeps_the_rows_it_answers_true_for(sql: Any, gateway: Any) -> None:
+    reviews = "SELECT id, 'Review ' || id || ': I want my money back.' AS review FROM range(12)"
+    verdicts = sql(f"SELECT id, ai_filter(review, 'mentions a refund') AS keep FROM ({reviews})")
+    assert verdicts.schema["keep"].dataType.simpleString() == "boolean"
+    kept = {row.id for row in verdicts.collect() if row.keep}
+    assert 0 < len(kept) < 12  # the emulator answers by a hash of the prompt: some rows each way
+    where = sql(f"SELECT id FROM ({reviews}) WHERE ai_filter(review, 'mentions a refund')").collect()
+    assert {row.id for row in where} == kept
+    assert sql("SELECT ai_filter(CAST(NULL AS STRING), 'anything') AS keep").first().keep is None
+    with pytest.raises(Exception, match="AI_FILTER_CONDITION"):
+        sql("SELECT ai_filter(review, ' ') FROM (SELECT 'x' AS review)")
+    with pytest.raises(Exception, match="NON_DETERMINISTIC"):  # as the README says: not as a join condition
+        sql(f"SELECT * FROM ({reviews}) a JOIN ({reviews}) b ON ai_filter(a.review || b.review, 'agree')").collect()
+
+
+def test_ai_similarity_compares_embeddings(sql: Any, gateway: Any) -> None:
+    row = sql(
+        """SELECT ai_similarity('Apache Spark', 'Apache Spark') AS same,
+                  ai_similarity('Apache Spark', 'a recipe for bread') AS other,
+                  ai_similarity('Apache Spark', CAST(NULL AS STRING)) AS none"""
+    )
+    assert [f.dataType.simpleString() for f in row.schema.fields] == ["float", "float", "float"]
+    found = row.first()
+    assert found.same == 1.0
+    assert -1.0 <= found.other < 0.9
+    assert found.none is None
+    routes = gateway.stats()["by_route"]
+    assert set(routes) == {"mlflow/v1/embeddings"}
+    assert gateway.stats()["requests"] == 3  # one for the equal pair, two for the other, none for NULL
+
+
+def test_the_dataframe_api_gives_what_sql_gives(spark: Any, sql: Any, gateway: Any) -> None:
+    from aiquery import functions as AI
+
+    frame = spark.table("tickets").select(
+        "id",
+        AI.ai_summarize("text", 5).alias("short"),
+        AI.ai_classify("text", ["urgent", "not urgent"]).alias("urgency"),
+        AI.ai_extract("text", ["person", "location"]).alias("entities"),
+        AI.ai_filter("text", "is a complaint").alias("complaint"),
+        AI.ai_similarity("text", "text").alias("self_similarity"),
+        AI.ai_analyze_sentiment("text").alias("sentiment"),
+        AI.ai_translate("text", "es").alias("spanish"),
+        AI.ai_mask("text", ["person"]).alias("masked"),
+        AI.ai_fix_grammar("text").alias("fixed"),
+        AI.ai_gen("text").alias("generated"),
+    )
+    from_api = {row.id: row for row in frame.collect()}
+    from_sql = {
+        row.id: row
+        for row in sql(
+            """SELECT id, ai_summarize(text, 5) AS short, ai_classify(text, ARRAY('urgent', 'not urgent')) AS urgency,
+                      ai_extract(text, ARRAY('person', 'location')) AS entities,
+                      ai_filter(text, 'is a complaint') AS complaint, ai_similarity(text, text) AS self_similarity,
+                      ai_analyze_sentiment(text) AS sentiment, ai_translate(text, 'es') AS spanish,
+                      ai_mask(text, ARRAY('person')) AS masked, ai_fix_grammar(text) AS fixed,
+                      ai_gen(text) AS generated
+               FROM tickets"""
+        ).collect()
+    }
+    assert from_api == from_sql  # the emulator answers equal requests equally
+    assert from_api[1].self_similarity == 1.0 and from_api[2].short is None
+    assert frame.schema["entities"].dataType.simpleString() == "struct<person:string,location:string>"
+    before = gateway.stats()["requests"]
+    with pytest.raises(Exception, match="2 to 20 labels"):
+        spark.table("tickets").select(AI.ai_classify("text", ["only"])).collect()
+    assert gateway.stats()["requests"] == before
+
+
+TEXT_APIS = {
+    "fn-chat": "chat",
+    "fn-responses": "responses",
+    "fn-openai-responses": "openai-responses",
+    "fn-anthropic": "anthropic",
+    "fn-gemini": "gemini",
+}
+
+
+def functions_settings(gateway: Any, tmp_path: Path, table: str) -> Settings:
+    endpoints = "".join(f'[endpoints.{name}]\napi = "{api}"\n\n' for name, api in TEXT_APIS.items())
+    config = tmp_path / "aiquery.toml"
+    config.write_text(f"{endpoints}[functions]\n{table}\n")
+    settings = load_settings({"DATABRICKS_HOST": gateway.url, "DATABRICKS_TOKEN": gateway.token}, config_path=config)
+    return dataclasses.replace(settings, usage=UsageSettings(enabled=False))
+
+
+@pytest.mark.parametrize("loose", [False, True], ids=["structured", "loose-answers"])
+@pytest.mark.parametrize("endpoint", list(TEXT_APIS))
+def test_labels_and_fields_come_back_through_each_api(
+    spark: Any, gateway: Any, tmp_path: Path, endpoint: str, loose: bool
+) -> None:
+    aiquery.register(spark, settings=functions_settings(gateway, tmp_path, f'chat_endpoint = "{endpoint}"'))
+    gateway.configure(loose_answers=loose)
+    rows = spark.sql(
+        """SELECT ai_classify(text, ARRAY('billing', 'outage', 'billing dispute')) AS topic,
+                  ai_analyze_sentiment(text) AS sentiment,
+                  ai_extract(text, ARRAY('person', 'company')) AS entities,
+                  ai_filter(text, 'mentions money') AS money
+           FROM (SELECT 'Ticket ' || id || ': Jane Roe of Initech was charged twice.' AS text FROM range(6))"""
+    ).collect()
+    assert all(row.topic in ("billing", "outage", "billing dispute") for row in rows)
+    assert all(row.sentiment in SENTIMENTS for row in rows)
+    assert all(set(row.entities.asDict()) == {"person", "company"} for row in rows)
+    assert all(isinstance(row.entities.person, str) for row in rows)
+    assert all(isinstance(row.money, bool) for row in rows)
+    assert set(gateway.stats()["by_route"]) == {route_of(TEXT_APIS[endpoint])}
+    if loose:  # the answers really were loose: ai_query with the same structured output shows them raw
+        raw = spark.sql(
+            f"""SELECT ai_query('{endpoint}', 'Ticket 1', responseFormat =>
+                '{{"type": "json_schema", "json_schema": {{"name": "label", "strict": true, "schema":
+                {{"type": "object", "properties": {{"label": {{"type": "string", "enum": ["a", "b"]}}}},
+                "required": ["label"], "additionalProperties": false}}}}}}') AS answer"""
+        ).first()
+        assert raw.answer.startswith("The answer is: ")
+
+
+def route_of(api: str) -> str:
+    return {
+        "chat": "mlflow/v1/chat/completions",
+        "responses": "mlflow/v1/responses",
+        "openai-responses": "openai/v1/responses",
+        "anthropic": "anthropic/v1/messages",
+        "gemini": "gemini/v1beta/models/{model}:generateContent",
+    }[api]
+
+
+def test_the_functions_table_picks_each_functions_endpoint(spark: Any, gateway: Any, tmp_path: Path) -> None:
+    table = 'chat_endpoint = "fn-chat"\nai_summarize = "fn-anthropic"'
+    aiquery.register(spark, settings=functions_settings(gateway, tmp_path, table))
+    spark.sql("SELECT ai_summarize('a long text') AS s, ai_gen('a question') AS g").collect()
+    assert {route: sum(counts.values()) for route, counts in gateway.stats()["by_route"].items()} == {
+        "anthropic/v1/messages": 1,
+        "mlflow/v1/chat/completions": 1,
+    }
+
+
+def test_an_endpoint_of_the_wrong_kind_fails_at_analysis_time(spark: Any, gateway: Any, tmp_path: Path) -> None:
+    aiquery.register(spark, settings=functions_settings(gateway, tmp_path, 'embedding_endpoint = "fn-chat"'))
+    with pytest.raises(Exception, match=r"AI_FUNCTION_INVALID_ENDPOINT.*needs an embeddings endpoint"):
+        spark.sql("SELECT ai_similarity('a', 'b')").collect()
+    aiquery.register(spark, settings=functions_settings(gateway, tmp_path, 'ai_gen = "databricks-gte-large-en"'))
+    with pytest.raises(Exception, match="ai_gen needs a text-generation endpoint"):
+        spark.sql("SELECT ai_gen('a')").collect()
+    assert gateway.stats()["requests"] == 0

@@ -47,3 +47,28 @@ def test_sentiment_and_the_plain_text_tasks() -> None:
     assert tasks.mask(["person", "email"]).prompt("John").count(tasks.MASK) == 1
     with pytest.raises(ArgumentError):
         tasks.translate(" ")
+
+
+def test_filter_answers_true_false_or_null() -> None:
+    task = tasks.filter_rows("mentions a refund")
+    assert task.result_sql == "BOOLEAN" and "mentions a refund" in task.prompt("text")
+    assert [task.value(answer) for answer in ("true", '{"label": "false"}', "Yes.", "NO", "perhaps", "yes or no")] == [
+        "true",
+        "false",
+        "true",
+        "false",
+        None,
+        None,
+    ]
+    with pytest.raises(ArgumentError) as raised:
+        tasks.filter_rows("  ")
+    assert raised.value.error_class == "INVALID_PARAMETER_VALUE.AI_FILTER_CONDITION"
+
+
+def test_cosine_of_embeddings() -> None:
+    assert tasks.cosine([0.1, 0.2, 0.3], [0.1, 0.2, 0.3]) == 1.0
+    assert tasks.cosine([1.0, 0.0], [0.0, 2.0]) == 0.0
+    assert tasks.cosine([1.0, 1.0], [-1.0, -1.0]) == pytest.approx(-1.0)
+    assert tasks.cosine([0.0, 0.0], [0.0, 0.0]) is None  # no direction: no similarity
+    assert tasks.cosine([1.0], [1.0, 0.0]) is None  # vectors of different models
+    assert tasks.similarity().pairs and tasks.similarity().result_sql == "FLOAT"
