@@ -1,4 +1,5 @@
--- The demo job: summaries, a genre classification with responseFormat, and embeddings of the sample books.
+-- The demo job: summaries, a genre classification with responseFormat, embeddings, and the AI Functions
+-- ai_summarize and ai_classify, over the sample books.
 -- `aiquery demo` runs it against the local gateway emulator; any workspace that serves these endpoints runs it too:
 --   aiquery run aiquery/data/demo_job.sql --config aiquery/data/demo.toml \
 --       --var books=aiquery/data/books.jsonl --var rows=430
@@ -41,4 +42,12 @@ FROM (
 -- An embeddings endpoint: ARRAY<FLOAT> results.
 CREATE OR REPLACE TABLE demo.embeddings AS
 SELECT id, title, ai_query('databricks-gte-large-en', text) AS embedding
+FROM books;
+
+-- The AI Functions: Databricks' task functions, answered by the chat endpoint that [functions] names in demo.toml.
+-- ai_classify answers one of its labels (or NULL when the model names none of them).
+CREATE OR REPLACE TABLE demo.triage AS
+SELECT id, title,
+       ai_summarize(text, 15) AS gist,
+       ai_classify(text, ARRAY('prose', 'verse', 'drama')) AS form
 FROM books;

@@ -41,7 +41,7 @@ BOOKS = DATA_DIR / "books.jsonl"
 DEMO_JOB = DATA_DIR / "demo_job.sql"
 DEMO_CONFIG = DATA_DIR / "demo.toml"
 BOOK_ROWS = 430
-DEMO_TABLES = ("demo.summaries", "demo.genres", "demo.embeddings")
+DEMO_TABLES = ("demo.summaries", "demo.genres", "demo.embeddings", "demo.triage")
 GENRES = (
     "adventure",
     "romance",
@@ -184,7 +184,7 @@ def _run_job(spark: SparkSession, gateway: GatewayHandle, steps: _Steps, result:
     statements = prepare_job(DEMO_JOB.read_text(encoding="utf-8"), variables)
     result.query_tag = new_query_tag("demo")
     ledger = ledger_for(spark)
-    with steps.step(f"Demo job {DEMO_JOB.name}: summaries, genres with responseFormat, embeddings"):
+    with steps.step(f"Demo job {DEMO_JOB.name}: summaries, genres with responseFormat, embeddings, AI Functions"):
         job = run_statements(
             spark,
             statements,

@@ -22,7 +22,12 @@ pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 DEMO_COMMAND = ["bash", "scripts/demo"]  # the README's first command
-ENDPOINT_CALLS = {"demo-summarizer": 430, "demo-classifier": 430, "databricks-gte-large-en": 430}
+ENDPOINT_CALLS = {
+    "demo-summarizer": 430,
+    "demo-classifier": 430,
+    "databricks-gte-large-en": 430,
+    "demo-functions": 2 * 430,  # ai_summarize and ai_classify
+}
 
 
 def checkout(destination: Path) -> Path:
@@ -91,6 +96,11 @@ def test_demo_tables_hold_the_results(spark: Any, demo_run: tuple[Path, subproce
     assert embeddings.where("size(embedding) <> 1024").count() == 0
     norm = embeddings.selectExpr("aggregate(embedding, 0D, (acc, x) -> acc + x * x) AS n").first()
     assert abs(norm.n - 1.0) < 1e-3
+
+    triage = read("demo.triage")
+    assert triage.count() == 430
+    assert triage.where("gist IS NULL OR length(gist) = 0").count() == 0
+    assert {row.form for row in triage.select("form").distinct().collect()} <= {"prose", "verse", "drama"}
 
 
 def test_usage_table_and_dashboard(spark: Any, demo_run: tuple[Path, subprocess.CompletedProcess[str]]) -> None:

@@ -35,6 +35,7 @@ def test_demo_job_prepares_with_the_demos_variables() -> None:
         "CREATE OR REPLACE TABLE demo.summaries",
         "CREATE OR REPLACE TABLE demo.genres",
         "CREATE OR REPLACE TABLE demo.embeddings",
+        "CREATE OR REPLACE TABLE demo.triage",
     ]
     assert f"json.`{BOOKS}`" in statements[1].sql and "id <= 430" in statements[1].sql
 
@@ -46,4 +47,5 @@ def test_demo_endpoints_resolve_against_a_gateway() -> None:
     assert settings.endpoint("demo-summarizer").api == "chat"
     assert settings.endpoint("demo-classifier").api == "chat"
     assert settings.endpoint("databricks-gte-large-en").api == "embeddings"
+    assert settings.functions.endpoint_for("ai_classify") == "demo-functions"
     assert settings.usage.table == "ai_gateway.usage"

@@ -47,10 +47,11 @@ def test_demo_of_the_installed_wheel(spark: Any, tmp_path: Path) -> None:
         "demo.summaries": ROWS,
         "demo.genres": ROWS,
         "demo.embeddings": ROWS,
+        "demo.triage": ROWS,
     }
     for table in manifest["tables"]:
         assert spark.read.format("delta").load(table["location"]).count() == ROWS
     usage = spark.read.format("delta").load(manifest["usage_table"]["location"])
-    assert usage.where(f"query_tag = '{manifest['query_tag']}' AND status_code = 200").count() == 3 * ROWS
+    assert usage.where(f"query_tag = '{manifest['query_tag']}' AND status_code = 200").count() == 5 * ROWS
     page = Path(manifest["dashboard"]).read_text(encoding="utf-8")
     assert page.lstrip().lower().startswith("<!doctype html") and "demo-summarizer" in page

@@ -60,6 +60,7 @@ def test_quickstart_notebook_runs_cleanly(kernel_name: str, tmp_path: Path) -> N
     # At least: 5 summaries, 9 checked rows, 5 genres and 1 vector shown (a LIMIT may send more), 40 moods written.
     assert usage_rows >= 5 + 9 + 5 + 1 + 40
     assert "HTTP 400" in text  # the failOnError => false row kept its error message
+    assert all(column in text for column in ("sentiment", "sea_voyage", "gist", "genre"))  # the AI Functions ran
     dashboard = Path(text.split("dashboard:")[1].split()[0])
     assert dashboard.is_file() and dashboard.stat().st_size > 1000
     # The long query's cell showed a progress line, updated in place (one display, its last state kept).
