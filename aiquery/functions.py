@@ -11,6 +11,7 @@ settings first if needed), so their arguments are checked the same way, at analy
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -95,6 +96,8 @@ def _call(function: str, *arguments: Any) -> Column:
             columns.append(argument)
         elif isinstance(argument, (list, tuple)):
             columns.append(F.array(*[F.lit(item) for item in argument]))
+        elif isinstance(argument, Mapping):
+            columns.append(F.create_map(*[F.lit(str(part)) for item in argument.items() for part in item]))
         else:
             columns.append(F.lit(argument))
     return F.call_function(function, *columns)
@@ -111,14 +114,30 @@ def ai_analyze_sentiment(content: Column | str) -> Column:
     return _call("ai_analyze_sentiment", _column(content))
 
 
-def ai_classify(content: Column | str, labels: Sequence[str]) -> Column:
-    """One of ``labels`` (2 to 20), or NULL when the answer names none of them."""
-    return _call("ai_classify", _column(content), list(labels))
+def ai_classify(
+    content: Column | str, labels: Sequence[str] | Mapping[str, str] | str, options: Mapping[str, Any] | None = None
+) -> Column:
+    """One of ``labels`` (a list of 2 to 20: STRING, NULL when the answer names none of them), or, with the labels
+    as JSON (a JSON string, or a dict of label to description: 2 to 500 labels) and ``options`` (``instructions``,
+    ``multilabel``, ``version``), a VARIANT ``{"response": [labels], "error_message": ...}`` (Spark 4.0 or later)."""
+    return _call("ai_classify", _column(content), *_labels_and_options(labels, options))
 
 
-def ai_extract(content: Column | str, labels: Sequence[str]) -> Column:
-    """A STRUCT with one STRING field per label: the entity of that type found in ``content``, or NULL."""
-    return _call("ai_extract", _column(content), list(labels))
+def ai_extract(
+    content: Column | str, labels: Sequence[str] | Mapping[str, Any] | str, options: Mapping[str, Any] | None = None
+) -> Column:
+    """A STRUCT with one STRING field per label (a list), or, with a JSON schema (a JSON string, or a dict of field
+    to ``{"type": ..., "description": ...}``) and ``options``, a VARIANT ``{"response": {...}, "error_message":
+    ...}`` (Spark 4.0 or later)."""
+    return _call("ai_extract", _column(content), *_labels_and_options(labels, options))
+
+
+def _labels_and_options(labels: Any, options: Mapping[str, Any] | None) -> list[Any]:
+    if isinstance(labels, Mapping):
+        labels = json.dumps(labels)
+    if options is None:
+        return [labels]
+    return [labels, {key: str(value).lower() if isinstance(value, bool) else value for key, value in options.items()}]
 
 
 def ai_filter(content: Column | str, condition: str) -> Column:

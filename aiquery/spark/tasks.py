@@ -5,7 +5,8 @@ and returns ai_query's UDF for a call plan that carries the task: the UDF puts t
 row's content and reads the answer back. The endpoint is the one ``[functions]`` names for the function (by default
 Databricks' foundation models). ``ai_similarity`` sends both texts to the embedding endpoint and returns the cosine.
 
-Not built yet (issue 14): the VARIANT forms of ai_classify and ai_extract, ai_agg, and ``files =>``.
+``ai_classify`` and ``ai_extract`` with a JSON STRING instead of an ARRAY return VARIANT (Spark 4.0 or later): the
+UDF returns the JSON text and ``parse_json`` makes it a VARIANT. Not built yet (issue 14): ai_agg and ``files =>``.
 """
 
 from __future__ import annotations
@@ -18,15 +19,22 @@ from typing import Any
 from aiquery.apis import get_adapter
 from aiquery.errors import ArgumentError
 from aiquery.spark.builder import AIQueryBuilder, SparkContextInfo, require_string
+from aiquery.spark.versions import VARIANT, require_spark
 from aiquery.tasks import definitions as tasks
 
 __all__ = ["TASK_FUNCTIONS", "TaskBuilder"]
 
+JSON_FORMS: dict[str, Callable[..., tasks.Task]] = {
+    "ai_classify": tasks.classify_json,
+    "ai_extract": tasks.extract_json,
+}
+"""The functions whose second argument may be a JSON STRING instead of an ARRAY: they then return VARIANT."""
+
 TASK_FUNCTIONS: dict[str, tuple[tuple[str, ...], int, Callable[..., tasks.Task]]] = {
     # name: (parameters, how many are required, the task for the literal arguments)
     "ai_analyze_sentiment": (("content",), 1, tasks.sentiment),
-    "ai_classify": (("content", "labels"), 2, tasks.classify),
-    "ai_extract": (("content", "labels"), 2, tasks.extract),
+    "ai_classify": (("content", "labels", "options"), 2, tasks.classify),
+    "ai_extract": (("content", "labels", "options"), 2, tasks.extract),
     "ai_filter": (("content", "condition"), 2, tasks.filter_rows),
     "ai_fix_grammar": (("content",), 1, tasks.fix_grammar),
     "ai_gen": (("prompt",), 1, tasks.gen),
@@ -64,6 +72,19 @@ class TaskBuilder(AIQueryBuilder):
         values = [
             self._task_literal(name, expression) for name, expression in zip(parameters[1:], literals, strict=False)
         ]
+        json_form = self.name in JSON_FORMS and _is_string(literals[0])
+        if json_form:
+            require_spark(
+                VARIANT, self.info.spark.version, used_by=f"{self.name} with a JSON STRING (it returns VARIANT)"
+            )
+            make = JSON_FORMS[self.name]
+        elif len(values) > 1:
+            raise ArgumentError(
+                "WRONG_NUM_ARGS.WITHOUT_SUGGESTION",
+                f"{self.name} takes options only with its labels as a JSON STRING (the form that returns VARIANT); "
+                "with an ARRAY of labels it takes 2 arguments.",
+                sqlstate="42605",
+            )
         task = make(*values)
         response_format = None
         if task.response_format is not None and task.response_format.schema is not None:
@@ -79,7 +100,14 @@ class TaskBuilder(AIQueryBuilder):
             )
         return_type = task.result_sql if task.result_sql != "STRING" else None
         plan = self._plan(task, return_type=return_type, response_format=response_format)
-        return self._expression(dataclasses.replace(plan, task=task), content)
+        expression = self._expression(dataclasses.replace(plan, task=task), content)
+        return self._parse_json(expression) if json_form else expression
+
+    def _parse_json(self, expression: Any) -> Any:
+        """``parse_json(expression)``: the VARIANT of the JSON text the UDF returns (``ParseJson(child,
+        failOnError)``, the constructor of Spark 4.0 to 4.2)."""
+        variant = self._jvm.org.apache.spark.sql.catalyst.expressions.variant
+        return variant.ParseJson(expression, True)
 
     def _plan(self, task: tasks.Task, *, return_type: str | None, response_format: str | None) -> Any:
         """The call plan on the endpoint ``[functions]`` names for this function, checked to be of the right kind."""
@@ -105,6 +133,8 @@ class TaskBuilder(AIQueryBuilder):
                 "DATATYPE_MISMATCH.NON_FOLDABLE_INPUT",
                 f"the `{name}` argument of {self.name} must be a constant (a literal), but got {expression.sql()}.",
             )
+        if _is_string(expression):
+            return self._literal(name, expression)
         if str(expression.dataType().typeName()) == "array":
             value = expression.eval(None)
             if value is None:
@@ -120,3 +150,8 @@ class TaskBuilder(AIQueryBuilder):
                 for i in range(value.numElements())
             ]
         return self._literal(name, expression)
+
+
+def _is_string(expression: Any) -> bool:
+    type_name = str(expression.dataType().typeName())
+    return type_name == "string" or type_name.startswith(("varchar", "char"))

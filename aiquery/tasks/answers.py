@@ -14,7 +14,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["SENTIMENTS", "extract_fields", "match_label"]
+__all__ = ["SENTIMENTS", "extract_fields", "first_object", "match_label", "named_labels"]
 
 SENTIMENTS = ("positive", "negative", "neutral", "mixed")
 """``ai_analyze_sentiment``'s labels."""
@@ -39,20 +39,28 @@ def match_label(answer: str | None, labels: Sequence[str]) -> str | None:
     by_normal = {_normal(label): label for label in labels}
     if wanted in by_normal:
         return by_normal[wanted]
+    named = named_labels(answer, labels)
+    return named[0] if len(named) == 1 else None
+
+
+def named_labels(answer: str, labels: Sequence[str]) -> list[str]:
+    """Every label that appears in ``answer`` as a whole word or phrase, ignoring case, in ``labels``' order (a
+    label inside a longer label's match counts as that longer label only: "urgent" in "not urgent")."""
+    wanted = _normal(answer)
     found: list[tuple[int, int, str]] = []
-    for normal, label in by_normal.items():
+    for label in labels:
+        normal = _normal(label)
         if not normal:
             continue
         pattern = r"(?<![\w-])" + r"\s+".join(re.escape(part) for part in normal.split()) + r"(?![\w-])"
         for match in re.finditer(pattern, wanted):
             found.append((match.start(), match.end(), label))
-    # A match inside a longer label's match ("urgent" in "not urgent") is that longer label's.
     kept = {
         label
         for start, end, label in found
         if not any(s <= start and end <= e and (e - s) > (end - start) for s, e, _ in found)
     }
-    return kept.pop() if len(kept) == 1 else None
+    return [label for label in labels if label in kept]
 
 
 def extract_fields(answer: str | None, fields: Sequence[str]) -> dict[str, str | None] | None:
@@ -64,7 +72,7 @@ def extract_fields(answer: str | None, fields: Sequence[str]) -> dict[str, str |
     """
     if answer is None:
         return None
-    data = _first_object(answer)
+    data = first_object(answer)
     if data is None:
         return None
     keyed = {_key(str(key)): value for key, value in data.items()}
@@ -86,7 +94,8 @@ def _key(name: str) -> str:
     return re.sub(r"[\s_-]+", "", name.casefold())
 
 
-def _first_object(text: str) -> dict[str, Any] | None:
+def first_object(text: str) -> dict[str, Any] | None:
+    """The first JSON object in ``text`` (alone, or inside prose or a code fence), or None."""
     decoder = json.JSONDecoder()
     index = text.find("{")
     while index != -1:

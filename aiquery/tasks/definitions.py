@@ -12,19 +12,22 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiquery.apis.base import ResponseFormat
 from aiquery.errors import ArgumentError
-from aiquery.tasks.answers import SENTIMENTS, extract_fields, match_label
+from aiquery.tasks.answers import SENTIMENTS, extract_fields, first_object, match_label, named_labels
 
 __all__ = [
     "MASK",
     "Task",
     "classify",
+    "classify_json",
     "extract",
+    "extract_json",
     "filter_rows",
     "fix_grammar",
     "gen",
@@ -54,6 +57,9 @@ class Task:
         fields: the fields an answer must have (extract).
         result_sql: the function's SQL type.
         pairs: the function takes two texts per row and compares their embeddings (similarity).
+        variant: the JSON form of ai_classify or ai_extract: the value is ``{"response": ..., "error_message":
+            ...}``, which the SQL function returns as VARIANT.
+        multilabel: the JSON form of ai_classify may answer several labels.
     """
 
     function: str
@@ -64,6 +70,8 @@ class Task:
     fields: tuple[str, ...] = ()
     result_sql: str = "STRING"
     pairs: bool = False
+    variant: bool = False
+    multilabel: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def prompt(self, content: str) -> str:
@@ -72,6 +80,8 @@ class Task:
 
     def value(self, answer: str) -> Any:
         """The function's value for an answer (None when it cannot be read safely)."""
+        if self.variant:
+            return self._variant_value(answer)
         if self.labels:
             named = dict(self.synonyms)
             label = match_label(_field(answer, "label"), (*self.labels, *named))
@@ -79,6 +89,30 @@ class Task:
         if self.fields:
             return extract_fields(answer, self.fields)
         return answer.strip()
+
+    def _variant_value(self, answer: str) -> dict[str, Any]:
+        if self.labels:
+            if self.multilabel:
+                data = first_object(answer)
+                listed = data.get("labels") if data is not None else None
+                texts = [str(item) for item in listed] if isinstance(listed, list) else [answer]
+                found = [label for text in texts for label in named_labels(text, self.labels)]
+                chosen = list(dict.fromkeys(found))
+            else:
+                label = match_label(_field(answer, "label"), self.labels)
+                chosen = [label] if label is not None else []
+            if not chosen:
+                return {"response": None, "error_message": f"the answer names none of the labels: {answer[:200]!r}"}
+            return {"response": chosen, "error_message": None}
+        data = first_object(answer)
+        if data is None:
+            return {"response": None, "error_message": f"the answer holds no JSON object: {answer[:200]!r}"}
+        keyed = {_key(str(key)): value for key, value in data.items()}
+        return {"response": {name: keyed.get(_key(name)) for name in self.fields}, "error_message": None}
+
+
+def _key(name: str) -> str:
+    return re.sub(r"[\s_-]+", "", name.casefold())
 
 
 def _field(answer: str, name: str) -> str:
@@ -257,3 +291,212 @@ def cosine(first: Sequence[float], second: Sequence[float]) -> float | None:
     dot = sum(a * b for a, b in zip(first, second, strict=True))
     norms = math.sqrt(sum(a * a for a in first)) * math.sqrt(sum(b * b for b in second))
     return max(-1.0, min(1.0, dot / norms)) if norms else None
+
+
+MAX_JSON_LABELS, MAX_LABEL_CHARS = 500, 100
+"""The JSON form of ``ai_classify`` takes 2 to 500 labels of 1 to 100 characters (Databricks)."""
+MAX_INSTRUCTIONS_CHARS = 20_000
+MAX_EXTRACT_FIELDS, MAX_EXTRACT_DEPTH = 256, 12
+CLASSIFY_OPTIONS = ("instructions", "multilabel", "version")
+EXTRACT_OPTIONS = ("instructions", "mode", "version")
+SUPPORTED_VERSIONS = ("2.0", "2.1")
+FIELD_TYPES = {"string": "string", "integer": "integer", "number": "number", "boolean": "boolean"}
+
+
+def _invalid(function: str, what: str, message: str) -> ArgumentError:
+    return ArgumentError(f"INVALID_PARAMETER_VALUE.{what}", f"{function}: {message}", sqlstate="22023")
+
+
+def _options(function: str, options: Any, allowed: Sequence[str]) -> dict[str, str]:
+    """``options`` (a MAP<STRING, STRING> literal, as a dict) checked: known keys, instructions' length, version."""
+    if options is None:
+        return {}
+    if not isinstance(options, dict):
+        raise _invalid(
+            function,
+            "AI_FUNCTION_OPTIONS",
+            "options must be a MAP<STRING, STRING> literal, like map('instructions', 'Answer for a support team')",
+        )
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise _invalid(
+            function,
+            "AI_FUNCTION_OPTIONS",
+            f"option {unknown[0]!r} is not supported by aiquery; the options are {', '.join(allowed)}",
+        )
+    values = {key: str(value) for key, value in options.items() if value is not None}
+    if len(values.get("instructions", "")) > MAX_INSTRUCTIONS_CHARS:
+        raise _invalid(
+            function, "AI_FUNCTION_OPTIONS", f"instructions take at most {MAX_INSTRUCTIONS_CHARS} characters"
+        )
+    if "version" in values and values["version"] not in SUPPORTED_VERSIONS:
+        raise _invalid(
+            function,
+            "AI_FUNCTION_OPTIONS",
+            f"version {values['version']!r}; supported: {', '.join(SUPPORTED_VERSIONS)}",
+        )
+    return values
+
+
+def _json_argument(function: str, name: str, text: Any, example: str) -> Any:
+    if not isinstance(text, str):
+        raise _invalid(
+            function,
+            f"{function.upper()}_{name.upper()}",
+            f"{name} must be a STRING literal holding JSON, like {example}",
+        )
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise _invalid(
+            function,
+            f"{function.upper()}_{name.upper()}",
+            f"{name} is not valid JSON: {text[:200]!r}; expected something like {example}",
+        ) from None
+
+
+def classify_json(labels_json: Any, options: Any = None) -> Task:
+    """``ai_classify(content, '["spam", "not spam"]' [, options])``: VARIANT ``{"response": [labels], ...}``.
+
+    The labels are a JSON array, or a JSON object mapping each label to its description; the options
+    ``instructions``, ``multilabel`` ('true' / 'false') and ``version``.
+
+    Raises:
+        ArgumentError: invalid JSON, fewer than 2 or more than 500 labels, a label of 0 or over 100 characters, an
+            unknown option.
+    """
+    example = '\'["urgent", "not urgent"]\''
+    parsed = _json_argument("ai_classify", "labels", labels_json, example)
+    descriptions: dict[str, str] = {}
+    if isinstance(parsed, dict):
+        descriptions = {str(label): str(text) for label, text in parsed.items() if text}
+        labels = list(parsed)
+    elif isinstance(parsed, list) and all(isinstance(label, str) for label in parsed):
+        labels = list(parsed)
+    else:
+        raise _invalid(
+            "ai_classify",
+            "AI_CLASSIFY_LABELS",
+            f"labels must be a JSON array of strings or an object of label to description, like {example}",
+        )
+    if not MIN_LABELS <= len(labels) <= MAX_JSON_LABELS or len(set(labels)) != len(labels):
+        raise _invalid(
+            "ai_classify",
+            "AI_CLASSIFY_LABELS",
+            f"it takes {MIN_LABELS} to {MAX_JSON_LABELS} distinct "
+            f"labels, not {len(labels)} ({len(set(labels))} distinct)",
+        )
+    if any(not 1 <= len(label.strip()) <= MAX_LABEL_CHARS for label in labels):
+        raise _invalid("ai_classify", "AI_CLASSIFY_LABELS", f"each label has 1 to {MAX_LABEL_CHARS} characters")
+    settings = _options("ai_classify", options, CLASSIFY_OPTIONS)
+    multilabel = settings.get("multilabel", "false").strip().lower()
+    if multilabel not in ("true", "false"):
+        raise _invalid("ai_classify", "AI_FUNCTION_OPTIONS", f"multilabel is 'true' or 'false', not {multilabel!r}")
+    listed = "\n".join(
+        f"- {json.dumps(label)}" + (f": {descriptions[label]}" if label in descriptions else "") for label in labels
+    )
+    how = "every label that applies (at least one)" if multilabel == "true" else "exactly one label"
+    instruction = f"Classify the text below with {how} from this list:\n{listed}\nAnswer with the label(s) only."
+    if settings.get("instructions"):
+        instruction += f"\nInstructions: {settings['instructions']}"
+    enum = {"type": "string", "enum": labels}
+    if multilabel == "true":
+        properties: dict[str, Any] = {"labels": {"type": "array", "items": enum}}
+        name = "labels"
+    else:
+        properties, name = {"label": enum}, "label"
+    schema = {"type": "object", "properties": properties, "required": [name], "additionalProperties": False}
+    return Task(
+        "ai_classify",
+        instruction,
+        ResponseFormat(kind="json_schema", name=name, schema=schema, strict=True),
+        labels=tuple(labels),
+        variant=True,
+        multilabel=multilabel == "true",
+    )
+
+
+def extract_json(schema_json: Any, options: Any = None) -> Task:
+    """``ai_extract(content, '["person", "company"]' [, options])``: VARIANT ``{"response": {...}, ...}``.
+
+    The schema is a JSON array of field names (each a string), or a JSON object mapping each field to
+    ``{"type": ..., "description": ...}`` with types string, integer, number, boolean, enum (with ``"enum"``
+    values), object (with ``"properties"``) and array (with ``"items"``); the options ``instructions``, ``mode``
+    and ``version``.
+
+    Raises:
+        ArgumentError: invalid JSON, no field or more than 256, nesting deeper than 12, an unknown type or option.
+    """
+    example = '\'["person", "company"]\''
+    parsed = _json_argument("ai_extract", "schema", schema_json, example)
+    if isinstance(parsed, list) and parsed and all(isinstance(name, str) and name.strip() for name in parsed):
+        parsed = {name: {"type": "string"} for name in parsed}
+    if not isinstance(parsed, dict) or not parsed:
+        raise _invalid(
+            "ai_extract",
+            "AI_EXTRACT_SCHEMA",
+            f"schema must be a JSON array of field names or an object "
+            f'of field to {{"type": ..., "description": ...}}, like {example}',
+        )
+    counted = [0]
+    properties = {str(name): _json_schema(str(name), spec, 1, counted) for name, spec in parsed.items()}
+    settings = _options("ai_extract", options, EXTRACT_OPTIONS)
+    schema = {"type": "object", "properties": properties, "required": list(properties), "additionalProperties": False}
+    described = "; ".join(
+        f"{name}: {spec['description']}"
+        for name, spec in parsed.items()
+        if isinstance(spec, dict) and spec.get("description")
+    )
+    instruction = (
+        f"Extract these fields from the text below: {', '.join(json.dumps(name) for name in properties)}. Answer "
+        "with a JSON object with exactly these keys; use null for a field that is not in the text."
+    )
+    if described:
+        instruction += f"\nFields: {described}"
+    if settings.get("instructions"):
+        instruction += f"\nInstructions: {settings['instructions']}"
+    return Task(
+        "ai_extract",
+        instruction,
+        ResponseFormat(kind="json_schema", name="extraction", schema=schema, strict=True),
+        fields=tuple(properties),
+        variant=True,
+    )
+
+
+def _json_schema(name: str, spec: Any, depth: int, counted: list[int]) -> dict[str, Any]:
+    """The JSON Schema of one field of ``ai_extract``'s schema (nullable: a field may be missing from the text)."""
+    counted[0] += 1
+    if counted[0] > MAX_EXTRACT_FIELDS or depth > MAX_EXTRACT_DEPTH:
+        raise _invalid(
+            "ai_extract",
+            "AI_EXTRACT_SCHEMA",
+            f"a schema has at most {MAX_EXTRACT_FIELDS} fields and {MAX_EXTRACT_DEPTH} levels of nesting",
+        )
+    if isinstance(spec, str):
+        spec = {"type": spec}
+    if not isinstance(spec, dict):
+        raise _invalid(
+            "ai_extract",
+            "AI_EXTRACT_SCHEMA",
+            f'field {name!r} must be described by an object like {{"type": "string", "description": "..."}}',
+        )
+    kind = spec.get("type", "string")
+    if kind in FIELD_TYPES:
+        return {"type": [FIELD_TYPES[kind], "null"]}
+    if kind == "enum" and isinstance(spec.get("enum"), list) and spec["enum"]:
+        return {"type": ["string", "null"], "enum": [*map(str, spec["enum"]), None]}
+    if kind == "object" and isinstance(spec.get("properties"), dict) and spec["properties"]:
+        inner = {
+            str(key): _json_schema(str(key), value, depth + 1, counted) for key, value in spec["properties"].items()
+        }
+        return {"type": ["object", "null"], "properties": inner, "required": list(inner), "additionalProperties": False}
+    if kind == "array" and "items" in spec:
+        return {"type": ["array", "null"], "items": _json_schema(f"{name}[]", spec["items"], depth + 1, counted)}
+    raise _invalid(
+        "ai_extract",
+        "AI_EXTRACT_SCHEMA",
+        f"field {name!r} has type {kind!r}; the types are "
+        'string, integer, number, boolean, enum (with "enum": [...]), object (with "properties") '
+        'and array (with "items")',
+    )

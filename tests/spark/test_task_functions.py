@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 from typing import Any
 
@@ -221,4 +222,52 @@ def test_an_endpoint_of_the_wrong_kind_fails_at_analysis_time(spark: Any, gatewa
     aiquery.register(spark, settings=functions_settings(gateway, tmp_path, 'ai_gen = "databricks-gte-large-en"'))
     with pytest.raises(Exception, match="ai_gen needs a text-generation endpoint"):
         spark.sql("SELECT ai_gen('a')").collect()
+    assert gateway.stats()["requests"] == 0
+
+
+@pytest.mark.compat
+def test_the_json_forms_return_variant_on_spark_4_and_fail_before(spark: Any, sql: Any, gateway: Any) -> None:
+    from aiquery.spark.versions import parse_spark_version
+
+    calls = """SELECT ai_classify(text, '["urgent", "not urgent"]') AS urgency,
+                      ai_classify(text, '{"billing": "about money", "security": "about accounts"}',
+                                  map('multilabel', 'true', 'instructions', 'Tickets of a bank.')) AS topics,
+                      ai_extract(text, '{"person": {"type": "string", "description": "a full name"},
+                                         "age": "integer", "city": {"type": "enum", "enum": ["New York", "Paris"]}}')
+                        AS facts
+               FROM tickets"""
+    if parse_spark_version(spark.version)[:2] < (4, 0):
+        with pytest.raises(Exception, match=r"UNSUPPORTED_FEATURE.SPARK_VERSION.*needs Spark 4.0"):
+            sql(calls)
+        assert gateway.stats()["requests"] == 0
+        return
+    frame = sql(calls)
+    assert [field.dataType.simpleString() for field in frame.schema.fields] == ["variant"] * 3
+    rows = sql(
+        f"""SELECT urgency:response[0]::string AS urgency, urgency:error_message::string AS error,
+                   CAST(topics:response AS ARRAY<STRING>) AS topics,
+                   facts:response.person::string AS person, facts:response.age AS age, facts:response.city AS city
+            FROM ({calls})"""
+    ).collect()
+    answered = next(row for row in rows if row.urgency is not None)
+    assert answered.urgency in ("urgent", "not urgent") and answered.error is None
+    assert answered.topics and set(answered.topics) <= {"billing", "security"}
+    assert isinstance(answered.person, str)
+    assert sum(row.urgency is None and row.topics is None for row in rows) == 1  # the NULL text's row
+
+
+@pytest.mark.parametrize(
+    ("call", "error"),
+    [
+        ("""ai_classify(text, '["only"]')""", "2 to 500 distinct labels, not 1"),
+        ("ai_classify(text, 'not json')", "labels is not valid JSON"),
+        ("ai_classify(text, ARRAY('a', 'b'), map('multilabel', 'true'))", "options only with its labels as a JSON"),
+        ("""ai_classify(text, '["a", "b"]', map('multilabel', 'often'))""", "multilabel is 'true' or 'false'"),
+        ("""ai_extract(text, '["a"]', map('enable_citations', 'true'))""", "'enable_citations' is not supported"),
+        ("""ai_extract(text, '{"a": "date"}')""", "field 'a' has type 'date'"),
+    ],
+)
+def test_the_json_forms_check_their_literals_at_analysis_time(sql: Any, gateway: Any, call: str, error: str) -> None:
+    with pytest.raises(Exception, match=re.escape(error)):
+        sql(f"SELECT {call} FROM tickets")
     assert gateway.stats()["requests"] == 0

@@ -72,3 +72,46 @@ def test_cosine_of_embeddings() -> None:
     assert tasks.cosine([0.0, 0.0], [0.0, 0.0]) is None  # no direction: no similarity
     assert tasks.cosine([1.0], [1.0, 0.0]) is None  # vectors of different models
     assert tasks.similarity().pairs and tasks.similarity().result_sql == "FLOAT"
+
+
+def test_the_json_form_of_classify_answers_a_variant_shape() -> None:
+    single = tasks.classify_json('{"urgent": "needs action today", "later": ""}')
+    assert single.variant and "needs action today" in single.instruction
+    assert single.value("URGENT!") == {"response": ["urgent"], "error_message": None}
+    assert single.value("no idea")["response"] is None
+    multi = tasks.classify_json('["spam", "phishing", "ham"]', {"multilabel": "true", "instructions": "Be strict."})
+    assert multi.response_format is not None and multi.response_format.schema is not None
+    assert multi.response_format.schema["properties"]["labels"]["type"] == "array"
+    assert multi.value('{"labels": ["Phishing", "spam"]}') == {"response": ["phishing", "spam"], "error_message": None}
+    assert multi.value("It is spam, and phishing too.")["response"] == ["spam", "phishing"]
+    for labels in ('["a"]', '["a", "a"]', "[1, 2]", "nope", '["' + "x" * 101 + '", "b"]'):
+        with pytest.raises(ArgumentError):
+            tasks.classify_json(labels)
+    with pytest.raises(ArgumentError, match="version"):
+        tasks.classify_json('["a", "b"]', {"version": "9"})
+
+
+def test_the_json_form_of_extract_builds_a_schema_and_keeps_json_types() -> None:
+    task = tasks.extract_json(
+        '{"person": {"type": "string", "description": "a full name"}, "age": "integer",'
+        ' "address": {"type": "object", "properties": {"city": "string"}}, "tags": {"type": "array", "items": "string"}}'
+    )
+    assert task.response_format is not None and task.response_format.schema is not None
+    properties = task.response_format.schema["properties"]
+    assert properties["age"] == {"type": ["integer", "null"]}
+    assert properties["address"]["properties"] == {"city": {"type": ["string", "null"]}}
+    assert "a full name" in task.instruction
+    answer = 'Found: {"Person": "Ann Lee", "age": 41, "address": {"city": "Oslo"}, "tags": ["a"]}'
+    assert task.value(answer)["response"] == {
+        "person": "Ann Lee",
+        "age": 41,
+        "address": {"city": "Oslo"},
+        "tags": ["a"],
+    }
+    assert tasks.extract_json('["person"]').value("none")["error_message"].startswith("the answer holds no JSON")
+    too_deep: str = '"string"'
+    for _ in range(13):
+        too_deep = '{"type": "object", "properties": {"x": ' + too_deep + "}}"
+    for schema in ("[]", '{"a": "date"}', '{"a": {"type": "enum"}}', '{"x": ' + too_deep + "}"):
+        with pytest.raises(ArgumentError):
+            tasks.extract_json(schema)
