@@ -94,7 +94,8 @@ def test_the_json_form_of_classify_answers_a_variant_shape() -> None:
 def test_the_json_form_of_extract_builds_a_schema_and_keeps_json_types() -> None:
     task = tasks.extract_json(
         '{"person": {"type": "string", "description": "a full name"}, "age": "integer",'
-        ' "address": {"type": "object", "properties": {"city": "string"}}, "tags": {"type": "array", "items": "string"}}'
+        ' "address": {"type": "object", "properties": {"city": "string"}},'
+        ' "tags": {"type": "array", "items": "string"}}'
     )
     assert task.response_format is not None and task.response_format.schema is not None
     properties = task.response_format.schema["properties"]
