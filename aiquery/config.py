@@ -57,10 +57,14 @@ DEFAULT_USAGE_TABLE = "ai_gateway.usage"
 DEFAULT_MAX_REQUEST_BYTES = 16 * 1024 * 1024
 DEFAULT_CACHE_TTL_S = 30 * 86_400.0
 DEFAULT_CACHE_MAX_BYTES = 1 << 30
+DEFAULT_CONTEXT_TOKENS = 32_000
+"""A context window every current chat model has (most have 128,000 or more): set ``context_tokens`` for more."""
+MIN_CONTEXT_TOKENS = 256
 DEFAULT_CHAT_ENDPOINT = "databricks-meta-llama-3-3-70b-instruct"
 DEFAULT_EMBEDDING_ENDPOINT = "databricks-gte-large-en"
 """The endpoints the AI Functions use unless ``[functions]`` names others: Databricks' foundation models."""
 TEXT_FUNCTIONS = (
+    "ai_agg",
     "ai_analyze_sentiment",
     "ai_classify",
     "ai_extract",
@@ -109,6 +113,7 @@ _ENDPOINT_KEYS = frozenset(
         "price",
         "currency",
         "anthropic_version",
+        "context_tokens",
     }
 )
 _TOP_KEYS = frozenset({"endpoints", "usage", "requester", "coordinator", "cache", "functions"})
@@ -190,6 +195,8 @@ class Endpoint:
     None (its requests' cost is NULL)."""
     anthropic_version: str | None = None
     """The ``anthropic-version`` header of an Anthropic endpoint (None: the adapter's default, 2023-06-01)."""
+    context_tokens: int = DEFAULT_CONTEXT_TOKENS
+    """The model's context window in tokens: ``ai_agg`` packs each request's rows to fit it."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -310,6 +317,7 @@ class Settings:
             cache=raw.get("cache", True),
             price=_price(raw, raw.get("model", name)),
             anthropic_version=raw.get("anthropic_version"),
+            context_tokens=raw.get("context_tokens", DEFAULT_CONTEXT_TOKENS),
         )
 
     def with_endpoint(self, name: str, **options: Any) -> Settings:
@@ -519,9 +527,9 @@ def _check_endpoint(name: str, raw: Any, source: str) -> None:
         not isinstance(raw["base_url"], str) or not raw["base_url"].startswith(("http://", "https://"))
     ):
         fail("base_url", "an http:// or https:// URL")
-    for key in ("max_concurrency", "max_retries"):
-        if key in raw and (not _is_int(raw[key]) or raw[key] < (1 if key == "max_concurrency" else 0)):
-            fail(key, "a whole number of at least " + ("1" if key == "max_concurrency" else "0"))
+    for key, least in (("max_concurrency", 1), ("max_retries", 0), ("context_tokens", MIN_CONTEXT_TOKENS)):
+        if key in raw and (not _is_int(raw[key]) or raw[key] < least):
+            fail(key, f"a whole number of at least {least}")
     for key in ("requests_per_minute", "tokens_per_minute", "timeout", "deadline", "max_retry_after"):
         if key in raw and (not _is_number(raw[key]) or raw[key] <= 0):
             fail(key, "a positive number")

@@ -109,6 +109,13 @@ def _column(value: Column | str) -> Column:
     return F.col(value) if isinstance(value, str) else value
 
 
+def ai_agg(content: Column | str, instruction: str) -> Column:
+    """An aggregate: one answer to ``instruction`` for all of a group's ``content`` (aiquery's own), reduced in
+    layers when the group does not fit the endpoint's context (``df.groupBy("product").agg(ai_agg("review",
+    "Summarize the complaints"))``)."""
+    return _call("ai_agg", _column(content), instruction)
+
+
 def ai_analyze_sentiment(content: Column | str) -> Column:
     """positive, negative, neutral or mixed (NULL when the answer names none)."""
     return _call("ai_analyze_sentiment", _column(content))

@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from aiquery.gateway.accounting import DEFAULT_LOG_LIMIT, Accounting
-from aiquery.gateway.answers import Ask, compose_reply
+from aiquery.gateway.answers import Ask, compose_reply, token_count
 from aiquery.gateway.error_bodies import DATABRICKS, MESSAGES, kind_of_status
 from aiquery.gateway.faults import FaultPicker, TokenBucket, read_directives, retry_after_headers
 from aiquery.gateway.http_server import Exchange
@@ -169,6 +169,14 @@ class Emulator:
             directives = read_directives(ask.prompt)
         except (BadRequest, ValueError) as error:
             self._refuse(exchange, route, model, 400, "bad_request", str(error))
+            return
+        limit = self.config.context_tokens
+        if limit is not None and ask.inputs is None and token_count(ask.prompt) > limit:
+            message = (
+                f"This model's maximum context length is {limit} tokens; the request has "
+                f"{token_count(ask.prompt)} input tokens. Shorten the prompt."
+            )
+            self._refuse(exchange, route, model, 400, "bad_request", message)
             return
         if self._bucket is not None:
             wait_s = self._bucket.take()

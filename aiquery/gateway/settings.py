@@ -75,6 +75,8 @@ class GatewayConfig:
         cached_tokens: fraction of input tokens reported as read from the prompt cache.
         cache_creation_tokens: fraction of input tokens reported as written to the cache (Anthropic only).
         reasoning_tokens: reasoning tokens added to (and reported within) each answer's output tokens.
+        context_tokens: the models' context: a text request with more input tokens is refused with 400, as a
+            provider refuses a prompt longer than its model's context window.
         loose_answers: answer requests for structured output the way a model that ignores it does: a label in
             another case wrapped in words ("The answer is: POSITIVE."), an object's keys in another case inside
             prose and a code fence.
@@ -97,6 +99,7 @@ class GatewayConfig:
     cache_creation_tokens: float = 0.0
     reasoning_tokens: int = 0
     loose_answers: bool = False
+    context_tokens: int | None = None
 
     def updated(self, changes: Mapping[str, Any]) -> GatewayConfig:
         """A copy with ``changes`` applied, each value checked and normalised.
@@ -220,4 +223,5 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "cache_creation_tokens": _number(0.0, maximum=1.0),
     "reasoning_tokens": _integer(0),
     "loose_answers": _boolean,
+    "context_tokens": _integer(1, optional=True),
 }

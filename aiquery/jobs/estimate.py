@@ -298,6 +298,11 @@ def estimate_statements(
     calls = _sampled_calls(spark, ledger.table, run)
     result = JobEstimate(fraction=fraction, query_tag=run)
     result.not_counted = [action.note for action in actions if action.note]
+    if any(_AGGREGATE_CALL.search(statement.sql) for statement in statements):
+        result.not_counted.append(
+            "ai_agg calls: their requests depend on the groups' sizes, not on the rows, so an estimate run sends none "
+            "of them (their values are NULL in it)"
+        )
     parallelism = max(1, spark.sparkContext.defaultParallelism)
     for endpoint in sorted(counts):
         seen, sent = counts[endpoint]
@@ -318,6 +323,9 @@ def estimate_statements(
         "NULL, so a filter or join on those answers passes fewer rows than the real run would)"
     )
     return result
+
+
+_AGGREGATE_CALL = re.compile(r"\bai_agg\s*\(", re.IGNORECASE)
 
 
 def _run(spark: SparkSession, actions: Sequence[_Action], run: str, fraction: float) -> None:

@@ -307,8 +307,10 @@ class AIQueryBuilder:
             )
         return value
 
-    def _expression(self, plan: CallPlan, *requests: Any) -> Any:
-        """The UDF's expression over the request column(s) (two for ``ai_similarity``)."""
+    def _expression(self, plan: CallPlan, *requests: Any, collect: bool = False) -> Any:
+        """The UDF's expression over the request column(s) (two for ``ai_similarity``); with ``collect``, over the
+        group's requests gathered by ``collect_list`` (``ai_agg``: a scalar UDF over an aggregate, which Spark
+        evaluates above the aggregation, so it mixes with count(*) and every other aggregate)."""
         jvm = self._jvm
         udf = make_udf(plan)
         # The request goes to Python as bytes: a STRING holding invalid UTF-8 (CAST(X'FF' AS STRING)) would make
@@ -321,6 +323,9 @@ class AIQueryBuilder:
             for target in (types.StringType, types.BinaryType):
                 request = expressions.Cast(request, target, jvm.scala.Option.empty(), expressions.EvalMode.LEGACY())
             inputs.append(request)
+        if collect:
+            aggregates = expressions.aggregate
+            inputs = [aggregates.CollectList(request).toAggregateExpression() for request in inputs]
         sequence = jvm.org.apache.spark.api.python.PythonUtils.toSeq(jvm.java.util.ArrayList(inputs))
         expression = udf._judf.builder(sequence)
         if plan.extract_result:

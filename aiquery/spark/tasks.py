@@ -6,7 +6,8 @@ row's content and reads the answer back. The endpoint is the one ``[functions]``
 Databricks' foundation models). ``ai_similarity`` sends both texts to the embedding endpoint and returns the cosine.
 
 ``ai_classify`` and ``ai_extract`` with a JSON STRING instead of an ARRAY return VARIANT (Spark 4.0 or later): the
-UDF returns the JSON text and ``parse_json`` makes it a VARIANT. Not built yet (issue 14): ai_agg and ``files =>``.
+UDF returns the JSON text and ``parse_json`` makes it a VARIANT. ``ai_agg`` is a scalar UDF over ``collect_list`` of
+the group's texts (:mod:`aiquery.tasks.aggregate` reduces them). Not built yet (issue 14): ``files =>``.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ JSON_FORMS: dict[str, Callable[..., tasks.Task]] = {
 
 TASK_FUNCTIONS: dict[str, tuple[tuple[str, ...], int, Callable[..., tasks.Task]]] = {
     # name: (parameters, how many are required, the task for the literal arguments)
+    "ai_agg": (("content", "instruction"), 2, tasks.aggregate),
     "ai_analyze_sentiment": (("content",), 1, tasks.sentiment),
     "ai_classify": (("content", "labels", "options"), 2, tasks.classify),
     "ai_extract": (("content", "labels", "options"), 2, tasks.extract),
@@ -100,7 +102,7 @@ class TaskBuilder(AIQueryBuilder):
             )
         return_type = task.result_sql if task.result_sql != "STRING" else None
         plan = self._plan(task, return_type=return_type, response_format=response_format)
-        expression = self._expression(dataclasses.replace(plan, task=task), content)
+        expression = self._expression(dataclasses.replace(plan, task=task), content, collect=bool(task.aggregate))
         return self._parse_json(expression) if json_form else expression
 
     def _parse_json(self, expression: Any) -> Any:

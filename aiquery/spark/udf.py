@@ -29,6 +29,7 @@ from aiquery.engine.runner import Engine, Outcome
 from aiquery.errors import CallError
 from aiquery.spark.convert import convert_answer
 from aiquery.spark.plan import CallPlan
+from aiquery.tasks.aggregate import Aggregation
 from aiquery.tasks.definitions import cosine
 from aiquery.usage.record import MemorySink
 
@@ -268,6 +269,17 @@ def _values(plan: CallPlan, outcomes: list[Outcome]) -> tuple[list[Any], list[st
     return results, errors
 
 
+def _answers(plan: CallPlan, prompts: list[str]) -> list[str]:
+    """The answers to ``prompts``, sent together through the engine (ai_agg's layers); raises a failed one's error."""
+    answers: list[str] = []
+    for outcomes in run_batches(plan, iter([list[str | None](prompts)])):
+        for outcome in outcomes:
+            if outcome.error is not None:
+                raise outcome.error
+            answers.append(str(outcome.value) if outcome.value is not None else "")
+    return answers
+
+
 def _pair_values(plan: CallPlan, batches: Iterator[tuple[Any, Any]]) -> Iterator[tuple[list[Any], list[Any]]]:
     """``ai_similarity``: both texts of each row embedded (one stream of requests), and each pair's cosine;
     (results, error messages) per chunk of rows. A row whose two texts are equal sends one and is 1.0."""
@@ -309,6 +321,23 @@ def make_udf(plan: CallPlan) -> UserDefinedFunction:
     ``ai_similarity``."""
     import pandas as pd
     from pyspark.sql.pandas.functions import pandas_udf
+
+    if plan.task is not None and plan.task.aggregate:
+        aggregation = Aggregation(plan.task.aggregate, plan.site.endpoint.context_tokens)
+
+        def ai_agg(batches: Iterator[pd.Series]) -> Iterator[pd.Series]:
+            for batch in batches:
+                if plan.sample is not None:  # an estimate run: the requests do not scale with rows (jobs.estimate)
+                    yield pd.Series([None] * len(batch), dtype=object)
+                    continue
+                groups = [_prompts(pd.Series(list(texts))) for texts in batch.tolist()]
+                answers = aggregation.run_many(groups, lambda prompts: _answers(plan, prompts))
+                yield pd.Series(answers, dtype=object)
+
+        ai_agg.__annotations__ = {"batches": Iterator[pd.Series], "return": Iterator[pd.Series]}
+        agg_udf: Any = pandas_udf(ai_agg, returnType=plan.udf_type)  # type: ignore[call-overload]
+        udf_agg: UserDefinedFunction = agg_udf.asNondeterministic()._unwrapped
+        return udf_agg
 
     if plan.task is not None and plan.task.pairs:
 

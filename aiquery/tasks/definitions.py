@@ -24,6 +24,7 @@ from aiquery.tasks.answers import SENTIMENTS, extract_fields, first_object, matc
 __all__ = [
     "MASK",
     "Task",
+    "aggregate",
     "classify",
     "classify_json",
     "extract",
@@ -60,6 +61,8 @@ class Task:
         variant: the JSON form of ai_classify or ai_extract: the value is ``{"response": ..., "error_message":
             ...}``, which the SQL function returns as VARIANT.
         multilabel: the JSON form of ai_classify may answer several labels.
+        aggregate: ai_agg's instruction: the function reduces a group of rows to one answer
+            (:mod:`aiquery.tasks.aggregate`), and ``instruction`` is empty.
     """
 
     function: str
@@ -72,6 +75,7 @@ class Task:
     pairs: bool = False
     variant: bool = False
     multilabel: bool = False
+    aggregate: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def prompt(self, content: str) -> str:
@@ -218,14 +222,17 @@ def summarize(max_words: Any = DEFAULT_MAX_WORDS) -> Task:
     return Task("ai_summarize", f"Summarize the text below{limit}. Answer with the summary only.")
 
 
+def _require_text(value: Any, function: str, argument: str, error: str, example: str) -> str:
+    """``value`` stripped, or ``INVALID_PARAMETER_VALUE.<error>`` (22023) when it is not a non-empty string."""
+    if not isinstance(value, str) or not value.strip():
+        message = f"{function}'s {argument} must be a non-empty STRING literal, like {example}."
+        raise ArgumentError(f"INVALID_PARAMETER_VALUE.{error}", message, sqlstate="22023")
+    return value.strip()
+
+
 def translate(to_lang: str) -> Task:
-    if not isinstance(to_lang, str) or not to_lang.strip():
-        raise ArgumentError(
-            "INVALID_PARAMETER_VALUE.AI_TRANSLATE_LANGUAGE",
-            "ai_translate's to_lang must be a language code or name, like 'es' or 'Spanish'.",
-            sqlstate="22023",
-        )
-    return Task("ai_translate", f"Translate the text below into {to_lang.strip()}. Answer with the translation only.")
+    language = _require_text(to_lang, "ai_translate", "to_lang", "AI_TRANSLATE_LANGUAGE", "'es' or 'Spanish'")
+    return Task("ai_translate", f"Translate the text below into {language}. Answer with the translation only.")
 
 
 def fix_grammar() -> Task:
@@ -257,15 +264,10 @@ def filter_rows(condition: Any) -> Task:
     Raises:
         ArgumentError: the condition is not a non-empty string.
     """
-    if not isinstance(condition, str) or not condition.strip():
-        raise ArgumentError(
-            "INVALID_PARAMETER_VALUE.AI_FILTER_CONDITION",
-            "ai_filter's condition must be a non-empty STRING literal, like 'mentions a refund'.",
-            sqlstate="22023",
-        )
+    condition = _require_text(condition, "ai_filter", "condition", "AI_FILTER_CONDITION", "'mentions a refund'")
     return Task(
         "ai_filter",
-        f"Decide whether this condition holds for the text below: {condition.strip()}\n"
+        f"Decide whether this condition holds for the text below: {condition}\n"
         "Answer true if it holds and false if it does not.",
         _enum_format(FILTER_LABELS),
         labels=FILTER_LABELS,
@@ -500,3 +502,12 @@ def _json_schema(name: str, spec: Any, depth: int, counted: list[int]) -> dict[s
         'string, integer, number, boolean, enum (with "enum": [...]), object (with "properties") '
         'and array (with "items")',
     )
+
+
+def aggregate(instruction: Any) -> Task:
+    """``ai_agg(content, instruction)``: STRING, one answer for all of a group's rows (aiquery's own, after
+    Snowflake's AI_AGG and BigQuery's AI.AGG); the instruction must be a non-empty string."""
+    instruction = _require_text(
+        instruction, "ai_agg", "instruction", "AI_AGG_INSTRUCTION", "'Summarize the complaints'"
+    )
+    return Task("ai_agg", "", aggregate=instruction)

@@ -271,3 +271,52 @@ def test_the_json_forms_check_their_literals_at_analysis_time(sql: Any, gateway:
     with pytest.raises(Exception, match=re.escape(error)):
         sql(f"SELECT {call} FROM tickets")
     assert gateway.stats()["requests"] == 0
+
+
+def test_where_ai_filter_and_group_by_ai_agg_on_ten_thousand_rows(spark: Any, gateway: Any, tmp_path: Path) -> None:
+    context = 2_000
+    config = tmp_path / "aiquery.toml"
+    config.write_text(
+        f'[endpoints.agg-chat]\napi = "chat"\ncontext_tokens = {context}\n\n[functions]\nchat_endpoint = "agg-chat"\n'
+    )
+    settings = load_settings({"DATABRICKS_HOST": gateway.url, "DATABRICKS_TOKEN": gateway.token}, config_path=config)
+    aiquery.register(spark, settings=dataclasses.replace(settings, usage=UsageSettings(enabled=False)))
+    gateway.configure(context_tokens=context)  # a longer prompt would be answered 400
+    reviews = """SELECT id % 4 AS product,
+                        CASE WHEN id % 4 = 3 THEN NULL
+                             ELSE 'Review ' || id || ': ' || repeat('the parcel came late, the box torn. ', 1 + id % 3)
+                        END AS review
+                 FROM range(10000)"""
+    rows = spark.sql(
+        f"""SELECT product, count(*) AS reviews, count(review) AS texts,
+                   ai_agg(review, 'Summarize the complaints in one paragraph') AS complaints
+            FROM ({reviews})
+            WHERE review IS NULL OR ai_filter(review, 'mentions a delivery problem')
+            GROUP BY product"""
+    ).collect()
+    by_product = {row.product: row for row in rows}
+    assert set(by_product) == {0, 1, 2, 3}
+    assert all(isinstance(by_product[p].complaints, str) and by_product[p].complaints for p in (0, 1, 2))
+    assert by_product[3].complaints is None and by_product[3].texts == 0  # a group of NULLs: NULL
+    filtered = sum(by_product[p].texts for p in (0, 1, 2))
+    assert 0 < filtered < 7_500
+    stats = gateway.stats()
+    assert stats["by_status"] == {"200": stats["requests"]}  # no prompt went past the context
+    aggregate_requests = stats["requests"] - 7_500  # one ai_filter request per non-NULL review
+    # Each group's texts (about 100,000 tokens in all) do not fit one 2,000-token request: several layers.
+    assert 3 * 2 < aggregate_requests < filtered
+
+
+def test_ai_agg_in_the_dataframe_api_beside_other_aggregates(spark: Any, sql: Any, gateway: Any) -> None:
+    from pyspark.sql import functions as F
+
+    from aiquery import functions as AI
+
+    frame = spark.range(20).selectExpr("id % 2 AS parity", "'note ' || id AS note")
+    rows = frame.groupBy("parity").agg(F.count("*").alias("n"), AI.ai_agg("note", "List the notes").alias("all"))
+    found = {row.parity: row for row in rows.collect()}
+    assert {parity: row.n for parity, row in found.items()} == {0: 10, 1: 10}
+    assert all(isinstance(row["all"], str) and row["all"] for row in found.values())
+    assert gateway.stats()["requests"] == 2  # each group fits one request
+    with pytest.raises(Exception, match="AI_AGG_INSTRUCTION"):
+        frame.groupBy("parity").agg(AI.ai_agg("note", "")).collect()
