@@ -79,6 +79,7 @@ def test_usage_rows_carry_the_functions_name(spark: Any, gateway: Any, tmp_path:
     assert sorted(row.function_name for row in rows) == ["ai_summarize"] * 3
 
 
+@pytest.mark.compat
 def test_ai_filter_keeps_the_rows_it_answers_true_for(sql: Any, gateway: Any) -> None:
     reviews = "SELECT id, 'Review ' || id || ': I want my money back.' AS review FROM range(12)"
     verdicts = sql(f"SELECT id, ai_filter(review, 'mentions a refund') AS keep FROM ({reviews})")
@@ -94,6 +95,7 @@ def test_ai_filter_keeps_the_rows_it_answers_true_for(sql: Any, gateway: Any) ->
         sql(f"SELECT * FROM ({reviews}) a JOIN ({reviews}) b ON ai_filter(a.review || b.review, 'agree')").collect()
 
 
+@pytest.mark.compat
 def test_ai_similarity_compares_embeddings(sql: Any, gateway: Any) -> None:
     row = sql(
         """SELECT ai_similarity('Apache Spark', 'Apache Spark') AS same,
@@ -307,6 +309,7 @@ def test_where_ai_filter_and_group_by_ai_agg_on_ten_thousand_rows(spark: Any, ga
     assert 3 * 2 < aggregate_requests < filtered
 
 
+@pytest.mark.compat
 def test_ai_agg_in_the_dataframe_api_beside_other_aggregates(spark: Any, sql: Any, gateway: Any) -> None:
     from pyspark.sql import functions as F
 
