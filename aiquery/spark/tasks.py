@@ -13,7 +13,6 @@ the group's texts (:mod:`aiquery.tasks.aggregate` reduces them). Not built yet (
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -88,18 +87,7 @@ class TaskBuilder(AIQueryBuilder):
                 sqlstate="42605",
             )
         task = make(*values)
-        response_format = None
-        if task.response_format is not None and task.response_format.schema is not None:
-            response_format = json.dumps(
-                {
-                    "type": "json_schema",
-                    "json_schema": {
-                        "name": task.response_format.name,
-                        "schema": task.response_format.schema,
-                        "strict": True,
-                    },
-                }
-            )
+        response_format = task.response_format_json()
         return_type = task.result_sql if task.result_sql != "STRING" else None
         plan = self._plan(task, return_type=return_type, response_format=response_format)
         expression = self._expression(dataclasses.replace(plan, task=task), content, collect=bool(task.aggregate))

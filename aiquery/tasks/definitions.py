@@ -82,6 +82,14 @@ class Task:
         """The request's prompt for one row's content."""
         return f"{self.instruction}\n\n{content}"
 
+    def response_format_json(self) -> str | None:
+        """The structured output to ask for, as ai_query's ``responseFormat`` JSON (None: plain text)."""
+        if self.response_format is None or self.response_format.schema is None:
+            return None
+        fmt = self.response_format
+        schema = {"name": fmt.name, "schema": fmt.schema, "strict": True}
+        return json.dumps({"type": "json_schema", "json_schema": schema})
+
     def value(self, answer: str) -> Any:
         """The function's value for an answer (None when it cannot be read safely)."""
         if self.variant:
