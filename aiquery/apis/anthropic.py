@@ -23,6 +23,7 @@ from typing import Any, ClassVar, Literal
 from aiquery.apis.base import Answer, APIRequest, BodyModelAdapter, ErrorVerdict, ResponseFormat, TokenUsage
 from aiquery.apis.decoding import build_usage, require_list, require_object, require_text, token_count
 from aiquery.apis.error_body import parse_error_body
+from aiquery.apis.images import base64_text, media_type
 from aiquery.apis.parameter_mappings import ANTHROPIC_PARAMETERS
 from aiquery.apis.response_format import JSON_OBJECT_INSTRUCTION
 from aiquery.errors import ArgumentError
@@ -94,7 +95,7 @@ class AnthropicAdapter(BodyModelAdapter):
         body: dict[str, Any] = {
             "model": request.model,
             "max_tokens": DEFAULT_MAX_TOKENS,
-            "messages": [{"role": "user", "content": request.prompt}],
+            "messages": [{"role": "user", "content": _content(request)}],
         }
         ANTHROPIC_PARAMETERS.apply(body, request.parameters)
         _apply_response_format(body, request.response_format)
@@ -156,3 +157,14 @@ def _map_usage(usage: Any, prompt: str, text: str) -> TokenUsage:
         cache_read_input_tokens=cache_read,
         cache_creation_input_tokens=cache_creation,
     )
+
+
+def _content(request: APIRequest) -> Any:
+    """The user message's content: the prompt, or its images (base64 sources) then its text."""
+    if not request.images:
+        return request.prompt
+    images = [
+        {"type": "image", "source": {"type": "base64", "media_type": media_type(image), "data": base64_text(image)}}
+        for image in request.images
+    ]
+    return [*images, {"type": "text", "text": request.prompt}]

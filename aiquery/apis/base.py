@@ -81,6 +81,8 @@ class APIRequest:
     parameters: Mapping[str, Any] = field(default_factory=dict)
     """Model parameters under Databricks' names (``max_tokens``, ``temperature``, ``stop`` …), validated."""
     response_format: ResponseFormat | None = None
+    images: tuple[bytes, ...] = ()
+    """Images sent with the prompt (``files =>``), checked with :func:`aiquery.apis.images.check_image`."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -29,6 +29,7 @@ from aiquery.apis.decoding import (
     token_count,
 )
 from aiquery.apis.error_body import parse_error_body
+from aiquery.apis.images import data_uri
 from aiquery.apis.parameter_mappings import CHAT_PARAMETERS
 from aiquery.apis.response_format import JSON_OBJECT_INSTRUCTION
 
@@ -48,7 +49,13 @@ class ChatAdapter(BodyModelAdapter):
         messages: list[dict[str, Any]] = []
         if request.response_format is not None and request.response_format.kind == "json_object":
             messages.append({"role": "system", "content": JSON_OBJECT_INSTRUCTION})
-        messages.append({"role": "user", "content": request.prompt})
+        content: Any = request.prompt
+        if request.images:
+            content = [
+                {"type": "text", "text": request.prompt},
+                *({"type": "image_url", "image_url": {"url": data_uri(image)}} for image in request.images),
+            ]
+        messages.append({"role": "user", "content": content})
         body: dict[str, Any] = {"model": request.model, "messages": messages}
         CHAT_PARAMETERS.apply(body, request.parameters)
         rendered = render_response_format(request.response_format)

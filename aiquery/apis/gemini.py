@@ -21,6 +21,7 @@ from urllib.parse import quote
 from aiquery.apis.base import Answer, APIRequest, ErrorVerdict, MalformedResponse, ResponseFormat, TokenUsage
 from aiquery.apis.decoding import build_usage, require_list, require_object, require_text, token_count
 from aiquery.apis.error_body import parse_error_body
+from aiquery.apis.images import base64_text, media_type
 from aiquery.apis.parameter_mappings import GEMINI_PARAMETERS
 
 __all__ = ["GeminiAdapter"]
@@ -59,7 +60,11 @@ class GeminiAdapter:
 
     def build_body(self, request: APIRequest) -> dict[str, Any]:
         """The generateContent body: one user turn, parameters in ``generationConfig``, structured output."""
-        body: dict[str, Any] = {"contents": [{"role": "user", "parts": [{"text": request.prompt}]}]}
+        parts: list[dict[str, Any]] = [{"text": request.prompt}]
+        parts.extend(
+            {"inlineData": {"mimeType": media_type(image), "data": base64_text(image)}} for image in request.images
+        )
+        body: dict[str, Any] = {"contents": [{"role": "user", "parts": parts}]}
         GEMINI_PARAMETERS.apply(body, request.parameters)
         rendered = render_response_format(request.response_format)
         if rendered:

@@ -24,6 +24,7 @@ from aiquery.apis.base import (
 )
 from aiquery.apis.decoding import build_usage, require_list, require_object, require_text, token_count
 from aiquery.apis.error_body import parse_error_body
+from aiquery.apis.images import data_uri
 from aiquery.apis.parameter_mappings import RESPONSES_PARAMETERS
 from aiquery.apis.response_format import JSON_OBJECT_INSTRUCTION
 
@@ -47,7 +48,7 @@ class ResponsesAdapter(BodyModelAdapter):
         # implement only the item form accept it too.
         body: dict[str, Any] = {
             "model": request.model,
-            "input": [{"role": "user", "content": request.prompt}],
+            "input": [{"role": "user", "content": _content(request)}],
         }
         fmt = request.response_format
         if fmt is not None and fmt.kind == "json_object":
@@ -138,3 +139,11 @@ def _map_usage(usage: Any, prompt: str, text: str) -> TokenUsage:
         cache_read_input_tokens=token_count(usage, "input_tokens_details", "cached_tokens"),
         output_reasoning_tokens=token_count(usage, "output_tokens_details", "reasoning_tokens"),
     )
+
+
+def _content(request: APIRequest) -> Any:
+    """The user message's content: the prompt, or its text and images as input parts."""
+    if not request.images:
+        return request.prompt
+    images = [{"type": "input_image", "image_url": data_uri(image), "detail": "auto"} for image in request.images]
+    return [{"type": "input_text", "text": request.prompt}, *images]

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from aiquery.apis.base import APIRequest
+from aiquery.apis.images import FilePrompt
 from aiquery.engine.prepared import PreparedSite
 from aiquery.errors import CallError
 
@@ -26,13 +27,13 @@ class PendingCall:
     error: CallError | None = None
 
 
-def plan_calls(prepared: PreparedSite, prompts: Sequence[str | None]) -> list[PendingCall]:
+def plan_calls(prepared: PreparedSite, prompts: Sequence[str | FilePrompt | None]) -> list[PendingCall]:
     """The calls of a batch, in order of first appearance; NULL prompts make none.
 
     Identical requests share one call (their fingerprints are equal), unless the call site's cache is off: then
     every row is a call of its own, as when sampling several answers to one prompt on purpose.
     """
-    by_prompt: dict[str, PendingCall] = {}
+    by_prompt: dict[str | FilePrompt, PendingCall] = {}
     calls: list[PendingCall] = []
     share = prepared.site.cache
     for index, prompt in enumerate(prompts):

@@ -13,6 +13,7 @@ import aiohttp
 from aiquery import __version__
 from aiquery.apis import get_adapter
 from aiquery.apis.base import Adapter, APIRequest, ResponseFormat
+from aiquery.apis.images import FilePrompt, ImageError, check_image
 from aiquery.config import DEFAULT_MAX_REQUEST_BYTES, Endpoint
 from aiquery.errors import CallError
 from aiquery.store.base import fingerprint, fingerprint_prefix
@@ -88,21 +89,29 @@ class PreparedSite:
         """The request's fingerprint (see :mod:`aiquery.store.base`)."""
         return fingerprint(self.fingerprint_prefix, body)
 
-    def request(self, prompt: str) -> APIRequest:
-        """The API request for one prompt of this site."""
+    def request(self, prompt: str | FilePrompt) -> APIRequest:
+        """The API request for one prompt of this site (with its image, for ``files =>``)."""
+        text, images = (prompt.text, (prompt.image,)) if isinstance(prompt, FilePrompt) else (prompt, ())
         return APIRequest(
-            prompt=prompt,
+            prompt=text,
             model=self.endpoint.model,
             parameters=self.site.parameters,
             response_format=self.site.response_format,
+            images=images,
         )
 
     def body(self, request: APIRequest) -> bytes:
         """The request body as UTF-8 bytes.
 
         Raises:
-            CallError: the prompt is not valid Unicode, or the body is above the request-size limit.
+            CallError: the prompt is not valid Unicode, an image is no image or too large for the API, or the body
+                is above the request-size limit.
         """
+        for image in request.images:
+            try:
+                check_image(image, self.endpoint.api)
+            except ImageError as error:
+                raise CallError(str(error), endpoint=self.endpoint.name, attempts=0) from None
         try:
             encoded = self._encode(request).encode("utf-8")
         except UnicodeEncodeError as exc:
@@ -120,14 +129,14 @@ class PreparedSite:
         if len(encoded) > DEFAULT_MAX_REQUEST_BYTES:
             raise CallError(
                 f"the request body is {len(encoded) / 1e6:.1f} MB, above the {DEFAULT_MAX_REQUEST_BYTES >> 20} MiB "
-                f"limit; shorten the prompt",
+                f"limit (images count as base64, a third larger than their files); shorten the prompt",
                 endpoint=self.endpoint.name,
                 attempts=0,
             )
         return encoded
 
     def _encode(self, request: APIRequest) -> str:
-        if self._template is None:
+        if self._template is None or request.images:
             return json.dumps(self.adapter.build_body(request), ensure_ascii=False, separators=(",", ":"))
         prefix, suffix = self._template
         return prefix + json.dumps(request.prompt, ensure_ascii=False)[1:-1] + suffix

@@ -25,6 +25,7 @@ from typing import Any
 import tenacity
 
 from aiquery.apis.base import Answer, APIRequest, MalformedResponse, estimate_tokens
+from aiquery.apis.images import FilePrompt
 from aiquery.config import Endpoint
 from aiquery.engine.batch import PendingCall, plan_calls
 from aiquery.engine.failures import (
@@ -108,7 +109,9 @@ class Engine:
         """The limits the governor keeps for an endpoint (created on first use)."""
         return self.governor.limits(endpoint, budget_share)
 
-    async def run(self, site: CallSite, prompts: Sequence[str | None], *, fail_fast: bool = False) -> list[Outcome]:
+    async def run(
+        self, site: CallSite, prompts: Sequence[str | FilePrompt | None], *, fail_fast: bool = False
+    ) -> list[Outcome]:
         """One outcome per prompt, in order.
 
         Args:

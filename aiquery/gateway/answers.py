@@ -60,6 +60,11 @@ class Ask:
     inputs: list[str] | None = None
     dimensions: int | None = None
     encoding_format: str = "float"
+    images: int = 0
+    """Images sent with the prompt (checked by the wire format); each counts as a fixed number of input tokens."""
+    image_digest: str = ""
+    """A hash of the images' bytes: part of the answer, so that one prompt with different images answers
+    differently."""
 
 
 @dataclass(slots=True, kw_only=True)
@@ -83,6 +88,15 @@ class Reply:
 def token_count(text: str) -> int:
     """Tokens in ``text`` as the emulator counts them: ``(chars + 3) // 4``."""
     return (len(text) + 3) // 4
+
+
+IMAGE_TOKENS = 258
+"""Input tokens the emulator counts per image (what Gemini counts for a small image)."""
+
+
+def prompt_tokens(ask: Ask) -> int:
+    """The input tokens of a text request: its prompt's, and :data:`IMAGE_TOKENS` per image."""
+    return token_count(ask.prompt) + IMAGE_TOKENS * ask.images
 
 
 def prompt_digest(prompt: str) -> str:
@@ -133,10 +147,11 @@ def compose_reply(ask: Ask, config: GatewayConfig, forced_tokens: int | None) ->
         input_tokens = sum(token_count(text) for text in ask.inputs)
         vectors = [embedding(text, dimensions) for text in ask.inputs]
         return Reply(text="", stopped_by_max_tokens=False, input_tokens=input_tokens, output_tokens=0, vectors=vectors)
-    input_tokens = token_count(ask.prompt)
+    input_tokens = prompt_tokens(ask)
     if ask.json_mode is None:
         target = forced_tokens if forced_tokens is not None else config.output_tokens
-        text, stopped = answer_text(ask.prompt, target_tokens=target, max_tokens=ask.max_tokens)
+        basis = f"{ask.prompt}\n{ask.image_digest}" if ask.image_digest else ask.prompt
+        text, stopped = answer_text(basis, target_tokens=target, max_tokens=ask.max_tokens)
     else:
         # Structured output stays valid JSON whatever the token cap: truncated JSON would test nothing useful.
         answer = _json_answer(ask)

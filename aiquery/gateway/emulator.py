@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import hashlib
 import json
 import uuid
 from collections.abc import Callable, Mapping
@@ -21,13 +22,13 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from aiquery.gateway.accounting import DEFAULT_LOG_LIMIT, Accounting
-from aiquery.gateway.answers import Ask, compose_reply, token_count
+from aiquery.gateway.answers import Ask, compose_reply, prompt_tokens
 from aiquery.gateway.error_bodies import DATABRICKS, MESSAGES, kind_of_status
 from aiquery.gateway.faults import FaultPicker, TokenBucket, read_directives, retry_after_headers
 from aiquery.gateway.http_server import Exchange
 from aiquery.gateway.routes import UNKNOWN_ROUTE, Route, match_route
 from aiquery.gateway.settings import GatewayConfig
-from aiquery.gateway.wire import BadRequest
+from aiquery.gateway.wire import BadRequest, images_in
 from aiquery.gateway.wire_native import AnthropicFormat
 
 __all__ = ["Emulator"]
@@ -166,15 +167,18 @@ class Emulator:
     def _accept(self, exchange: Exchange, route: Route, model: str, body: Any, path_model: str | None) -> None:
         try:
             ask = route.wire.parse(body, exchange.headers, path_model)
+            images = images_in(body, route.wire.image_form)
+            ask.images = len(images)
+            ask.image_digest = hashlib.blake2b(b"".join(images), digest_size=4).hexdigest() if images else ""
             directives = read_directives(ask.prompt)
         except (BadRequest, ValueError) as error:
             self._refuse(exchange, route, model, 400, "bad_request", str(error))
             return
         limit = self.config.context_tokens
-        if limit is not None and ask.inputs is None and token_count(ask.prompt) > limit:
+        if limit is not None and ask.inputs is None and prompt_tokens(ask) > limit:
             message = (
                 f"This model's maximum context length is {limit} tokens; the request has "
-                f"{token_count(ask.prompt)} input tokens. Shorten the prompt."
+                f"{prompt_tokens(ask)} input tokens. Shorten the prompt."
             )
             self._refuse(exchange, route, model, 400, "bad_request", message)
             return

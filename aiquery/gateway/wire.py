@@ -7,8 +7,10 @@ response body, with its own usage shape.
 
 from __future__ import annotations
 
+import base64
+import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
 
 from aiquery.gateway.answers import Ask, Reply
@@ -22,6 +24,9 @@ class BadRequest(ValueError):
 
 class WireFormat(Protocol):
     """One API's request and response bodies."""
+
+    image_form: str | None
+    """How its requests carry images (see :func:`images_in`), or None when it takes none."""
 
     def parse(self, body: Any, headers: Mapping[str, str], path_model: str | None) -> Ask:
         """What the request asks.
@@ -98,3 +103,81 @@ def optional_positive_int(body: Mapping[str, Any], *keys: str) -> int | None:
             raise BadRequest(f"'{key}' must be a positive integer, got {value!r}")
         return value
     return None
+
+
+_DATA_URI = re.compile(r"^data:(?P<type>[\w.+-]+/[\w.+-]+);base64,(?P<data>.*)$", re.S)
+
+
+def images_in(body: Any, form: str | None) -> list[bytes]:
+    """The images of a request body in its API's own form, each decoded and checked against its declared type.
+
+    Forms: ``image_url`` (chat completions: a ``data:`` URI), ``input_image`` (both responses APIs), ``anthropic``
+    (a base64 ``image`` source) and ``inline_data`` (Gemini); None for an API that takes no images.
+
+    Raises:
+        BadRequest: an image part of another API's form, bad base64, or bytes that are not the declared type.
+    """
+    found: list[bytes] = []
+    for part in _parts(body):
+        kind = part.get("type")
+        if kind == "image_url" and form == "image_url":
+            url = part.get("image_url")
+            found.append(_from_uri(url.get("url") if isinstance(url, Mapping) else None))
+        elif kind == "input_image" and form == "input_image":
+            found.append(_from_uri(part.get("image_url")))
+        elif kind == "image" and form == "anthropic":
+            source = part.get("source")
+            if not isinstance(source, Mapping) or source.get("type") != "base64":
+                raise BadRequest("an image's source must be {'type': 'base64', 'media_type': ..., 'data': ...}")
+            found.append(_decoded(source.get("data"), source.get("media_type")))
+        elif ("inlineData" in part or "inline_data" in part) and form == "inline_data":
+            blob = part.get("inlineData", part.get("inline_data"))
+            if not isinstance(blob, Mapping):
+                raise BadRequest("inlineData must be an object with mimeType and data")
+            found.append(_decoded(blob.get("data"), blob.get("mimeType", blob.get("mime_type"))))
+        elif kind in ("image_url", "input_image", "image") or "inlineData" in part or "inline_data" in part:
+            raise BadRequest(f"this API takes no image part of the form {kind or 'inlineData'!r}")
+    return found
+
+
+def _parts(value: Any) -> Iterator[Mapping[str, Any]]:
+    if isinstance(value, Mapping):
+        yield value
+        for item in value.values():
+            yield from _parts(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _parts(item)
+
+
+def _from_uri(uri: Any) -> bytes:
+    match = _DATA_URI.match(uri) if isinstance(uri, str) else None
+    if match is None:
+        raise BadRequest("an image must be a data: URI (data:image/png;base64,...); the emulator fetches no URL")
+    return _decoded(match.group("data"), match.group("type"))
+
+
+def _image_kind(raw: bytes) -> str | None:
+    """The emulator's own reading of an image's type (independent of the client's, so that tests compare two)."""
+    if raw[:3].hex() == "ffd8ff":
+        return "image/jpeg"
+    if raw[:8].hex() == "89504e470d0a1a0a":
+        return "image/png"
+    if raw[:6] in (b"GIF87a", b"GIF89a"):
+        return "image/gif"
+    if raw[:4] == b"RIFF" and raw[8:12] == b"WEBP":
+        return "image/webp"
+    return None
+
+
+def _decoded(data: Any, declared: Any) -> bytes:
+    if not isinstance(data, str):
+        raise BadRequest("an image's data must be a base64 string")
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except ValueError:
+        raise BadRequest("an image's data is not valid base64") from None
+    actual = _image_kind(raw)
+    if actual is None or actual != declared:
+        raise BadRequest(f"the image is declared {declared!r}, but its bytes are {actual or 'not an image'}")
+    return raw

@@ -26,6 +26,8 @@ class AnthropicFormat:
     """``POST .../v1/messages``; like the real API it requires ``anthropic-version`` (a version it knows) and
     ``max_tokens``, and under version 2026-10-21 refuses ``temperature``, ``top_p`` and ``top_k``."""
 
+    image_form: str | None = "anthropic"
+
     def parse(self, body: Any, headers: Mapping[str, str], path_model: str | None) -> Ask:
         version = headers.get("anthropic-version")
         if not version:
@@ -93,6 +95,8 @@ def _field(mapping: Mapping[str, Any], camel: str, snake: str) -> Any:
 
 class GeminiFormat:
     """``POST .../v1beta/models/{model}:generateContent``; the model comes from the URL."""
+
+    image_form: str | None = "inline_data"
 
     def parse(self, body: Any, headers: Mapping[str, str], path_model: str | None) -> Ask:
         body = require_object(body)

@@ -34,6 +34,8 @@ def _json_request(kind: Any, schema: Any, where: str) -> tuple[str | None, Mappi
 class ChatFormat:
     """``POST .../chat/completions``."""
 
+    image_form: str | None = "image_url"
+
     def parse(self, body: Any, headers: Mapping[str, str], path_model: str | None) -> Ask:
         body = require_object(body)
         messages = require_list(body, "messages")
@@ -85,6 +87,8 @@ class ChatFormat:
 class EmbeddingsFormat:
     """``POST .../embeddings``: ``input`` is a string or a list of strings, one ``data`` item each."""
 
+    image_form: str | None = None
+
     def parse(self, body: Any, headers: Mapping[str, str], path_model: str | None) -> Ask:
         body = require_object(body)
         raw = body.get("input")
@@ -123,6 +127,8 @@ class EmbeddingsFormat:
 
 class ResponsesFormat:
     """``POST .../responses`` (OpenAI Responses and the Open Responses spec MLflow's route follows)."""
+
+    image_form: str | None = "input_image"
 
     def parse(self, body: Any, headers: Mapping[str, str], path_model: str | None) -> Ask:
         body = require_object(body)

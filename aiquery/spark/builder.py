@@ -18,6 +18,7 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
+from aiquery.apis import get_adapter
 from aiquery.config import Settings
 from aiquery.coordinator.cap import (
     COST_SETTING,
@@ -217,11 +218,13 @@ class AIQueryBuilder:
                 f"Cannot invoke routine `ai_query` because the parameter named `{missing}` is required.",
                 sqlstate="4274K",
             )
-        if "files" in arguments:
+        files = arguments.pop("files", None)
+        if files is not None and str(files.dataType().typeName()) != "binary":
             raise ArgumentError(
-                "UNSUPPORTED_FEATURE.AI_QUERY_FILES",
-                "the files argument (multimodal input) is not supported by aiquery yet.",
-                sqlstate="0A000",
+                "DATATYPE_MISMATCH.UNEXPECTED_INPUT_TYPE",
+                f"the `files` argument of ai_query must be a BINARY column of image bytes (JPEG, PNG, GIF or WEBP), "
+                f"like the content column of read_files(..., format => 'binaryFile'), but {files.sql()} is "
+                f"{files.dataType().sql()}.",
             )
         request = arguments.pop("request")
         require_string(request, "request", "ai_query", "; build the prompt with concat(), || or format_string()")
@@ -234,7 +237,15 @@ class AIQueryBuilder:
             response_format=_optional(values, "responseFormat", str),
             request_tags=values.get("requestTags"),
         )
-        return self._expression(plan, request)
+        if files is None:
+            return self._expression(plan, request)
+        if get_adapter(plan.site.endpoint.api).output != "text":
+            raise ArgumentError(
+                "AI_FUNCTION_UNSUPPORTED_REQUEST",
+                f"files => sends images with the prompt, which needs a text-generation endpoint; "
+                f"'{plan.site.endpoint.name}' is an embeddings endpoint.",
+            )
+        return self._expression(dataclasses.replace(plan, files=True), request, files=files)
 
     def _bind(self, expressions: list[Any]) -> dict[str, Any]:
         bound: dict[str, Any] = {}
@@ -307,10 +318,11 @@ class AIQueryBuilder:
             )
         return value
 
-    def _expression(self, plan: CallPlan, *requests: Any, collect: bool = False) -> Any:
+    def _expression(self, plan: CallPlan, *requests: Any, collect: bool = False, files: Any = None) -> Any:
         """The UDF's expression over the request column(s) (two for ``ai_similarity``); with ``collect``, over the
         group's requests gathered by ``collect_list`` (``ai_agg``: a scalar UDF over an aggregate, which Spark
-        evaluates above the aggregation, so it mixes with count(*) and every other aggregate)."""
+        evaluates above the aggregation, so it mixes with count(*) and every other aggregate); ``files``: a BINARY
+        column of images sent with each row's request."""
         jvm = self._jvm
         udf = make_udf(plan)
         # The request goes to Python as bytes: a STRING holding invalid UTF-8 (CAST(X'FF' AS STRING)) would make
@@ -326,6 +338,8 @@ class AIQueryBuilder:
         if collect:
             aggregates = expressions.aggregate
             inputs = [aggregates.CollectList(request).toAggregateExpression() for request in inputs]
+        if files is not None:
+            inputs.append(files)
         sequence = jvm.org.apache.spark.api.python.PythonUtils.toSeq(jvm.java.util.ArrayList(inputs))
         expression = udf._judf.builder(sequence)
         if plan.extract_result:

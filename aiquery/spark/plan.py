@@ -60,6 +60,8 @@ class CallPlan:
     """Planned by an estimate run: (its id, the fraction of rows to send); the other rows are only counted."""
     task: Task | None = None
     """An AI Function's call (ai_summarize, ai_classify, ...): how its answers become values."""
+    files: bool = False
+    """``files =>``: the UDF takes a second column, each row's image bytes, sent with its request."""
 
     @property
     def wrapped(self) -> bool:

@@ -20,9 +20,10 @@ import hashlib
 import json
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
+from aiquery.apis.images import FilePrompt
 from aiquery.engine.governor import Governor, LocalGovernor, TaskInfo
 from aiquery.engine.loop import LoopThread
 from aiquery.engine.runner import Engine, Outcome
@@ -44,6 +45,10 @@ logger = logging.getLogger("aiquery.spark")
 CHUNK_ROWS = 256
 HOLD_WINDOWS = 16
 """Rows kept in memory (answered or not, waiting to go back in order), as a multiple of the working window."""
+CHUNK_BYTES = 8 * 1024 * 1024
+HOLD_BYTES = 64 * 1024 * 1024
+"""Bytes of images (``files =>``) a chunk and the rows kept in memory may hold: MB-sized images fill them long
+before the row counts do."""
 WAKE_S = 0.1
 """The longest the UDF thread waits for capacity without looking again (it is woken as soon as a call ends)."""
 
@@ -82,7 +87,7 @@ class WorkerRuntime:
         except Exception:  # the records stay queued (or in the local journal) and are delivered later
             logger.warning("aiquery: usage records not delivered at the end of a task", exc_info=True)
 
-    def run(self, plan: CallPlan, window: _Window, prompts: list[str | None]) -> _Chunk:
+    def run(self, plan: CallPlan, window: _Window, prompts: list[Row]) -> _Chunk:
         """Start one chunk of ``window``; its future resolves to its outcomes."""
         chunk = _Chunk(len(prompts))
         window.submitted += chunk.rows
@@ -102,10 +107,12 @@ class WorkerRuntime:
 class _Chunk:
     """A chunk of rows submitted to the engine: its outcome future and size."""
 
-    __slots__ = ("future", "rows")
+    __slots__ = ("future", "rows", "size")
 
     def __init__(self, rows: int) -> None:
         self.rows = rows
+        self.size = 0
+        """Bytes of images its rows hold."""
         self.future: concurrent.futures.Future[list[Outcome]]
 
 
@@ -180,7 +187,11 @@ def _window_rows(plan: CallPlan) -> int:
     return max(4 * plan.site.endpoint.max_concurrency, 2 * CHUNK_ROWS)
 
 
-def run_batches(plan: CallPlan, batches: Iterator[list[str | None]]) -> Iterator[list[Outcome]]:
+Row = str | FilePrompt | None
+"""One row's request: its text, its text and image (``files =>``), or NULL."""
+
+
+def run_batches(plan: CallPlan, batches: Iterator[Sequence[Row]]) -> Iterator[list[Outcome]]:
     """Outcomes for a stream of prompt lists, chunked and pipelined; same rows, same order."""
     runtime = worker_runtime(plan)
     engine = runtime.engine
@@ -188,23 +199,23 @@ def run_batches(plan: CallPlan, batches: Iterator[list[str | None]]) -> Iterator
     runtime.loop.call(runtime.governor.start_task, task, plan.capped)
     chunks: collections.deque[_Chunk] = collections.deque()
     window = runtime.window = _Window()
-    held = 0
+    held = held_bytes = 0
     limit = _window_rows(plan)
     hold_limit = HOLD_WINDOWS * limit
     try:
         for prompts in batches:
             if plan.task is not None and plan.task.instruction:
                 instruct = plan.task.prompt
-                prompts = [instruct(prompt) if prompt is not None else None for prompt in prompts]
+                prompts = [instruct(prompt) if isinstance(prompt, str) else prompt for prompt in prompts]
             if plan.sample is not None:
                 prompts = _sampled(plan.sample, plan.site.endpoint.name, runtime, prompts)
-            for start in range(0, len(prompts), CHUNK_ROWS):
-                rows = prompts[start : start + CHUNK_ROWS]
+            for rows, size in _chunked(prompts):
                 while chunks:
                     head = chunks[0]
-                    if head.future.done() or held + len(rows) > hold_limit:
+                    if head.future.done() or held + len(rows) > hold_limit or held_bytes + size > HOLD_BYTES:
                         chunks.popleft()
                         held -= head.rows
+                        held_bytes -= head.size
                         yield head.future.result()
                     elif window.working(engine) + len(rows) > limit:
                         runtime.capacity.clear()
@@ -215,8 +226,11 @@ def run_batches(plan: CallPlan, batches: Iterator[list[str | None]]) -> Iterator
                         window.wanted = None
                     else:
                         break
-                chunks.append(runtime.run(plan, window, rows))
+                chunk = runtime.run(plan, window, rows)
+                chunk.size = size
+                chunks.append(chunk)
                 held += len(rows)
+                held_bytes += size
         while chunks:
             yield chunks.popleft().future.result()
     finally:
@@ -225,19 +239,37 @@ def run_batches(plan: CallPlan, batches: Iterator[list[str | None]]) -> Iterator
         runtime.flush()
 
 
-def in_sample(prompt: str, fraction: float) -> bool:
-    """Whether an estimate run sends ``prompt``: a hash of the prompt below ``fraction`` of the hash range, so
-    the same rows are chosen in every run and a larger fraction's sample includes a smaller one's."""
-    digest = hashlib.blake2b(prompt.encode("utf-8", "surrogateescape"), digest_size=8).digest()
+def _chunked(prompts: Sequence[Row]) -> Iterator[tuple[list[Row], int]]:
+    """The rows in chunks of at most CHUNK_ROWS rows and (for images) CHUNK_BYTES bytes, each with its bytes."""
+    rows: list[Row] = []
+    size = 0
+    for prompt in prompts:
+        weight = len(prompt.image) if isinstance(prompt, FilePrompt) else 0
+        if rows and (len(rows) >= CHUNK_ROWS or size + weight > CHUNK_BYTES):
+            yield rows, size
+            rows, size = [], 0
+        rows.append(prompt)
+        size += weight
+    if rows:
+        yield rows, size
+
+
+def in_sample(prompt: str | FilePrompt, fraction: float) -> bool:
+    """Whether an estimate run sends ``prompt``: a hash of the prompt (and its image) below ``fraction`` of the hash
+    range, so the same rows are chosen in every run and a larger fraction's sample includes a smaller one's."""
+    hashed = hashlib.blake2b(digest_size=8)
+    text = prompt.text if isinstance(prompt, FilePrompt) else prompt
+    hashed.update(text.encode("utf-8", "surrogateescape"))
+    if isinstance(prompt, FilePrompt):
+        hashed.update(prompt.image)
+    digest = hashed.digest()
     return int.from_bytes(digest, "big") < fraction * _HASH_RANGE
 
 
 _HASH_RANGE = 2**64
 
 
-def _sampled(
-    sample: tuple[str, float], endpoint: str, runtime: WorkerRuntime, prompts: list[str | None]
-) -> list[str | None]:
+def _sampled(sample: tuple[str, float], endpoint: str, runtime: WorkerRuntime, prompts: Sequence[Row]) -> list[Row]:
     """An estimate run's rows: those in the sample, the others as NULL (no request); both counted."""
     run, fraction = sample
     kept = [prompt if prompt is not None and in_sample(prompt, fraction) else None for prompt in prompts]
@@ -317,8 +349,8 @@ def _pair_values(plan: CallPlan, batches: Iterator[tuple[Any, Any]]) -> Iterator
 
 
 def make_udf(plan: CallPlan) -> UserDefinedFunction:
-    """A nondeterministic pandas UDF specialised for ``plan``: of one argument (the request), or of two texts for
-    ``ai_similarity``."""
+    """A nondeterministic pandas UDF specialised for ``plan``: of the request; of the request and its file
+    (``files =>``); of two texts (``ai_similarity``); or of a group's texts (``ai_agg``)."""
     import pandas as pd
     from pyspark.sql.pandas.functions import pandas_udf
 
@@ -335,48 +367,40 @@ def make_udf(plan: CallPlan) -> UserDefinedFunction:
                 yield pd.Series(answers, dtype=object)
 
         ai_agg.__annotations__ = {"batches": Iterator[pd.Series], "return": Iterator[pd.Series]}
-        agg_udf: Any = pandas_udf(ai_agg, returnType=plan.udf_type)  # type: ignore[call-overload]
-        udf_agg: UserDefinedFunction = agg_udf.asNondeterministic()._unwrapped
-        return udf_agg
+        return _nondeterministic(pandas_udf(ai_agg, returnType=plan.udf_type))  # type: ignore[call-overload]
 
-    if plan.task is not None and plan.task.pairs:
+    def values(batches: Iterator[Any]) -> Iterator[tuple[list[Any], list[str | None]]]:
+        """(results, error messages) per chunk of rows."""
+        if plan.task is not None and plan.task.pairs:
+            return _pair_values(plan, batches)
+        rows: Iterator[Sequence[Row]]
+        if plan.files:
+            rows = (_file_prompts(texts, files) for texts, files in batches)
+        else:
+            rows = (_prompts(batch) for batch in batches)
+        return (_values(plan, outcomes) for outcomes in run_batches(plan, rows))
 
-        def similarity(batches: Iterator[tuple[pd.Series, pd.Series]]) -> Iterator[Any]:
-            for results, errors in _pair_values(plan, batches):
-                if plan.wrapped:
-                    yield pd.DataFrame({"result": results, "errorMessage": errors})
-                else:
-                    yield pd.Series(results, dtype=object)
-
-        returned: Any = pd.DataFrame if plan.wrapped else pd.Series
-        similarity.__annotations__ = {"batches": Iterator[tuple[pd.Series, pd.Series]], "return": Iterator[returned]}
-        pair_udf: Any = pandas_udf(similarity, returnType=plan.udf_type)  # type: ignore[call-overload]
-        udf_pairs: UserDefinedFunction = pair_udf.asNondeterministic()._unwrapped
-        return udf_pairs
-
-    if plan.wrapped:
-
-        def ai_query(batches: Iterator[pd.Series]) -> Iterator[Any]:
-            for outcomes in run_batches(plan, (_prompts(batch) for batch in batches)):
-                results, errors = _values(plan, outcomes)
+    def ai_query(batches: Iterator[Any]) -> Iterator[Any]:
+        for results, errors in values(batches):
+            if plan.wrapped:
                 yield pd.DataFrame({"result": results, "errorMessage": errors})
-
-        output: Any = pd.DataFrame
-    else:
-
-        def ai_query(batches: Iterator[pd.Series]) -> Iterator[Any]:
-            for outcomes in run_batches(plan, (_prompts(batch) for batch in batches)):
-                results, _ = _values(plan, outcomes)
+            else:
                 yield pd.Series(results, dtype=object)
 
-        output = pd.Series
+    two_columns = plan.files or (plan.task is not None and plan.task.pairs)
+    inputs: Any = tuple[pd.Series, pd.Series] if two_columns else pd.Series
+    output: Any = pd.DataFrame if plan.wrapped else pd.Series
     # pandas_udf reads the hints to pick the iterator form; with postponed annotations they are strings that
     # name this function's locals, which it cannot resolve, so give it the real types.
-    ai_query.__annotations__ = {"batches": Iterator[pd.Series], "return": Iterator[output]}
+    ai_query.__annotations__ = {"batches": Iterator[inputs], "return": Iterator[output]}
     # The overloads cannot see the iterator form through the hints set at runtime above.
-    wrapped_udf: Any = pandas_udf(ai_query, returnType=plan.udf_type)  # type: ignore[call-overload]
-    # Nondeterministic, so Spark never evaluates it twice for one row (for example once per struct field read).
-    udf: UserDefinedFunction = wrapped_udf.asNondeterministic()._unwrapped
+    return _nondeterministic(pandas_udf(ai_query, returnType=plan.udf_type))  # type: ignore[call-overload]
+
+
+def _nondeterministic(wrapped: Any) -> UserDefinedFunction:
+    """The UDF, nondeterministic, so Spark never evaluates it twice for one row (for example once per struct field
+    read)."""
+    udf: UserDefinedFunction = wrapped.asNondeterministic()._unwrapped
     return udf
 
 
@@ -385,3 +409,14 @@ def _prompts(batch: pd.Series) -> list[str | None]:
     # the whole task on one invalid UTF-8 value. surrogateescape keeps each bad byte as a lone surrogate, which
     # the engine reports on that row alone, without sending it.
     return [value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else None for value in batch.tolist()]
+
+
+def _file_prompts(texts: pd.Series, files: pd.Series) -> list[Row]:
+    """Each row's request with its file (``files =>``): NULL text is NULL; a NULL file sends the text alone."""
+    rows: list[Row] = []
+    for text, data in zip(_prompts(texts), files.tolist(), strict=True):
+        if text is None or data is None:
+            rows.append(text)
+        else:
+            rows.append(FilePrompt(text, bytes(data)))
+    return rows

@@ -39,7 +39,8 @@ def _problem(expected: Any, value: Any, path: str) -> str | None:
         problems = [_problem(option, value, path) for option in typing.get_args(expected)]
         if any(found is None for found in problems):
             return None
-        return min((found for found in problems if found), key=len)
+        # The option that got furthest into the value says most about what is wrong.
+        return max((found for found in problems if found), key=lambda found: len(found.split(": ")[0]))
     if origin is Literal:
         allowed = typing.get_args(expected)
         return None if value in allowed else f"{path}: {value!r} is not one of {allowed}"
@@ -76,7 +77,7 @@ def _problem(expected: Any, value: Any, path: str) -> str | None:
         except Exception as error:  # pydantic's ValidationError: say where
             return f"{path}: {error}"
         return None
-    raise TypeError(f"{path}: no check for the type {expected!r}")
+    return f"{path}: a JSON body cannot hold a {expected!r}"
 
 
 def _typed_dict_problem(expected: Any, value: Any, path: str) -> str | None:

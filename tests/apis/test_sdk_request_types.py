@@ -150,3 +150,20 @@ def test_the_current_anthropic_sdk_has_no_sampling_parameters() -> None:
     assert "max_tokens" in keys and not keys & set(ANTHROPIC_SAMPLING)
     with pytest.raises(Exception, match="UNSUPPORTED_MODEL_PARAMETER"):
         body("e-anthropic-2026", model_parameters={"temperature": 0.2})
+
+
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
+
+
+@pytest.mark.parametrize("endpoint", TEXT_ENDPOINTS)
+def test_a_prompt_with_an_image(endpoint: str) -> None:
+    from aiquery.apis.images import FilePrompt
+
+    def no_ddl(text: str) -> tuple[Any, str]:
+        raise AssertionError(text)
+
+    plan = plan_call(settings(), endpoint=endpoint, parse_ddl=no_ddl)
+    site = PreparedSite(plan.site, "someone@example.com")
+    sent = json.loads(site.body(site.request(FilePrompt("Describe the image.", PNG))))
+    check_sdk(endpoint, sent)
+    assert "iVBORw0KGgo" in json.dumps(sent)  # the PNG's base64, in the body

@@ -3,6 +3,7 @@
     python job.py cluster MASTER WAREHOUSE USAGE_DIR TABLE ROWS PARTITIONS
     python job.py secrets WAREHOUSE USAGE_DIR TABLE EVENT_LOG_DIR
     python job.py memory WAREHOUSE USAGE_DIR TABLE ROWS PROMPT_CHARS
+    python job.py images WAREHOUSE USAGE_DIR TABLE ROWS IMAGE_BYTES
 
 Endpoints come from AIQUERY_CONFIG, the host and token from DATABRICKS_HOST / DATABRICKS_TOKEN. Each job prints
 one JSON line last.
@@ -137,19 +138,40 @@ def secrets(warehouse: str, usage_dir: str, table: str, event_log_dir: str) -> d
 
 
 def memory(warehouse: str, usage_dir: str, table: str, rows: str, prompt_chars: str) -> dict[str, Any]:
-    import aiquery
-
     spark = session("reliability-memory", "local[2]", warehouse, usage_dir, table)
     padding = ("lorem ipsum dolor sit amet " * (int(prompt_chars) // 27 + 1))[: int(prompt_chars)]
-    started = time.perf_counter()
     # The answers stay on the executors (only their total length comes back), so the driver holds no rows.
-    total = spark.sql(
+    return _measured(
+        spark,
         f"""SELECT sum(length(r.result)) AS chars, count(r.errorMessage) AS errors
             FROM (SELECT ai_query('memory-chat',
                                   CONCAT(CAST(id AS STRING), ' [[tokens:2000]] ', '{padding}'),
                                   failOnError => false) AS r
-                  FROM range(0, {rows}, 1, 2))"""
-    ).first()
+                  FROM range(0, {rows}, 1, 2))""",
+    )
+
+
+def images(warehouse: str, usage_dir: str, table: str, rows: str, image_bytes: str) -> dict[str, Any]:
+    """``rows`` requests with an image of ``image_bytes`` each (``files =>``), made on the executors."""
+    spark = session("reliability-images", "local[2]", warehouse, usage_dir, table)
+    # A PNG signature, then bytes that differ per row: every row is a request of its own.
+    repeats = int(image_bytes) // 8
+    image = f"concat(unhex('89504E470D0A1A0A'), CAST(repeat(lpad(CAST(id AS STRING), 8, '0'), {repeats}) AS BINARY))"
+    return _measured(
+        spark,
+        f"""SELECT sum(length(r.result)) AS chars, count(r.errorMessage) AS errors
+            FROM (SELECT ai_query('memory-chat', CONCAT('Describe picture ', CAST(id AS STRING)),
+                                  files => {image}, failOnError => false) AS r
+                  FROM range(0, {rows}, 1, 2))""",
+    )
+
+
+def _measured(spark: Any, query: str) -> dict[str, Any]:
+    """Run ``query`` (one row: chars, errors), print the result, wait for the test to read the workers' memory."""
+    import aiquery
+
+    started = time.perf_counter()
+    total = spark.sql(query).first()
     elapsed = time.perf_counter() - started
     result = {"chars": total.chars, "errors": total.errors, "seconds": elapsed, "pid": os.getpid()}
     # Stay alive (workers too) until the test has read the workers' peak memory.
@@ -160,7 +182,7 @@ def memory(warehouse: str, usage_dir: str, table: str, rows: str, prompt_chars: 
     return result
 
 
-JOBS = {"cluster": cluster, "secrets": secrets, "memory": memory}
+JOBS = {"cluster": cluster, "secrets": secrets, "memory": memory, "images": images}
 
 if __name__ == "__main__":
     print(json.dumps(JOBS[sys.argv[1]](*sys.argv[2:])), flush=True)

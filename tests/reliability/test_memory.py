@@ -32,21 +32,39 @@ PEAK_RSS_BOUND_MIB = 640
 
 
 def test_python_workers_peak_memory_is_bounded(gateway: Any, tmp_path: Path) -> None:
+    first, last, busy = run_job(gateway, tmp_path, "memory", ROWS, PROMPT_CHARS)
+    assert first["errors"] == 0 and first["chars"] >= ROWS * 7_000  # every row got its long answer
+    assert last["ingested"] == ROWS
+    assert gateway.stats()["tokens"]["input"] >= ROWS * PROMPT_CHARS // 4
+    print("\nmemory:", json.dumps({"rows": ROWS, "seconds": round(first["seconds"], 1), "peak_rss_mib": busy}))
+    assert max(busy.values()) < PEAK_RSS_BOUND_MIB, busy
+
+
+IMAGE_ROWS = 500
+IMAGE_BYTES = 1_048_576
+
+
+def test_mb_sized_images_keep_the_workers_under_the_same_bound(gateway: Any, tmp_path: Path) -> None:
+    """500 rows of 1 MB images (``files =>``): the UDF's window is bounded by bytes as well as rows."""
+    first, last, busy = run_job(gateway, tmp_path, "images", IMAGE_ROWS, IMAGE_BYTES)
+    assert first["errors"] == 0 and first["chars"] > 0
+    assert last["ingested"] == IMAGE_ROWS
+    assert gateway.stats()["by_status"] == {"200": IMAGE_ROWS}  # every image reached the emulator, valid
+    print("\nimages:", json.dumps({"rows": IMAGE_ROWS, "seconds": round(first["seconds"], 1), "peak_rss_mib": busy}))
+    assert max(busy.values()) < PEAK_RSS_BOUND_MIB, busy
+
+
+def run_job(gateway: Any, tmp_path: Path, kind: str, rows: int, size: int) -> tuple[Any, Any, dict[int, int]]:
+    """Run ``job.py KIND`` and read its Python workers' peak memory while they are alive; (the job's first
+    line, its last line, the peak RSS in MiB of each worker that loaded a batch)."""
     config = tmp_path / "aiquery.toml"
     config.write_text("[endpoints.memory-chat]\napi = 'chat'\n")
     env = job_env(gateway, config)
     job_log = tmp_path / "job.log"
+    table = f"ai_gateway.usage_{kind}"
+    command = [sys.executable, str(JOB), kind, str(tmp_path / "warehouse"), str(tmp_path / "usage"), table]
     job = subprocess.Popen(
-        [
-            sys.executable,
-            str(JOB),
-            "memory",
-            str(tmp_path / "warehouse"),
-            str(tmp_path / "usage"),
-            "ai_gateway.usage_memory",
-            str(ROWS),
-            str(PROMPT_CHARS),
-        ],
+        [*command, str(rows), str(size)],
         env=env,
         cwd=tmp_path,
         stdin=subprocess.PIPE,
@@ -65,11 +83,6 @@ def test_python_workers_peak_memory_is_bounded(gateway: Any, tmp_path: Path) -> 
         out = job.stdout.read().strip().splitlines()
         job.wait(120)
     assert job.returncode == 0 and out, job_log.read_text()[-4000:]
-    last = json.loads(out[-1])
-    assert first["errors"] == 0 and first["chars"] >= ROWS * 7_000  # every row got its long answer
-    assert last["ingested"] == ROWS
-    assert gateway.stats()["tokens"]["input"] >= ROWS * PROMPT_CHARS // 4
     busy = {pid: peak for pid, peak in peaks_mib.items() if peak > 100}  # idle workers never loaded a batch
     assert len(busy) >= 2, peaks_mib
-    print("\nmemory:", json.dumps({"rows": ROWS, "seconds": round(first["seconds"], 1), "peak_rss_mib": busy}))
-    assert max(busy.values()) < PEAK_RSS_BOUND_MIB, busy
+    return first, json.loads(out[-1]), busy
