@@ -72,11 +72,21 @@ def test_literal_arguments_are_checked_at_analysis_time(sql: Any, gateway: Any, 
 def test_usage_rows_carry_the_functions_name(spark: Any, gateway: Any, tmp_path: Any) -> None:
     from ledgers import own_ledger_settings
 
+    from aiquery.spark.tasks import TASK_FUNCTIONS
+
     aiquery.register(spark, settings=own_ledger_settings(gateway, tmp_path, "tasks"))
-    spark.sql("SELECT ai_summarize('Row ' || id) AS s FROM range(3)").collect()
+    spark.sql(
+        """SELECT ai_summarize(t), ai_classify(t, ARRAY('a', 'b')), ai_extract(t, ARRAY('person')),
+                  ai_analyze_sentiment(t), ai_translate(t, 'es'), ai_fix_grammar(t), ai_mask(t, ARRAY('person')),
+                  ai_gen(t), ai_filter(t, 'is short'), ai_similarity(t, 'another text')
+           FROM (SELECT 'Row one, by Ann' AS t)"""
+    ).collect()
+    spark.sql("SELECT ai_agg('Row ' || id, 'Sum up the rows') FROM range(3)").collect()
     aiquery.flush_usage(spark)
     rows = spark.read.format("delta").load(str(tmp_path / "usage_table")).collect()
-    assert sorted(row.function_name for row in rows) == ["ai_summarize"] * 3
+    named = sorted(row.function_name for row in rows)
+    assert set(named) == set(TASK_FUNCTIONS)  # every function's requests, under its own name
+    assert named.count("ai_similarity") == 2 and len(named) == len(TASK_FUNCTIONS) + 1
 
 
 @pytest.mark.compat
