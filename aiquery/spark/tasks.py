@@ -7,7 +7,8 @@ Databricks' foundation models). ``ai_similarity`` sends both texts to the embedd
 
 ``ai_classify`` and ``ai_extract`` with a JSON STRING instead of an ARRAY return VARIANT (Spark 4.0 or later): the
 UDF returns the JSON text and ``parse_json`` makes it a VARIANT. ``ai_agg`` is a scalar UDF over ``collect_list`` of
-the group's texts (:mod:`aiquery.tasks.aggregate` reduces them). Not built yet (issue 14): ``files =>``.
+the group's texts (:mod:`aiquery.tasks.aggregate` reduces them). ``files =>`` (images) belongs to ai_query alone
+(:mod:`aiquery.apis.images`).
 """
 
 from __future__ import annotations
