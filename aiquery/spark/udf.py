@@ -304,7 +304,7 @@ def _values(plan: CallPlan, outcomes: list[Outcome]) -> tuple[list[Any], list[st
 def _answers(plan: CallPlan, prompts: list[str]) -> list[str]:
     """The answers to ``prompts``, sent together through the engine (ai_agg's layers); raises a failed one's error."""
     answers: list[str] = []
-    for outcomes in run_batches(plan, iter([list[str | None](prompts)])):
+    for outcomes in run_batches(plan, iter([prompts])):
         for outcome in outcomes:
             if outcome.error is not None:
                 raise outcome.error

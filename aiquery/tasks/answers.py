@@ -14,7 +14,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["SENTIMENTS", "extract_fields", "first_object", "match_label", "named_labels"]
+__all__ = ["SENTIMENTS", "asked_fields", "extract_fields", "first_object", "match_label", "named_labels"]
 
 SENTIMENTS = ("positive", "negative", "neutral", "mixed")
 """``ai_analyze_sentiment``'s labels."""
@@ -75,10 +75,8 @@ def extract_fields(answer: str | None, fields: Sequence[str]) -> dict[str, str |
     data = first_object(answer)
     if data is None:
         return None
-    keyed = {_key(str(key)): value for key, value in data.items()}
     result: dict[str, str | None] = {}
-    for name in fields:
-        value = keyed.get(_key(name))
+    for name, value in asked_fields(data, fields).items():
         if isinstance(value, list):
             value = value[0] if value else None
         if value is None:
@@ -88,6 +86,13 @@ def extract_fields(answer: str | None, fields: Sequence[str]) -> dict[str, str |
         else:
             result[name] = json.dumps(value, ensure_ascii=False)
     return result
+
+
+def asked_fields(data: dict[str, Any], fields: Sequence[str]) -> dict[str, Any]:
+    """The asked ``fields`` of a JSON object, keys matched ignoring case and spaces/underscores/hyphens; a field
+    the object lacks is None. Values as they are."""
+    keyed = {_key(str(key)): value for key, value in data.items()}
+    return {name: keyed.get(_key(name)) for name in fields}
 
 
 def _key(name: str) -> str:

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiquery.apis.base import ResponseFormat
 from aiquery.errors import ArgumentError
-from aiquery.tasks.answers import SENTIMENTS, extract_fields, first_object, match_label, named_labels
+from aiquery.tasks.answers import SENTIMENTS, asked_fields, extract_fields, first_object, match_label, named_labels
 
 __all__ = [
     "MASK",
@@ -119,12 +118,7 @@ class Task:
         data = first_object(answer)
         if data is None:
             return {"response": None, "error_message": f"the answer holds no JSON object: {answer[:200]!r}"}
-        keyed = {_key(str(key)): value for key, value in data.items()}
-        return {"response": {name: keyed.get(_key(name)) for name in self.fields}, "error_message": None}
-
-
-def _key(name: str) -> str:
-    return re.sub(r"[\s_-]+", "", name.casefold())
+        return {"response": asked_fields(data, self.fields), "error_message": None}
 
 
 def _field(answer: str, name: str) -> str:

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from sdk_types import check
 
+from aiquery.apis.images import FilePrompt
 from aiquery.config import load_settings
 from aiquery.engine.prepared import PreparedSite
 from aiquery.spark.plan import plan_call
@@ -45,7 +46,9 @@ def settings() -> Any:
     return found
 
 
-def body(endpoint: str, prompt: str = "Summarize: the parcel came late.", **arguments: Any) -> dict[str, Any]:
+def body(
+    endpoint: str, prompt: str | FilePrompt = "Summarize: the parcel came late.", **arguments: Any
+) -> dict[str, Any]:
     """The body the engine sends for one row of an ai_query call with ``arguments``."""
 
     def no_ddl(text: str) -> tuple[Any, str]:
@@ -157,13 +160,6 @@ PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
 
 @pytest.mark.parametrize("endpoint", TEXT_ENDPOINTS)
 def test_a_prompt_with_an_image(endpoint: str) -> None:
-    from aiquery.apis.images import FilePrompt
-
-    def no_ddl(text: str) -> tuple[Any, str]:
-        raise AssertionError(text)
-
-    plan = plan_call(settings(), endpoint=endpoint, parse_ddl=no_ddl)
-    site = PreparedSite(plan.site, "someone@example.com")
-    sent = json.loads(site.body(site.request(FilePrompt("Describe the image.", PNG))))
+    sent = body(endpoint, FilePrompt("Describe the image.", PNG))
     check_sdk(endpoint, sent)
     assert "iVBORw0KGgo" in json.dumps(sent)  # the PNG's base64, in the body
