@@ -156,6 +156,12 @@ def main() -> None:
     parser.add_argument("scenario", choices=[*SCENARIOS, "rowwise"])
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--rows", type=int, default=None)
+    parser.add_argument(
+        "--only",
+        action="append",
+        metavar="PREFIX",
+        help="run only the variants whose label starts with PREFIX (repeatable), e.g. --only ai_query --only hand",
+    )
     args = parser.parse_args()
     scenario = SCENARIOS.get(args.scenario, {"rows": 200, "gateway": {"latency_ms": 100}})
     rows = args.rows or int(scenario["rows"])
@@ -210,6 +216,8 @@ def main() -> None:
                 url, [f"round {r} row {i}: summarize this" for i in range(rows)]
             ),
         }
+        if args.only:
+            variants = {k: v for k, v in variants.items() if any(k.startswith(p) for p in args.only)}
         if args.scenario == "rowwise":
             variants = {
                 "row-at-a-time Python UDF": lambda r: timed_spark(
@@ -245,11 +253,15 @@ def main() -> None:
         print(f"| {label} | {', '.join(f'{x:.0f}' for x in rates)} | {medians[label]:.0f} | {cpu:.3f} |")
     if "ai_query (Spark SQL)" in medians:
         ours = medians["ai_query (Spark SQL)"]
+        ratios = {
+            "ai_query / bare loops": "two bare aiohttp loops",
+            "ai_query / hand-written UDF": "hand-written pandas UDF",
+            "usage on / off": "ai_query, usage tracking off",
+            "answer store on / off": "ai_query, answer store off",
+        }
         print(
-            f"\nai_query / bare loops = {ours / medians['two bare aiohttp loops']:.3f}; "
-            f"ai_query / hand-written UDF = {ours / medians['hand-written pandas UDF']:.3f}; "
-            f"usage on / off = {ours / medians['ai_query, usage tracking off']:.3f}; "
-            f"answer store on / off = {ours / medians['ai_query, answer store off']:.3f}"
+            "\n"
+            + "; ".join(f"{name} = {ours / medians[other]:.3f}" for name, other in ratios.items() if other in medians)
         )
     print(json.dumps({"scenario": args.scenario, "medians": medians}), file=sys.stderr)
 
