@@ -20,7 +20,7 @@ import hashlib
 import json
 import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from aiquery.apis.images import FilePrompt
@@ -374,26 +374,20 @@ def make_udf(plan: CallPlan) -> UserDefinedFunction:
             return pd.DataFrame({"result": results, "errorMessage": errors})
         return pd.Series(results, dtype=object)
 
-    # Each form iterates the engine's outcomes in its own loop. Measured: with the outcomes passed through a
-    # generator expression instead, the Ctrl-C test (tests/reliability/test_cancellation.py) missed the usage records
-    # of the requests in flight at the kill in 2 of 4 runs; like this 0 of 4 (and 0 of 8 before that change). Why is
-    # not established: closing the UDF must close run_batches, whose finally cancels the chunks and delivers records.
+    # The Ctrl-C test (tests/reliability/test_cancellation.py) misses the usage records of the requests in flight at
+    # the kill in about 2 of 7 runs, whichever way these loops are written (measured 2026-12-01; an earlier reading
+    # that blamed a generator expression here was 4 runs of luck). Cause open: see docs/reliability.md.
     if plan.task is not None and plan.task.pairs:
 
         def ai_query(batches: Iterator[Any]) -> Iterator[Any]:
             for results, errors in _pair_values(plan, batches):
                 yield shaped(results, errors)
 
-    elif plan.files:
-
-        def ai_query(batches: Iterator[Any]) -> Iterator[Any]:
-            for outcomes in run_batches(plan, (_file_prompts(texts, files) for texts, files in batches)):
-                yield shaped(*_values(plan, outcomes))
-
     else:
+        rows_of: Callable[[Any], Sequence[Row]] = (lambda batch: _file_prompts(*batch)) if plan.files else _prompts
 
         def ai_query(batches: Iterator[Any]) -> Iterator[Any]:
-            for outcomes in run_batches(plan, (_prompts(batch) for batch in batches)):
+            for outcomes in run_batches(plan, (rows_of(batch) for batch in batches)):
                 yield shaped(*_values(plan, outcomes))
 
     two_columns = plan.files or (plan.task is not None and plan.task.pairs)
