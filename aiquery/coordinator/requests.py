@@ -140,11 +140,15 @@ class InFlight:
             with self._lock:
                 self._worker(worker).holding_local = holding
 
-    def stranded(self) -> int:
-        """Requests begun by workers that are not connected now, plus workers with undelivered local records."""
+    def stranded(self, live: bool = False) -> int:
+        """Requests begun by workers that are not connected now (with ``live``, by any worker), plus workers with
+        undelivered local records."""
         with self._lock:
             return sum(
-                len(state.open) if not state.connected else int(state.holding_local) for state in self._workers.values()
+                len(state.open) + (int(state.holding_local) if state.connected else 0)
+                if live or not state.connected
+                else int(state.holding_local)
+                for state in self._workers.values()
             )
 
     def open_count(self) -> int:

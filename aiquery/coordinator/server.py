@@ -233,15 +233,21 @@ class Coordinator:
                     self.cap.lost(request_ids)
                 logger.info("closed %d request(s) of lost workers as lost", closed)
 
-    def settle(self, timeout: float) -> int:
+    def settle(self, timeout: float, *, idle: bool = False) -> int:
         """Wait until no request is begun by a worker that is gone, and no worker holds records in a local journal.
+
+        Args:
+            timeout: seconds to wait at most.
+            idle: wait also for the requests of live workers to end (or to be closed as lost once their worker
+                dies): for a caller whose queries are over, such as a job whose statement was cancelled, whose
+                workers still hold requests sent before the cancel.
 
         Returns:
             How many such requests (and workers holding local records) are left when it returns.
         """
         deadline = time.monotonic() + timeout
         while True:
-            stranded = self.in_flight.stranded()
+            stranded = self.in_flight.stranded(live=idle)
             if not stranded or time.monotonic() >= deadline:
                 return stranded
             time.sleep(0.1)

@@ -374,9 +374,6 @@ def make_udf(plan: CallPlan) -> UserDefinedFunction:
             return pd.DataFrame({"result": results, "errorMessage": errors})
         return pd.Series(results, dtype=object)
 
-    # The Ctrl-C test (tests/reliability/test_cancellation.py) misses the usage records of the requests in flight at
-    # the kill in about 2 of 7 runs, whichever way these loops are written (measured 2026-12-01; an earlier reading
-    # that blamed a generator expression here was 4 runs of luck). Cause open: see docs/reliability.md.
     if plan.task is not None and plan.task.pairs:
 
         def ai_query(batches: Iterator[Any]) -> Iterator[Any]:

@@ -209,6 +209,9 @@ def test_requests_of_a_worker_that_died_with_its_task_are_closed_as_lost(
     try:
         assert child.stdout is not None and child.stdout.readline().strip() == "sent"
         assert coordinator.in_flight.open_count() == 5
+        # A live worker's requests are not stranded; a job whose statement was cancelled waits for them too.
+        assert coordinator.settle(0) == 0
+        assert coordinator.settle(0.3, idle=True) == 5
         child.send_signal(signal.SIGKILL)
         child.wait(30)
     finally:
