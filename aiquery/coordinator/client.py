@@ -11,6 +11,15 @@ the next one:
   least every quarter second while there is anything to report (it also renews the leases);
 - answers and 429s per endpoint feed the application's learned pace, and row and request counts feed progress.
 
+When the workers run on the driver's machine (a local master: the address says ``same_machine``) and no
+spending cap is in force, begin and end records skip the round trip: the worker journals them straight into the
+driver's usage spool directory (:func:`~aiquery.usage.spool.spool_writer`, one write per record before the
+request goes out, as round 1 did), which is on that machine's disk. That is as safe as the driver's
+acknowledgement (losing the machine loses the driver too) and a request no longer waits for a sync before it
+is sent. The driver's ingestion publishes a dead worker's journal (its requests in flight as lost); a live worker
+publishes its ended records every :data:`PUBLISH_S` and at the end of each task, and says with each sync whether
+it still holds any, and which task it runs (so the driver can tell it to stop when that task is being killed).
+
 When the driver cannot be reached (a worker that starts first, a partition, a stopped listener) the client
 falls back, logging one warning: budgets become a static 1/parallelism share, records go to a local journal
 (:class:`~aiquery.usage.spool.SpoolWriter` in a folder of this machine), and the ticker keeps reconnecting.
@@ -45,6 +54,7 @@ from aiquery.engine.governor import Admission, EndpointLimits, SendingStopped, T
 from aiquery.store.base import StoredAnswer
 from aiquery.usage.codec import RecordEncoder
 from aiquery.usage.record import UsageRecord
+from aiquery.usage.spool import SpoolWriter, spool_writer
 
 __all__ = ["CoordinatorClient", "local_journal_dir"]
 
@@ -60,6 +70,8 @@ CUT_OFF_UNDER_CAP = (
 )
 DELIVERY_INTERVAL_S = 2.0
 """While records wait in the local journal, how often the ticker tries to deliver them."""
+PUBLISH_S = 2.0
+"""How often a worker on the driver's machine publishes its ended records to ingestion while requests run."""
 
 
 class CoordinatorClient:
@@ -106,6 +118,10 @@ class CoordinatorClient:
         self._ticker: asyncio.Task[None] | None = None
         self._delivering: asyncio.Future[bool] | None = None
         self._local_journal = LocalJournal(address.application)
+        self._direct: SpoolWriter | None = None
+        """This process's journal in the driver's spool directory (workers on the driver's machine only)."""
+        self._published = 0.0
+        self._reported_direct = False
         self.fallbacks = 0
         """How many times this worker lost its coordinator (for tests and logs)."""
         self._samples: dict[str, dict[str, list[int]]] = {}
@@ -171,6 +187,8 @@ class CoordinatorClient:
             batch.answers.append(f"{fingerprint}\t{answer.encode()}\n")
         else:
             batch.releases.append(fingerprint)
+        if self.address.same_machine:
+            self._schedule_flush()  # no begin brings a sync soon: the answer would wait for the ticker
 
     def begin(self, record: UsageRecord) -> asyncio.Future[Any] | None:
         if self.journal is None:
@@ -179,6 +197,9 @@ class CoordinatorClient:
             stopped: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             stopped.set_exception(SendingStopped())
             return stopped
+        if self.address.same_machine and not self.capped:
+            self._direct_journal().begin(record)  # on the driver's disk before it leaves: no round trip
+            return None
         if not self.connected:
             if self.capped:
                 refused: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -210,8 +231,20 @@ class CoordinatorClient:
             spent[2] += 1
         request_id = record.request_id
         head = self._heads.pop(request_id, None)
+        direct = self._direct
+        if direct is not None and direct.began(request_id):
+            if self.store is not None and self.connected:
+                # Ended once the sync that takes its answer to the store is acknowledged: a worker killed before
+                # that leaves it begun (closed as lost, its retry sends it again), never answered and not stored.
+                self._next_batch().direct_ends.append(record)
+            else:
+                direct.end(record)
+            return
         if self._local_journal.began(request_id) or not self.connected:
             self._local_journal.end(record)
+            return
+        if head is None and self.address.same_machine and not self.capped:
+            self._direct_journal().end(record)  # a record with no begin (an answer from the store)
             return
         batch = self._next_batch()
         batch.end_ids.append(request_id)
@@ -222,7 +255,10 @@ class CoordinatorClient:
             return
         request_id = record.request_id
         self._heads.pop(request_id, None)
-        if self._local_journal.began(request_id):
+        direct = self._direct
+        if direct is not None and direct.began(request_id):
+            direct.withdraw([request_id])
+        elif self._local_journal.began(request_id):
             self._local_journal.withdraw(request_id)
         elif self.connected:
             self._next_batch().withdrawn.append(request_id)
@@ -255,6 +291,7 @@ class CoordinatorClient:
             # On a timeout the reply timeout has moved the records to the local journal.
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(asyncio.shield(batch.future), FLUSH_TIMEOUT_S)
+        self._publish()
         self._local_journal.flush()
         if self.connected and self._local_journal.holding:
             await self._deliver_local()
@@ -270,6 +307,20 @@ class CoordinatorClient:
         self._local_journal.close()
 
     # ---- syncs ----------------------------------------------------------------------------------------------
+    def _direct_journal(self) -> SpoolWriter:
+        direct = self._direct
+        if direct is None:
+            assert self.journal is not None  # begin and end return early without a journal
+            direct = self._direct = spool_writer(self.journal)
+        return direct
+
+    def _publish(self) -> None:
+        """Publish the ended records of this worker's journal in the driver's spool directory to ingestion."""
+        direct = self._direct
+        if direct is not None and direct.unpublished:
+            direct.flush()
+            self._published = self._clock()
+
     def _next_batch(self) -> Batch:
         batch = self._batch
         if batch is None:
@@ -292,6 +343,14 @@ class CoordinatorClient:
         demand, seen = self._endpoints.report(batch.extra)
         if self._local_journal.holding:
             meta["local"] = 1  # records wait in the local journal: the driver's flush waits for their delivery
+        direct = self._direct
+        if direct is not None:
+            self._reported_direct = direct.holding
+            if self._reported_direct:
+                meta["dj"] = 1  # requests or records in this worker's journal on the driver's disk
+            task = self._progress.task
+            if task is not None and task.task_attempt_id is not None:
+                meta["rt"] = task.task_attempt_id  # its begins skip the driver, which stops it through this
         if demand:
             meta["demand"] = demand
         if seen:
@@ -327,6 +386,8 @@ class CoordinatorClient:
             self._journal_locally(batch)
             return
         self._endpoints.apply(reply.meta.get("lease") or {})
+        if batch.direct_ends:
+            self._direct_journal().end_many(batch.direct_ends)
         self._answer_waits(reply)
         self.capped = "cap" in reply.meta  # the driver knows best whether a cap is in force now
         refused = reply.refused()
@@ -425,6 +486,8 @@ class CoordinatorClient:
 
     def _journal_locally(self, batch: Batch) -> None:
         """Put a batch the driver did not acknowledge into the local journal, then release its waiters."""
+        if batch.direct_ends:
+            self._direct_journal().end_many(batch.direct_ends)  # the driver's disk: no delivery needed
         if self.journal is not None:
             self._local_journal.keep(batch)
         if self.capped and batch.begin_ids:
@@ -449,12 +512,19 @@ class CoordinatorClient:
         while True:
             await asyncio.sleep(TICK_S)
             try:
+                direct = self._direct
+                if (
+                    direct is not None
+                    and direct.unpublished
+                    and (not direct.in_flight or self._clock() - self._published >= PUBLISH_S)
+                ):
+                    self._publish()
                 if not self.connected:
                     if self._clock() >= self._next_attempt and await self._connect():
                         last_delivery = self._clock()
                         await self._deliver_local()
                     continue
-                busy = self._endpoints.busy
+                busy = self._endpoints.busy or (direct is not None and direct.holding != self._reported_direct)
                 batch = self._batch
                 if busy or self._progress or self._waits or self._samples or (batch is not None and batch):
                     self._next_batch().wanted = True

@@ -38,6 +38,7 @@ class Batch:
         "begin_ids",
         "begin_waiters",
         "currencies",
+        "direct_ends",
         "end_ids",
         "end_lines",
         "extra",
@@ -61,6 +62,9 @@ class Batch:
         self.end_lines: list[str] = []
         self.withdrawn: list[str] = []
         """Request ids begun and then not sent after all."""
+        self.direct_ends: list[Any] = []
+        """Records of requests begun in the worker's journal on the driver's disk, ended there once this sync
+        (which carries their answers for the store) is acknowledged."""
         self.extra: dict[str, list[float]] = {}
         """Demand of chunks being admitted, not yet counted in their endpoint's active calls."""
         self.lookups: list[str] = []
@@ -85,7 +89,15 @@ class Batch:
                     waiter.set_exception(cap_error(message))
 
     def __bool__(self) -> bool:
-        return bool(self.wanted or self.begin_ids or self.end_ids or self.withdrawn or self.answers or self.releases)
+        return bool(
+            self.wanted
+            or self.begin_ids
+            or self.end_ids
+            or self.withdrawn
+            or self.answers
+            or self.releases
+            or self.direct_ends
+        )
 
     def encode(self, journal: str | None, store: str | None, waits: Collection[str]) -> tuple[dict[str, Any], bytes]:
         """The sync's metadata and payload: the records for the driver's ``journal``, and for the answer ``store``

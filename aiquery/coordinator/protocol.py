@@ -67,6 +67,10 @@ class CoordinatorAddress:
     """The Spark application id (names the worker's local fallback journal)."""
     parallelism: int = 1
     """Concurrent tasks of the application: a worker cut off from the driver uses 1/parallelism of a budget."""
+    same_machine: bool = False
+    """The workers run on the driver's machine (a local master): they journal their requests straight into the
+    driver's usage spool directory, which is as safe as the driver's acknowledgement and costs no round trip
+    (see :mod:`aiquery.coordinator.client`)."""
 
 
 def new_secret() -> Secret:

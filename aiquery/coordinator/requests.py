@@ -41,6 +41,9 @@ class _Worker:
     since: float = 0.0
     holding_local: bool = False
     """It reported records in its local journal, not delivered yet."""
+    holding_direct: bool = False
+    """It reported requests in flight, or records not yet published, in its journal in the driver's spool
+    directory (a worker on the driver's machine)."""
     recent: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=RECENT_PER_WORKER))
     recent_set: set[str] = field(default_factory=set)
 
@@ -133,21 +136,25 @@ class InFlight:
                         self._closed.add(request_id)
         return found
 
-    def holding_local(self, worker: str, holding: bool) -> None:
-        """Whether a worker (as it says with each sync) holds records in its local journal."""
+    def holding_local(self, worker: str, holding: bool, direct: bool = False) -> None:
+        """Whether a worker (as it says with each sync) holds records in its local journal, and whether it holds
+        requests or unpublished records in its journal in the driver's spool directory."""
         state = self._workers.get(worker)
-        if state is None or state.holding_local != holding:
+        if state is None or state.holding_local != holding or state.holding_direct != direct:
             with self._lock:
-                self._worker(worker).holding_local = holding
+                state = self._worker(worker)
+                state.holding_local = holding
+                state.holding_direct = direct
 
     def stranded(self, live: bool = False) -> int:
-        """Requests begun by workers that are not connected now (with ``live``, by any worker), plus workers with
-        undelivered local records."""
+        """Requests begun by workers that are not connected now, plus connected workers with undelivered local
+        records. With ``live``, also the requests of connected workers, and those holding requests or records in
+        a journal of their own in the driver's spool directory (a dead one's is recovered by ingestion)."""
         with self._lock:
             return sum(
-                len(state.open) + (int(state.holding_local) if state.connected else 0)
-                if live or not state.connected
-                else int(state.holding_local)
+                len(state.open)
+                if not state.connected
+                else int(state.holding_local) + (len(state.open) + int(state.holding_direct) if live else 0)
                 for state in self._workers.values()
             )
 

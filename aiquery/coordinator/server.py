@@ -61,6 +61,7 @@ class Coordinator:
         tls: a server TLS context and its certificate's fingerprint, or None for plain TCP.
         application: the Spark application id.
         parallelism: the application's concurrent tasks (a cut-off worker's static share is 1/parallelism).
+        same_machine: the workers run on this machine (a local master) and journal into its spool directories.
     """
 
     def __init__(
@@ -72,6 +73,7 @@ class Coordinator:
         tls: tuple[ssl.SSLContext, str] | None = None,
         application: str = "",
         parallelism: int = 1,
+        same_machine: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.secret: Secret = new_secret()
@@ -80,6 +82,7 @@ class Coordinator:
         self.port = port
         self.application = application
         self.parallelism = parallelism
+        self.same_machine = same_machine
         self._tls = tls
         self._clock = clock
         self.budgets = Budgets(clock)
@@ -120,6 +123,7 @@ class Coordinator:
             fingerprint=self._tls[1] if self._tls else None,
             application=self.application,
             parallelism=self.parallelism,
+            same_machine=self.same_machine,
         )
 
     async def _listen(self) -> None:
@@ -353,7 +357,11 @@ class Coordinator:
             if withdrawn:
                 self.in_flight.ended(worker, withdrawn)
                 journal.withdraw(withdrawn)
-        self.in_flight.holding_local(worker, bool(meta.get("local")))
+        running = meta.get("rt")
+        if isinstance(running, int) and self.killed_tasks.killed((running,)):
+            # A worker that journals on this machine sends no begins to refuse: it is told with any sync.
+            reply_stop = sorted({*(reply_stop or ()), running})
+        self.in_flight.holding_local(worker, bool(meta.get("local")), bool(meta.get("dj")))
         samples = meta.get("est")
         if samples:
             for run, endpoints in samples.items():

@@ -58,6 +58,7 @@ def coordinator_for(spark: SparkSession, settings: Settings) -> Coordinator:
             tls=server_context() if encryption_wanted(conf) else None,
             application=application,
             parallelism=max(1, int(context.defaultParallelism)),
+            same_machine=master.startswith("local"),
         )
         coordinator.start()
         listener = _Listener(coordinator)

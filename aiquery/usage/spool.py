@@ -119,6 +119,17 @@ class SpoolWriter:
             self._append_segment((head + self._encoder.tail(record)).encode())
             self._done_backlog.append('{"done":' + _quote(record.request_id) + "}\n")
 
+    def end_many(self, records: list[UsageRecord]) -> None:
+        """:meth:`end` for several records, in one write."""
+        with self._lock:
+            pending, encoder = self._pending, self._encoder
+            lines = []
+            for record in records:
+                head = pending.pop(record.request_id, None)
+                lines.append((head if head is not None else encoder.head(record)) + encoder.tail(record))
+                self._done_backlog.append('{"done":' + _quote(record.request_id) + "}\n")
+            self._append_segment("".join(lines).encode())
+
     # ---- records encoded elsewhere (the driver's coordinator journals the lines its workers send) ----------
     def begin_lines(self, request_ids: list[str], heads: list[str]) -> None:
         """Journal requests about to be sent, from their encoded heads (one write for all of them)."""
@@ -253,6 +264,20 @@ class SpoolWriter:
     def in_flight(self) -> int:
         """Requests begun and not yet ended."""
         return len(self._pending)
+
+    @property
+    def holding(self) -> bool:
+        """Requests in flight, or ended records not yet published."""
+        return bool(self._pending) or self._segment_bytes > 0
+
+    @property
+    def unpublished(self) -> bool:
+        """Ended records not yet published."""
+        return self._segment_bytes > 0
+
+    def began(self, request_id: str) -> bool:
+        """Whether ``request_id`` was begun here and has not ended."""
+        return request_id in self._pending
 
     def _after_fork_in_child(self) -> None:
         # The child inherited the parent's descriptors and state; writing through them would interleave with

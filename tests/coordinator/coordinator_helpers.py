@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +18,26 @@ from aiquery.coordinator.server import Coordinator
 from aiquery.engine.governor import TaskInfo
 from aiquery.engine.loop import LoopThread
 from aiquery.engine.runner import CallSite, Engine
+from aiquery.errors import TaskCancelled
+
+
+def started_coordinator(tmp_path: Path, **options: Any) -> Iterator[Coordinator]:
+    """A coordinator on loopback with a journal in ``tmp_path / "spool"``, stopped after the test (a fixture's body).
+
+    Its application name is unique: a worker's local journal is named after it, and tmp_path's name repeats across
+    runs.
+    """
+    started = Coordinator(
+        bind_host="127.0.0.1",
+        advertised_host="127.0.0.1",
+        application=f"test-{tmp_path.name}-{uuid.uuid4().hex[:8]}",
+        parallelism=2,
+        **options,
+    )
+    started.start()
+    started.add_journal(str(tmp_path / "spool"))
+    yield started
+    started.stop()
 
 
 class Worker:
@@ -60,6 +84,7 @@ def journaled_ids_match_the_emulator(coordinator: Coordinator, spool: Path, gate
 def start_worker_child(coordinator: Coordinator, gateway: Any, spool: Path, *args: str) -> subprocess.Popen[str]:
     """``worker_child.py`` in a process of its own, connected to ``coordinator``; ``args`` follow its usage line."""
     address = coordinator.address
+    environ = {**os.environ, "AIQUERY_TEST_SAME_MACHINE": "1" if address.same_machine else "0"}
     return subprocess.Popen(
         [
             sys.executable,
@@ -74,4 +99,44 @@ def start_worker_child(coordinator: Coordinator, gateway: Any, spool: Path, *arg
         ],
         stdout=subprocess.PIPE,
         text=True,
+        env=environ,
     )
+
+
+def wait_for(condition: Any, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+def assert_a_task_being_killed_stops_sending(coordinator: Coordinator, gateway: Any, spool: Path) -> None:
+    """A task whose job fails mid-run sends nothing more; what it sent is recorded with its answer, nothing else.
+
+    Spark kills a failed job's tasks, their Python workers 2 s later: a request begun and not yet sent then would be
+    closed as lost though it never left.
+    """
+    gateway.configure(latency_ms=200)
+    coordinator.killed_tasks.job_started(7, [3])
+    coordinator.killed_tasks.task_started(1, 3)
+    worker = Worker(coordinator, str(spool), task=1)
+    try:
+
+        async def go() -> list[Any]:
+            return await worker.engine.run(site_for(gateway, max_concurrency=8), [f"doomed {i}" for i in range(400)])
+
+        running = worker.loop.submit(go())
+        wait_for(lambda: len(gateway.requests()) >= 20)
+        coordinator.killed_tasks.job_ended(7, failed=True)
+        outcomes = running.result(60)
+        worker.loop.run(worker.client.flush(), timeout=60)
+    finally:
+        worker.close()
+    served = gateway.requests()
+    assert 20 <= len(served) < 400
+    stopped = [o for o in outcomes if isinstance(o.error, TaskCancelled)]
+    assert len(stopped) == 400 - len(served), "a row was neither answered nor stopped"
+    assert all(o.value is not None for o in outcomes if o.error is None)
+    records = journaled(coordinator, spool)
+    assert journaled_ids_match_the_emulator(coordinator, spool, gateway)
+    assert all(r["status_code"] == 200 for r in records)

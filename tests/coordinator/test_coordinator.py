@@ -8,35 +8,32 @@ from __future__ import annotations
 import signal
 import socket
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from coordinator_helpers import Worker, journaled, journaled_ids_match_the_emulator, site_for, start_worker_child
+from coordinator_helpers import (
+    Worker,
+    assert_a_task_being_killed_stops_sending,
+    journaled,
+    journaled_ids_match_the_emulator,
+    site_for,
+    start_worker_child,
+    started_coordinator,
+    wait_for,
+)
 
 from aiquery.coordinator.client import local_journal_dir
 from aiquery.coordinator.protocol import FrameReader, encode_frame
 from aiquery.coordinator.server import Coordinator
 from aiquery.coordinator.tls import server_context
-from aiquery.errors import TaskCancelled
 from aiquery.usage.recovery import LOST_WORKER_MESSAGE
 
 
 @pytest.fixture
 def coordinator(tmp_path: Path) -> Iterator[Coordinator]:
-    started = Coordinator(
-        bind_host="127.0.0.1",
-        advertised_host="127.0.0.1",
-        # Unique: a worker's local journal is named after the application, and tmp_path's name repeats across runs.
-        application=f"test-{tmp_path.name}-{uuid.uuid4().hex[:8]}",
-        parallelism=2,
-    )
-    started.start()
-    started.add_journal(str(tmp_path / "spool"))
-    yield started
-    started.stop()
+    yield from started_coordinator(tmp_path)
 
 
 def test_records_reach_the_driver_journal_once_per_request(
@@ -233,31 +230,7 @@ def test_a_task_whose_job_failed_sends_nothing_more_and_records_only_what_it_sen
     # Spark kills a failed job's tasks, their Python workers 2 s later: a request begun on the driver and not yet
     # sent then would be closed as lost though it never left. So the driver refuses the begins of such tasks.
     spool = tmp_path / "spool"
-    gateway.configure(latency_ms=200)
-    coordinator.killed_tasks.job_started(7, [3])
-    coordinator.killed_tasks.task_started(1, 3)
-    worker = Worker(coordinator, str(spool), task=1)
-    try:
-
-        async def go() -> list[Any]:
-            return await worker.engine.run(site_for(gateway, max_concurrency=8), [f"doomed {i}" for i in range(400)])
-
-        running = worker.loop.submit(go())
-        wait_for(lambda: len(gateway.requests()) >= 20)
-        coordinator.killed_tasks.job_ended(7, failed=True)
-        outcomes = running.result(60)
-        worker.loop.run(worker.client.flush(), timeout=60)
-    finally:
-        worker.close()
-    served = gateway.requests()
-    assert 20 <= len(served) < 400
-    stopped = [o for o in outcomes if isinstance(o.error, TaskCancelled)]
-    assert len(stopped) == 400 - len(served), "a row was neither answered nor stopped"
-    assert all(o.value is not None for o in outcomes if o.error is None)
-    records = journaled(coordinator, spool)
-    # Every request sent ran to its answer and is recorded with it; nothing else is.
-    assert journaled_ids_match_the_emulator(coordinator, spool, gateway)
-    assert all(r["status_code"] == 200 for r in records)
+    assert_a_task_being_killed_stops_sending(coordinator, gateway, spool)
     assert coordinator.in_flight.open_count() == 0
     # A task that is not being killed sends as before.
     other = Worker(coordinator, str(spool), task=2)
@@ -265,13 +238,6 @@ def test_a_task_whose_job_failed_sends_nothing_more_and_records_only_what_it_sen
         assert all(o.error is None for o in other.run(site_for(gateway), ["alive"]))
     finally:
         other.close()
-
-
-def wait_for(condition: Any, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.1)
 
 
 def test_two_workers_share_one_budget(gateway: Any, coordinator: Coordinator, tmp_path: Path) -> None:

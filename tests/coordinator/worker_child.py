@@ -2,12 +2,14 @@
 
     python worker_child.py HOST PORT SECRET JOURNAL GATEWAY_URL TOKEN TASK COUNT [STORE]
 
-Prints "sent" once its COUNT requests are begun (acknowledged by the driver) and on their way; the test kills it.
+Prints "sent" once its COUNT requests are begun (acknowledged by the driver, or journaled in JOURNAL when
+AIQUERY_TEST_SAME_MACHINE=1 says the worker shares the driver's machine) and on their way; the test kills it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 
 from aiquery.config import Secret, Settings
@@ -20,7 +22,10 @@ from aiquery.engine.runner import CallSite, Engine
 async def main() -> None:
     host, port, secret, journal, url, token, task, count = sys.argv[1:9]
     store = sys.argv[9] if len(sys.argv) > 9 else None
-    address = CoordinatorAddress(host=host, port=int(port), secret=Secret(secret), application="child")
+    same_machine = os.environ.get("AIQUERY_TEST_SAME_MACHINE") == "1"
+    address = CoordinatorAddress(
+        host=host, port=int(port), secret=Secret(secret), application="child", same_machine=same_machine
+    )
     client = CoordinatorClient(address, journal, store)
     client.start_task(TaskInfo(task_attempt_id=int(task), stage_id=1, query="child"))
     engine = Engine(governor=client)
