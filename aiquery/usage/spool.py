@@ -113,22 +113,20 @@ class SpoolWriter:
     def end(self, record: UsageRecord) -> None:
         """Append the finished record to the segment (one write); its "done" line follows later."""
         with self._lock:
-            head = self._pending.pop(record.request_id, None)
-            if head is None:  # ended without begin: still recorded, never lost
-                head = self._encoder.head(record)
-            self._append_segment((head + self._encoder.tail(record)).encode())
-            self._done_backlog.append('{"done":' + _quote(record.request_id) + "}\n")
+            self._append_segment(self._ended_line(record).encode())
 
     def end_many(self, records: list[UsageRecord]) -> None:
         """:meth:`end` for several records, in one write."""
         with self._lock:
-            pending, encoder = self._pending, self._encoder
-            lines = []
-            for record in records:
-                head = pending.pop(record.request_id, None)
-                lines.append((head if head is not None else encoder.head(record)) + encoder.tail(record))
-                self._done_backlog.append('{"done":' + _quote(record.request_id) + "}\n")
-            self._append_segment("".join(lines).encode())
+            self._append_segment("".join(map(self._ended_line, records)).encode())
+
+    def _ended_line(self, record: UsageRecord) -> str:
+        # Under the lock: the record's journal line, its begin forgotten and its "done" line queued.
+        head = self._pending.pop(record.request_id, None)
+        if head is None:  # ended without begin: still recorded, never lost
+            head = self._encoder.head(record)
+        self._done_backlog.append('{"done":' + _quote(record.request_id) + "}\n")
+        return head + self._encoder.tail(record)
 
     # ---- records encoded elsewhere (the driver's coordinator journals the lines its workers send) ----------
     def begin_lines(self, request_ids: list[str], heads: list[str]) -> None:
