@@ -19,6 +19,10 @@ acknowledgement (losing the machine loses the driver too) and a request no longe
 is sent. The driver's ingestion publishes a dead worker's journal (its requests in flight as lost); a live worker
 publishes its ended records every :data:`PUBLISH_S` and at the end of each task, and says with each sync whether
 it still holds any, and which task it runs (so the driver can tell it to stop when that task is being killed).
+There a lost connection is checked against the driver's process: once the driver is gone the worker sends
+nothing more, since no one is left to take the answers or store them (the Python workers live in a process
+group of their own and outlive a killed driver by tens of milliseconds: measured, 79-108 requests sent after a
+job's process group was killed, all of them paid again by the next run).
 
 When the driver cannot be reached (a worker that starts first, a partition, a stopped listener) the client
 falls back, logging one warning: budgets become a static 1/parallelism share, records go to a local journal
@@ -53,6 +57,7 @@ from aiquery.coordinator.shares import EndpointShare, EndpointShares
 from aiquery.engine.governor import Admission, EndpointLimits, SendingStopped, TaskInfo, add_sample
 from aiquery.store.base import StoredAnswer
 from aiquery.usage.codec import RecordEncoder
+from aiquery.usage.journal import process_gone
 from aiquery.usage.record import UsageRecord
 from aiquery.usage.spool import SpoolWriter, spool_writer
 
@@ -115,6 +120,9 @@ class CoordinatorClient:
         self._next_attempt = 0.0
         self._backoff = RECONNECT_MIN_S
         self._connecting: asyncio.Task[bool] | None = None
+        self._watching: asyncio.Task[None] | None = None
+        self.driver_gone = False
+        """The driver's process ended (workers on its machine only): no request is sent any more."""
         self._ticker: asyncio.Task[None] | None = None
         self._delivering: asyncio.Future[bool] | None = None
         self._local_journal = LocalJournal(address.application)
@@ -191,12 +199,12 @@ class CoordinatorClient:
             self._schedule_flush()  # no begin brings a sync soon: the answer would wait for the ticker
 
     def begin(self, record: UsageRecord) -> asyncio.Future[Any] | None:
-        if self.journal is None:
-            return None
-        if record.task_attempt_id in self._stopped_tasks:
+        if self.driver_gone or record.task_attempt_id in self._stopped_tasks:
             stopped: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             stopped.set_exception(SendingStopped())
             return stopped
+        if self.journal is None:
+            return None
         if self.address.same_machine and not self.capped:
             self._direct_journal().begin(record)  # on the driver's disk before it leaves: no round trip
             return None
@@ -469,6 +477,8 @@ class CoordinatorClient:
                 future.set_result(None)  # no store to wait on: send it
         self._sending = None
         self._batch = None
+        if self.address.driver_pid and (self._watching is None or self._watching.done()):
+            self._watching = asyncio.get_running_loop().create_task(self._watch_driver())
         if not self._warned:
             self._warned = True
             self.fallbacks += 1
@@ -483,6 +493,21 @@ class CoordinatorClient:
                 max(1, self.address.parallelism),
                 local_journal_dir(self.address.application),
             )
+
+    async def _watch_driver(self) -> None:
+        """While cut off on the driver's machine, check whether the driver's process is gone: at once, then ever
+        less often (its sockets close a moment before the kernel reports it exiting)."""
+        delay = 0.002
+        while not self.connected:
+            if process_gone(self.address.driver_pid):
+                self.driver_gone = True
+                logger.warning(
+                    "aiquery: the driver (process %d) is gone; this worker sends no more requests",
+                    self.address.driver_pid,
+                )
+                return
+            await asyncio.sleep(delay)
+            delay = min(TICK_S, delay * 2)
 
     def _journal_locally(self, batch: Batch) -> None:
         """Put a batch the driver did not acknowledge into the local journal, then release its waiters."""

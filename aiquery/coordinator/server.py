@@ -124,6 +124,7 @@ class Coordinator:
             application=self.application,
             parallelism=self.parallelism,
             same_machine=self.same_machine,
+            driver_pid=os.getpid() if self.same_machine else 0,
         )
 
     async def _listen(self) -> None:

@@ -87,6 +87,37 @@ def process_start_time(pid: int) -> int | None:
         return None
 
 
+_PF_EXITING = 0x4
+"""The kernel's flag for a process that has begun to exit (``/proc/<pid>/stat`` field 9)."""
+
+
+def process_gone(pid: int) -> bool:
+    """Whether process ``pid`` has ended or is ending (exiting, or a zombie its parent has not reaped yet).
+
+    A process killed with SIGKILL closes its sockets before it becomes a zombie: its peers learn of it while its
+    state still reads running, but the kernel has already flagged it as exiting. Without ``/proc`` only a process
+    that no longer exists counts as gone.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            pass
+        return False
+    # The state is the first field after the command (in parentheses), the flags the seventh.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    try:
+        return fields[0] in ("Z", "X", "x") or bool(int(fields[6]) & _PF_EXITING)
+    except (ValueError, IndexError):
+        return False
+
+
 def current_process(number: int = 0) -> Owner:
     """This process as an owner of journal files."""
     pid = os.getpid()

@@ -41,7 +41,8 @@ def test_a_job_killed_half_way_resumes_without_paying_again(gateway: Any, spark:
     (tmp_path / "aiquery.toml").write_text('[endpoints.resume-chat]\napi = "chat"\nmax_concurrency = 32\n')
     run = command(tmp_path, "wh", "aiquery.toml")
     env = environment(gateway)
-    # First run: the whole process group (driver, JVM, Python workers) killed at about half the rows.
+    # First run: the job's process group (driver and JVM; PySpark's Python workers sit in a group of their own and
+    # stop sending once they find the driver gone) killed at about half the rows.
     first = subprocess.Popen(run, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                              start_new_session=True)  # fmt: skip
     try:

@@ -14,6 +14,7 @@ from typing import Any
 
 from aiquery.config import Settings
 from aiquery.coordinator.client import CoordinatorClient
+from aiquery.coordinator.protocol import CoordinatorAddress
 from aiquery.coordinator.server import Coordinator
 from aiquery.engine.governor import TaskInfo
 from aiquery.engine.loop import LoopThread
@@ -43,9 +44,12 @@ def started_coordinator(tmp_path: Path, **options: Any) -> Iterator[Coordinator]
 class Worker:
     """A client and an engine on their own loop thread, as in one Spark Python worker."""
 
-    def __init__(self, coordinator: Coordinator, journal: str, task: int = 1, store: str | None = None) -> None:
+    def __init__(
+        self, coordinator: Coordinator | CoordinatorAddress, journal: str, task: int = 1, store: str | None = None
+    ) -> None:
         self.loop = LoopThread()
-        self.client = CoordinatorClient(coordinator.address, journal, store)
+        address = coordinator if isinstance(coordinator, CoordinatorAddress) else coordinator.address
+        self.client = CoordinatorClient(address, journal, store)
         self.engine = Engine(governor=self.client)
         self.engine.context = {"task_attempt_id": task, "query_tag": "q-test"}
         self.loop.call(self.client.start_task, TaskInfo(task_attempt_id=task, stage_id=1, query="q-test"))

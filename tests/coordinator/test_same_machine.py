@@ -7,6 +7,9 @@ process, the engine sending to the emulator over loopback.
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +26,10 @@ from coordinator_helpers import (
     wait_for,
 )
 
+from aiquery.config import Secret
+from aiquery.coordinator.protocol import CoordinatorAddress
 from aiquery.coordinator.server import Coordinator
+from aiquery.errors import TaskCancelled
 from aiquery.usage.recovery import LOST_WORKER_MESSAGE, recover_orphans
 
 
@@ -77,3 +83,42 @@ def test_a_task_being_killed_is_told_to_stop_through_any_sync(
     # Its begins do not reach the driver, so the driver cannot refuse them: it answers "stop" to the sync that
     # names the task.
     assert_a_task_being_killed_stops_sending(coordinator, gateway, tmp_path / "spool")
+
+
+def test_a_worker_whose_driver_is_killed_stops_sending(gateway: Any, tmp_path: Path) -> None:
+    # PySpark's workers live in a process group of their own: killing a job's group leaves them running a moment.
+    # Nobody would take their answers, and a re-run would pay for them again.
+    spool = tmp_path / "spool"
+    driver = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("driver_child.py")), str(spool)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert driver.stdout is not None
+        host, port, secret, pid = driver.stdout.readline().split()
+        address = CoordinatorAddress(host=host, port=int(port), secret=Secret(secret), application="driver-child",
+                                     parallelism=2, same_machine=True, driver_pid=int(pid))  # fmt: skip
+        gateway.configure(latency_ms=50)
+        worker = Worker(address, str(spool))
+        try:
+            running = worker.loop.submit(
+                worker.engine.run(site_for(gateway, max_concurrency=8), [f"orphan {i}" for i in range(3000)])
+            )
+            wait_for(lambda: len(gateway.requests()) >= 100)
+            driver.send_signal(signal.SIGKILL)
+            at_kill = len(gateway.requests())
+            outcomes = running.result(60)
+            time.sleep(0.2)  # requests still in flight reach the emulator's log
+        finally:
+            worker.close()
+    finally:
+        driver.kill()
+        driver.wait(30)
+    served = len(gateway.requests())
+    assert worker.client.driver_gone
+    # Only requests already on their way, and those begun while the lost connection was being noticed: at 8 in
+    # flight and 50 ms each that is about 8 for every 50 ms (it kept sending all 3,000 before).
+    assert served - at_kill <= 40, (at_kill, served)
+    stopped = [o for o in outcomes if isinstance(o.error, TaskCancelled)]
+    assert len(stopped) == 3000 - served, "a row was neither answered nor stopped"
