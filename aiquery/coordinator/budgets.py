@@ -97,10 +97,10 @@ class EndpointBudget:
         budget = self.learned.budget
         return budget.rate if budget is not None else None
 
-    def observe(self, answered: int, limited: int) -> None:
-        """Answers and 429s some worker saw since its last sync (only a learned pace uses them)."""
+    def observe(self, answered: int, limited: int, sent: int = 0) -> None:
+        """Answers, 429s and requests sent some worker saw since its last sync (only a learned pace uses them)."""
         if self.requests_per_second is None:
-            self.learned.observe(answered, limited)
+            self.learned.observe(answered, limited, sent)
 
     def lease(self, worker: str, calls: float, tokens: float, now: float) -> list[float | None]:
         """The request and token rates ``worker`` may use now (None: unlimited)."""
@@ -144,10 +144,10 @@ class Budgets:
         Args:
             worker: the worker's id.
             demand: per endpoint key, ``[calls, tokens, requests_per_minute, tokens_per_minute]``.
-            seen: per endpoint key, ``[answered, limited]`` since the worker's last report.
+            seen: per endpoint key, ``[answered, limited, sent]`` since the worker's last report.
         """
-        for key, (answered, limited) in (seen or {}).items():
-            self.endpoint(key).observe(answered, limited)
+        for key, counts in (seen or {}).items():
+            self.endpoint(key).observe(*counts[:3])
         now = self._clock()
         leases: dict[str, list[float | None]] = {}
         for key, (calls, tokens, rpm, tpm) in (demand or {}).items():

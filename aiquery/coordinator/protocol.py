@@ -16,9 +16,10 @@ Request ``op`` values:
   sent), ``e`` (request ids whose complete lines fill the rest of the payload: ended), ``x`` (request ids
   begun and then not sent after all: not recorded), ``demand``
   (per endpoint: calls and tokens waiting, and the endpoint's configured budgets), ``seen`` (per endpoint:
-  answers and 429s since the last sync), ``rows`` (per query: progress counters). The reply carries ``lease``:
-  per endpoint, the request and token rates this worker may use now; and ``stop``: the task attempts among the
-  begins' whose job failed or was cancelled (their begins were not journaled: those requests are not sent).
+  answers, 429s and requests sent since the last sync), ``rows`` (per query: progress counters). The reply
+  carries ``lease``: per endpoint, the request and token rates this worker may use now; and ``stop``: the task
+  attempts among the begins' whose job failed or was cancelled (their begins were not journaled: those requests
+  are not sent).
 - ``bye``: the worker is shutting down cleanly.
 """
 

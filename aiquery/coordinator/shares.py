@@ -3,7 +3,8 @@
 One :class:`EndpointShare` per endpoint (and configuration) keeps the :class:`~aiquery.engine.governor.EndpointLimits`
 the engine waits on, sets their rates from the coordinator's leases, falls back to a static 1/parallelism share
 when the driver is out of reach, and says what the client reports in its syncs: the endpoint's demand and, for
-an endpoint without a configured request budget, the answers and 429s that feed the application's learned pace.
+an endpoint without a configured request budget, the requests sent and the answers and 429s that feed the
+application's learned pace.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class _Pace:
         self._active = False
         self.answered = 0
         self.limited = 0
+        self.sent = 0
 
     @property
     def budget(self) -> PacedBudget | None:
@@ -51,6 +53,10 @@ class _Pace:
         self._active = rate is not None
         if rate is not None and rate != self._paced.rate:
             self._paced.set_rate(rate)
+
+    def on_sent(self) -> None:
+        self.sent += 1
+        self.local.on_sent()
 
     def on_success(self) -> None:
         self.answered += 1
@@ -113,10 +119,10 @@ class EndpointShare:
 
     def seen(self) -> list[int] | None:
         pace = self.pace
-        if pace is None or not (pace.answered or pace.limited):
+        if pace is None or not (pace.answered or pace.limited or pace.sent):
             return None
-        counts = [pace.answered, pace.limited]
-        pace.answered = pace.limited = 0
+        counts = [pace.answered, pace.limited, pace.sent]
+        pace.answered = pace.limited = pace.sent = 0
         return counts
 
 

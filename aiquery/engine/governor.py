@@ -70,6 +70,10 @@ class Pace(Protocol):
         """The pace to keep, or None while no limit has been seen."""
         ...
 
+    def on_sent(self) -> None:
+        """An attempt is about to be sent."""
+        ...
+
     def on_success(self) -> None:
         """An attempt was answered (not with a rate limit)."""
         ...

@@ -268,6 +268,13 @@ class LearnedRate:
         self._interval_start: float | None = None
         self._accepted = 0
         self._limited = 0
+        self._sent = 0
+        """Requests sent in the interval; before the first answer, every request sent so far."""
+
+    def on_sent(self) -> None:
+        """Count a request about to be sent (the share of 429s is judged against these too, see
+        :meth:`_beyond_tolerance`)."""
+        self._sent += 1
 
     def on_success(self) -> None:
         """Count an accepted request."""
@@ -279,13 +286,14 @@ class LearnedRate:
         self._limited += 1
         self._maybe_adjust()
 
-    def observe(self, accepted: int, limited: int) -> None:
-        """Count several answers at once (as a coordinator receives them from its workers)."""
+    def observe(self, accepted: int, limited: int, sent: int = 0) -> None:
+        """Count several answers and requests sent at once (as a coordinator receives them from its workers)."""
+        self._sent += sent
         if accepted or limited:
             if self._interval_start is None:
                 # A batch reports answers already in: it starts the first interval and counts in it (dropping
                 # it, as a single first answer is dropped, could hide the whole first burst of 429s).
-                self._start_interval()
+                self._start_interval(keep_sent=True)
             self._accepted += accepted
             self._limited += limited
             self._maybe_adjust()
@@ -293,20 +301,27 @@ class LearnedRate:
     def _beyond_tolerance(self) -> bool:
         # Two binomial standard deviations above the tolerance: the few answers of a query's last stragglers
         # say nothing, and one pace learned from them would slow the next query down too.
-        answers = self._limited + self._accepted
+        # The share is of the requests sent when more were sent than answered: 429s come back at once and
+        # answers after the model's latency, so while sending speeds up (a slow start) the answers in hand
+        # hold too many 429s (measured: an endpoint refusing 10 % of requests at any rate read as 21 %, and
+        # now and then started a pace that held a 500/s job to 354/s).
+        answers = max(self._limited + self._accepted, self._sent)
         spread = math.sqrt(answers * self.TOLERANCE * (1.0 - self.TOLERANCE))
         return self._limited > self.TOLERANCE * answers + 2.0 * spread
 
-    def _start_interval(self) -> None:
+    def _start_interval(self, keep_sent: bool = False) -> None:
         self._interval_start = self._clock()
         self._accepted = 0
         self._limited = 0
+        if not keep_sent:
+            self._sent = 0
 
     def _maybe_adjust(self) -> None:
         if self._interval_start is None:
             # The first interval starts with the first answer: the time before it (creating the calls, the
             # model's latency) would dilute the rate, and 429s, which come back at once, would weigh too much.
-            self._start_interval()
+            # The requests sent before it count in it: theirs are the answers coming back.
+            self._start_interval(keep_sent=True)
             return
         elapsed = self._clock() - self._interval_start
         if self.budget is None and self._limited >= self.EARLY_LIMITED and self._beyond_tolerance():
@@ -362,7 +377,8 @@ class LearnedRate:
                 rate = max(self.KEEP * accepted_rate, self.FLOOR * pace)
         elif self.ceiling is not None and pace < self.ceiling:
             rate = min(self.ceiling, pace * self.REGROWTH**elapsed + elapsed)
-        elif self._accepted + self._limited < self.OFFERED * pace * elapsed:
+        elif max(self._accepted + self._limited, self._sent) < self.OFFERED * pace * elapsed:
+            # Requests sent, when counted, include those answered with other errors (500s, timeouts).
             rate = pace  # the pace was not used up (the end of a query, a slow row): it says nothing about room
         elif self.ceiling is not None and accepted_rate > self.ROOM * self.ceiling / self.KEEP:
             # Clearly more accepted than at the limit that set the ceiling: the limit has moved up (another

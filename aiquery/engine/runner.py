@@ -388,6 +388,8 @@ class Engine:
                         sent=False,
                     ) from None
                 remaining = deadline - self._clock()
+            if limits.learned is not None:
+                limits.learned.on_sent()
             try:
                 response = await self._transport.post(
                     prepared.url,
