@@ -147,7 +147,7 @@ class Budgets:
             seen: per endpoint key, ``[answered, limited, sent]`` since the worker's last report.
         """
         for key, counts in (seen or {}).items():
-            self.endpoint(key).observe(*counts[:3])
+            self.endpoint(key).observe(*counts)
         now = self._clock()
         leases: dict[str, list[float | None]] = {}
         for key, (calls, tokens, rpm, tpm) in (demand or {}).items():

@@ -305,9 +305,14 @@ class LearnedRate:
         # answers after the model's latency, so while sending speeds up (a slow start) the answers in hand
         # hold too many 429s (measured: an endpoint refusing 10 % of requests at any rate read as 21 %, and
         # now and then started a pace that held a 500/s job to 354/s).
-        answers = max(self._limited + self._accepted, self._sent)
+        answers = self._offered()
         spread = math.sqrt(answers * self.TOLERANCE * (1.0 - self.TOLERANCE))
         return self._limited > self.TOLERANCE * answers + 2.0 * spread
+
+    def _offered(self) -> int:
+        """Requests of the interval: those sent where counted (they include those answered with other errors,
+        500s or timeouts), else the answers and 429s."""
+        return max(self._accepted + self._limited, self._sent)
 
     def _start_interval(self, keep_sent: bool = False) -> None:
         self._interval_start = self._clock()
@@ -377,8 +382,7 @@ class LearnedRate:
                 rate = max(self.KEEP * accepted_rate, self.FLOOR * pace)
         elif self.ceiling is not None and pace < self.ceiling:
             rate = min(self.ceiling, pace * self.REGROWTH**elapsed + elapsed)
-        elif max(self._accepted + self._limited, self._sent) < self.OFFERED * pace * elapsed:
-            # Requests sent, when counted, include those answered with other errors (500s, timeouts).
+        elif self._offered() < self.OFFERED * pace * elapsed:
             rate = pace  # the pace was not used up (the end of a query, a slow row): it says nothing about room
         elif self.ceiling is not None and accepted_rate > self.ROOM * self.ceiling / self.KEEP:
             # Clearly more accepted than at the limit that set the ceiling: the limit has moved up (another

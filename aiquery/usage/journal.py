@@ -73,17 +73,28 @@ def _host() -> str:
     return re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname()) or "localhost"
 
 
+def _stat_fields(pid: int) -> list[str]:
+    """The fields of ``/proc/<pid>/stat`` after the command, the state first (OSError when unreadable)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    # Field 2 (the command) is in parentheses and may contain spaces: count fields after the last ')'.
+    return stat[stat.rindex(")") + 2 :].split()
+
+
+def _pid_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # the pid exists but belongs to another user
+        pass
+    return True
+
+
 def process_start_time(pid: int) -> int | None:
     """The start time of process ``pid`` in clock ticks since boot, or None if unknown or not running."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # Field 2 (the command) is in parentheses and may contain spaces: count fields after the last ')'.
-    # starttime is field 22, the 20th after the command.
-    try:
-        return int(stat[stat.rindex(")") + 2 :].split()[19])
-    except (ValueError, IndexError):
+        return int(_stat_fields(pid)[19])  # starttime: field 22, the 20th after the command
+    except (OSError, ValueError, IndexError):
         return None
 
 
@@ -99,20 +110,12 @@ def process_gone(pid: int) -> bool:
     that no longer exists counts as gone.
     """
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        fields = _stat_fields(pid)
     except FileNotFoundError:
         return True
     except OSError:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            pass
-        return False
-    # The state is the first field after the command (in parentheses), the flags the seventh.
-    fields = stat[stat.rindex(")") + 2 :].split()
-    try:
+        return not _pid_exists(pid)
+    try:  # the state, then the flags (field 9, the seventh after the command)
         return fields[0] in ("Z", "X", "x") or bool(int(fields[6]) & _PF_EXITING)
     except (ValueError, IndexError):
         return False
@@ -135,12 +138,8 @@ def liveness(owner: Owner) -> Liveness:
     """Whether the process that owns journal files still runs."""
     if owner.host != _host():
         return Liveness.UNKNOWN
-    try:
-        os.kill(owner.pid, 0)
-    except ProcessLookupError:
+    if not _pid_exists(owner.pid):
         return Liveness.DEAD
-    except PermissionError:  # the pid exists but belongs to another user
-        pass
     start = process_start_time(owner.pid)
     if owner.start == 0 or (start is None and not _HAVE_PROC):
         # Without /proc (macOS) a running pid is taken as alive: that never steals from a live writer.
