@@ -149,7 +149,8 @@ class WorkerHandshake:
             raise Refused("the peer did not open with a challenge")
         if not reply.get("ok"):
             error = reply.get("error")
-            raise Refused(f"refused by the peer: {str(error)[:200]}" if error else "refused by the peer")
+            # The peer's words, unproven: quoted and cut short, so they cannot pass for a line of our own log.
+            raise Refused(f"the peer refused this worker: {str(error)[:200]!r}" if error else "refused by the peer")
         expected = coordinator_proof(self._secret, self._coordinator_nonce, self.nonce)
         if not proven(expected, reply.get("proof")):
             raise Refused("the peer did not prove the application's secret: it is not this application's coordinator")
@@ -158,17 +159,20 @@ class WorkerHandshake:
 class Doorman:
     """Counts the connections still in the handshake, per address and in all, and turns away those past a limit."""
 
-    __slots__ = ("_limit", "_per_address", "total", "waiting")
+    __slots__ = ("_limit", "_per_address", "total", "turned_away", "waiting")
 
     def __init__(self, per_address: int = MAX_UNAUTHENTICATED_PER_ADDRESS, total: int = MAX_UNAUTHENTICATED) -> None:
         self._per_address = per_address
         self._limit = total
         self.waiting: Counter[str] = Counter()
         self.total = 0
+        self.turned_away = 0
+        """Connections turned away so far (the log names a flood's size, not each connection)."""
 
     def enter(self, address: str) -> bool:
         """Let a new connection from ``address`` into the handshake, unless that passes a limit."""
         if self.waiting[address] >= self._per_address or self.total >= self._limit:
+            self.turned_away += 1
             return False
         self.waiting[address] += 1
         self.total += 1

@@ -1,9 +1,11 @@
 """A worker's connection to the coordinator, and what travels on it.
 
 :class:`Link` opens the connection (TLS checked against the query plan's fingerprint before any frame is read or
-written, the secret proved both ways in the handshake of :mod:`.handshake`), numbers each request and matches its reply, and gives up on a reply that does
-not come. :class:`Batch` is what the next sync carries and :class:`Reply` what comes back; the client decides
-what goes into a batch and what to do when the connection is lost.
+written, the secret proved both ways in the handshake of :mod:`.handshake`), numbers each request and matches
+its reply, and gives up on a reply that does not come. :class:`Batch` is what the next sync carries and
+:class:`Reply` what comes back; the client decides what goes into a batch and what to do when the connection is
+lost. A worker sends its next sync (or next part of a local journal's delivery) once the last one is
+answered, so a slow coordinator makes it wait rather than buffer.
 """
 
 from __future__ import annotations

@@ -442,8 +442,12 @@ class _Connection(asyncio.Protocol):
         self.transport = transport
         peername = transport.get_extra_info("peername")
         peer = str(peername[0]) if isinstance(peername, tuple) and peername else "?"
-        if not self.coordinator._doorman.enter(peer):
-            logger.info("coordinator: turned away a connection from %s: too many in the handshake from there", peer)
+        doorman = self.coordinator._doorman
+        if not doorman.enter(peer):
+            # A flood is logged at 1, 10, 100... connections turned away, not once per connection.
+            count = doorman.turned_away
+            level = logging.INFO if str(count).strip("0") == "1" else logging.DEBUG
+            logger.log(level, "coordinator: turned away %s (%d so far): too many in the handshake", peer, count)
             transport.abort()
             return
         self.peer = peer

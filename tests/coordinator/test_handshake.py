@@ -23,7 +23,7 @@ from coordinator_helpers import started_coordinator
 from aiquery.config import Secret
 from aiquery.coordinator.handshake import MAX_UNAUTHENTICATED_PER_ADDRESS, Doorman
 from aiquery.coordinator.link import Link
-from aiquery.coordinator.protocol import HEADER, CoordinatorAddress, FrameReader, encode_frame
+from aiquery.coordinator.protocol import HEADER, CoordinatorAddress, FrameReader, ProtocolError, encode_frame
 from aiquery.coordinator.server import Coordinator
 from aiquery.coordinator.tls import client_context, server_context
 
@@ -107,6 +107,30 @@ def test_a_worker_refuses_a_peer_that_does_not_prove_the_secret(reflect: bool) -
 
     asyncio.run(attempt())
     assert bytes(after_hello) == b""
+
+
+def test_a_worker_refuses_a_huge_frame_from_a_peer_not_yet_proven() -> None:
+    class Flood(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            assert isinstance(transport, asyncio.Transport)
+            transport.write(HEADER.pack(1 << 20, 64 << 20) + b"\x00" * 65536)
+
+    async def attempt() -> float:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(Flood, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        link = link_to(CoordinatorAddress(host="127.0.0.1", port=port, secret=Secret("the application's")))
+        started = time.monotonic()
+        try:
+            with pytest.raises(ProtocolError, match="too large"):
+                await link.open()
+            return time.monotonic() - started
+        finally:
+            link.abort()
+            server.close()
+            await server.wait_closed()
+
+    assert asyncio.run(attempt()) < 1.0  # refused on the header, not after waiting for the frame
 
 
 def test_a_relay_with_its_own_certificate_gets_no_byte_from_the_worker(tmp_path: Path) -> None:
