@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 from collections import Counter
 from typing import Any
@@ -40,6 +41,8 @@ __all__ = [
     "proven",
     "worker_proof",
 ]
+
+logger = logging.getLogger("aiquery.coordinator")
 
 PRE_AUTH_FRAME_BYTES = 4096
 """The largest frame metadata either side reads before the other has proven the secret (no payload at all)."""
@@ -170,9 +173,12 @@ class Doorman:
         """Connections turned away so far (the log names a flood's size, not each connection)."""
 
     def enter(self, address: str) -> bool:
-        """Let a new connection from ``address`` into the handshake, unless that passes a limit."""
+        """Let a new connection from ``address`` into the handshake, unless that passes a limit (then False)."""
         if self.waiting[address] >= self._per_address or self.total >= self._limit:
-            self.turned_away += 1
+            self.turned_away = count = self.turned_away + 1
+            # A flood is logged at 1, 10, 100... connections turned away, not once per connection.
+            level = logging.INFO if str(count).strip("0") == "1" else logging.DEBUG
+            logger.log(level, "coordinator: turned away %s (%d so far): too many in the handshake", address, count)
             return False
         self.waiting[address] += 1
         self.total += 1

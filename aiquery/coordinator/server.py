@@ -442,12 +442,7 @@ class _Connection(asyncio.Protocol):
         self.transport = transport
         peername = transport.get_extra_info("peername")
         peer = str(peername[0]) if isinstance(peername, tuple) and peername else "?"
-        doorman = self.coordinator._doorman
-        if not doorman.enter(peer):
-            # A flood is logged at 1, 10, 100... connections turned away, not once per connection.
-            count = doorman.turned_away
-            level = logging.INFO if str(count).strip("0") == "1" else logging.DEBUG
-            logger.log(level, "coordinator: turned away %s (%d so far): too many in the handshake", peer, count)
+        if not self.coordinator._doorman.enter(peer):
             transport.abort()
             return
         self.peer = peer

@@ -284,7 +284,6 @@ def test_a_worker_that_does_not_read_its_replies_is_not_read_either(coordinator:
         return peak
 
     peak = asyncio.run(watch())
-    print(f"peak write buffer: {peak} bytes")
     assert peak < 2 << 20, f"the coordinator buffered {peak / 2**20:.1f} MiB of replies for a worker not reading"
 
 
