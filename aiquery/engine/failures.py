@@ -95,8 +95,10 @@ def no_response_failure(failure: NoResponse, endpoint: Endpoint) -> AttemptFaile
     if failure.kind in ("too_large", "unreadable"):
         message = failure.message
         if failure.kind == "too_large":
-            message += f"; raise max_response_bytes in [endpoints.{endpoint.name}] "
-            message += f" (at most {MAX_RESPONSE_BYTES_LIMIT >> 20} MiB) if such answers are expected"
+            message += (
+                f"; raise max_response_bytes in [endpoints.{endpoint.name}] (at most "
+                f"{MAX_RESPONSE_BYTES_LIMIT >> 20} MiB) if such answers are expected"
+            )
         error = ResponseError(message, endpoint=endpoint.name)
     else:
         error_type = RequestTimeout if failure.kind == "timeout" else TransportError

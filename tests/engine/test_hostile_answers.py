@@ -193,7 +193,7 @@ def test_a_hostile_answer_is_its_rows_error_and_the_others_are_answered(api: str
         assert isinstance(outcome.error, ResponseError) and outcome.value is None
         assert message in outcome.error.message, outcome.error.message
         if "max_response_bytes" in message:
-            assert f"raise max_response_bytes in [endpoints.hostile-{api}]" in outcome.error.message
+            assert f"; raise max_response_bytes in [endpoints.hostile-{api}] (at most 48 MiB)" in outcome.error.message
     # The same request would bring the same answer: not retried.
     assert server.requests[f"{kind}:1"] == server.requests[f"{kind}:2"] == 1
     # Every request has its usage record, the hostile ones with what is known of them.
