@@ -66,10 +66,11 @@ def embedding_answer(values: str) -> bytes:
     return b'{"data": [{"embedding": [0.1, 0.2, 0.3, ' + values.encode() + b']}], "usage": {"prompt_tokens": 2}}'
 
 
-async def stream(request: web.Request, chunk: bytes, total: int | None) -> web.StreamResponse:
-    """``chunk`` repeated up to ``total`` bytes (announced), or forever (chunked), until the client hangs up."""
+async def stream(request: web.Request, chunk: bytes, total: int | None, *, announce: bool) -> web.StreamResponse:
+    """``chunk`` repeated up to ``total`` bytes (or forever), until the client hangs up; ``announce``: with a
+    ``Content-Length``, else chunked."""
     response = web.StreamResponse(headers={"Content-Type": "application/json"})
-    if total is not None:
+    if announce:
         response.content_length = total
     await response.prepare(request)
     sent = 0
@@ -108,10 +109,10 @@ class HostileServer:
             return web.Response(body=json.dumps(answer))
         if kind == "bomb":
             return web.Response(body=gzip_bomb(), headers={"Content-Encoding": "gzip"})
-        if kind == "big":
-            return await stream(request, b" " * (1 << 16), BIG_BYTES)
+        if kind in ("big", "big-chunked"):
+            return await stream(request, b" " * (1 << 16), BIG_BYTES, announce=kind == "big")
         if kind == "endless":
-            return await stream(request, b"[1, 2, 3]," * 6554, None)
+            return await stream(request, b"[1, 2, 3]," * 6554, None, announce=False)
         if kind == "error-big":  # a 503 whose body is a 256 MiB page
             response = web.StreamResponse(status=503, headers={"Content-Type": "text/html"})
             await response.prepare(request)
@@ -179,6 +180,7 @@ HOSTILE = [
     ("chat", "bomb", "answer larger than max_response_bytes (16 MiB): reading stopped after"),
     ("embeddings", "bomb", "answer larger than max_response_bytes (16 MiB): reading stopped after"),
     ("chat", "big", "answer larger than max_response_bytes (16 MiB): the answer announces 512 MiB"),
+    ("embeddings", "big-chunked", "answer larger than max_response_bytes (16 MiB): reading stopped after"),
     ("chat", "endless", "answer larger than max_response_bytes (16 MiB): reading stopped after"),
 ]
 
