@@ -123,6 +123,9 @@ class HostileServer:
             except (ConnectionError, RuntimeError):
                 pass
             return response
+        if kind in ("brotli", "brotli-503"):  # an encoding never asked for
+            status = 503 if kind == "brotli-503" else 200
+            return web.Response(status=status, body=b"\x1b\x03\x00", headers={"Content-Encoding": "br"})
         if kind in ("gzip", "deflate", "raw-deflate"):
             text = json.dumps(chat_answer(prompt)).encode()
             wbits = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS, "raw-deflate": -zlib.MAX_WBITS}[kind]
@@ -258,3 +261,10 @@ def test_an_error_answer_is_read_only_as_far_as_its_message() -> None:
     assert isinstance(outcomes[0].error, ServerError)
     assert "overloaded, come back later" in outcomes[0].error.message
     assert peak < 8 << 20, peak
+
+
+def test_an_encoding_not_asked_for_is_the_rows_error_unless_the_status_already_says_what_happened() -> None:
+    outcomes, server, _ = run_rows("chat", ["brotli:1", "brotli-503:1"], max_retries=1)
+    assert isinstance(outcomes[0].error, ResponseError) and "'br' was not asked for" in outcomes[0].error.message
+    assert isinstance(outcomes[1].error, ServerError) and outcomes[1].error.status_code == 503
+    assert server.requests["brotli:1"] == 1 and server.requests["brotli-503:1"] == 2  # a 503 is retried
