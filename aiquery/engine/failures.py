@@ -10,7 +10,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from aiquery.apis.base import MalformedResponse
+from aiquery.apis.base import ErrorVerdict, MalformedResponse
+from aiquery.apis.error_body import MAX_MESSAGE_CHARS
 from aiquery.apis.json_body import decode_json_body
 from aiquery.config import MAX_RESPONSE_BYTES_LIMIT, Endpoint
 from aiquery.engine.prepared import PreparedSite
@@ -40,7 +41,10 @@ def status_failure(
         decoded: Any = decode_json_body(text)
     except ValueError:  # not JSON, or too deep: the adapter reads the text
         decoded = text
-    verdict = prepared.adapter.parse_error(response.status, decoded)
+    try:
+        verdict = prepared.adapter.parse_error(response.status, decoded)
+    except Exception:  # adapters promise not to raise; should one, a strange error body still fails only its row
+        verdict = ErrorVerdict(message=text[:MAX_MESSAGE_CHARS] or f"HTTP {response.status}")
     decision = retry_decision(
         response.status,
         response.headers,
@@ -95,8 +99,10 @@ def no_response_failure(failure: NoResponse, endpoint: Endpoint) -> AttemptFaile
     if failure.kind in ("too_large", "unreadable"):
         message = failure.message
         if failure.kind == "too_large":
-            message += f"; raise max_response_bytes in [endpoints.{endpoint.name}] "
-            message += f" (at most {MAX_RESPONSE_BYTES_LIMIT >> 20} MiB) if such answers are expected"
+            message += (
+                f"; raise max_response_bytes in [endpoints.{endpoint.name}] (at most "
+                f"{MAX_RESPONSE_BYTES_LIMIT >> 20} MiB) if such answers are expected"
+            )
         error = ResponseError(message, endpoint=endpoint.name)
     else:
         error_type = RequestTimeout if failure.kind == "timeout" else TransportError

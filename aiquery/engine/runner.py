@@ -24,8 +24,8 @@ from typing import Any
 import tenacity
 
 from aiquery.apis.base import Answer, APIRequest, estimate_tokens
-from aiquery.apis.json_body import decode_json_body
 from aiquery.apis.images import FilePrompt
+from aiquery.apis.json_body import decode_json_body
 from aiquery.config import Endpoint
 from aiquery.engine.batch import PendingCall, plan_calls
 from aiquery.engine.failures import (

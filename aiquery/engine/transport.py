@@ -197,6 +197,8 @@ async def _read_or_close(response: aiohttp.ClientResponse, max_bytes: int) -> by
         payload = await read_body(response, min(max_bytes, ERROR_BODY_BYTES) if error else max_bytes, truncate=error)
     except (BodyTooLarge, UnreadableBody):
         response.close()  # the rest is never read: the connection cannot serve another request
+        if error:
+            return b""  # the status says what happened, and whether to retry
         raise
     if not response.content.at_eof():
         response.close()
