@@ -62,10 +62,10 @@ PROXY_ERROR_PAGE = (
 )
 
 _encode = json.JSONEncoder(separators=(",", ":")).encode
-# Placeholders the JSON encoder can write (no answer holds a NUL), replaced by numbers it refuses to write.
-_HUGE_INTEGER_MARK = "\x00huge-integer"
+# The encoder writes an infinite float as `Infinity` (not JSON): a placeholder string (no answer holds a NUL)
+# stands in for it, replaced by the literal afterwards.
 _HUGE_FLOAT_MARK = "\x00huge-float"
-_NUMBERS = ((_encode(_HUGE_INTEGER_MARK), HUGE_INTEGER), (_encode(_HUGE_FLOAT_MARK), HUGE_FLOAT))
+_HUGE_FLOAT_MARK_JSON = _encode(_HUGE_FLOAT_MARK)
 
 
 def hostile_kind_for(body: bytes, share: float, kinds: tuple[str, ...]) -> str | None:
@@ -89,10 +89,7 @@ def deep_json_body(answer: dict[str, Any], levels: int = DEEP_JSON_LEVELS) -> by
 
 def huge_numbers_body(answer: dict[str, Any]) -> bytes:
     """``answer`` with its token counts and the head of its vectors past a float's range."""
-    text = _encode(_swell(answer))
-    for mark, number in _NUMBERS:
-        text = text.replace(mark, number)
-    return text.encode()
+    return _encode(_swell(answer)).replace(_HUGE_FLOAT_MARK_JSON, HUGE_FLOAT).encode()
 
 
 def _swell(value: Any, key: str = "") -> Any:
@@ -100,10 +97,10 @@ def _swell(value: Any, key: str = "") -> Any:
         return {name: _swell(item, name) for name, item in value.items()}
     if isinstance(value, list):
         if len(value) >= 2 and all(isinstance(item, float) for item in value):
-            return [_HUGE_FLOAT_MARK, _HUGE_INTEGER_MARK, *value[2:]]
+            return [_HUGE_FLOAT_MARK, int(HUGE_INTEGER), *value[2:]]
         return [_swell(item, key) for item in value]
     if isinstance(value, int) and not isinstance(value, bool) and "token" in key.lower():
-        return _HUGE_INTEGER_MARK
+        return int(HUGE_INTEGER)
     return value
 
 

@@ -189,6 +189,11 @@ def test_the_log_bills_what_a_hostile_answer_generated(gateway: Any) -> None:
     assert billed == (ok["billed_input_tokens"], ok["billed_output_tokens"]) == (ok["input_tokens"], 40)
     tokens = gateway.stats()["tokens"]
     assert tokens["billed_output"] == 120 and tokens["output"] == 40
+    gateway.configure(script=["truncated"])
+    response, body = _fetch(gateway, CHAT, "Summarize the billing row [[tokens:40]]")
+    assert len(body) < int(response.getheader("Content-Length"))
+    truncated = gateway.requests()[-1]
+    assert (truncated["output_tokens"], truncated["billed_output_tokens"]) == (0, 40)
 
 
 def test_hostile_share_picks_by_request_the_same_way_every_time(gateway: Any) -> None:

@@ -69,16 +69,14 @@ def test_hostile_answers_are_row_errors(spark: Any, gateway: Any, tmp_path: Path
     rows = _prompts()
     kind_of = {number: kind for number, _, kind in rows}
     started = time.monotonic()
+    # The session's default parallelism (local[2]): two partitions, each with hostile rows.
     frame = spark.createDataFrame([(number, prompt) for number, prompt, _ in rows], "id long, prompt string")
-    answers = (
-        frame.repartition(2)
-        .selectExpr(
-            "id",
-            "ai_query('hostile-chat', prompt, failOnError => false) AS chat",
-            "ai_query('hostile-embed', prompt, failOnError => false) AS embed",
-        )
-        .collect()
-    )
+    assert frame.rdd.getNumPartitions() == 2
+    answers = frame.selectExpr(
+        "id",
+        "ai_query('hostile-chat', prompt, failOnError => false) AS chat",
+        "ai_query('hostile-embed', prompt, failOnError => false) AS embed",
+    ).collect()
     seconds = time.monotonic() - started
     peaks_mib = {pid: peak_rss_kib(pid) // 1024 for pid in python_workers(os.getpid())}
 
