@@ -389,9 +389,10 @@ class CoordinatorClient:
             return
         reply = done.result()
         if "error" in reply.meta:
-            # The driver refused the records (it has no such journal): keep them here rather than lose them.
+            # The driver refused the records (it has no such journal, or cannot write it): keep them here rather
+            # than lose them; delivered again later.
             logger.warning("aiquery coordinator refused a sync: %s", reply.meta["error"])
-            self._journal_locally(batch)
+            self._journal_locally(batch, reply if "halt" in reply.meta else None)
             return
         self._endpoints.apply(reply.meta.get("lease") or {})
         if batch.direct_ends:
@@ -402,6 +403,9 @@ class CoordinatorClient:
         if refused:
             for index in refused:  # never journaled: their requests are not sent
                 self._heads.pop(batch.begin_ids[index], None)
+        if "halt" in reply.meta:  # none journaled: none is sent
+            for request_id in batch.begin_ids:
+                self._heads.pop(request_id, None)
         stop = reply.meta.get("stop")
         if stop:
             self._stop(batch, stop)
@@ -509,12 +513,20 @@ class CoordinatorClient:
             await asyncio.sleep(delay)
             delay = min(TICK_S, delay * 2)
 
-    def _journal_locally(self, batch: Batch) -> None:
-        """Put a batch the driver did not acknowledge into the local journal, then release its waiters."""
+    def _journal_locally(self, batch: Batch, halted: Reply | None = None) -> None:
+        """Put a batch the driver did not acknowledge into the local journal, then release its waiters (with the
+        driver's ``halted`` reply: its journal cannot be written, and the batch's requests are not sent)."""
         if batch.direct_ends:
             self._direct_journal().end_many(batch.direct_ends)  # the driver's disk: no delivery needed
         if self.journal is not None:
             self._local_journal.keep(batch)
+        if halted is not None and batch.begin_ids:
+            for request_id in batch.begin_ids:
+                self._heads.pop(request_id, None)
+                if self.journal is not None:
+                    self._local_journal.withdraw(request_id)
+            batch.settle(halted)
+            return
         if self.capped and batch.begin_ids:
             # Under a cap nothing is sent unchecked. The driver may have journaled these begins before the reply
             # was lost: their withdrawal, delivered with the local journal, closes them without a record.

@@ -130,25 +130,33 @@ class SpoolWriter:
 
     # ---- records encoded elsewhere (the driver's coordinator journals the lines its workers send) ----------
     def begin_lines(self, request_ids: list[str], heads: list[str]) -> None:
-        """Journal requests about to be sent, from their encoded heads (one write for all of them)."""
+        """Journal requests about to be sent, from their encoded heads (one write for all of them).
+
+        Raises:
+            OSError: the write failed (a full disk); the journal is as it was before the call.
+        """
         with self._lock:
+            encoded = ("".join(self._done_backlog) + "".join(head + "}\n" for head in heads)).encode()
+            _write_or_undo(self._pending_fd, encoded)
+            self._done_backlog.clear()
             pending = self._pending
             for request_id, head in zip(request_ids, heads, strict=True):
                 pending[request_id] = head
-            data = "".join(self._done_backlog) + "".join(head + "}\n" for head in heads)
-            self._done_backlog.clear()
-            encoded = data.encode()
-            write_all(self._pending_fd, encoded)
             self._pending_bytes += len(encoded)
 
     def end_lines(self, request_ids: list[str], lines: bytes) -> None:
-        """Append complete records, already encoded as journal lines, in one write."""
+        """Append complete records, already encoded as journal lines, in one write.
+
+        Raises:
+            OSError: the write failed (a full disk); the journal is as it was before the call.
+        """
         with self._lock:
+            self._write_segment(lines)
             pending = self._pending
             for request_id in request_ids:
                 pending.pop(request_id, None)
-            self._append_segment(lines)
             self._done_backlog.extend('{"done":' + _quote(request_id) + "}\n" for request_id in request_ids)
+            self._publish_if_large()
 
     def withdraw(self, request_ids: list[str]) -> None:
         """Forget begun requests that were not sent after all: marked done, with no record (recovery skips them)."""
@@ -171,13 +179,19 @@ class SpoolWriter:
             return len(ended)
 
     def _append_segment(self, encoded: bytes) -> None:
+        self._write_segment(encoded)
+        self._publish_if_large()
+
+    def _write_segment(self, encoded: bytes) -> None:
         try:
-            write_all(self._segment_fd, encoded)
+            _write_or_undo(self._segment_fd, encoded)
         except OSError:
             if not self._reopen_after_fork():
                 raise
-            write_all(self._segment_fd, encoded)
+            _write_or_undo(self._segment_fd, encoded)
         self._segment_bytes += len(encoded)
+
+    def _publish_if_large(self) -> None:
         if self._segment_bytes >= SEGMENT_MAX_BYTES and not self._closed and not self._forked:
             # Published in slices ingestion can take one at a time (a long query between two ingestions would
             # otherwise leave one file of hundreds of megabytes); this compacts the pending file too.
@@ -194,8 +208,8 @@ class SpoolWriter:
         # 1. Done lines first: once S is renamed away, recovery could no longer tell its records were done.
         if self._done_backlog:
             encoded = "".join(self._done_backlog).encode()
+            _write_or_undo(self._pending_fd, encoded)  # kept for the next rotation if the disk is full
             self._done_backlog.clear()
-            write_all(self._pending_fd, encoded)
             self._pending_bytes += len(encoded)
         # 2. Publish S (if it holds anything) and start the next one.
         if self._segment_bytes:
@@ -298,6 +312,18 @@ class SpoolWriter:
         self._forked = False
         self._open_files()
         return True
+
+
+def _write_or_undo(fd: int, data: bytes) -> None:
+    """Append ``data`` to ``fd`` whole, or leave the file as it was: a write cut short by a full disk would leave half
+    a line, which would garble the complete line written after it once the disk has room again."""
+    size = os.lseek(fd, 0, os.SEEK_END)
+    try:
+        write_all(fd, data)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, size)
+        raise
 
 
 def _reset_writers_after_fork() -> None:
