@@ -6,7 +6,9 @@ by each failed attempt (:meth:`~aiquery.usage.spool.SpoolWriter.end_lines`). The
 worker keeps the end records in its local journal and delivers them again every few seconds, which is the retry
 that lasts until the disk has room; and the begins of the sync are refused with :class:`UsageNotRecorded`,
 their requests never sent. Every later sync tries its own writes, so requests go again as soon as the disk
-recovers.
+recovers. A worker on the driver's machine, which journals into the driver's spool folder itself, does the same:
+a begin it cannot write fails its row with :class:`UsageNotRecorded`, an end record it cannot write stays in
+flight in its journal and is written again at its next tick.
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from aiquery.errors import UsageNotRecorded
 from aiquery.usage.spool import SpoolWriter
 
-__all__ = ["not_recorded_error", "write_or_explain"]
+__all__ = ["not_recorded_error", "unwritable_message", "write_or_explain"]
 
 logger = logging.getLogger("aiquery.coordinator")
 
@@ -40,16 +43,21 @@ def write_or_explain(journal: SpoolWriter, write: Callable[[], None]) -> str | N
         except OSError as error:
             failure = error
             logger.debug("usage journal write failed (attempt %d): %s", attempt, error)
-    reason = failure.strerror or type(failure).__name__
-    message = (
-        f"the usage journal at {journal.journal_dir} cannot be written: {reason}; requests stop so that none goes "
-        "unrecorded (free space there, or make it writable, and they go again)"
-    )
+    message = unwritable_message(journal.journal_dir, failure)
     now = time.monotonic()
     if now - _last_logged[0] >= LOG_EVERY_S:
         _last_logged[0] = now
         logger.error("aiquery: %s", message)
     return message
+
+
+def unwritable_message(folder: Path, error: OSError) -> str:
+    """Why requests stop: the journal's folder and the system's reason, and what to do."""
+    reason = error.strerror or type(error).__name__
+    return (
+        f"the usage journal at {folder} cannot be written: {reason}; requests stop so that none goes unrecorded "
+        "(free space there, or make it writable, and they go again)"
+    )
 
 
 def not_recorded_error(message: str, endpoint: str = "") -> UsageNotRecorded:
