@@ -338,13 +338,14 @@ class CoordinatorClient:
             self._direct_journal().end_many(records)
         except OSError as error:
             if not self._unwritten:
-                logger.warning("aiquery: usage records wait in memory: %s", error)
+                logger.warning("aiquery: usage records wait in memory until their journal can be written: %s", error)
             self._unwritten.extend(records)
 
     def _end_unwritten(self) -> None:
-        records, self._unwritten = self._unwritten, []
-        if records:
-            self._end_direct(records)
+        if self._unwritten:
+            with contextlib.suppress(OSError):
+                self._direct_journal().end_many(self._unwritten)
+                self._unwritten = []
 
     def _publish(self) -> None:
         """Publish the ended records of this worker's journal in the driver's spool directory to ingestion."""
