@@ -190,3 +190,19 @@ def test_a_dead_workers_orphans_delivered_by_another_worker_are_recorded_once(
     finally:
         first.close()
         coordinator.stop()
+
+
+def test_an_orphan_delivered_by_another_worker_is_not_also_closed_as_lost() -> None:
+    from aiquery.coordinator.requests import GRACE_S, InFlight
+
+    now = [0.0]
+    flight = InFlight(lambda: now[0])
+    flight.begun("dead", "journal", ["r1", "r2"], 7)
+    flight.disconnected("dead")
+    flight.task_failed(7)
+    # Before the driver closes them, another worker delivers r1's record from the dead one's local journal.
+    assert flight.unrecorded("other", ["r1", "r1"]) == [0]  # repeated within one sync: once
+    flight.ended("other", ["r1"], delivered=True)
+    now[0] += GRACE_S + 1
+    assert flight.lost() == {"journal": ["r2"]}  # r1 has its record: not a lost one too
+    assert flight.unrecorded("dead", ["r1", "r2", "r3"]) == [2]  # whoever delivers them again
