@@ -186,6 +186,7 @@ def test_a_dead_workers_orphans_delivered_by_another_worker_are_recorded_once(
         finally:
             second.close()
         time.sleep(0.3)
+        assert not any((folder / "_journal").glob(f"_seg-*-{dead.pid}-*"))  # recovered and delivered
         assert journaled_ids_match_the_emulator(coordinator, spool, gateway)  # the dead one's six, once
     finally:
         first.close()
