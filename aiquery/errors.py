@@ -14,6 +14,7 @@ The tree::
         ├── DeadlineExceeded     the call's total deadline ran out between or during attempts
         ├── BudgetExceeded       not sent: the application's spending cap is reached (AI_QUERY_BUDGET_EXCEEDED)
         ├── TaskCancelled        not sent: the Spark task was being killed (its job failed or was cancelled)
+        ├── UsageNotRecorded     not sent: the driver's usage journal cannot be written (a full disk)
         ├── StatusError          the endpoint answered with an HTTP error status
         │   ├── RateLimitError   429
         │   ├── ServerError      5xx and 529
@@ -41,6 +42,7 @@ __all__ = [
     "StatusError",
     "TaskCancelled",
     "TransportError",
+    "UsageNotRecorded",
     "status_error_class",
 ]
 
@@ -167,6 +169,14 @@ class BudgetExceeded(CallError):
 
 class TaskCancelled(CallError):
     """The Spark task was being killed (its job failed or was cancelled) before this call's request was sent."""
+
+
+class UsageNotRecorded(CallError):
+    """Not sent: the driver's usage journal cannot be written (a full or read-only disk), and a request it could not
+    record would be paid for and missing from the ledger. Its message starts with ``[AI_QUERY_USAGE_NOT_RECORDED]``
+    and names the journal's folder."""
+
+    error_class = "AI_QUERY_USAGE_NOT_RECORDED"
 
 
 class StatusError(CallError):

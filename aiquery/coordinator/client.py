@@ -49,6 +49,7 @@ from typing import Any
 
 from aiquery.config import Endpoint
 from aiquery.coordinator.cap import cap_error
+from aiquery.coordinator.journal_writes import not_recorded_error, unwritable_message
 from aiquery.coordinator.link import Batch, Link, Reply, describe
 from aiquery.coordinator.local_journal import LocalJournal, local_journal_dir
 from aiquery.coordinator.progress import ProgressReport
@@ -130,6 +131,8 @@ class CoordinatorClient:
         """This process's journal in the driver's spool directory (workers on the driver's machine only)."""
         self._published = 0.0
         self._reported_direct = False
+        self._unwritten: list[UsageRecord] = []
+        """Ended records its journal on the driver's disk could not take yet (a full disk)."""
         self.fallbacks = 0
         """How many times this worker lost its coordinator (for tests and logs)."""
         self._samples: dict[str, dict[str, list[int]]] = {}
@@ -206,7 +209,12 @@ class CoordinatorClient:
         if self.journal is None:
             return None
         if self.address.same_machine and not self.capped:
-            self._direct_journal().begin(record)  # on the driver's disk before it leaves: no round trip
+            try:
+                self._direct_journal().begin(record)  # on the driver's disk before it leaves: no round trip
+            except OSError as error:  # not recorded: not sent
+                halted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                halted.set_exception(not_recorded_error(unwritable_message(self._direct_journal().journal_dir, error)))
+                return halted
             return None
         if not self.connected:
             if self.capped:
@@ -246,13 +254,13 @@ class CoordinatorClient:
                 # that leaves it begun (closed as lost, its retry sends it again), never answered and not stored.
                 self._next_batch().direct_ends.append(record)
             else:
-                direct.end(record)
+                self._end_direct([record])
             return
         if self._local_journal.began(request_id) or not self.connected:
             self._local_journal.end(record)
             return
         if head is None and self.address.same_machine and not self.capped:
-            self._direct_journal().end(record)  # a record with no begin (an answer from the store)
+            self._end_direct([record])  # a record with no begin (an answer from the store)
             return
         batch = self._next_batch()
         batch.end_ids.append(request_id)
@@ -299,6 +307,7 @@ class CoordinatorClient:
             # On a timeout the reply timeout has moved the records to the local journal.
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(asyncio.shield(batch.future), FLUSH_TIMEOUT_S)
+        self._end_unwritten()
         self._publish()
         self._local_journal.flush()
         if self.connected and self._local_journal.holding:
@@ -321,6 +330,22 @@ class CoordinatorClient:
             assert self.journal is not None  # begin and end return early without a journal
             direct = self._direct = spool_writer(self.journal)
         return direct
+
+    def _end_direct(self, records: list[UsageRecord]) -> None:
+        """End records in this worker's journal on the driver's disk; those it cannot write (a full disk) stay in
+        flight there and are written again at the next tick."""
+        try:
+            self._direct_journal().end_many(records)
+        except OSError as error:
+            if not self._unwritten:
+                logger.warning("aiquery: usage records wait in memory until their journal can be written: %s", error)
+            self._unwritten.extend(records)
+
+    def _end_unwritten(self) -> None:
+        if self._unwritten:
+            with contextlib.suppress(OSError):
+                self._direct_journal().end_many(self._unwritten)
+                self._unwritten = []
 
     def _publish(self) -> None:
         """Publish the ended records of this worker's journal in the driver's spool directory to ingestion."""
@@ -389,19 +414,23 @@ class CoordinatorClient:
             return
         reply = done.result()
         if "error" in reply.meta:
-            # The driver refused the records (it has no such journal): keep them here rather than lose them.
+            # The driver refused the records (it has no such journal, or cannot write it): keep them here rather
+            # than lose them; delivered again later.
             logger.warning("aiquery coordinator refused a sync: %s", reply.meta["error"])
-            self._journal_locally(batch)
+            self._journal_locally(batch, reply if "halt" in reply.meta else None)
             return
         self._endpoints.apply(reply.meta.get("lease") or {})
         if batch.direct_ends:
-            self._direct_journal().end_many(batch.direct_ends)
+            self._end_direct(batch.direct_ends)
         self._answer_waits(reply)
         self.capped = "cap" in reply.meta  # the driver knows best whether a cap is in force now
         refused = reply.refused()
         if refused:
             for index in refused:  # never journaled: their requests are not sent
                 self._heads.pop(batch.begin_ids[index], None)
+        if "halt" in reply.meta:  # none journaled: none is sent
+            for request_id in batch.begin_ids:
+                self._heads.pop(request_id, None)
         stop = reply.meta.get("stop")
         if stop:
             self._stop(batch, stop)
@@ -509,12 +538,20 @@ class CoordinatorClient:
             await asyncio.sleep(delay)
             delay = min(TICK_S, delay * 2)
 
-    def _journal_locally(self, batch: Batch) -> None:
-        """Put a batch the driver did not acknowledge into the local journal, then release its waiters."""
+    def _journal_locally(self, batch: Batch, halted: Reply | None = None) -> None:
+        """Put a batch the driver did not acknowledge into the local journal, then release its waiters (with the
+        driver's ``halted`` reply: its journal cannot be written, and the batch's requests are not sent)."""
         if batch.direct_ends:
-            self._direct_journal().end_many(batch.direct_ends)  # the driver's disk: no delivery needed
+            self._end_direct(batch.direct_ends)  # the driver's disk: no delivery needed
         if self.journal is not None:
             self._local_journal.keep(batch)
+        if halted is not None and batch.begin_ids:
+            for request_id in batch.begin_ids:
+                self._heads.pop(request_id, None)
+                if self.journal is not None:
+                    self._local_journal.withdraw(request_id)
+            batch.settle(halted)
+            return
         if self.capped and batch.begin_ids:
             # Under a cap nothing is sent unchecked. The driver may have journaled these begins before the reply
             # was lost: their withdrawal, delivered with the local journal, closes them without a record.
@@ -537,6 +574,7 @@ class CoordinatorClient:
         while True:
             await asyncio.sleep(TICK_S)
             try:
+                self._end_unwritten()
                 direct = self._direct
                 if (
                     direct is not None

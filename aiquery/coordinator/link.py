@@ -18,6 +18,7 @@ from typing import Any
 
 from aiquery.coordinator.cap import cap_error
 from aiquery.coordinator.handshake import PRE_AUTH_FRAME_BYTES, Refused, WorkerHandshake
+from aiquery.coordinator.journal_writes import not_recorded_error
 from aiquery.coordinator.protocol import CoordinatorAddress, FrameReader, ProtocolError, encode_frame
 from aiquery.coordinator.tls import certificate_fingerprint, client_context
 from aiquery.store.base import StoredAnswer
@@ -79,17 +80,20 @@ class Batch:
 
     def settle(self, reply: Reply) -> None:
         """Resolve the sync's future and let every request begun in it go (at once: no callback in between); those
-        the spending cap refused get its error instead."""
+        the spending cap refused get its error instead, and all of them the driver's journal could not record."""
         if not self.future.done():
             self.future.set_result(reply)
         refused = reply.refused()
+        halted = reply.meta.get("halt")  # the driver's journal cannot record them: none is sent
         for index, waiter in enumerate(self.begin_waiters):
             if not waiter.done():
                 message = refused.get(index) if refused else None
-                if message is None:
-                    waiter.set_result(None)
-                else:
+                if message is not None:
                     waiter.set_exception(cap_error(message))
+                elif halted:
+                    waiter.set_exception(not_recorded_error(str(halted)))
+                else:
+                    waiter.set_result(None)
 
     def __bool__(self) -> bool:
         return bool(

@@ -11,7 +11,11 @@ closed as lost (status NULL, "worker lost") only when both hold:
   its records when it reconnects; so a listener restart never closes a live worker's requests.
 
 An end record that arrives for a request already closed as lost is dropped, and so is one delivered twice
-(a worker resends what was unacknowledged when its connection broke): nothing is recorded twice.
+(a worker resends what was unacknowledged when its connection broke; another worker on its machine delivers
+what a dead one kept in its local journal): nothing is recorded twice. Requests count as ended only once their
+records are journaled, so a record whose write failed is taken again when its worker redelivers it. Duplicates
+are recognised for as long as the driver remembers their worker's last :data:`RECENT_PER_WORKER` ends (a
+worker gone with nothing in flight is forgotten after :data:`FORGET_S`).
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ class _Worker:
     """It reported requests in flight, or records not yet published, in its journal in the driver's spool
     directory (a worker on the driver's machine)."""
     recent: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=RECENT_PER_WORKER))
-    recent_set: set[str] = field(default_factory=set)
+    """Its last ended requests (their ids are in :attr:`InFlight._recent` while here)."""
 
 
 class InFlight:
@@ -58,6 +62,8 @@ class InFlight:
         self._failed: set[int] = set()
         self._failed_order: collections.deque[int] = collections.deque()
         self._closed: set[str] = set()
+        self._recent: set[str] = set()
+        """Every worker's recently ended requests: duplicates are dropped whichever worker delivers them."""
 
     def _worker(self, worker: str) -> _Worker:
         state = self._workers.get(worker)
@@ -77,25 +83,47 @@ class InFlight:
             for request_id in request_ids:
                 open_requests[request_id] = entry
 
-    def ended(self, worker: str, request_ids: list[str]) -> list[int] | None:
-        """Mark requests ended; the indices of those to record, or None when all of them are to be."""
+    def unrecorded(self, worker: str, request_ids: list[str]) -> list[int] | None:
+        """Which end records of a sync to journal: the indices of those the driver has not recorded, or None when
+        that is all of them. A record is recorded already when it was ended by any worker (a dead worker's orphans
+        arrive through another one), closed as lost, or repeated within the sync."""
         with self._lock:
-            state = self._worker(worker)
-            open_requests, recent, recent_set, closed = state.open, state.recent, state.recent_set, self._closed
+            recent, closed = self._recent, self._closed
             keep: list[int] | None = None
+            seen: set[str] = set()
             for index, request_id in enumerate(request_ids):
-                if request_id in recent_set or request_id in closed:
+                if request_id in recent or request_id in closed or request_id in seen:
                     if keep is None:
                         keep = list(range(index))
                     continue
+                seen.add(request_id)
                 if keep is not None:
                     keep.append(index)
-                open_requests.pop(request_id, None)
-                if len(recent) == recent.maxlen:
-                    recent_set.discard(recent[0])
-                recent.append(request_id)
-                recent_set.add(request_id)
             return keep
+
+    def ended(self, worker: str, request_ids: list[str], *, delivered: bool = False) -> None:
+        """Mark requests ended, once their records are journaled (before, a failed write would lose them: the
+        worker's redelivery would be taken for a duplicate). ``delivered``: from a local journal, which may hold
+        the orphans of a dead worker on the same machine."""
+        with self._lock:
+            state = self._worker(worker)
+            open_requests, window = state.open, state.recent
+            for request_id in request_ids:
+                if open_requests.pop(request_id, None) is None and delivered:
+                    self._close_elsewhere(request_id)
+                if request_id in self._recent:
+                    continue
+                if len(window) == window.maxlen:
+                    self._recent.discard(window[0])
+                window.append(request_id)
+                self._recent.add(request_id)
+
+    def _close_elsewhere(self, request_id: str) -> None:
+        # Begun by another worker (a dead one whose orphaned records this one delivers): not open there any more,
+        # or it would be closed as lost too.
+        for state in self._workers.values():
+            if state.open.pop(request_id, None) is not None:
+                return
 
     def connected(self, worker: str) -> None:
         with self._lock:
@@ -128,6 +156,7 @@ class InFlight:
                     continue
                 if not state.open and now - state.since > FORGET_S:
                     del self._workers[name]  # long gone with nothing in flight: its duplicate window is moot
+                    self._recent.difference_update(state.recent)
                     continue
                 for request_id, (task, journal) in list(state.open.items()):
                     if task is not None and task in self._failed:

@@ -26,6 +26,7 @@ from aiquery.coordinator.answers import AnswerDesk
 from aiquery.coordinator.budgets import Budgets
 from aiquery.coordinator.cap import CapSetting, SpendingCap
 from aiquery.coordinator.handshake import PRE_AUTH_FRAME_BYTES, CoordinatorHandshake, Doorman, Refused
+from aiquery.coordinator.journal_writes import write_or_explain
 from aiquery.coordinator.progress import ProgressBook, QueryProgress, TaskCounts
 from aiquery.coordinator.protocol import (
     PROTOCOL_VERSION,
@@ -325,6 +326,14 @@ class Coordinator:
             journal = self.journal(journal_key) if isinstance(journal_key, str) else None
             if journal is None or not isinstance(journal_key, str):
                 raise ProtocolError(f"no usage journal {journal_key!r} on this driver")
+            if withdrawn:  # nothing to write: taken even when the journal cannot be written
+                self.in_flight.ended(worker, withdrawn)
+                journal.withdraw(withdrawn)
+            if ended:  # before the begins: a journal that cannot take these records takes no new begins either
+                failure = self._end(worker, journal, ended, payload[begun_length : begun_length + ended_length], meta)
+                if failure is not None:
+                    # Not acknowledged: the worker keeps them in its local journal and delivers them again.
+                    return {**reply, "error": failure, "halt": failure}, b""
             if begun:
                 heads = payload[:begun_length].decode().split("\n")
                 tasks = meta.get("t")
@@ -346,20 +355,13 @@ class Coordinator:
                 if cap is not None and begun:
                     begun, heads, tasks = _admit(cap, begun, heads, tasks, currencies, reply, kept)
                 if begun:
-                    journal.begin_lines(begun, heads)
-                    self.in_flight.begun(worker, journal_key, begun, tasks)
-            if ended:
-                lines = payload[begun_length : begun_length + ended_length]
-                keep = self.in_flight.ended(worker, ended)
-                if keep is not None:  # some were closed as lost already, or delivered twice: drop those
-                    parts = lines.split(b"\n")
-                    ended = [ended[i] for i in keep]
-                    lines = b"".join(parts[i] + b"\n" for i in keep)
-                if ended:
-                    journal.end_lines(ended, lines)
-            if withdrawn:
-                self.in_flight.ended(worker, withdrawn)
-                journal.withdraw(withdrawn)
+                    failure = write_or_explain(journal, lambda: journal.begin_lines(begun, heads))
+                    if failure is None:
+                        self.in_flight.begun(worker, journal_key, begun, tasks)
+                    else:
+                        reply["halt"] = failure  # not journaled: the worker does not send them
+                        if cap is not None:
+                            cap.release(begun)
         running = meta.get("rt")
         if isinstance(running, int) and self.killed_tasks.killed((running,)):
             # A worker that journals on this machine sends no begins to refuse: it is told with any sync.
@@ -378,6 +380,23 @@ class Coordinator:
             reply["stop"] = reply_stop
         found = self._answers(worker, meta, payload[begun_length + ended_length :], reply)
         return reply, b"".join(f"{key}\t{text}\n".encode() for key, text in found.items())
+
+    def _end(
+        self, worker: str, journal: SpoolWriter, ended: list[str], lines: bytes, meta: dict[str, Any]
+    ) -> str | None:
+        """Journal a sync's end records, then count them ended (not before: a record whose write failed would be
+        dropped as a duplicate when its worker delivers it again). None once done, else why it cannot be."""
+        keep = self.in_flight.unrecorded(worker, ended)
+        if keep is not None:  # closed as lost already, or delivered before (by this worker or a dead one's peer)
+            parts = lines.split(b"\n")
+            ended = [ended[i] for i in keep]
+            lines = b"".join(parts[i] + b"\n" for i in keep)
+        if not ended:
+            return None
+        failure = write_or_explain(journal, lambda: journal.end_lines(ended, lines))
+        if failure is None:
+            self.in_flight.ended(worker, ended, delivered=bool(meta.get("local")))
+        return failure
 
     def _answers(self, worker: str, meta: dict[str, Any], answers: bytes, reply: dict[str, Any]) -> dict[str, str]:
         """The answer store's part of a sync: answers to keep, claims to release, lookups, waits."""

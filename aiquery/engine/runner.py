@@ -39,7 +39,7 @@ from aiquery.engine.governor import EndpointLimits, Governor, LocalGovernor, Sen
 from aiquery.engine.prepared import REQUEST_ID_HEADER, USER_AGENT, CallSite, PreparedSite
 from aiquery.engine.retry import AttemptFailed, Decision, is_retryable, stop_before_deadline, wait_retry_after
 from aiquery.engine.transport import MIN_TIMEOUT_S, HTTPResponse, NoResponse, Transport
-from aiquery.errors import BudgetExceeded, CallError, DeadlineExceeded, TaskCancelled
+from aiquery.errors import BudgetExceeded, CallError, DeadlineExceeded, TaskCancelled, UsageNotRecorded
 from aiquery.pricing import Price
 from aiquery.store.base import StoredAnswer
 from aiquery.usage.record import UsageRecord, UsageSink
@@ -380,6 +380,9 @@ class Engine:
                 except BudgetExceeded as refused:  # never journaled, never sent
                     error = BudgetExceeded(refused.message, endpoint=endpoint.name, attempts=0)
                     raise AttemptFailed(error, Decision(False, "spending cap reached"), sent=False) from None
+                except UsageNotRecorded as halted:  # the driver's journal cannot record it: never sent
+                    unrecorded = UsageNotRecorded(halted.message, endpoint=endpoint.name, attempts=0)
+                    raise AttemptFailed(unrecorded, Decision(False, "usage journal unwritable"), sent=False) from None
                 except SendingStopped:
                     # The task is being killed (its job failed or was cancelled): not sent, not recorded.
                     raise AttemptFailed(

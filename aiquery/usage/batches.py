@@ -6,6 +6,11 @@ options ``txnAppId`` (this log's writer id, made once and kept in ``writer``) an
 version): Delta ignores a write whose version is not above the last one it recorded for that writer. Then the
 files are deleted, ``committed`` is set to the version, and the manifest is removed.
 
+Delta's log is the source of truth for the versions it has seen: a batch is numbered after both ``committed`` and
+the last ``txnVersion`` the table's log holds for this writer (:mod:`aiquery.usage.delta_txn`), so a counter
+lost, emptied or rolled back (a disk that dropped unsynced writes) never makes Delta skip new records. Every file
+of the log is written to a temporary name, synced, renamed, and its folder synced.
+
 Why nothing is written twice or lost, for each place the driver can die:
 
 - before the manifest: the files stay in the spool and a later batch takes them;
@@ -68,9 +73,14 @@ class IngestLog:
         data = json.loads(manifests[-1].read_text())
         return Batch(int(data["version"]), tuple(data["files"]))
 
-    def plan(self, files: list[str]) -> Batch:
-        """Record the next batch before anything is written."""
-        batch = Batch(self.committed + 1, tuple(files))
+    def plan(self, files: list[str], *, table_seen: int = -1) -> Batch:
+        """Record the next batch before anything is written.
+
+        Args:
+            files: the batch's spool files.
+            table_seen: the last ``txnVersion`` the table's Delta log holds for this writer (-1 for none).
+        """
+        batch = Batch(max(self.committed, table_seen) + 1, tuple(files))
         _write_atomically(
             self.folder / f"batch-{batch.version}.json", json.dumps({"version": batch.version, "files": files})
         )
@@ -86,5 +96,23 @@ class IngestLog:
 
 def _write_atomically(path: Path, text: str) -> None:
     temp = path.with_name(f".{path.name}.tmp")
-    temp.write_text(text)
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o644)
+    try:
+        data = text.encode()
+        written = 0
+        while written < len(data):
+            written += os.write(fd, data[written:])
+        os.fsync(fd)
+    finally:
+        os.close(fd)
     os.replace(temp, path)
+    _sync_folder(path.parent)
+
+
+def _sync_folder(folder: Path) -> None:
+    # The rename is durable only once the folder's entry is on disk too.
+    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -9,7 +9,8 @@ and ``flock`` against other drivers sharing the folder):
 2. recovers journals left by dead processes (:func:`~aiquery.usage.recovery.recover_orphans`): a driver that
    crashed, or spool files of an older aiquery whose workers wrote them;
 3. finishes a batch an interrupted ingestion planned, then ingests every spool file present, in batches that
-   the ingestion log (:mod:`aiquery.usage.batches`) makes exactly-once with Delta's idempotent writes.
+   the ingestion log (:mod:`aiquery.usage.batches`) makes exactly-once with Delta's idempotent writes, each
+   numbered after the last version the table's own Delta log holds for this writer.
 
 The records are read on the driver and reach the executors inside the job (a Dataset of lines in the driver's
 JVM, parsed by Spark's JSON reader with the spool schema), so nothing but the driver touches the folder.
@@ -32,6 +33,7 @@ from aiquery.config import UsageSettings
 from aiquery.errors import ConfigError
 from aiquery.usage import checkpoint as ckpt
 from aiquery.usage.batches import Batch, IngestLog
+from aiquery.usage.delta_txn import last_txn_version, local_log_dir
 from aiquery.usage.recovery import recover_orphans
 from aiquery.usage.schema import (
     add_columns_sql,
@@ -109,6 +111,7 @@ class UsageLedger:
         with _locks_guard:
             self._lock = _locks.setdefault(self.log_dir, threading.Lock())
         self._table_ready = False
+        self._log_dir: Path | None = None
         self._stop: threading.Event | None = None
         self._thread: threading.Thread | None = None
 
@@ -170,11 +173,14 @@ class UsageLedger:
                 before = self._table_version()
                 replayed = self._write(pending)
                 rows += replayed if self._table_version() != before else 0
+            table_seen = -1
             while True:
                 files = _next_files(spool)
                 if not files:
                     break
-                rows += self._write(self.log.plan(files))
+                if table_seen < 0:
+                    table_seen = self._table_seen()
+                rows += self._write(self.log.plan(files, table_seen=table_seen))
             if rows:
                 logger.info("ingested %d usage row(s) into %s", rows, self.table)
             return rows
@@ -192,6 +198,17 @@ class UsageLedger:
         _delete(batch.files)
         self.log.done(batch)
         return len(lines)
+
+    def _table_seen(self) -> int:
+        """The last ``txnVersion`` of this ledger's writer in the table's Delta log (-1 for none, or when the table is
+        not on a local disk: then the fsynced counter alone numbers the batches)."""
+        if self._log_dir is None:
+            row = self.spark.sql(f"DESCRIBE DETAIL {self.table}").select("location").first()
+            self._log_dir = local_log_dir(str(row[0])) if row is not None else None
+            if self._log_dir is None:
+                logger.debug("usage table %s is not on a local disk: batches numbered by the local counter", self.table)
+                return -1
+        return last_txn_version(self.spark, self._log_dir, self.log.writer_id)
 
     def _table_version(self) -> int:
         row = self.spark.sql(f"DESCRIBE HISTORY {self.table} LIMIT 1").select("version").first()

@@ -93,32 +93,45 @@ class SpoolWriter:
 
     # ---- the hot path ---------------------------------------------------------------------------------------
     def begin(self, record: UsageRecord) -> None:
-        """Journal a request about to be sent (one write, before it reaches the wire)."""
+        """Journal a request about to be sent (one write, before it reaches the wire).
+
+        Raises:
+            OSError: the write failed (a full disk); the journal is as it was before the call.
+        """
         head = self._encoder.head(record)
         with self._lock:
-            self._pending[record.request_id] = head
-            data = head + "}\n"
-            if self._done_backlog:
-                data = "".join(self._done_backlog) + data
-                self._done_backlog.clear()
-            encoded = data.encode()
+            encoded = ("".join(self._done_backlog) + head + "}\n").encode()
             try:
-                write_all(self._pending_fd, encoded)
+                _write_or_undo(self._pending_fd, encoded)
             except OSError:
                 if not self._reopen_after_fork():
                     raise
-                write_all(self._pending_fd, encoded)
+                encoded = (head + "}\n").encode()  # the new journal owes no done lines
+                _write_or_undo(self._pending_fd, encoded)
+            self._done_backlog.clear()
+            self._pending[record.request_id] = head
             self._pending_bytes += len(encoded)
 
     def end(self, record: UsageRecord) -> None:
-        """Append the finished record to the segment (one write); its "done" line follows later."""
-        with self._lock:
-            self._append_segment(self._ended_line(record).encode())
+        """Append the finished record to the segment (one write); its "done" line follows later.
+
+        Raises:
+            OSError: the write failed (a full disk); the record is still in flight here, to be ended again.
+        """
+        self.end_many([record])
 
     def end_many(self, records: list[UsageRecord]) -> None:
         """:meth:`end` for several records, in one write."""
         with self._lock:
-            self._append_segment("".join(map(self._ended_line, records)).encode())
+            pending, backlog = self._pending, len(self._done_backlog)
+            heads = [(record.request_id, pending.get(record.request_id)) for record in records]
+            try:
+                self._write_segment("".join(map(self._ended_line, records)).encode())
+            except OSError:
+                del self._done_backlog[backlog:]
+                pending.update((request_id, head) for request_id, head in heads if head is not None)
+                raise
+            self._publish_if_large()
 
     def _ended_line(self, record: UsageRecord) -> str:
         # Under the lock: the record's journal line, its begin forgotten and its "done" line queued.
@@ -130,25 +143,33 @@ class SpoolWriter:
 
     # ---- records encoded elsewhere (the driver's coordinator journals the lines its workers send) ----------
     def begin_lines(self, request_ids: list[str], heads: list[str]) -> None:
-        """Journal requests about to be sent, from their encoded heads (one write for all of them)."""
+        """Journal requests about to be sent, from their encoded heads (one write for all of them).
+
+        Raises:
+            OSError: the write failed (a full disk); the journal is as it was before the call.
+        """
         with self._lock:
+            encoded = ("".join(self._done_backlog) + "".join(head + "}\n" for head in heads)).encode()
+            _write_or_undo(self._pending_fd, encoded)
+            self._done_backlog.clear()
             pending = self._pending
             for request_id, head in zip(request_ids, heads, strict=True):
                 pending[request_id] = head
-            data = "".join(self._done_backlog) + "".join(head + "}\n" for head in heads)
-            self._done_backlog.clear()
-            encoded = data.encode()
-            write_all(self._pending_fd, encoded)
             self._pending_bytes += len(encoded)
 
     def end_lines(self, request_ids: list[str], lines: bytes) -> None:
-        """Append complete records, already encoded as journal lines, in one write."""
+        """Append complete records, already encoded as journal lines, in one write.
+
+        Raises:
+            OSError: the write failed (a full disk); the journal is as it was before the call.
+        """
         with self._lock:
+            self._write_segment(lines)
             pending = self._pending
             for request_id in request_ids:
                 pending.pop(request_id, None)
-            self._append_segment(lines)
             self._done_backlog.extend('{"done":' + _quote(request_id) + "}\n" for request_id in request_ids)
+            self._publish_if_large()
 
     def withdraw(self, request_ids: list[str]) -> None:
         """Forget begun requests that were not sent after all: marked done, with no record (recovery skips them)."""
@@ -158,30 +179,41 @@ class SpoolWriter:
             self._done_backlog.extend('{"done":' + _quote(rid) + "}\n" for rid in withdrawn)
 
     def end_lost(self, request_ids: list[str], message: str) -> int:
-        """End begun requests whose sender was lost: status NULL and ``message``. Returns how many it ended."""
+        """End begun requests whose sender was lost: status NULL and ``message``. Returns how many it ended.
+
+        Raises:
+            OSError: the write failed (a full disk); the requests are still in flight here.
+        """
         with self._lock:
-            ended = [rid for rid in request_ids if rid in self._pending]
+            pending = self._pending
+            ended = [rid for rid in request_ids if rid in pending]
             if ended:
-                self._append_segment(
-                    "".join(
-                        self._pending.pop(rid) + ',"error_message":' + _quote(message) + "}\n" for rid in ended
-                    ).encode()
+                self._write_segment(
+                    "".join(pending[rid] + ',"error_message":' + _quote(message) + "}\n" for rid in ended).encode()
                 )
+                for rid in ended:
+                    del pending[rid]
                 self._done_backlog.extend('{"done":' + _quote(rid) + "}\n" for rid in ended)
+                self._publish_if_large()
             return len(ended)
 
-    def _append_segment(self, encoded: bytes) -> None:
+    def _write_segment(self, encoded: bytes) -> None:
         try:
-            write_all(self._segment_fd, encoded)
+            _write_or_undo(self._segment_fd, encoded)
         except OSError:
             if not self._reopen_after_fork():
                 raise
-            write_all(self._segment_fd, encoded)
+            _write_or_undo(self._segment_fd, encoded)
         self._segment_bytes += len(encoded)
+
+    def _publish_if_large(self) -> None:
         if self._segment_bytes >= SEGMENT_MAX_BYTES and not self._closed and not self._forked:
             # Published in slices ingestion can take one at a time (a long query between two ingestions would
             # otherwise leave one file of hundreds of megabytes); this compacts the pending file too.
-            self._rotate()
+            try:
+                self._rotate()
+            except OSError:  # the records are written; the next flush publishes them
+                logger.warning("usage segment %s not published yet", self._segment_path, exc_info=True)
 
     # ---- rotation -------------------------------------------------------------------------------------------
     def flush(self) -> None:
@@ -194,8 +226,8 @@ class SpoolWriter:
         # 1. Done lines first: once S is renamed away, recovery could no longer tell its records were done.
         if self._done_backlog:
             encoded = "".join(self._done_backlog).encode()
+            _write_or_undo(self._pending_fd, encoded)  # kept for the next rotation if the disk is full
             self._done_backlog.clear()
-            write_all(self._pending_fd, encoded)
             self._pending_bytes += len(encoded)
         # 2. Publish S (if it holds anything) and start the next one.
         if self._segment_bytes:
@@ -298,6 +330,18 @@ class SpoolWriter:
         self._forked = False
         self._open_files()
         return True
+
+
+def _write_or_undo(fd: int, data: bytes) -> None:
+    """Append ``data`` to ``fd`` whole, or leave the file as it was: a write cut short by a full disk would leave half
+    a line, which would garble the complete line written after it once the disk has room again."""
+    size = os.lseek(fd, 0, os.SEEK_END)
+    try:
+        write_all(fd, data)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, size)
+        raise
 
 
 def _reset_writers_after_fork() -> None:
