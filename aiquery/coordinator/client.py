@@ -70,7 +70,7 @@ RECONNECT_MIN_S = 0.25
 RECONNECT_MAX_S = 2.0
 FLUSH_TIMEOUT_S = 30.0
 CUT_OFF_UNDER_CAP = (
-    "not sent: the application has a spending cap, and this worker cannot reach the driver's coordinator to check "
+    "not sent: a spending cap is in force, and this worker cannot reach the driver's coordinator to check "
     "it; run again once the driver is reachable (rows already answered come from the answer store)."
 )
 DELIVERY_INTERVAL_S = 2.0

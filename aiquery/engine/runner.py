@@ -371,7 +371,7 @@ class Engine:
             begun = self.governor.begin(record, _claim(prepared, body))
             if begun is not None:
                 # The request leaves only once its record is safe (on the driver, when coordinated) and the
-                # application's spending cap lets it go.
+                # spending caps that count it let it go.
                 try:
                     await begun
                 except asyncio.CancelledError:
