@@ -34,7 +34,6 @@ worker that was lost counts at its pessimistic cost (it may have been billed).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -210,13 +209,12 @@ class SpendingCap:
         self.spent_tokens += tokens
         self.ended += 1
 
-    def settle_unknown(self, request_id: str, pessimistic: Callable[[], tuple[float, int]]) -> None:
+    def settle_unknown(self, request_id: str, cost: float, tokens: int) -> None:
         """A request this cap admitted ended without a usage report, or was lost: it counts at its pessimistic
-        cost (and at least at what it reserved)."""
+        ``cost`` and ``tokens`` (and at least at what it reserved)."""
         held = self._release(request_id)
         if held is None:
             return
-        cost, tokens = pessimistic()
         self.spent_cost += max(cost, held[0])
         self.spent_tokens += max(tokens, math.ceil(held[1]))
         self.ended += 1

@@ -124,8 +124,9 @@ class CapBook:
                 continue  # admitted by no cap in force (begun before it was set, or its caps are gone)
             caps, claim, currency = held
             if not entry:
+                cost, tokens = self._pessimistic(claim)
                 for cap in caps:
-                    cap.settle_unknown(request_id, lambda claim=claim: self._pessimistic(claim))
+                    cap.settle_unknown(request_id, cost, tokens)
                 continue
             spent_currency, cost, tokens, output_tokens = entry
             endpoint = claim[0]

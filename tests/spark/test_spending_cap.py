@@ -16,6 +16,7 @@ import pytest
 from ledgers import own_ledger_settings
 
 import aiquery
+from aiquery.spark.registry import ledger_for
 
 pytestmark = pytest.mark.spark
 
@@ -165,17 +166,23 @@ def test_another_session_neither_lifts_nor_resets_a_sessions_cap(capped: Any, ga
     cap = round(24 * 0.045, 4)  # about 24 requests of A's query (0.045 USD each on average)
     spark.sql(f"SET aiquery.budget.max_cost = {cap}")
 
-    def tagged(session: str, rows: int) -> str:
+    def tagged(session: str, first: int, rows: int) -> str:
+        # Rows of their own (other prompts): the answer store shares nothing between the two queries.
         return (
             "SELECT id, ai_query('priced-chat', 'Summarize row ' || id || ': ' || repeat('word ', id % 40), "
-            f"""requestTags => '{{"session": "{session}"}}', failOnError => false) AS r FROM range(0, {rows}, 1, 2)"""
+            f"""requestTags => '{{"session": "{session}"}}', failOnError => false) AS r """
+            f"FROM range({first}, {first + rows}, 1, 2)"
         )
 
     def requests_of(session: str) -> list[dict[str, Any]]:
         return [entry for entry in gateway.requests() if entry["request_tags"] == {"session": session}]
 
     first: dict[int, Any] = {}
-    worker = threading.Thread(target=lambda: first.update((row.id, row.r) for row in spark.sql(tagged("a", 200)).collect()))
+
+    def run_a() -> None:
+        first.update((row.id, row.r) for row in spark.sql(tagged("a", 0, 200)).collect())
+
+    worker = threading.Thread(target=run_a)
     worker.start()
     try:
         deadline = time.monotonic() + 60
@@ -183,10 +190,12 @@ def test_another_session_neither_lifts_nor_resets_a_sessions_cap(capped: Any, ga
             time.sleep(0.02)
         assert requests_of("a"), "session A sent nothing"
         # B analyses and runs a query while A's requests go.
-        second = other.sql(tagged("b", 40)).collect()
+        second = other.sql(tagged("b", 1000, 40)).collect()
     finally:
         worker.join(120)
+        ledger_for(other).stop_background()  # its ledger is this test's
     assert all(row.r.result is not None for row in second)  # A's cap does not count B's requests
+    assert len(requests_of("b")) == 40
     sent = requests_of("a")
     spent = sum(request_cost(entry) for entry in sent)
     most = max(request_cost(entry) for entry in sent)
