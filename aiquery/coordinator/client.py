@@ -140,7 +140,7 @@ class CoordinatorClient:
         self._cap_owner = ""
         """The session whose cap counts the current task's requests (empty: none)."""
         self.capped = False
-        """The application has a spending cap (the query plan says so, or the driver did): while cut off from
+        """A spending cap is in force (the query plan says so, or the driver did): while cut off from
         the driver this worker sends nothing, since it cannot check the cap."""
 
     # ---- Governor -------------------------------------------------------------------------------------------
