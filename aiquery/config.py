@@ -55,6 +55,10 @@ DEFAULT_MAX_RETRIES = 10
 DEFAULT_MAX_RETRY_AFTER_S = 120.0
 DEFAULT_USAGE_TABLE = "ai_gateway.usage"
 DEFAULT_MAX_REQUEST_BYTES = 16 * 1024 * 1024
+DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024
+MAX_RESPONSE_BYTES_LIMIT = 48 * 1024 * 1024
+"""The largest ``max_response_bytes``: an answer travels to the coordinator's store and back in one 64 MiB frame,
+with room left for its JSON escaping and the frame's own fields."""
 DEFAULT_CACHE_TTL_S = 30 * 86_400.0
 DEFAULT_CACHE_MAX_BYTES = 1 << 30
 DEFAULT_CONTEXT_TOKENS = 32_000
@@ -114,6 +118,7 @@ _ENDPOINT_KEYS = frozenset(
         "currency",
         "anthropic_version",
         "context_tokens",
+        "max_response_bytes",
     }
 )
 _TOP_KEYS = frozenset({"endpoints", "usage", "requester", "coordinator", "cache", "functions"})
@@ -197,6 +202,8 @@ class Endpoint:
     """The ``anthropic-version`` header of an Anthropic endpoint (None: the adapter's default, 2023-06-01)."""
     context_tokens: int = DEFAULT_CONTEXT_TOKENS
     """The model's context window in tokens: ``ai_agg`` packs each request's rows to fit it."""
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+    """Bytes of one answer read at most, counted after decompression; a larger answer is that row's error."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -318,6 +325,7 @@ class Settings:
             price=_price(raw, raw.get("model", name)),
             anthropic_version=raw.get("anthropic_version"),
             context_tokens=raw.get("context_tokens", DEFAULT_CONTEXT_TOKENS),
+            max_response_bytes=raw.get("max_response_bytes", DEFAULT_MAX_RESPONSE_BYTES),
         )
 
     def with_endpoint(self, name: str, **options: Any) -> Settings:
@@ -536,6 +544,14 @@ def _check_endpoint(name: str, raw: Any, source: str) -> None:
     for key in ("verify_tls", "cache"):
         if key in raw and not isinstance(raw[key], bool):
             fail(key, "true or false")
+    size = raw.get("max_response_bytes", DEFAULT_MAX_RESPONSE_BYTES)
+    if not _is_int(size) or not 1 <= size <= MAX_RESPONSE_BYTES_LIMIT:
+        # Any answer must fit, stored and replied, in one of the coordinator's 64 MiB frames.
+        fail(
+            "max_response_bytes",
+            f"a whole number of bytes from 1 to {MAX_RESPONSE_BYTES_LIMIT} (48 MiB, so that any answer fits the "
+            f"coordinator's 64 MiB frame), like {32 * 1024 * 1024} for 32 MiB",
+        )
     _check_price(raw, fail)
     _check_anthropic_version(raw, fail)
     tags = raw.get("request_tags")

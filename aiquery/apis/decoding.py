@@ -11,7 +11,12 @@ from typing import Any
 
 from aiquery.apis.base import MalformedResponse, TokenUsage, estimate_tokens
 
+MAX_TOKEN_COUNT = 2**53
+"""Largest token count believed: past it a count is unknown. Costs are floats (exact up to 2**53), and the usage
+table's counts are 64-bit."""
+
 __all__ = [
+    "MAX_TOKEN_COUNT",
     "build_usage",
     "describe",
     "require_list",
@@ -100,8 +105,8 @@ def token_count(container: Any, *path: str) -> int | None:
             return None
         value = value.get(key)
     if type(value) is int:
-        return value if value >= 0 else None
-    if type(value) is float and value.is_integer() and value >= 0:
+        return value if 0 <= value <= MAX_TOKEN_COUNT else None
+    if type(value) is float and value.is_integer() and 0 <= value <= MAX_TOKEN_COUNT:
         return int(value)
     return None
 

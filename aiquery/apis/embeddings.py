@@ -6,6 +6,7 @@ Request: ``{"model", "input": prompt}``. Answer: ``data[0].embedding`` as a list
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar, Literal
 
 from aiquery.apis.base import Answer, APIRequest, BodyModelAdapter, ErrorVerdict, MalformedResponse, TokenUsage
@@ -14,7 +15,10 @@ from aiquery.apis.error_body import parse_error_body
 from aiquery.apis.parameter_mappings import EMBEDDINGS_PARAMETERS
 from aiquery.apis.response_format import reject_response_format
 
-__all__ = ["EmbeddingsAdapter"]
+__all__ = ["FLOAT32_MAX", "EmbeddingsAdapter"]
+
+FLOAT32_MAX = 3.4028234663852886e38
+"""The largest SQL FLOAT: an embedding value past it is out of range."""
 
 
 class EmbeddingsAdapter(BodyModelAdapter):
@@ -50,16 +54,31 @@ class EmbeddingsAdapter(BodyModelAdapter):
         vector = item.get("embedding")
         if not isinstance(vector, list) or not vector:
             raise MalformedResponse(f"expected data[0].embedding to be an array of numbers, found {describe(vector)}")
-        values: list[float] = []
-        for number in vector:
-            if isinstance(number, bool) or not isinstance(number, (int, float)):
-                raise MalformedResponse(f"data[0].embedding holds {describe(number)}, not a number")
-            values.append(float(number))
-        return Answer(value=values, usage=_map_usage(response.get("usage"), request.prompt))
+        return Answer(value=_finite_floats(vector), usage=_map_usage(response.get("usage"), request.prompt))
 
     def parse_error(self, status: int, body: Any) -> ErrorVerdict:
         """The provider's message and retry hint (see :func:`~aiquery.apis.error_body.parse_error_body`)."""
         return parse_error_body(status, body)
+
+
+def _finite_floats(vector: list[Any]) -> list[float]:
+    # Python's decoder reads 1e400 as inf and accepts NaN and Infinity; an integer can be any length. None of
+    # them is a usable FLOAT, so each is the row's error rather than a vector of infinities or an OverflowError.
+    # The bound is SQL FLOAT's (32 bits, the default returnType), where a larger value would arrive as inf; no
+    # embedding model's values come anywhere near it.
+    values: list[float] = []
+    for index, number in enumerate(vector):
+        if isinstance(number, bool) or not isinstance(number, (int, float)):
+            raise MalformedResponse(f"data[0].embedding holds {describe(number)}, not a number")
+        try:
+            value = float(number)
+        except OverflowError:
+            value = math.inf
+        if not -FLOAT32_MAX <= value <= FLOAT32_MAX:
+            kind = "not a number" if math.isnan(value) else "out of float range"
+            raise MalformedResponse(f"embedding value {kind} at data[0].embedding[{index}]")
+        values.append(value)
+    return values
 
 
 def _map_usage(usage: Any, prompt: str) -> TokenUsage:

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiquery.apis.base import ErrorVerdict
+from aiquery.apis.json_body import decode_json_body
 
 __all__ = ["MAX_MESSAGE_CHARS", "parse_error_body"]
 
@@ -81,8 +82,8 @@ def _maybe_json(text: str) -> Any:
     if not stripped.startswith(("{", "[")):
         return None
     try:
-        return json.loads(stripped)
-    except ValueError:
+        return decode_json_body(stripped)
+    except ValueError:  # not JSON, or nested too deep to read: the text is the message
         return None
 
 

@@ -1,9 +1,11 @@
 """A worker's connection to the coordinator, and what travels on it.
 
-:class:`Link` opens the connection (TLS checked against the query plan's fingerprint, the secret proved in the
-handshake of :mod:`.protocol`), numbers each request and matches its reply, and gives up on a reply that does
-not come. :class:`Batch` is what the next sync carries and :class:`Reply` what comes back; the client decides
-what goes into a batch and what to do when the connection is lost.
+:class:`Link` opens the connection (TLS checked against the query plan's fingerprint before any frame is read or
+written, the secret proved both ways in the handshake of :mod:`.handshake`), numbers each request and matches
+its reply, and gives up on a reply that does not come. :class:`Batch` is what the next sync carries and
+:class:`Reply` what comes back; the client decides what goes into a batch and what to do when the connection is
+lost. A worker sends its next sync (or next part of a local journal's delivery) once the last one is
+answered, so a slow coordinator makes it wait rather than buffer.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from collections.abc import Callable, Collection
 from typing import Any
 
 from aiquery.coordinator.cap import cap_error
-from aiquery.coordinator.protocol import CoordinatorAddress, FrameReader, ProtocolError, encode_frame, prove
+from aiquery.coordinator.handshake import PRE_AUTH_FRAME_BYTES, Refused, WorkerHandshake
+from aiquery.coordinator.protocol import CoordinatorAddress, FrameReader, ProtocolError, encode_frame
 from aiquery.coordinator.tls import certificate_fingerprint, client_context
 from aiquery.store.base import StoredAnswer
 
@@ -197,11 +200,11 @@ class Link:
 
         Raises:
             OSError, asyncio.TimeoutError, ConnectionError, ProtocolError: the coordinator cannot be reached, is
-                not the one in the query plan, or refuses this worker.
+                not the one in the query plan (its certificate or its proof of the secret), or refuses this worker.
         """
         loop = asyncio.get_running_loop()
         address = self.address
-        hello: asyncio.Future[dict[str, Any]] = loop.create_future()
+        hello: asyncio.Future[None] = loop.create_future()
         transport, _ = await asyncio.wait_for(
             loop.create_connection(
                 lambda: _ClientProtocol(self, hello),
@@ -212,13 +215,11 @@ class Link:
             ),
             CONNECT_TIMEOUT_S,
         )
-        if address.fingerprint and certificate_fingerprint(transport) != address.fingerprint:
+        try:
+            await asyncio.wait_for(hello, CONNECT_TIMEOUT_S)
+        except BaseException:
             transport.abort()
-            raise ConnectionError("the coordinator's TLS certificate is not the one in the query plan")
-        reply = await asyncio.wait_for(hello, CONNECT_TIMEOUT_S)
-        if not reply.get("ok"):
-            transport.abort()
-            raise ConnectionError(str(reply.get("error", "refused")))
+            raise
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
 
@@ -302,44 +303,70 @@ def describe(error: BaseException) -> str:
 
 
 class _ClientProtocol(asyncio.Protocol):
-    def __init__(self, link: Link, hello: asyncio.Future[dict[str, Any]]) -> None:
+    """The worker's end: the handshake, then every frame to the link.
+
+    ``connection_made`` runs once TLS is established and before anything that came with the handshake is
+    delivered, so the certificate is checked there: a peer showing another certificate never sees a frame.
+    """
+
+    def __init__(self, link: Link, hello: asyncio.Future[None]) -> None:
         self.link = link
         self.hello = hello
-        self.reader = FrameReader()
+        self.handshake = WorkerHandshake(link.address.secret, link.worker_id)
+        self.reader = FrameReader(PRE_AUTH_FRAME_BYTES, 0)
         self.transport: asyncio.Transport | None = None
+        self.pinned = False
         self.ready = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        expected = self.link.address.fingerprint
+        if expected and certificate_fingerprint(transport) != expected:
+            self._refuse(ConnectionError("the coordinator's TLS certificate is not the one in the query plan"))
+            return
+        self.pinned = True
         sock = transport.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def data_received(self, data: bytes) -> None:
-        assert self.transport is not None
+        if not self.pinned or self.transport is None:
+            return
         try:
             for meta, payload in self.reader.feed(data):
-                if not self.ready:
-                    self._handshake(meta)
-                else:
+                if self.ready:
                     self.link._received(meta, payload)
+                elif not self._handshake(meta):
+                    return
         except ProtocolError as error:
-            self.transport.abort()
-            if not self.hello.done():
-                self.hello.set_exception(error)
+            self._refuse(error)
 
-    def _handshake(self, meta: dict[str, Any]) -> None:
+    def _handshake(self, meta: dict[str, Any]) -> bool:
+        """Take one handshake frame; whether the connection goes on."""
         assert self.transport is not None
-        if meta.get("op") == "challenge":
-            nonce = bytes.fromhex(str(meta.get("nonce", "")))
-            proof = prove(self.link.address.secret, nonce)
-            self.transport.write(encode_frame({"op": "hello", "proof": proof, "worker": self.link.worker_id}))
-            return
-        self.ready = bool(meta.get("ok"))
+        try:
+            if meta.get("op") == "challenge":
+                self.transport.write(encode_frame(self.handshake.hello(meta)))
+                return True
+            self.handshake.welcome(meta)
+        except Refused as refusal:
+            address = self.link.address
+            self._refuse(ConnectionError(f"coordinator at {address.host}:{address.port}: {refusal}"))
+            return False
+        self.ready = True
+        self.reader.trust()
         if not self.hello.done():
-            self.hello.set_result(meta)
+            self.hello.set_result(None)
+        return True
+
+    def _refuse(self, error: Exception) -> None:
+        self.pinned = False
+        if self.transport is not None:
+            self.transport.abort()
+        if not self.hello.done():
+            self.hello.set_exception(error)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.hello.done():

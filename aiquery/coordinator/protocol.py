@@ -4,10 +4,12 @@ A frame is ``!II`` (length of the metadata, length of the payload), the metadata
 payload as raw bytes. Usage records travel in the payload as the journal's own lines, so the driver appends
 them to its journal without decoding them; the metadata says whose they are.
 
-The connection opens with a challenge: the coordinator sends a random nonce, the worker answers with
-HMAC-SHA256 of it under the application's secret. The secret itself never crosses the wire, and a connection
-that does not prove it is refused and closed before any other frame is read. Every later frame is a request
-(``seq`` numbers it) answered by one reply (``re`` names it), in order.
+The connection opens with a mutual proof of the application's secret (:mod:`.handshake`): the coordinator
+sends a nonce, the worker answers with its own nonce and an HMAC of both under the secret, and the
+coordinator's welcome carries its own HMAC of both, which the worker checks before it sends anything else. The
+secret itself never crosses the wire; a peer that does not prove it is refused and closed before any other
+frame is read, and until then frames are small (:data:`.handshake.PRE_AUTH_FRAME_BYTES`). Every later frame is
+a request (``seq`` numbers it) answered by one reply (``re`` names it), in order.
 
 Request ``op`` values:
 
@@ -25,8 +27,6 @@ Request ``op`` values:
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import secrets
 import struct
@@ -43,16 +43,13 @@ __all__ = [
     "FrameReader",
     "encode_frame",
     "new_secret",
-    "prove",
-    "verify",
 ]
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 HEADER = struct.Struct("!II")
 MAX_META_BYTES = 1 << 20
 MAX_PAYLOAD_BYTES = 64 << 20
 """A frame larger than this is a protocol error (a worker sends its records in parts well below it)."""
-_CONTEXT = b"aiquery-coordinator-v1"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -82,16 +79,6 @@ def new_secret() -> Secret:
     return Secret(secrets.token_hex(32))
 
 
-def prove(secret: Secret, nonce: bytes) -> str:
-    """The worker's answer to a challenge: HMAC-SHA256 of the nonce under the secret, hex."""
-    return hmac.new(secret.reveal().encode(), _CONTEXT + nonce, hashlib.sha256).hexdigest()
-
-
-def verify(secret: Secret, nonce: bytes, proof: Any) -> bool:
-    """Whether ``proof`` answers the challenge ``nonce`` (constant-time)."""
-    return isinstance(proof, str) and hmac.compare_digest(prove(secret, nonce), proof)
-
-
 def encode_frame(meta: dict[str, Any], payload: bytes = b"") -> bytes:
     """One frame: header, metadata, payload."""
     encoded = json.dumps(meta, separators=(",", ":")).encode()
@@ -103,12 +90,25 @@ class ProtocolError(Exception):
 
 
 class FrameReader:
-    """Cuts a byte stream into frames; feed it what arrives, then iterate the complete frames."""
+    """Cuts a byte stream into frames; feed it what arrives, then iterate the complete frames.
 
-    __slots__ = ("_buffer",)
+    Args:
+        max_meta: the largest metadata accepted (until the peer is authenticated, a few KiB: see
+            :meth:`trust`).
+        max_payload: the largest payload accepted.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("_buffer", "max_meta", "max_payload")
+
+    def __init__(self, max_meta: int = MAX_META_BYTES, max_payload: int = MAX_PAYLOAD_BYTES) -> None:
         self._buffer = bytearray()
+        self.max_meta = max_meta
+        self.max_payload = max_payload
+
+    def trust(self) -> None:
+        """The peer proved the secret: accept frames up to the protocol's limits from now on."""
+        self.max_meta = MAX_META_BYTES
+        self.max_payload = MAX_PAYLOAD_BYTES
 
     def feed(self, data: bytes) -> Iterator[tuple[dict[str, Any], bytes]]:
         """Add ``data`` and yield every frame now complete.
@@ -123,7 +123,8 @@ class FrameReader:
         try:
             while len(buffer) - start >= size:
                 meta_length, payload_length = HEADER.unpack_from(buffer, start)
-                if meta_length > MAX_META_BYTES or payload_length > MAX_PAYLOAD_BYTES:
+                # Checked on the header alone: a frame too large is refused before its body is buffered.
+                if meta_length > self.max_meta or payload_length > self.max_payload:
                     raise ProtocolError(f"frame too large ({meta_length} + {payload_length} bytes)")
                 end = start + size + meta_length + payload_length
                 if len(buffer) < end:

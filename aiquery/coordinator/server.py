@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import secrets
 import socket
 import ssl
 import threading
@@ -27,6 +26,7 @@ from aiquery.coordinator.answers import AnswerDesk
 from aiquery.coordinator.budgets import Budgets
 from aiquery.coordinator.cap import CapSetting
 from aiquery.coordinator.cap_book import CapBook
+from aiquery.coordinator.handshake import PRE_AUTH_FRAME_BYTES, CoordinatorHandshake, Doorman, Refused
 from aiquery.coordinator.progress import ProgressBook, QueryProgress, TaskCounts
 from aiquery.coordinator.protocol import (
     PROTOCOL_VERSION,
@@ -35,7 +35,6 @@ from aiquery.coordinator.protocol import (
     ProtocolError,
     encode_frame,
     new_secret,
-    verify,
 )
 from aiquery.coordinator.requests import InFlight
 from aiquery.coordinator.tasks import KilledTasks
@@ -101,6 +100,8 @@ class Coordinator:
         self._loop = LoopThread(name="aiquery-coordinator")
         self._server: asyncio.base_events.Server | None = None
         self._connections: set[_Connection] = set()
+        self._doorman = Doorman()
+        """Connections still in the handshake, per address: a stranger cannot hold every slot."""
         self._maintenance: asyncio.Task[None] | None = None
         self.refused = 0
         """Connections refused for a missing or wrong secret (for tests and logs)."""
@@ -137,6 +138,7 @@ class Coordinator:
             ssl=self._tls[0] if self._tls else None,
             reuse_address=True,
             backlog=1024,
+            ssl_handshake_timeout=HANDSHAKE_TIMEOUT_S if self._tls else None,
         )
         sockets = self._server.sockets
         self.port = int(sockets[0].getsockname()[1])
@@ -432,26 +434,53 @@ class Coordinator:
 
 
 class _Connection(asyncio.Protocol):
-    """One worker's connection: challenge, then frames handled in order, one reply each."""
+    """One worker's connection: the handshake, then frames handled in order, one reply each.
+
+    A worker that does not read its replies is not read either (its writes pause our reading), so the replies
+    waiting for it stay within the transport's high-water mark.
+    """
 
     def __init__(self, coordinator: Coordinator) -> None:
         self.coordinator = coordinator
         self.transport: asyncio.Transport | None = None
-        self.reader = FrameReader()
-        self.nonce = secrets.token_bytes(32)
+        self.reader = FrameReader(PRE_AUTH_FRAME_BYTES, 0)
+        self.handshake = CoordinatorHandshake(coordinator.secret)
         self.worker: str | None = None
         self.clean = False
+        self.peer: str | None = None
+        """The peer's address while it counts among the doorman's connections in the handshake."""
         self._timeout: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        peername = transport.get_extra_info("peername")
+        peer = str(peername[0]) if isinstance(peername, tuple) and peername else "?"
+        if not self.coordinator._doorman.enter(peer):
+            transport.abort()
+            return
+        self.peer = peer
         self.coordinator._connections.add(self)
         sock = transport.get_extra_info("socket")
         if sock is not None:
             _keepalive(sock)
-        transport.write(encode_frame({"op": "challenge", "nonce": self.nonce.hex(), "version": PROTOCOL_VERSION}))
+        transport.write(encode_frame(self.handshake.challenge(PROTOCOL_VERSION)))
         self._timeout = asyncio.get_running_loop().call_later(HANDSHAKE_TIMEOUT_S, self._handshake_timeout)
+
+    def pause_writing(self) -> None:
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    def _left_handshake(self) -> None:
+        if self.peer is not None:
+            self.coordinator._doorman.leave(self.peer)
+            self.peer = None
+        if self._timeout is not None:
+            self._timeout.cancel()
 
     def _handshake_timeout(self) -> None:
         if self.worker is None:
@@ -460,6 +489,8 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         transport = self.transport
         assert transport is not None
+        if self.worker is None and self.peer is None:
+            return  # refused or turned away, and closing: nothing more is read
         try:
             for meta, payload in self.reader.feed(data):
                 if self.worker is None:
@@ -482,32 +513,33 @@ class _Connection(asyncio.Protocol):
                 else:
                     transport.write(encode_frame({"re": seq, "error": f"unknown op {op!r}"}))
         except ProtocolError as exc:
-            logger.warning("coordinator: closing a connection that broke the protocol: %s", exc)
+            if self.worker is None:  # a stranger's noise: one quiet line
+                logger.debug("coordinator: closing a connection from %s in the handshake: %s", self.peer, exc)
+            else:
+                logger.warning("coordinator: closing a connection that broke the protocol: %s", exc)
             self.abort()
 
     def _hello(self, meta: dict[str, Any]) -> None:
         assert self.transport is not None
-        if meta.get("op") != "hello" or not verify(self.coordinator.secret, self.nonce, meta.get("proof")):
+        try:
+            worker, proof = self.handshake.hello(meta)
+        except Refused as refusal:
             self.coordinator.refused += 1
+            logger.debug("coordinator: refused a connection from %s: %s", self.peer, refusal)
             # Say why, without echoing anything the peer sent, then close.
-            self.transport.write(encode_frame({"error": "refused: the application's secret was not proven"}))
+            self.transport.write(encode_frame({"error": f"refused: {refusal}"}))
             self.transport.close()
-            return
-        worker = meta.get("worker")
-        if not isinstance(worker, str) or not worker:
-            self.transport.write(encode_frame({"error": "refused: hello without a worker id"}))
-            self.transport.close()
+            self._left_handshake()
             return
         self.worker = worker
-        if self._timeout is not None:
-            self._timeout.cancel()
+        self._left_handshake()
+        self.reader.trust()
         self.coordinator.worker_connected(worker)
-        self.transport.write(encode_frame({"re": 0, "ok": True, "pid": os.getpid()}))
+        self.transport.write(encode_frame({"re": 0, "ok": True, "pid": os.getpid(), "proof": proof}))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.coordinator._connections.discard(self)
-        if self._timeout is not None:
-            self._timeout.cancel()
+        self._left_handshake()
         if self.worker is not None:
             self.coordinator.worker_disconnected(self.worker, self.clean)
 

@@ -6,17 +6,25 @@ return. Messages name what to fix: the token variable for 401/403, the URL asked
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from typing import Any
 
-from aiquery.apis.base import MalformedResponse
-from aiquery.config import Endpoint
+from aiquery.apis.base import ErrorVerdict, MalformedResponse
+from aiquery.apis.error_body import MAX_MESSAGE_CHARS
+from aiquery.apis.json_body import decode_json_body
+from aiquery.config import MAX_RESPONSE_BYTES_LIMIT, Endpoint
 from aiquery.engine.prepared import PreparedSite
 from aiquery.engine.retry import AttemptFailed, Decision, retry_decision
 from aiquery.engine.transport import HTTPResponse, NoResponse
-from aiquery.errors import DeadlineExceeded, RequestTimeout, ResponseError, TransportError, status_error_class
+from aiquery.errors import (
+    CallError,
+    DeadlineExceeded,
+    RequestTimeout,
+    ResponseError,
+    TransportError,
+    status_error_class,
+)
 
 __all__ = ["bad_body_failure", "budget_deadline", "deadline_reason", "no_response_failure", "status_failure"]
 
@@ -30,10 +38,13 @@ def status_failure(
     endpoint = prepared.endpoint
     text = response.body.decode("utf-8", "replace")
     try:
-        decoded: Any = json.loads(text)
-    except ValueError:
+        decoded: Any = decode_json_body(text)
+    except ValueError:  # not JSON, or too deep: the adapter reads the text
         decoded = text
-    verdict = prepared.adapter.parse_error(response.status, decoded)
+    try:
+        verdict = prepared.adapter.parse_error(response.status, decoded)
+    except Exception:  # adapters promise not to raise; should one, a strange error body still fails only its row
+        verdict = ErrorVerdict(message=text[:MAX_MESSAGE_CHARS] or f"HTTP {response.status}")
     decision = retry_decision(
         response.status,
         response.headers,
@@ -61,24 +72,41 @@ def status_failure(
 
 
 def bad_body_failure(exc: Exception, response: HTTPResponse, endpoint: Endpoint) -> AttemptFailed:
-    """A 2xx answer whose body cannot be used: malformed JSON is retried, JSON without an answer is not."""
+    """A 2xx answer whose body cannot be used: malformed JSON is retried, JSON without an answer is not.
+
+    ``exc`` is whatever decoding and reading the body raised: a :class:`MalformedResponse` (too deep, out of range,
+    the wrong shape), a ``ValueError`` (not JSON), or anything else an odd shape provokes in an adapter, which is
+    read like a wrong shape.
+    """
     text = response.body[:200].decode("utf-8", "replace")
-    if isinstance(exc, MalformedResponse):
-        # Valid JSON without the answer will look the same next time: not retried.
+    if isinstance(exc, ValueError) and not isinstance(exc, MalformedResponse):
         return AttemptFailed(
-            ResponseError(f"response has no usable answer: {exc}", endpoint=endpoint.name, body=text),
-            Decision(False, "response without an answer"),
+            ResponseError(f"response is not valid JSON: {text!r}", endpoint=endpoint.name, body=text),
+            Decision(True, "malformed JSON body"),
         )
+    cause = str(exc) if isinstance(exc, MalformedResponse) else f"{type(exc).__name__}: {str(exc)[:300]}"
+    # Valid JSON without the answer will look the same next time: not retried.
     return AttemptFailed(
-        ResponseError(f"response is not valid JSON: {text!r}", endpoint=endpoint.name, body=text),
-        Decision(True, "malformed JSON body"),
+        ResponseError(f"response has no usable answer: {cause}", endpoint=endpoint.name, body=text),
+        Decision(False, "response without an answer"),
     )
 
 
 def no_response_failure(failure: NoResponse, endpoint: Endpoint) -> AttemptFailed:
-    """No complete response (timeout, refused or dropped connection): retried unless a retry cannot help."""
-    error_type = RequestTimeout if failure.kind == "timeout" else TransportError
-    error = error_type(failure.message, endpoint=endpoint.name)
+    """No complete response (timeout, refused or dropped connection, an answer too large or unreadable): retried
+    unless a retry cannot help."""
+    error: CallError
+    if failure.kind in ("too_large", "unreadable"):
+        message = failure.message
+        if failure.kind == "too_large":
+            message += (
+                f"; raise max_response_bytes in [endpoints.{endpoint.name}] (at most "
+                f"{MAX_RESPONSE_BYTES_LIMIT >> 20} MiB) if such answers are expected"
+            )
+        error = ResponseError(message, endpoint=endpoint.name)
+    else:
+        error_type = RequestTimeout if failure.kind == "timeout" else TransportError
+        error = error_type(failure.message, endpoint=endpoint.name)
     decision = retry_decision(None, {}, max_retry_after=endpoint.max_retry_after, transport_retryable=failure.retryable)
     return AttemptFailed(error, decision)
 

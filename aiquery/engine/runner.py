@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import datetime as dt
 import itertools
-import json
 import logging
 import time
 import uuid
@@ -24,8 +23,9 @@ from typing import Any
 
 import tenacity
 
-from aiquery.apis.base import Answer, APIRequest, MalformedResponse, estimate_tokens
+from aiquery.apis.base import Answer, APIRequest, estimate_tokens
 from aiquery.apis.images import FilePrompt
+from aiquery.apis.json_body import decode_json_body
 from aiquery.config import Endpoint
 from aiquery.engine.batch import PendingCall, plan_calls
 from aiquery.engine.failures import (
@@ -397,8 +397,10 @@ class Engine:
                     body,
                     timeout=max(MIN_TIMEOUT_S, min(endpoint.timeout, remaining)),
                     verify_tls=endpoint.verify_tls,
+                    max_bytes=endpoint.max_response_bytes,
                 )
             except NoResponse as failure:
+                record.status_code = failure.status
                 self._end_without_response(record, failure.message, failure.elapsed, failure.time_to_first_byte)
                 raise no_response_failure(failure, endpoint) from None
             except asyncio.CancelledError:
@@ -473,8 +475,9 @@ class Engine:
         record.time_to_first_byte_ms = int(response.time_to_first_byte * 1000)
         if 200 <= response.status < 300:
             try:
-                answer = prepared.adapter.parse_response(json.loads(response.body.decode()), request)
-            except (ValueError, MalformedResponse) as exc:
+                answer = prepared.adapter.parse_response(decode_json_body(response.body), request)
+            except Exception as exc:  # whatever one answer provokes is that row's error, never the query's
+                logger.debug("unusable answer to %s", record.request_id, exc_info=True)
                 failure = bad_body_failure(exc, response, endpoint)
                 record.error_message = failure.error.message
                 record.currency = None  # what it billed is unknown (cost NULL)

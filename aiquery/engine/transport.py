@@ -13,11 +13,19 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from aiquery.config import DEFAULT_MAX_RESPONSE_BYTES
+from aiquery.engine.response_body import ACCEPT_ENCODING, BodyTooLarge, UnreadableBody, describe_size, read_body
+
 __all__ = ["HTTPResponse", "NoResponse", "Transport"]
 
 CONNECT_TIMEOUT_S = 10.0
 MIN_TIMEOUT_S = 0.1
 """The shortest timeout a request is given: an attempt with less time than this left is not started."""
+ERROR_BODY_BYTES = 1 << 16
+"""Bytes of an error answer read: its message is in its first bytes, and errors keep 2,000 characters of it."""
+NOT_RETRYABLE = frozenset({"tls", "too_large", "unreadable"})
+"""Failures the same request would meet again: a certificate, and an answer too large or in a form not asked for
+(a retry would pay for the same answer and throw it away again)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,22 +44,32 @@ class NoResponse(Exception):
 
     Attributes:
         kind: ``timeout``, ``connect`` (refused, unreachable, DNS), ``tls`` (certificate), ``dropped``
-            (closed mid-request) or ``truncated`` (body shorter than announced).
+            (closed mid-request), ``truncated`` (body shorter than announced), ``too_large`` (body past the
+            bound) or ``unreadable`` (an encoding not asked for, corrupt compressed data).
         elapsed: seconds spent before giving up.
         time_to_first_byte: seconds until headers arrived, if they did.
+        status: the HTTP status, when headers arrived before the failure.
     """
 
-    def __init__(self, kind: str, message: str, elapsed: float, time_to_first_byte: float | None = None) -> None:
+    def __init__(
+        self,
+        kind: str,
+        message: str,
+        elapsed: float,
+        time_to_first_byte: float | None = None,
+        status: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.kind = kind
         self.message = message
         self.elapsed = elapsed
         self.time_to_first_byte = time_to_first_byte
+        self.status = status
 
     @property
     def retryable(self) -> bool:
-        """A certificate problem will not fix itself; everything else may."""
-        return self.kind != "tls"
+        """Whether another attempt may fare better (see :data:`NOT_RETRYABLE`)."""
+        return self.kind not in NOT_RETRYABLE
 
 
 class Transport:
@@ -83,7 +101,13 @@ class Transport:
                 keepalive_timeout=30.0,
                 ssl=verify_tls,
             )
-            session = aiohttp.ClientSession(connector=connector, auto_decompress=True, trust_env=False)
+            # Bodies are decompressed by read_body, within the endpoint's bound (see response_body).
+            session = aiohttp.ClientSession(
+                connector=connector,
+                auto_decompress=False,
+                headers={"Accept-Encoding": ACCEPT_ENCODING},
+                trust_env=False,
+            )
             self._sessions[key] = session
         return session
 
@@ -99,21 +123,32 @@ class Transport:
         return timeout
 
     async def post(
-        self, url: str, headers: dict[str, str], body: bytes, *, timeout: float, verify_tls: bool = True
+        self,
+        url: str,
+        headers: dict[str, str],
+        body: bytes,
+        *,
+        timeout: float,
+        verify_tls: bool = True,
+        max_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> HTTPResponse:
-        """POST ``body`` and read the whole response.
+        """POST ``body`` and read the whole response, of at most ``max_bytes`` after decompression.
+
+        An error answer (status 300 and up) is cut to its first :data:`ERROR_BODY_BYTES` instead.
 
         Raises:
-            NoResponse: timeout, connection failure, TLS failure, dropped or truncated response.
+            NoResponse: timeout, connection failure, TLS failure, dropped or truncated response, an answer past
+                ``max_bytes`` or one that cannot be decompressed.
         """
         session = self._session(url, verify_tls)
         started = time.perf_counter()
         ttfb: float | None = None
+        status: int | None = None
         try:
             async with session.post(url, data=body, headers=headers, timeout=self._timeout(timeout)) as response:
                 ttfb = time.perf_counter() - started
-                payload = await response.read()
                 status = response.status
+                payload = await _read_or_close(response, max_bytes)
                 return HTTPResponse(
                     status=status,
                     # Only error handling reads headers (Retry-After, x-should-retry): skip the copy on success.
@@ -122,6 +157,11 @@ class Transport:
                     time_to_first_byte=ttfb,
                     elapsed=time.perf_counter() - started,
                 )
+        except BodyTooLarge as exc:
+            message = f"answer larger than max_response_bytes ({describe_size(max_bytes)}): {exc.message}"
+            raise NoResponse("too_large", message, _since(started), ttfb, status) from None
+        except UnreadableBody as exc:
+            raise NoResponse("unreadable", exc.message, _since(started), ttfb, status) from None
         except asyncio.TimeoutError:
             raise NoResponse(
                 "timeout", f"no response within {timeout:g} s", time.perf_counter() - started, ttfb
@@ -149,6 +189,20 @@ class Transport:
         self._by_url.clear()
         for session in sessions:
             await session.close()
+
+
+async def _read_or_close(response: aiohttp.ClientResponse, max_bytes: int) -> bytes:
+    error = response.status >= 300
+    try:
+        payload = await read_body(response, min(max_bytes, ERROR_BODY_BYTES) if error else max_bytes, truncate=error)
+    except (BodyTooLarge, UnreadableBody):
+        response.close()  # the rest is never read: the connection cannot serve another request
+        if error:
+            return b""  # the status says what happened, and whether to retry
+        raise
+    if not response.content.at_eof():
+        response.close()
+    return payload
 
 
 def _since(started: float) -> float:

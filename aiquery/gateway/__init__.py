@@ -14,13 +14,16 @@ Routes (``POST``): ``/ai-gateway/mlflow/v1/chat/completions``, ``/ai-gateway/mlf
 ``/ai-gateway/mlflow/v1/responses``, ``/ai-gateway/openai/v1/responses``,
 ``/ai-gateway/anthropic/v1/messages`` and ``/ai-gateway/gemini/v1beta/models/{model}:generateContent``.
 Settings are the fields of :class:`GatewayConfig`. A prompt can carry per-request directives:
-``[[fault:503]]`` (any fault kind), ``[[latency_ms:500]]`` and ``[[tokens:2000]]``.
+``[[fault:503]]`` (any fault kind), ``[[latency_ms:500]]`` and ``[[tokens:2000]]``. The hostile kinds
+(``[[fault:gzip_bomb]]``, ``deep_json``, ``huge_numbers``, ``endless``, ``oversized``, ``trickle``, ``html``,
+``not_json``; see :mod:`aiquery.gateway.hostile`) are status 200 answers a careless client cannot survive;
+``hostile_share`` (``aiquery gateway --hostile``) serves them to a share of requests chosen by a hash of each body.
 """
 
 from __future__ import annotations
 
 from aiquery.gateway.command import DEFAULT_TOKEN, main
 from aiquery.gateway.handle import GatewayHandle, start_gateway
-from aiquery.gateway.settings import FAULT_KINDS, GatewayConfig
+from aiquery.gateway.settings import FAULT_KINDS, HOSTILE_KINDS, GatewayConfig
 
-__all__ = ["DEFAULT_TOKEN", "FAULT_KINDS", "GatewayConfig", "GatewayHandle", "main", "start_gateway"]
+__all__ = ["DEFAULT_TOKEN", "FAULT_KINDS", "HOSTILE_KINDS", "GatewayConfig", "GatewayHandle", "main", "start_gateway"]

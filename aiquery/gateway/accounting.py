@@ -4,6 +4,11 @@ Tests compare the usage table with these numbers, so a request is counted the mo
 before any latency: a client killed mid-request still shows up. The log keeps plain tuples of immutable values
 (the tags header is kept as its raw string), which the garbage collector stops tracking, so a long log does
 not slow every collection down.
+
+Two views of tokens: ``input_tokens`` / ``output_tokens`` are what the response body reports in a form a
+client can read, ``billed_input_tokens`` / ``billed_output_tokens`` what the emulated provider charges. They
+differ where an answer was generated but cannot be read (``truncated`` and the hostile kinds): a provider bills
+that generation, and the client's ledger knows no token count for it.
 """
 
 from __future__ import annotations
@@ -29,13 +34,15 @@ LOG_FIELDS = (
     "output_tokens",
     "cached_tokens",
     "cache_creation_tokens",
+    "billed_input_tokens",
+    "billed_output_tokens",
     "request_tags",
     "user_agent",
     "time",
 )
 
 _TAGS = LOG_FIELDS.index("request_tags")
-_Entry = tuple[str | None, str, str, int | str, str, int, int, int, int, str | None, str | None, float]
+_Entry = tuple[str | None, str, str, int | str, str, int, int, int, int, int, int, str | None, str | None, float]
 
 
 class Accounting:
@@ -55,6 +62,8 @@ class Accounting:
         self.input_tokens = 0
         self.output_tokens = 0
         self.cached_tokens = 0
+        self.billed_input_tokens = 0
+        self.billed_output_tokens = 0
         self.max_in_flight = self.in_flight
         self._log.clear()
         self._interned.clear()
@@ -78,6 +87,7 @@ class Accounting:
         model: str,
         headers: dict[str, str],
         tokens: tuple[int, int, int, int] = (0, 0, 0, 0),
+        billed: tuple[int, int] | None = None,
     ) -> None:
         """Count one request whose outcome is decided.
 
@@ -90,6 +100,7 @@ class Accounting:
             headers: the request headers (lower-cased names).
             tokens: input (including cached), output, cache-read and cache-write tokens reported in the response
                 body.
+            billed: input and output tokens the provider charges; None when they are the reported ones.
         """
         status_key = str(status)
         self.requests += 1
@@ -100,6 +111,9 @@ class Accounting:
         self.input_tokens += input_tokens
         self.output_tokens += output_tokens
         self.cached_tokens += cached_tokens
+        billed_input, billed_output = (input_tokens, output_tokens) if billed is None else billed
+        self.billed_input_tokens += billed_input
+        self.billed_output_tokens += billed_output
         self._log.append(
             (
                 headers.get("x-client-request-id"),
@@ -111,6 +125,8 @@ class Accounting:
                 output_tokens,
                 cached_tokens,
                 cache_creation_tokens,
+                billed_input,
+                billed_output,
                 headers.get("databricks-ai-gateway-request-tags"),
                 self._intern(headers.get("user-agent")),
                 time.time(),
@@ -133,6 +149,8 @@ class Accounting:
                 "input": self.input_tokens,
                 "output": self.output_tokens,
                 "cached": self.cached_tokens,
+                "billed_input": self.billed_input_tokens,
+                "billed_output": self.billed_output_tokens,
             },
             "in_flight": self.in_flight,
             "max_in_flight": self.max_in_flight,

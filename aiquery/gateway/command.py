@@ -22,7 +22,7 @@ from typing import Any
 
 from aiquery.gateway.accounting import DEFAULT_LOG_LIMIT
 from aiquery.gateway.runner import new_event_loop, run_gateway
-from aiquery.gateway.settings import GatewayConfig
+from aiquery.gateway.settings import DEFAULT_HOSTILE_SHARE, HOSTILE_KINDS, GatewayConfig
 
 __all__ = ["DEFAULT_TOKEN", "build_parser", "main"]
 
@@ -62,6 +62,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--log-limit", type=int, default=DEFAULT_LOG_LIMIT, help="requests kept in the request log")
     parser.add_argument("--watch-stdin", action="store_true", help="stop when stdin closes (the parent went away)")
+    parser.add_argument(
+        "--hostile",
+        action="store_true",
+        help=f"answer a share of requests ({DEFAULT_HOSTILE_SHARE:g} unless --hostile-share says) with status 200 "
+        "answers a careless client cannot survive: deeply nested JSON, numbers past a float's range, gzip bombs, "
+        "endless, oversized and trickling bodies, wrong content types; the same request always meets the same one",
+    )
+    parser.add_argument(
+        "--hostile-kinds",
+        metavar="KIND,...",
+        help=f"the hostile kinds to choose from (default all: {','.join(HOSTILE_KINDS)})",
+    )
     for name, kind in _scalar_settings().items():
         parser.add_argument(
             f"--{name.replace('_', '-')}",
@@ -82,6 +94,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not isinstance(changes, dict):
             raise ValueError("--config must be a JSON object")
         changes.update({name: getattr(args, name) for name in _scalar_settings() if getattr(args, name) is not None})
+        if args.hostile and args.hostile_share is None:
+            changes["hostile_share"] = DEFAULT_HOSTILE_SHARE
+        if args.hostile_kinds is not None:
+            changes["hostile_kinds"] = [kind.strip() for kind in args.hostile_kinds.split(",") if kind.strip()]
         config = GatewayConfig().updated(changes)
     except ValueError as error:
         parser.error(str(error))

@@ -1,9 +1,9 @@
 """The emulator application: checks, decides and answers each request, and serves the admin routes.
 
 For a gateway route the steps are: authenticate, decode the body, let the wire format validate it, take a
-rate-limit token, pick the outcome (directive, script, random fault or ``ok``), count it, then answer after
-the latency. Refusals by the gateway itself (401, 400, rate-limit and quota 429s, injected or from the token
-bucket) are answered at once, as real gateways do.
+rate-limit token, pick the outcome (directive, script, the hostile share, random fault or ``ok``), count it,
+then answer after the latency. Refusals by the gateway itself (401, 400, rate-limit and quota 429s, injected or
+from the token bucket) are answered at once, as real gateways do.
 
 Admin routes (not counted): ``GET /_emulator/stats``, ``GET /_emulator/requests?offset=&limit=``,
 ``GET|POST /_emulator/config`` (a POST is a partial update) and ``POST /_emulator/reset``.
@@ -25,9 +25,10 @@ from aiquery.gateway.accounting import DEFAULT_LOG_LIMIT, Accounting
 from aiquery.gateway.answers import Ask, compose_reply, prompt_tokens
 from aiquery.gateway.error_bodies import DATABRICKS, MESSAGES, kind_of_status
 from aiquery.gateway.faults import FaultPicker, TokenBucket, read_directives, retry_after_headers
+from aiquery.gateway.hostile import hostile_kind_for, send_hostile
 from aiquery.gateway.http_server import Exchange
 from aiquery.gateway.routes import UNKNOWN_ROUTE, Route, match_route
-from aiquery.gateway.settings import GatewayConfig
+from aiquery.gateway.settings import HOSTILE_KINDS, GatewayConfig
 from aiquery.gateway.wire import BadRequest, images_in
 from aiquery.gateway.wire_native import AnthropicFormat
 
@@ -192,6 +193,8 @@ class Emulator:
         if directives is not None:
             fault, forced_tokens = directives.fault, directives.tokens
             delay_s = None if directives.latency_ms is None else directives.latency_ms / 1000.0
+        if fault is None and not self._picker.scripted:
+            fault = hostile_kind_for(exchange.body, self.config.hostile_share, self.config.hostile_kinds)
         if fault is None:
             fault = self._picker.next_fault()
         if delay_s is None:
@@ -209,6 +212,7 @@ class Emulator:
         status: int | str,
         outcome: str,
         tokens: tuple[int, int, int, int] = (0, 0, 0, 0),
+        billed: tuple[int, int] | None = None,
     ) -> None:
         self.accounting.record(
             route=route.key,
@@ -217,6 +221,7 @@ class Emulator:
             model=ask.model,
             headers=exchange.headers,
             tokens=tokens,
+            billed=billed,
         )
 
     def _next_id(self) -> str:
@@ -238,9 +243,19 @@ class Emulator:
     def _truncated(
         self, exchange: Exchange, route: Route, ask: Ask, fault: str, delay_s: float, forced: int | None
     ) -> None:
-        body = _json(route.wire.render(ask, compose_reply(ask, self.config, forced), self._next_id()))
-        self._record(exchange, route, ask, 200, fault)
+        reply = compose_reply(ask, self.config, forced)
+        body = _json(route.wire.render(ask, reply, self._next_id()))
+        # The answer was generated, so it is billed, though the client can read no token count.
+        self._record(exchange, route, ask, 200, fault, billed=(reply.input_tokens, reply.output_tokens))
         exchange.later(delay_s, exchange.respond_truncated, 200, body, len(body) // 2)
+
+    def _hostile(
+        self, exchange: Exchange, route: Route, ask: Ask, fault: str, delay_s: float, forced: int | None
+    ) -> None:
+        reply = compose_reply(ask, self.config, forced)
+        answer = route.wire.render(ask, reply, self._next_id())
+        self._record(exchange, route, ask, 200, fault, billed=(reply.input_tokens, reply.output_tokens))
+        exchange.later(delay_s, send_hostile, exchange, fault, answer, self.config.trickle_ms / 1000.0)
 
     def _malformed(
         self, exchange: Exchange, route: Route, ask: Ask, fault: str, delay_s: float, forced: int | None
@@ -334,6 +349,7 @@ _OUTCOMES: dict[str, _Outcome] = {
     "hang": Emulator._hang,
     "429": Emulator._rate_limited,
     "quota": Emulator._quota,
+    **dict.fromkeys(HOSTILE_KINDS, Emulator._hostile),
 }
 """Outcome handlers by fault kind; every other kind is an HTTP status answered with a plain error body."""
 

@@ -1,8 +1,9 @@
 """Deciding what goes wrong: the rate limiter, scripted and random faults, prompt directives, latency.
 
 Order of precedence for an accepted request: a ``[[fault:...]]`` directive in the prompt, then the next
-``script`` entry, then a draw against ``fault_rates``. A directive does not consume a script entry, so a test
-can mix per-row faults with an exact script for the other requests.
+``script`` entry, then the ``hostile_share`` (decided by a hash of the request body, see
+:func:`aiquery.gateway.hostile.hostile_kind_for`), then a draw against ``fault_rates``. A directive does not
+consume a script entry, so a test can mix per-row faults with an exact script for the other requests.
 """
 
 from __future__ import annotations
@@ -105,6 +106,11 @@ class FaultPicker:
     def set_script(self, script: tuple[str, ...]) -> None:
         """Replace the remaining script."""
         self._script = deque(script)
+
+    @property
+    def scripted(self) -> bool:
+        """Whether script entries remain (they come before the hostile share and the random draw)."""
+        return bool(self._script)
 
     @property
     def script_remaining(self) -> list[str]:

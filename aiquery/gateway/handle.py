@@ -84,8 +84,8 @@ class GatewayHandle:
         """The counters.
 
         Keys: ``requests``, ``by_route`` and ``by_status`` (status keys are strings, plus ``hang`` and
-        ``drop``), ``tokens`` (``input``, ``output``, ``cached``), ``in_flight``, ``max_in_flight``,
-        ``logged``, ``script_remaining`` and ``config``.
+        ``drop``), ``tokens`` (``input``, ``output``, ``cached``, ``billed_input``, ``billed_output``),
+        ``in_flight``, ``max_in_flight``, ``logged``, ``script_remaining`` and ``config``.
         """
         result: dict[str, Any] = self._call("GET", "stats")
         return result
@@ -94,8 +94,9 @@ class GatewayHandle:
         """The request log in arrival order.
 
         One dict per request with ``client_request_id``, ``route``, ``model``, ``status``, ``outcome``,
-        ``input_tokens``, ``output_tokens``, ``cached_tokens``, ``cache_creation_tokens``, ``request_tags``,
-        ``user_agent`` and ``time``.
+        ``input_tokens``, ``output_tokens``, ``cached_tokens``, ``cache_creation_tokens`` (reported in the body),
+        ``billed_input_tokens``, ``billed_output_tokens`` (charged: more than reported for an answer that was
+        generated but cannot be read), ``request_tags``, ``user_agent`` and ``time``.
         """
         query = f"?offset={offset}" + ("" if limit is None else f"&limit={limit}")
         result: list[dict[str, Any]] = self._call("GET", "requests" + query)["requests"]

@@ -5,7 +5,9 @@ bottleneck of a benchmark. It supports what LLM clients send: keep-alive, pipeli
 order), ``Content-Length`` bodies and ``Expect: 100-continue``. Chunked uploads are refused with 501.
 
 The application is a callable that receives an :class:`Exchange` per request and answers it now or later
-(:meth:`Exchange.later` schedules on the event loop, so a delayed answer costs a timer, not a thread).
+(:meth:`Exchange.later` schedules on the event loop, so a delayed answer costs a timer, not a thread). A
+streamed body (:meth:`Exchange.stream`) is produced as the client reads it: the next chunk is written only
+while the transport is not paused, so an endless body costs a chunk of memory, not the whole body.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import http
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, cast
 
 __all__ = ["Application", "Exchange", "HTTPProtocol", "serve"]
@@ -71,7 +73,7 @@ class Exchange:
         keep_alive: bool,
     ) -> None:
         self._protocol = protocol
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.Handle | None = None
         self.method = method
         self.path, _, self.query = target.partition("?")
         self.headers = headers
@@ -110,10 +112,55 @@ class Exchange:
         self._protocol.write(head + body[:sent_bytes])
         self._end(close=True)
 
+    def stream(
+        self,
+        status: int,
+        chunks: Iterator[bytes],
+        *,
+        length: int | None = None,
+        interval_s: float = 0.0,
+        content_type: str = "application/json",
+    ) -> None:
+        """Send a response whose body is ``chunks``, each written once the client has taken the previous ones.
+
+        Args:
+            status: the HTTP status.
+            chunks: the body's pieces; the body ends when they do (never, for an endless iterator).
+            length: the ``Content-Length`` to announce; None sends the body chunked.
+            interval_s: a pause between two chunks (a slow trickle), else as fast as the client reads.
+            content_type: the ``Content-Type`` header.
+        """
+        if self.done:
+            return
+        head = [_STATUS_LINES.get(status) or _status_line(status), b"Content-Type: %s\r\n" % content_type.encode()]
+        head.append(b"Transfer-Encoding: chunked\r\n" if length is None else b"Content-Length: %d\r\n" % length)
+        head.append(b"\r\n" if self.keep_alive else b"Connection: close\r\n\r\n")
+        self._protocol.write(b"".join(head))
+        _BodyPump(self, chunks, chunked=length is None, interval_s=interval_s).next()
+
     def drop(self) -> None:
         """Close the connection without answering."""
         if not self.done:
             self._end(close=True)
+
+    def write(self, data: bytes) -> None:
+        """Write part of a streamed body."""
+        if not self.done:
+            self._protocol.write(data)
+
+    def end(self) -> None:
+        """End a streamed response (the connection closes unless the client keeps it alive)."""
+        if not self.done:
+            self._end(close=not self.keep_alive)
+
+    def wait(self, delay_s: float, callback: Callable[[], None]) -> None:
+        """Run ``callback`` after ``delay_s`` seconds (0: on the next loop turn), unless the exchange ends first."""
+        loop = self._protocol.loop
+        self._timer = loop.call_later(delay_s, callback) if delay_s > 0 else loop.call_soon(callback)
+
+    def when_writable(self, callback: Callable[[], None]) -> bool:
+        """Whether the client is taking data now; if not, ``callback`` runs once it is again."""
+        return self._protocol.when_writable(callback)
 
     def later(self, delay_s: float, callback: Callable[..., None], *args: Any) -> None:
         """Run ``callback(*args)`` after ``delay_s`` seconds, unless the client goes away first."""
@@ -137,6 +184,32 @@ class Exchange:
             self._end(close=True)
 
 
+class _BodyPump:
+    """Writes a streamed body one chunk at a time, pausing while the transport's buffer is full."""
+
+    __slots__ = ("_chunked", "_chunks", "_exchange", "_interval_s")
+
+    def __init__(self, exchange: Exchange, chunks: Iterator[bytes], *, chunked: bool, interval_s: float) -> None:
+        self._exchange = exchange
+        self._chunks = chunks
+        self._chunked = chunked
+        self._interval_s = interval_s
+
+    def next(self) -> None:
+        exchange = self._exchange
+        if exchange.done or not exchange.when_writable(self.next):
+            return
+        chunk = next(self._chunks, None)
+        if chunk is None:
+            if self._chunked:
+                exchange.write(b"0\r\n\r\n")
+            exchange.end()
+            return
+        if chunk:
+            exchange.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if self._chunked else chunk)
+        exchange.wait(self._interval_s, self.next)
+
+
 class HTTPProtocol(asyncio.Protocol):
     """One client connection: parses requests in order and hands each to the application."""
 
@@ -152,6 +225,8 @@ class HTTPProtocol(asyncio.Protocol):
         self._current: Exchange | None = None
         self._parsing = False
         self._body_start = 0
+        self._paused = False
+        self._on_resume: Callable[[], None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's TCP transport implements asyncio.Transport's methods without subclassing it, so an
@@ -176,6 +251,22 @@ class HTTPProtocol(asyncio.Protocol):
         """Write to the client if it is still connected."""
         if self._transport is not None:
             self._transport.write(data)
+
+    def pause_writing(self) -> None:
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        callback, self._on_resume = self._on_resume, None
+        if callback is not None:
+            callback()
+
+    def when_writable(self, callback: Callable[[], None]) -> bool:
+        """Whether the transport takes data now; if not, ``callback`` runs when it does again."""
+        if not self._paused:
+            return True
+        self._on_resume = callback
+        return False
 
     def finished(self, exchange: Exchange, *, close: bool) -> None:
         """The current exchange ended: close, or go on with any pipelined request already buffered."""

@@ -16,7 +16,10 @@ from typing import Any
 __all__ = [
     "DEFAULT_EMBEDDING_DIM",
     "DEFAULT_HANG_SECONDS",
+    "DEFAULT_HOSTILE_SHARE",
+    "DEFAULT_TRICKLE_MS",
     "FAULT_KINDS",
+    "HOSTILE_KINDS",
     "RETRY_AFTER_MODES",
     "GatewayConfig",
     "is_fault",
@@ -25,6 +28,20 @@ __all__ = [
 DEFAULT_EMBEDDING_DIM = 1024
 DEFAULT_HANG_SECONDS = 300.0
 DEFAULT_FAULT_RETRY_AFTER_S = 1.0
+DEFAULT_HOSTILE_SHARE = 0.05
+DEFAULT_TRICKLE_MS = 100.0
+
+HOSTILE_KINDS = (
+    "deep_json",
+    "huge_numbers",
+    "gzip_bomb",
+    "endless",
+    "oversized",
+    "trickle",
+    "html",
+    "not_json",
+)
+"""Answers a careless client cannot survive, all with status 200 (see :mod:`aiquery.gateway.hostile`)."""
 
 FAULT_KINDS = frozenset(
     {
@@ -41,6 +58,7 @@ FAULT_KINDS = frozenset(
         "malformed",
         "truncated",
         "no_text",
+        *HOSTILE_KINDS,
     }
 )
 """Named faults. Any other HTTP error status (``"404"``, ``"504"`` …) is accepted too, as a plain error."""
@@ -80,6 +98,10 @@ class GatewayConfig:
         loose_answers: answer requests for structured output the way a model that ignores it does: a label in
             another case wrapped in words ("The answer is: POSITIVE."), an object's keys in another case inside
             prose and a code fence.
+        hostile_share: the share of requests without a directive answered with one of ``hostile_kinds``, chosen
+            from a hash of the request body: the same request meets the same answer, whatever the arrival order.
+        hostile_kinds: the kinds ``hostile_share`` picks from (default all of :data:`HOSTILE_KINDS`).
+        trickle_ms: the pause between two bytes of a ``trickle`` answer.
     """
 
     latency_ms: float = 0.0
@@ -100,6 +122,9 @@ class GatewayConfig:
     reasoning_tokens: int = 0
     loose_answers: bool = False
     context_tokens: int | None = None
+    hostile_share: float = 0.0
+    hostile_kinds: tuple[str, ...] = HOSTILE_KINDS
+    trickle_ms: float = DEFAULT_TRICKLE_MS
 
     def updated(self, changes: Mapping[str, Any]) -> GatewayConfig:
         """A copy with ``changes`` applied, each value checked and normalised.
@@ -132,6 +157,7 @@ class GatewayConfig:
         data = dataclasses.asdict(self)
         data["fault_rates"] = dict(self.fault_rates)
         data["script"] = list(self.script)
+        data["hostile_kinds"] = list(self.hostile_kinds)
         return data
 
 
@@ -205,6 +231,12 @@ def _script(name: str, value: Any) -> tuple[str, ...]:
     return tuple(_fault_kind(name, item, allow_ok=True) for item in value)
 
 
+def _hostile_kinds(name: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, (list, tuple)) or not value or any(kind not in HOSTILE_KINDS for kind in value):
+        raise ValueError(f"{name} must be a non-empty list of {list(HOSTILE_KINDS)}, got {value!r}")
+    return tuple(dict.fromkeys(value))
+
+
 _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "latency_ms": _number(0.0),
     "latency_min_ms": _number(0.0, optional=True),
@@ -224,4 +256,7 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "reasoning_tokens": _integer(0),
     "loose_answers": _boolean,
     "context_tokens": _integer(1, optional=True),
+    "hostile_share": _number(0.0, maximum=1.0),
+    "hostile_kinds": _hostile_kinds,
+    "trickle_ms": _number(1.0),
 }

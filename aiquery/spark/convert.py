@@ -11,9 +11,12 @@ import decimal
 import json
 from typing import Any
 
+from aiquery.apis.json_body import decode_json_body
+
 __all__ = ["convert_answer"]
 
 _INTEGERS = {"byte", "short", "integer", "long"}
+_INTEGER_BITS = {"byte": 8, "short": 16, "integer": 32, "long": 64}
 _FLOATS = {"float", "double"}
 
 
@@ -24,7 +27,7 @@ def convert_answer(text: str, type_json: Any) -> Any:
         ValueError: the text is not JSON, or does not fit the type (the message names the path).
     """
     try:
-        value = json.loads(text)
+        value = decode_json_body(text)
     except ValueError:
         raise ValueError(
             f"the answer is not JSON, so it cannot be parsed into the returnType: {text[:200]!r}"
@@ -63,13 +66,20 @@ def _atomic(value: Any, kind: str, path: str) -> Any:
             return value
         raise ValueError(f"{path}: expected true or false, found {_show(value)}")
     if kind in _INTEGERS:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+        whole = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+        if isinstance(value, bool) or not whole:
             raise ValueError(f"{path}: expected a whole number, found {_show(value)}")
+        bound = 1 << (_INTEGER_BITS[kind] - 1)
+        if not -bound <= value < bound:  # Arrow would refuse it, failing the whole batch
+            raise ValueError(f"{path}: {_show(value)} is out of range for {kind.upper()}")
         return int(value)
     if kind in _FLOATS:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"{path}: expected a number, found {_show(value)}")
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an integer of hundreds of digits
+            raise ValueError(f"{path}: {_show(value)} is out of range for {kind.upper()}") from None
     if kind.startswith("decimal"):
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
             raise ValueError(f"{path}: expected a number, found {_show(value)}")

@@ -292,7 +292,7 @@ def _values(plan: CallPlan, outcomes: list[Outcome]) -> tuple[list[Any], list[st
         if error is None and value is not None and plan.parse_json:
             try:
                 value = convert_answer(str(value), plan.result_json)
-            except ValueError as exc:
+            except Exception as exc:  # whatever one answer provokes is that row's error, never the query's
                 value, error = None, CallError(str(exc), endpoint=plan.site.endpoint.name)
         if error is not None and plan.fail_on_error:
             raise error

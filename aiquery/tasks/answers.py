@@ -14,6 +14,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from aiquery.apis.json_body import json_depth_exceeds
+
 __all__ = ["SENTIMENTS", "asked_fields", "extract_fields", "first_object", "match_label", "named_labels"]
 
 SENTIMENTS = ("positive", "negative", "neutral", "mixed")
@@ -101,6 +103,8 @@ def _key(name: str) -> str:
 
 def first_object(text: str) -> dict[str, Any] | None:
     """The first JSON object in ``text`` (alone, or inside prose or a code fence), or None."""
+    if json_depth_exceeds(text):
+        return None  # the decoder would recurse past the interpreter's limit: no object anyone asked for
     decoder = json.JSONDecoder()
     index = text.find("{")
     while index != -1:

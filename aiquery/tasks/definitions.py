@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiquery.apis.base import ResponseFormat
+from aiquery.apis.json_body import decode_json_body
 from aiquery.errors import ArgumentError
 from aiquery.tasks.answers import SENTIMENTS, asked_fields, extract_fields, first_object, match_label, named_labels
 
@@ -124,8 +125,8 @@ class Task:
 def _field(answer: str, name: str) -> str:
     """``answer[name]`` when the answer is a JSON object holding it (structured output), else the answer itself."""
     try:
-        data = json.loads(answer)
-    except ValueError:
+        data = decode_json_body(answer)
+    except ValueError:  # not JSON, or nested past any real answer
         return answer
     if isinstance(data, dict) and isinstance(data.get(name), str):
         return str(data[name])

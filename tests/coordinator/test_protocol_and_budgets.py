@@ -8,7 +8,8 @@ import pytest
 
 from aiquery.config import Secret
 from aiquery.coordinator.budgets import LEASE_S, MIN_SHARE, Budgets
-from aiquery.coordinator.protocol import FrameReader, ProtocolError, encode_frame, new_secret, prove, verify
+from aiquery.coordinator.handshake import coordinator_proof, proven, worker_proof
+from aiquery.coordinator.protocol import FrameReader, ProtocolError, encode_frame, new_secret
 from aiquery.coordinator.tasks import KilledTasks
 
 
@@ -30,14 +31,19 @@ def test_a_frame_too_large_or_not_json_is_a_protocol_error() -> None:
         list(FrameReader().feed(b"\x00\x00\x00\x03\x00\x00\x00\x00abc"))
 
 
-def test_the_proof_depends_on_secret_and_nonce_and_never_contains_the_secret() -> None:
+def test_the_proofs_depend_on_secret_nonces_and_side_and_never_contain_the_secret() -> None:
     secret = new_secret()
-    nonce = b"n" * 32
-    proof = prove(secret, nonce)
-    assert verify(secret, nonce, proof)
-    assert not verify(secret, b"m" * 32, proof)
-    assert not verify(Secret("another"), nonce, proof)
-    assert not verify(secret, nonce, None)
+    ours, theirs = b"n" * 32, b"w" * 32
+    proof = worker_proof(secret, ours, theirs)
+    assert proven(proof, worker_proof(secret, ours, theirs))
+    assert not proven(proof, worker_proof(secret, b"m" * 32, theirs))
+    assert not proven(proof, worker_proof(secret, ours, b"m" * 32))
+    assert not proven(proof, worker_proof(Secret("another"), ours, theirs))
+    # A worker's proof cannot be reflected as the coordinator's, for the same nonces or swapped ones.
+    assert not proven(coordinator_proof(secret, ours, theirs), proof)
+    assert not proven(coordinator_proof(secret, theirs, ours), worker_proof(secret, ours, theirs))
+    for malformed in (None, 7, ["x"], "é" * 64, "\ud800" * 64):
+        assert not proven(proof, malformed)
     assert secret.reveal() not in proof and secret.reveal() not in repr(secret)
 
 
