@@ -85,7 +85,11 @@ class SparkContextInfo:
         assert jvm is not None
         active = jvm.org.apache.spark.sql.SparkSession.getActiveSession()
         session = active.get() if active.isDefined() else self.spark._jsparkSession
-        return session.conf(), str(session.sessionUUID())
+        try:
+            owner = str(session.sessionUUID())
+        except Exception:  # a Spark without the session's UUID (checked on 4.2 only): its JVM identity
+            owner = f"jvm-{jvm.java.lang.System.identityHashCode(session)}"
+        return session.conf(), owner
 
     def spending_cap(self, conf: Any = None) -> CapSetting:
         """A session's cap (``aiquery.budget.max_cost``, ``aiquery.budget.max_tokens``); empty when unset.
