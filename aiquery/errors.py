@@ -12,7 +12,7 @@ The tree::
         ├── TransportError       no HTTP response: refused, dropped, DNS, TLS
         │   └── RequestTimeout   an attempt ran past the endpoint's timeout
         ├── DeadlineExceeded     the call's total deadline ran out between or during attempts
-        ├── BudgetExceeded       not sent: the application's spending cap is reached (AI_QUERY_BUDGET_EXCEEDED)
+        ├── BudgetExceeded       not sent: a spending cap counting it is reached (AI_QUERY_BUDGET_EXCEEDED)
         ├── TaskCancelled        not sent: the Spark task was being killed (its job failed or was cancelled)
         ├── UsageNotRecorded     not sent: the driver's usage journal cannot be written (a full disk)
         ├── StatusError          the endpoint answered with an HTTP error status
@@ -161,8 +161,10 @@ class DeadlineExceeded(CallError):
 
 
 class BudgetExceeded(CallError):
-    """Not sent: the next request would pass the application's spending cap (``aiquery.budget.max_cost`` or
-    ``max_tokens``). Its message starts with the error class ``[AI_QUERY_BUDGET_EXCEEDED]`` and names the cap."""
+    """Not sent: the next request would pass a spending cap that counts it: its session's
+    (``aiquery.budget.max_cost`` or ``max_tokens``, set with ``SET``) or the application's (``aiquery run
+    --max-cost`` or ``--max-tokens``). Its message starts with the error class ``[AI_QUERY_BUDGET_EXCEEDED]`` and names the cap,
+    whose it is and how to lift it."""
 
     error_class = "AI_QUERY_BUDGET_EXCEEDED"
 

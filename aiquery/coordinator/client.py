@@ -55,7 +55,7 @@ from aiquery.coordinator.local_journal import LocalJournal, local_journal_dir
 from aiquery.coordinator.progress import ProgressReport
 from aiquery.coordinator.protocol import CoordinatorAddress, ProtocolError
 from aiquery.coordinator.shares import EndpointShare, EndpointShares
-from aiquery.engine.governor import Admission, EndpointLimits, SendingStopped, TaskInfo, add_sample
+from aiquery.engine.governor import Admission, CapClaim, EndpointLimits, SendingStopped, TaskInfo, add_sample
 from aiquery.store.base import StoredAnswer
 from aiquery.usage.codec import RecordEncoder
 from aiquery.usage.journal import process_gone
@@ -71,7 +71,7 @@ RECONNECT_MIN_S = 0.25
 RECONNECT_MAX_S = 2.0
 FLUSH_TIMEOUT_S = 30.0
 CUT_OFF_UNDER_CAP = (
-    "not sent: the application has a spending cap, and this worker cannot reach the driver's coordinator to check "
+    "not sent: a spending cap is in force, and this worker cannot reach the driver's coordinator to check "
     "it; run again once the driver is reachable (rows already answered come from the answer store)."
 )
 DELIVERY_INTERVAL_S = 2.0
@@ -137,10 +137,13 @@ class CoordinatorClient:
         """How many times this worker lost its coordinator (for tests and logs)."""
         self._samples: dict[str, dict[str, list[int]]] = {}
         """Estimate runs' row counts not reported yet (run -> endpoint -> [seen, sent])."""
-        self._spend: dict[str, list[float]] = {}
-        """What requests ended since the last sync spent: ``{currency: [cost, tokens, requests]}``, for the cap."""
+        self._spend: dict[str, Any] = {}
+        """What requests ended since the last sync spent, for the caps: ``{request_id: [currency, cost, tokens,
+        output_tokens]}``, 0 for a request that ended without a usage report (see :meth:`CapBook.spent`)."""
+        self._cap_owner = ""
+        """The session whose cap counts the current task's requests (empty: none)."""
         self.capped = False
-        """The application has a spending cap (the query plan says so, or the driver did): while cut off from
+        """A spending cap is in force (the query plan says so, or the driver did): while cut off from
         the driver this worker sends nothing, since it cannot check the cap."""
 
     # ---- Governor -------------------------------------------------------------------------------------------
@@ -201,7 +204,7 @@ class CoordinatorClient:
         if self.address.same_machine:
             self._schedule_flush()  # no begin brings a sync soon: the answer would wait for the ticker
 
-    def begin(self, record: UsageRecord) -> asyncio.Future[Any] | None:
+    def begin(self, record: UsageRecord, claim: CapClaim | None = None) -> asyncio.Future[Any] | None:
         if self.driver_gone or record.task_attempt_id in self._stopped_tasks:
             stopped: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             stopped.set_exception(SendingStopped())
@@ -229,6 +232,8 @@ class CoordinatorClient:
         batch.begin_heads.append(head)
         batch.tasks.append(record.task_attempt_id)
         batch.currencies.append(record.currency)
+        batch.owners.append(self._cap_owner)
+        batch.claims.append(claim.wire() if claim is not None and self.capped else None)
         self._schedule_flush()
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         batch.begin_waiters.append(waiter)
@@ -238,13 +243,8 @@ class CoordinatorClient:
         self._progress.count_request(record)
         if self.journal is None:
             return
-        if not record.cache_hit:
-            spent = self._spend.get(record.currency or "")
-            if spent is None:
-                spent = self._spend[record.currency or ""] = [0.0, 0, 0]
-            spent[0] += record.cost or 0.0
-            spent[1] += record.total_tokens or 0
-            spent[2] += 1
+        if self.capped and not record.cache_hit:
+            self._spend[record.request_id] = _spend_entry(record)
         request_id = record.request_id
         head = self._heads.pop(request_id, None)
         direct = self._direct
@@ -286,9 +286,10 @@ class CoordinatorClient:
     def sampled(self, run: str, endpoint: str, seen: int, sent: int) -> None:
         add_sample(self._samples, run, endpoint, seen, sent)
 
-    def start_task(self, task: TaskInfo | None, capped: bool = False) -> None:
+    def start_task(self, task: TaskInfo | None, capped: bool = False, cap_owner: str = "") -> None:
         self._progress.task = task
         self.capped = self.capped or capped
+        self._cap_owner = cap_owner
         if task is None or task.task_attempt_id not in self._stopped_tasks:
             self._stopped_tasks.clear()  # a killed task's worker is gone before it runs another
 
@@ -396,17 +397,12 @@ class CoordinatorClient:
             meta["est"], self._samples = self._samples, {}
         self._link.send(meta, payload, lambda done: self._synced(batch, done, spend))
 
-    def _synced(self, batch: Batch, done: asyncio.Future[Reply], spend: dict[str, list[float]]) -> None:
+    def _synced(self, batch: Batch, done: asyncio.Future[Reply], spend: dict[str, Any]) -> None:
         if self._sending is batch:
             self._sending = None
         if done.cancelled() or done.exception() is not None or "error" in done.result().meta:
-            # Reported again with the next sync (counted twice at worst, should the driver have seen it: a cap errs
-            # on the safe side).
-            for currency, (cost, tokens, requests) in spend.items():
-                spent = self._spend.setdefault(currency, [0.0, 0, 0])
-                spent[0] += cost
-                spent[1] += tokens
-                spent[2] += requests
+            # Reported again with the next sync (the driver counts a request once, should it have seen it).
+            self._spend = {**spend, **self._spend}
         if done.cancelled() or done.exception() is not None:
             if not batch.future.done():
                 error = done.exception() if not done.cancelled() else None
@@ -609,3 +605,13 @@ class CoordinatorClient:
         if await asyncio.shield(self._delivering):
             self._next_batch().wanted = True  # tell the driver nothing waits here any more
             self._schedule_flush()
+
+
+def _spend_entry(record: UsageRecord) -> list[Any] | int:
+    """What an ended request spent, for the caps; 0 when it ended without a usage report (no response, or a 2xx
+    whose body could not be read): it may have been billed all the same, so the driver counts it pessimistically.
+    An error status bills nothing and is reported as such."""
+    status = record.status_code
+    if status is None or (200 <= status < 300 and record.total_tokens is None):
+        return 0
+    return [record.currency or "", record.cost or 0.0, record.total_tokens or 0, record.output_tokens or 0]

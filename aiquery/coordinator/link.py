@@ -41,6 +41,7 @@ class Batch:
         "begin_heads",
         "begin_ids",
         "begin_waiters",
+        "claims",
         "currencies",
         "direct_ends",
         "end_ids",
@@ -48,6 +49,7 @@ class Batch:
         "extra",
         "future",
         "lookups",
+        "owners",
         "releases",
         "tasks",
         "wanted",
@@ -60,6 +62,10 @@ class Batch:
         self.tasks: list[int | None] = []
         self.currencies: list[str | None] = []
         """The currency each begun request is priced in (None: no price), for the spending cap."""
+        self.owners: list[str] = []
+        """The cap owner each begun request names (its session's id; empty when its session has no cap)."""
+        self.claims: list[list[Any] | None] = []
+        """What each begun request counts against a cap should it end without a usage report (None: unknown)."""
         self.begin_waiters: list[asyncio.Future[None]] = []
         """One per begin: the request waiting to be sent (its own future, so that cancelling it touches no other)."""
         self.end_ids: list[str] = []
@@ -118,6 +124,10 @@ class Batch:
                 meta["t"] = _compact(self.tasks)
                 if any(self.currencies):
                     meta["pc"] = _compact(self.currencies)
+                if any(self.owners):
+                    meta["co"] = _compact(self.owners)
+                if any(self.claims):
+                    meta["pe"] = self.claims
             if self.end_ids:
                 meta["e"] = self.end_ids
             if self.withdrawn:

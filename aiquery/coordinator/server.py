@@ -24,7 +24,8 @@ from typing import Any
 from aiquery.config import Secret
 from aiquery.coordinator.answers import AnswerDesk
 from aiquery.coordinator.budgets import Budgets
-from aiquery.coordinator.cap import CapSetting, SpendingCap
+from aiquery.coordinator.cap import CapSetting
+from aiquery.coordinator.cap_book import CapBook
 from aiquery.coordinator.handshake import PRE_AUTH_FRAME_BYTES, CoordinatorHandshake, Doorman, Refused
 from aiquery.coordinator.journal_writes import write_or_explain
 from aiquery.coordinator.progress import ProgressBook, QueryProgress, TaskCounts
@@ -91,8 +92,8 @@ class Coordinator:
         self.killed_tasks = KilledTasks()
         """Running tasks whose job failed: their begin records are refused (fed by the Spark listener)."""
         self.answers = AnswerDesk()
-        self.cap: SpendingCap | None = None
-        """The application's spending cap (see :mod:`.cap`), or None."""
+        self.caps = CapBook()
+        """The application's spending cap and the sessions' (see :mod:`.cap`)."""
         self._samples: dict[str, dict[str, list[int]]] = {}
         """Estimate runs' row counts, as workers report them: run -> endpoint -> [seen, sent]."""
         self._journals: dict[str, SpoolWriter] = {}
@@ -237,8 +238,7 @@ class Coordinator:
                 from aiquery.usage.recovery import LOST_WORKER_MESSAGE
 
                 closed = journal.end_lost(request_ids, LOST_WORKER_MESSAGE)
-                if self.cap is not None:
-                    self.cap.lost(request_ids)
+                self.caps.lost(request_ids)
                 logger.info("closed %d request(s) of lost workers as lost", closed)
 
     def settle(self, timeout: float, *, idle: bool = False) -> int:
@@ -261,28 +261,45 @@ class Coordinator:
             time.sleep(0.1)
 
     # ---- the spending cap -----------------------------------------------------------------------------------
-    def set_cap(self, setting: CapSetting) -> bool:
-        """Cap the application's spend from now on (an empty setting removes the cap); a setting equal to the one in
-        force changes nothing. Thread-safe. Returns whether the cap changed."""
+    def set_application_cap(self, setting: CapSetting) -> bool:
+        """Cap every request of the application from now on (``aiquery run --max-cost``); an empty setting removes
+        it, one equal to the cap in force changes nothing. Thread-safe. Returns whether the cap changed."""
 
         async def change() -> bool:
-            current = self.cap
-            if (current.setting if current is not None else CapSetting()) == setting:
-                return False
-            generation = (current.generation if current is not None else 0) + 1
-            self.cap = SpendingCap(setting, generation) if setting else None
-            return True
+            return self.caps.set_application(setting)
 
         changed: bool = self._loop.run(change(), timeout=30)
         if changed:
-            logger.info("aiquery: spending cap %s", setting.describe() if setting else "removed")
+            logger.info("aiquery: application spending cap %s", setting.describe() if setting else "removed")
         return changed
 
+    def set_session_cap(self, owner: str, setting: CapSetting) -> bool:
+        """Cap the requests of session ``owner`` from now on (an empty setting removes its cap); other sessions'
+        caps and the application's stay. Thread-safe. Returns whether its cap changed."""
+
+        async def change() -> bool:
+            return self.caps.set_session(owner, setting)
+
+        changed: bool = self._loop.run(change(), timeout=30)
+        if changed:
+            logger.info("aiquery: spending cap of session %s %s", owner, setting.describe() if setting else "removed")
+        return changed
+
+    def application_cap(self) -> CapSetting:
+        """The application's cap (empty when it has none). Thread-safe."""
+
+        async def read() -> CapSetting:
+            cap = self.caps.application
+            return cap.setting if cap is not None else CapSetting()
+
+        setting: CapSetting = self._loop.run(read(), timeout=30)
+        return setting
+
     def cap_state(self) -> dict[str, Any] | None:
-        """Where the spending cap stands (thread-safe), or None without a cap."""
+        """Where the spending caps stand (see :meth:`CapBook.snapshot`; thread-safe), or None without a cap."""
 
         async def snapshot() -> dict[str, Any] | None:
-            return self.cap.snapshot() if self.cap is not None else None
+            return self.caps.snapshot()
 
         state: dict[str, Any] | None = self._loop.run(snapshot(), timeout=30)
         return state
@@ -311,16 +328,14 @@ class Coordinator:
         begun_length = int(meta.get("bl", 0))
         ended_length = int(meta.get("el", len(payload) - begun_length))
         reply: dict[str, Any] = {}
-        cap = self.cap
-        if cap is not None:
-            reply["cap"] = cap.generation
-            spent = meta.get("sp")
-            if spent:
-                cap.spend(spent)
-            if ended:
-                cap.release(ended)
-            if withdrawn:
-                cap.release(withdrawn)
+        caps = self.caps
+        spent = meta.get("sp")
+        if caps:
+            reply["cap"] = caps.generation
+        if spent:
+            caps.spent(spent)
+        if withdrawn:
+            caps.withdraw(withdrawn)
         if begun or ended or withdrawn:
             journal_key = meta.get("j")
             journal = self.journal(journal_key) if isinstance(journal_key, str) else None
@@ -337,7 +352,7 @@ class Coordinator:
             if begun:
                 heads = payload[:begun_length].decode().split("\n")
                 tasks = meta.get("t")
-                currencies = meta.get("pc")
+                currencies, owners, claims = meta.get("pc"), meta.get("co"), meta.get("pe")
                 kept = list(range(len(begun)))
                 # kept: where the begins still considered sit in the sync (the worker's waiters are in that order).
                 task_list = tasks if isinstance(tasks, list) else [tasks] * len(begun)
@@ -350,10 +365,9 @@ class Coordinator:
                     begun = [begun[i] for i in kept]
                     heads = [heads[i] for i in kept]
                     tasks = [task_list[i] for i in kept]
-                    if isinstance(currencies, list):
-                        currencies = [currencies[i] for i in kept]
-                if cap is not None and begun:
-                    begun, heads, tasks = _admit(cap, begun, heads, tasks, currencies, reply, kept)
+                    currencies, owners, claims = (_pick(values, kept) for values in (currencies, owners, claims))
+                if caps and begun:
+                    begun, heads, tasks = _admit(caps, begun, heads, tasks, (currencies, owners, claims), reply, kept)
                 if begun:
                     failure = write_or_explain(journal, lambda: journal.begin_lines(begun, heads))
                     if failure is None:
@@ -553,28 +567,32 @@ class _Connection(asyncio.Protocol):
             self.transport.abort()
 
 
+def _pick(values: Any, kept: list[int]) -> Any:
+    """The kept begins' values of a per-begin list (a value shared by all stays as it is)."""
+    return [values[i] for i in kept] if isinstance(values, list) else values
+
+
 def _admit(
-    cap: SpendingCap,
+    caps: CapBook,
     begun: list[str],
     heads: list[str],
     tasks: Any,
-    currencies: Any,
+    per_begin: tuple[Any, Any, Any],
     reply: dict[str, Any],
     positions: list[int],
 ) -> tuple[list[str], list[str], Any]:
-    """The begins the cap lets go (with their heads and tasks); the refused ones (by their ``positions`` in the
-    sync) and why go into ``reply``."""
-    refused = cap.admit(begun, currencies)
-    if not refused:
+    """The begins the caps let go (with their heads and tasks); the refused ones (by their ``positions`` in the
+    sync) and why go into ``reply``. ``per_begin``: the begins' currencies, cap owners and claims."""
+    refusals = caps.admit(begun, *per_begin)
+    if not refusals:
         return begun, heads, tasks
     messages: list[str] = []
     which: list[int] = []
-    for index in refused:
-        currency = currencies[index] if isinstance(currencies, list) else currencies
-        message = cap.refusal(currency)
+    for _, message in refusals:
         if message not in messages:
             messages.append(message)
         which.append(messages.index(message))
+    refused = [index for index, _ in refusals]
     reply["refused"] = {"i": [positions[index] for index in refused], "m": which, "t": messages}
     gone = set(refused)
     keep = [index for index in range(len(begun)) if index not in gone]

@@ -28,6 +28,7 @@ from aiquery.usage.record import MemorySink, UsageRecord, UsageSink
 
 __all__ = [
     "Admission",
+    "CapClaim",
     "EndpointLimits",
     "Governor",
     "LocalGovernor",
@@ -134,6 +135,36 @@ class Admission:
 
 
 @dataclass(frozen=True, slots=True)
+class CapClaim:
+    """What a request would count against a spending cap should it end without a usage report (timed out,
+    unreadable): providers bill generations that outlive the client, so the cap assumes the worst.
+
+    Attributes:
+        endpoint: the endpoint's name (the coordinator remembers the largest output each has billed).
+        input_tokens: the request's input tokens, estimated from its body.
+        output_limit: its ``max_tokens``, or None when the call sets none.
+        input_per_million: the endpoint's input price (0 unpriced).
+        output_per_million: its output price (0 unpriced).
+    """
+
+    endpoint: str
+    input_tokens: int
+    output_limit: int | None
+    input_per_million: float
+    output_per_million: float
+
+    def wire(self) -> list[Any]:
+        """As it travels in a sync: ``[endpoint, input_tokens, output_limit or 0, input price, output price]``."""
+        return [
+            self.endpoint,
+            self.input_tokens,
+            self.output_limit or 0,
+            self.input_per_million,
+            self.output_per_million,
+        ]
+
+
+@dataclass(frozen=True, slots=True)
 class TaskInfo:
     """The Spark task a worker runs now, as governors report it: for progress and for closing lost requests."""
 
@@ -172,8 +203,10 @@ class Governor(Protocol):
         """A call whose fingerprint was looked up ended: its answer (stored for others), or None (failed)."""
         ...
 
-    def begin(self, record: UsageRecord) -> Awaitable[None] | None:
+    def begin(self, record: UsageRecord, claim: CapClaim | None = None) -> Awaitable[None] | None:
         """A request is about to be sent; send it only once the returned awaitable (if any) is done.
+
+        ``claim`` is what the request counts against a spending cap should it end without a usage report.
 
         The awaitable raises :class:`SendingStopped` when the request must not be sent at all (nothing is
         recorded for it then, nor is it to be withdrawn).
@@ -196,9 +229,10 @@ class Governor(Protocol):
         """An estimate run's rows: ``seen`` reached the call for ``endpoint``, ``sent`` of them are in the sample."""
         ...
 
-    def start_task(self, task: TaskInfo | None, capped: bool = False) -> None:
+    def start_task(self, task: TaskInfo | None, capped: bool = False, cap_owner: str = "") -> None:
         """The Spark task whose rows come next (None outside Spark); ``capped``: its query plan was made under a
-        spending cap (a governor that cannot check the cap then sends nothing)."""
+        spending cap (a governor that cannot check the cap then sends nothing); ``cap_owner``: the session whose
+        cap counts its requests (empty: only the application's cap, if any)."""
         ...
 
     async def flush(self) -> None:
@@ -242,7 +276,7 @@ class LocalGovernor:
     def settled(self, fingerprint: str, answer: StoredAnswer | None) -> None:
         pass
 
-    def begin(self, record: UsageRecord) -> None:
+    def begin(self, record: UsageRecord, claim: CapClaim | None = None) -> None:
         self.sink.begin(record)
 
     def end(self, record: UsageRecord) -> None:
@@ -257,7 +291,7 @@ class LocalGovernor:
     def sampled(self, run: str, endpoint: str, seen: int, sent: int) -> None:
         add_sample(self.samples, run, endpoint, seen, sent)
 
-    def start_task(self, task: TaskInfo | None, capped: bool = False) -> None:
+    def start_task(self, task: TaskInfo | None, capped: bool = False, cap_owner: str = "") -> None:
         pass
 
     async def flush(self) -> None:

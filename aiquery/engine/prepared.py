@@ -82,7 +82,9 @@ class PreparedSite:
         self.requester = requester
         self.fingerprint_prefix = fingerprint_prefix(endpoint.api, self.url, endpoint.model, api_headers)
         max_tokens = site.parameters.get("max_tokens")
-        self.output_estimate = int(max_tokens) if isinstance(max_tokens, (int, float)) else DEFAULT_OUTPUT_ESTIMATE
+        self.output_limit = int(max_tokens) if isinstance(max_tokens, (int, float)) else None
+        """The call's ``max_tokens``, or None when it sets none."""
+        self.output_estimate = self.output_limit if self.output_limit is not None else DEFAULT_OUTPUT_ESTIMATE
         self._template = self._body_template()
 
     def fingerprint(self, body: bytes) -> str:

@@ -35,7 +35,7 @@ from aiquery.engine.failures import (
     no_response_failure,
     status_failure,
 )
-from aiquery.engine.governor import EndpointLimits, Governor, LocalGovernor, SendingStopped
+from aiquery.engine.governor import CapClaim, EndpointLimits, Governor, LocalGovernor, SendingStopped
 from aiquery.engine.prepared import REQUEST_ID_HEADER, USER_AGENT, CallSite, PreparedSite
 from aiquery.engine.retry import AttemptFailed, Decision, is_retryable, stop_before_deadline, wait_retry_after
 from aiquery.engine.transport import MIN_TIMEOUT_S, HTTPResponse, NoResponse, Transport
@@ -368,10 +368,10 @@ class Engine:
                 )
             record = self._record(prepared, call_id, attempt, request_hash)
             headers = {**prepared.headers, REQUEST_ID_HEADER: record.request_id}
-            begun = self.governor.begin(record)
+            begun = self.governor.begin(record, _claim(prepared, body))
             if begun is not None:
                 # The request leaves only once its record is safe (on the driver, when coordinated) and the
-                # application's spending cap lets it go.
+                # spending caps that count it let it go.
                 try:
                     await begun
                 except asyncio.CancelledError:
@@ -524,6 +524,18 @@ class Engine:
         """Close connections and flush the governor."""
         await self._transport.aclose()
         await self.governor.aclose()
+
+
+def _claim(prepared: PreparedSite, body: bytes) -> CapClaim:
+    """What the request counts against a spending cap should it end without a usage report."""
+    price = prepared.endpoint.price
+    return CapClaim(
+        endpoint=prepared.endpoint.name,
+        input_tokens=(len(body) + 1) // 4,
+        output_limit=prepared.output_limit,
+        input_per_million=price.input_per_million if price is not None else 0.0,
+        output_per_million=price.output_per_million if price is not None else 0.0,
+    )
 
 
 def _cost(price: Price, record: UsageRecord) -> float | None:

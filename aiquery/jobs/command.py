@@ -19,6 +19,8 @@ from aiquery.errors import AIQueryError
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
+    from aiquery.coordinator.cap import CapSetting
+
 __all__ = [
     "EXIT_CAPPED",
     "EXIT_FAILED",
@@ -118,8 +120,8 @@ def run_command(
         quiet_pyspark_loggers()
         plain_ctrl_c(spark.sparkContext)
         register(spark, settings=settings)
-        for name, value in cap.items():  # the session settings a notebook would SET: the builder applies them
-            spark.conf.set(name, value)
+        if cap:
+            _cap_application(spark, cap)
         ledger = ledger_for(spark)
         if ledger is not None:
             # Now, before any statement: created later by the background ingestion, a Ctrl-C that cancels every
@@ -217,24 +219,34 @@ def estimate_command(args: argparse.Namespace, *, out: IO[str] | None = None, er
     return EXIT_OK
 
 
-def _cap_settings(args: argparse.Namespace) -> dict[str, str]:
-    """The session settings of ``--max-cost`` and ``--max-tokens``.
+def _cap_settings(args: argparse.Namespace) -> CapSetting:
+    """The application's cap of ``--max-cost`` and ``--max-tokens`` (empty without them).
 
     Raises:
         UsageProblem: a value is not a positive amount (with an optional currency) or number of tokens.
     """
-    from aiquery.coordinator.cap import COST_SETTING, TOKENS_SETTING, parse_max_cost, parse_max_tokens
+    from aiquery.coordinator.cap import DEFAULT_CURRENCY, CapSetting, parse_max_cost, parse_max_tokens
 
-    settings: dict[str, str] = {}
     try:
+        max_cost: float | None = None
+        currency = DEFAULT_CURRENCY
         if args.max_cost is not None:
-            amount, currency = parse_max_cost(args.max_cost, source="--max-cost")
-            settings[COST_SETTING] = f"{amount!r} {currency}"
-        if args.max_tokens is not None:
-            settings[TOKENS_SETTING] = str(parse_max_tokens(args.max_tokens, source="--max-tokens"))
+            max_cost, currency = parse_max_cost(args.max_cost, source="--max-cost")
+        max_tokens = parse_max_tokens(args.max_tokens, source="--max-tokens") if args.max_tokens is not None else None
     except ValueError as error:
         raise UsageProblem(str(error)) from None
-    return settings
+    return CapSetting(max_cost=max_cost, currency=currency, max_tokens=max_tokens)
+
+
+def _cap_application(spark: Any, cap: CapSetting) -> None:
+    """Put the application's cap in force on its coordinator: not a session setting, so the job's SQL can neither
+    ``RESET`` nor raise it (a lower ``SET`` in the job adds a session cap)."""
+    from aiquery.spark.coordination import running_coordinator
+
+    coordinator = running_coordinator(spark)
+    if coordinator is None:
+        raise UsageProblem("--max-cost/--max-tokens need the application's coordinator, which is not running")
+    coordinator.set_application_cap(cap)
 
 
 def spark_log_path(option: str | None, warehouse: str | Path) -> Path | None:

@@ -52,8 +52,9 @@ class JobResult:
         usage: per-endpoint totals from the usage table; None when the ledger is off or could not be read.
         seconds: wall time of the statements.
         notes: anything else worth saying at the end (e.g. why there is no usage summary).
-        cap: where the application's spending cap stood at the end (see
-            :meth:`aiquery.coordinator.cap.SpendingCap.snapshot`), or None without a cap.
+        cap: where the spending cap stood at the end: the application's (``--max-cost``), or a session's set by the
+            job's SQL, a reached one first (see :meth:`aiquery.coordinator.cap_book.CapBook.snapshot`); None
+            without a cap.
     """
 
     query_tag: str

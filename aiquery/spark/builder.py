@@ -78,14 +78,31 @@ class SparkContextInfo:
         value = self.spark.conf.get(CACHE_SETTING, None)
         return value is None or str(value).strip().lower() not in ("false", "0", "off", "no")
 
-    def spending_cap(self) -> CapSetting:
-        """The session's cap (``aiquery.budget.max_cost``, ``aiquery.budget.max_tokens``); empty when unset.
+    def analysed_session(self) -> tuple[Any, str]:
+        """The session whose query is being analysed (the JVM's active session; the registering one outside an
+        analysis) as its JVM ``RuntimeConfig``, and its id: the owner of its spending cap."""
+        jvm = self.spark.sparkContext._jvm
+        assert jvm is not None
+        active = jvm.org.apache.spark.sql.SparkSession.getActiveSession()
+        session = active.get() if active.isDefined() else self.spark._jsparkSession
+        try:
+            owner = str(session.sessionUUID())
+        except Exception:  # a Spark without the session's UUID (checked on 4.2 only): its JVM identity
+            owner = f"jvm-{jvm.java.lang.System.identityHashCode(session)}"
+        return session.conf(), owner
+
+    def spending_cap(self, conf: Any = None) -> CapSetting:
+        """A session's cap (``aiquery.budget.max_cost``, ``aiquery.budget.max_tokens``); empty when unset.
+
+        Args:
+            conf: the session's JVM ``RuntimeConfig``; the registering session's when None.
 
         Raises:
             ConfigError: a value is not a positive amount (optionally with its currency) or number of tokens.
         """
-        cost = self.spark.conf.get(COST_SETTING, None)
-        tokens = self.spark.conf.get(TOKENS_SETTING, None)
+        if conf is None:
+            conf = self.spark._jsparkSession.conf()
+        cost, tokens = (_option(conf.getOption(name)) for name in (COST_SETTING, TOKENS_SETTING))
         try:
             max_cost, currency = parse_max_cost(cost) if cost not in (None, "") else (None, DEFAULT_CURRENCY)
             max_tokens = parse_max_tokens(tokens) if tokens not in (None, "") else None
@@ -94,38 +111,26 @@ class SparkContextInfo:
         return CapSetting(max_cost=max_cost, currency=currency, max_tokens=max_tokens)
 
     def apply_cap(self, plan: CallPlan) -> CallPlan:
-        """Put the session's cap in force on the coordinator and check that ``plan``'s calls can be capped.
+        """Put the analysed session's cap in force on the coordinator (its own: no other session's cap changes, nor
+        the application's) and check that ``plan``'s calls can be counted by every cap that counts them.
 
         Raises:
             ArgumentError: ``AI_QUERY_BUDGET_UNPRICED`` (a cost cap and an endpoint without a price in its
-                currency: it would go uncapped) or ``AI_QUERY_BUDGET_NEEDS_LEDGER`` (the cap is kept on the usage
+                currency: it would go uncapped) or ``AI_QUERY_BUDGET_NEEDS_LEDGER`` (a cap is kept on the usage
                 ledger's records).
         """
-        setting = self.spending_cap()
+        conf, owner = self.analysed_session()
+        setting = self.spending_cap(conf)
+        application = CapSetting()
         if self.service is not None:
-            self.service.set_cap(setting)
-        if not setting:
+            self.service.set_session_cap(owner, setting)
+            application = self.service.application_cap()
+        for cap, lift in ((setting, "RESET the session's cap"), (application, "run without --max-cost")):
+            if cap:
+                _check_cappable(plan, cap, lift, has_service=self.service is not None)
+        if not setting and not application:
             return plan
-        endpoint = plan.site.endpoint
-        if plan.journal is None or self.service is None:
-            raise ArgumentError(
-                "AI_QUERY_BUDGET_NEEDS_LEDGER",
-                f"a spending cap ({setting.describe()}) is checked against the usage ledger's records, which are "
-                "off ([usage] enabled = false); turn the ledger on or RESET the cap.",
-                sqlstate="0A000",
-            )
-        price = endpoint.price
-        if setting.max_cost is not None and (price is None or price.currency != setting.currency):
-            found = "no price" if price is None else f"prices in {price.currency}"
-            raise ArgumentError(
-                "AI_QUERY_BUDGET_UNPRICED",
-                f"endpoint '{endpoint.name}' (model {endpoint.model!r}) has {found}, and the session "
-                f"has a spending cap of {setting.describe()}: its requests cannot be counted against the cap. Give "
-                f"the endpoint a price in {setting.currency} (price = {{ input_per_million = ..., "
-                "output_per_million = ... }) or RESET the cap.",
-                sqlstate="42K09",
-            )
-        return dataclasses.replace(plan, capped=True)
+        return dataclasses.replace(plan, capped=True, cap_owner=owner if setting else "")
 
     def parse_ddl(self, text: str) -> tuple[Any, str]:
         """Parse DDL with Spark's own parser."""
@@ -162,6 +167,34 @@ class SparkContextInfo:
             fraction = float(self.spark.conf.get(ESTIMATE_FRACTION_SETTING, None) or 0.01)
             plan = dataclasses.replace(plan, sample=(str(run), fraction))
         return self.apply_cap(plan)
+
+
+def _option(value: Any) -> str | None:
+    """A JVM ``Option[String]`` as a string or None."""
+    return str(value.get()) if value.isDefined() else None
+
+
+def _check_cappable(plan: CallPlan, setting: CapSetting, lift: str, *, has_service: bool) -> None:
+    """Refuse at analysis a call the cap ``setting`` could not count (``lift``: how to do without the cap)."""
+    endpoint = plan.site.endpoint
+    if plan.journal is None or not has_service:
+        raise ArgumentError(
+            "AI_QUERY_BUDGET_NEEDS_LEDGER",
+            f"a spending cap ({setting.describe()}) is checked against the usage ledger's records, which are "
+            f"off ([usage] enabled = false); turn the ledger on or {lift}.",
+            sqlstate="0A000",
+        )
+    price = endpoint.price
+    if setting.max_cost is not None and (price is None or price.currency != setting.currency):
+        found = "no price" if price is None else f"prices in {price.currency}"
+        raise ArgumentError(
+            "AI_QUERY_BUDGET_UNPRICED",
+            f"endpoint '{endpoint.name}' (model {endpoint.model!r}) has {found}, and a spending cap of "
+            f"{setting.describe()} counts its requests: they could not be counted against it. Give "
+            f"the endpoint a price in {setting.currency} (price = {{ input_per_million = ..., "
+            f"output_per_million = ... }}) or {lift}.",
+            sqlstate="42K09",
+        )
 
 
 def parse_ddl_with(spark: SparkSession, text: str) -> tuple[Any, str]:

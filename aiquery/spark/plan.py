@@ -56,6 +56,9 @@ class CallPlan:
     spark_app_id: str | None = None
     capped: bool = False
     """Planned under a spending cap: a worker that cannot reach the coordinator to check it sends nothing."""
+    cap_owner: str = ""
+    """The session whose spending cap counts this call's requests (its id), or empty when it has no cap of its own
+    (the application's cap, if any, counts every request)."""
     sample: tuple[str, float] | None = None
     """Planned by an estimate run: (its id, the fraction of rows to send); the other rows are only counted."""
     task: Task | None = None

@@ -196,7 +196,7 @@ def run_batches(plan: CallPlan, batches: Iterator[Sequence[Row]]) -> Iterator[li
     runtime = worker_runtime(plan)
     engine = runtime.engine
     engine.context, task = _task_context(plan)
-    runtime.loop.call(runtime.governor.start_task, task, plan.capped)
+    runtime.loop.call(runtime.governor.start_task, task, plan.capped, plan.cap_owner)
     chunks: collections.deque[_Chunk] = collections.deque()
     window = runtime.window = _Window()
     held = held_bytes = 0

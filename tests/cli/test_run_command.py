@@ -159,6 +159,8 @@ def test_the_same_job_through_spark_submit(gateway: Any, spark: Any, tmp_path: P
 
 
 CAPPED_JOB = """\
+RESET aiquery.budget.max_cost;
+SET aiquery.budget.max_cost = 1000;
 CREATE TABLE capped AS
 SELECT id, ai_query('priced-chat', 'Summarize row ' || id, failOnError => false) AS s FROM range(0, 300, 1, 2);
 SELECT count(s.result) AS answered, count_if(s.errorMessage LIKE '%[AI_QUERY_BUDGET_EXCEEDED]%') AS capped FROM capped;
@@ -166,6 +168,7 @@ SELECT count(s.result) AS answered, count_if(s.errorMessage LIKE '%[AI_QUERY_BUD
 
 
 def test_max_cost_stops_sending_keeps_the_answers_and_exits_3(gateway: Any, spark: Any, tmp_path: Path) -> None:
+    # --max-cost is the application's cap: the job's RESET cannot remove it, nor its SET raise it.
     priced = (
         '[endpoints.priced-chat]\napi = "chat"\nmax_concurrency = 4\n'
         "price = { input_per_million = 600.0, output_per_million = 1200.0 }\n"
@@ -181,9 +184,9 @@ def test_max_cost_stops_sending_keeps_the_answers_and_exits_3(gateway: Any, spar
     )
     sent = gateway.stats()["requests"]
     assert answered == sent > 0 and capped == 300 - answered > 0
-    assert "Job finished: 2 of 2 statement(s)" in out
+    assert "Job finished: 4 of 4 statement(s)" in out
     cap_line = next(line for line in out.splitlines() if "Spending cap" in line)
-    assert cap_line.strip().startswith("Spending cap 0.3 USD (aiquery.budget.max_cost):")
+    assert cap_line.strip().startswith("Spending cap 0.3 USD (aiquery run --max-cost):")
     assert f"REACHED: {capped} request(s) not sent" in cap_line
     spent = float(cap_line.split(":")[1].split()[0])
     assert 0 < spent <= 0.3 + 2 * 4 * 0.02, cap_line  # the cap plus what 2 workers x 4 had in flight

@@ -128,7 +128,7 @@ def test_usage_reaches_the_ledger_through_a_listener_stop_and_an_executor_loss(
     lost = [row for row in rows if row.status_code is None]
     assert all(row.status_code == log[row.request_id]["status"] for row in rows if row.status_code is not None)
 
-    # The spending cap, the application's across both workers: spent at most the cap plus what was in flight when
+    # The session's spending cap, across both workers: spent at most the cap plus what was in flight when
     # it was reached (2 executors x 8), as the emulator's log says; rows past it carry the cap's error, every
     # answered row was kept; the re-run without the cap sent only the refused rows (the rest came from the store).
     capped_log = served(gateway, "capped-chat")
