@@ -374,8 +374,8 @@ class Coordinator:
                         self.in_flight.begun(worker, journal_key, begun, tasks)
                     else:
                         reply["halt"] = failure  # not journaled: the worker does not send them
-                        if cap is not None:
-                            cap.release(begun)
+                        if caps:
+                            caps.withdraw(begun)
         running = meta.get("rt")
         if isinstance(running, int) and self.killed_tasks.killed((running,)):
             # A worker that journals on this machine sends no begins to refuse: it is told with any sync.
