@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from aiquery.config_numbers import is_plain_number, number_problem, refuse_unusable_numbers
 from aiquery.errors import ConfigError
 from aiquery.pricing import PRICE_KEYS, Price, builtin_price
 
@@ -361,6 +362,7 @@ def load_settings(environ: Mapping[str, str] | None = None, *, config_path: str 
     if path is not None:
         source = str(path)
         data = _read_toml(path)
+        refuse_unusable_numbers(data, source)
     unknown = set(data) - _TOP_KEYS
     if unknown:
         raise ConfigError(
@@ -429,7 +431,7 @@ def _usage_settings(raw: Any, source: str) -> UsageSettings:
         "ingest_interval": (int, float),
     }
     for key, value in raw.items():
-        too_small = key == "ingest_interval" and isinstance(value, (int, float)) and value <= 0
+        too_small = key == "ingest_interval" and (not is_plain_number(value) or value <= 0)
         if not isinstance(value, checks[key]) or too_small:
             raise ConfigError(f"{source}: [usage] {key} = {value!r} is invalid; expected {_describe(checks[key])}")
     return UsageSettings(**raw)
@@ -499,9 +501,10 @@ def _amount(value: Any, units: Mapping[str, float]) -> float | None:
     for unit in sorted(units, key=len, reverse=True):
         if text.endswith(unit.upper()):
             try:
-                return float(text[: -len(unit)].strip()) * units[unit]
+                amount = float(text[: -len(unit)].strip())
             except ValueError:
                 return None
+            return None if number_problem(amount) else amount * units[unit]
     return None
 
 
@@ -515,6 +518,7 @@ def _check_endpoint(name: str, raw: Any, source: str) -> None:
     where = f"{source}: [endpoints.{name}]"
     if not isinstance(raw, dict):
         raise ConfigError(f"{where} must be a table")
+    refuse_unusable_numbers(raw, source, table=f"endpoints.{name}")
     unknown = set(raw) - _ENDPOINT_KEYS
     if unknown:
         raise ConfigError(
@@ -615,4 +619,4 @@ def _is_int(value: Any) -> bool:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return is_plain_number(value)

@@ -197,3 +197,70 @@ def test_anthropic_version_is_an_option_of_anthropic_endpoints(tmp_path: Path) -
     ):
         with pytest.raises(ConfigError, match=message):
             load_settings(ENV, config_path=write(tmp_path, bad)).endpoint("a")
+
+
+PRICE = "price = { input_per_million = 1, output_per_million = 2 }"
+
+
+@pytest.mark.parametrize("literal", ["nan", "+inf", "-inf", "-0.0"])
+@pytest.mark.parametrize(
+    ("template", "named"),
+    [
+        ("[endpoints.e]\nprice = {{ input_per_million = {v}, output_per_million = 2 }}\n", "[endpoints.e] price.input_per_million"),
+        ("[endpoints.e]\nprice = {{ input_per_million = 1, output_per_million = {v} }}\n", "[endpoints.e] price.output_per_million"),
+        (
+            "[endpoints.e]\nprice = {{ input_per_million = 1, output_per_million = 2, cached_input_per_million = {v} }}\n",
+            "[endpoints.e] price.cached_input_per_million",
+        ),
+        ("[endpoints.e]\ntimeout = {v}\n", "[endpoints.e] timeout"),
+        ("[endpoints.e]\ndeadline = {v}\n", "[endpoints.e] deadline"),
+        ("[endpoints.e]\nrequests_per_minute = {v}\n", "[endpoints.e] requests_per_minute"),
+        ("[endpoints.e]\ntokens_per_minute = {v}\n", "[endpoints.e] tokens_per_minute"),
+        ("[endpoints.e]\nmax_retry_after = {v}\n", "[endpoints.e] max_retry_after"),
+        ("[usage]\ningest_interval = {v}\n", "[usage] ingest_interval"),
+        ("[cache]\nttl = {v}\n", "[cache] ttl"),
+        ("[cache]\nmax_size = {v}\n", "[cache] max_size"),
+    ],
+)
+def test_nan_infinities_and_negative_zero_are_refused_naming_the_key_and_file(
+    tmp_path: Path, template: str, named: str, literal: str
+) -> None:
+    path = write(tmp_path, template.format(v=literal))
+    with pytest.raises(ConfigError) as raised:
+        load_settings(ENV, config_path=path)
+    message = str(raised.value)
+    assert message.startswith(f"{path}: ") and named in message and "is invalid" in message
+
+
+@pytest.mark.parametrize(
+    ("key", "text"),
+    [("ttl", "nan d"), ("ttl", "inf h"), ("ttl", "-inf s"), ("max_size", "nan GB"), ("max_size", "infinity MB")],
+)
+def test_durations_and_sizes_written_as_strings_refuse_nan_and_infinities(tmp_path: Path, key: str, text: str) -> None:
+    path = write(tmp_path, f'[cache]\n{key} = "{text}"\n')
+    with pytest.raises(ConfigError, match=rf"{path}: \[cache\] {key} = '{text}' is invalid"):
+        load_settings(ENV, config_path=path)
+
+
+def test_an_endpoint_given_in_code_refuses_nan_too() -> None:
+    settings = load_settings(ENV)
+    with pytest.raises(ConfigError, match=r"with_endpoint\(\): \[endpoints.e\] price.input_per_million = nan"):
+        settings.with_endpoint("e", price={"input_per_million": float("nan"), "output_per_million": 1.0})
+    with pytest.raises(ConfigError, match=r"\[endpoints.e\] timeout = inf is invalid"):
+        settings.with_endpoint("e", timeout=float("inf"))
+
+
+def test_zero_and_ordinary_numbers_still_pass(tmp_path: Path) -> None:
+    path = write(tmp_path, f"[endpoints.e]\n{PRICE}\ntimeout = 2.5\n[cache]\nttl = 1e9\nmax_size = 0.5e9\n")
+    path.write_text(path.read_text().replace("output_per_million = 2", "output_per_million = 0.0"))
+    settings = load_settings(ENV, config_path=path)
+    assert settings.endpoint("e").price == Price(input_per_million=1.0, output_per_million=0.0)
+    assert settings.cache.max_size == 500_000_000
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "-0", "-0.0", "nan USD", "infinity DBU", "1e999"])
+def test_a_spending_cap_refuses_nan_infinities_and_zero(value: str) -> None:
+    from aiquery.coordinator.cap import COST_SETTING, parse_max_cost
+
+    with pytest.raises(ValueError, match=COST_SETTING):
+        parse_max_cost(value)

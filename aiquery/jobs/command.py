@@ -111,8 +111,8 @@ def run_command(
     err = err or sys.stderr
     path, statements = _read_job(args)
     settings = load_settings(config_path=args.config)
-    if args.show_rows < 0 or args.progress_interval <= 0:
-        raise UsageProblem("--show-rows must be 0 or more and --progress-interval more than 0")
+    if args.show_rows < 0 or not 0 < args.progress_interval < float("inf"):  # NaN fails both comparisons
+        raise UsageProblem("--show-rows must be 0 or more and --progress-interval a number of seconds more than 0")
     cap = _cap_settings(args)
     query_tag = args.query_tag or new_query_tag(path.stem)
     spark = _submitted_spark(settings.usage.enabled) if submitted else _local_spark(args, err)

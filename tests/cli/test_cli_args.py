@@ -86,3 +86,30 @@ def test_submit_launcher_prints_its_path(capsys: pytest.CaptureFixture[str]) -> 
     assert submit.main(["--path"]) == 0
     path = Path(capsys.readouterr().out.strip())
     assert path == Path(submit.__file__).resolve() and path.is_file()
+
+
+@pytest.mark.parametrize("literal", ["nan", "inf", "-0.0"])
+def test_run_refuses_a_nan_price_before_spark_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], literal: str
+) -> None:
+    job = tmp_path / "job.sql"
+    job.write_text("SELECT 1")
+    config = tmp_path / "aiquery.toml"
+    config.write_text(f"[endpoints.x]\nprice = {{ input_per_million = {literal}, output_per_million = 1 }}\n")
+    warehouse = tmp_path / "wh"
+    assert main(["run", str(job), "--config", str(config), "--warehouse", str(warehouse)]) == 2
+    err = capsys.readouterr().err
+    assert f"{config}: [endpoints.x] price.input_per_million = " in err and "is invalid" in err
+    assert not warehouse.exists()  # nothing started
+
+
+@pytest.mark.parametrize(("option", "value"), [("--max-cost", "nan"), ("--max-cost", "inf"), ("--progress-interval", "nan")])
+def test_run_refuses_nan_and_infinite_options(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str, value: str
+) -> None:
+    job = tmp_path / "job.sql"
+    job.write_text("SELECT 1")
+    warehouse = tmp_path / "wh"
+    assert main(["run", str(job), option, value, "--warehouse", str(warehouse)]) == 2
+    assert option in capsys.readouterr().err
+    assert not warehouse.exists()
