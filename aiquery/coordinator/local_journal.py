@@ -4,6 +4,13 @@ Records begun or ended while the worker is cut off go to a :class:`~aiquery.usag
 folder of this machine (:func:`local_journal_dir`), and so do those of a sync whose reply never came. Once
 connected again the client delivers them to the driver file by file, deleting each once acknowledged; the driver
 drops the copies it already had.
+
+The folder is ``<tmp>/aiquery-<uid>/<application>``, private to this user (``0700``, files ``0600``; see
+:mod:`aiquery.usage.private_folder`). Another user can create that path first, in a temporary folder everyone
+writes to: then the worker does not refuse to journal, which would lose records, but takes the first of
+``aiquery-<uid>-1`` ... ``aiquery-<uid>-15`` that is its own (every worker of the machine picks the same one, so
+a dead worker's records are still delivered by the next), else a fresh folder of its own, and says so in a
+warning.
 """
 
 from __future__ import annotations
@@ -17,18 +24,52 @@ from pathlib import Path
 from typing import Any
 
 from aiquery.coordinator.link import Batch, Reply
+from aiquery.usage.private_folder import UnsafeFolder, private_folder
 from aiquery.usage.record import UsageRecord
 from aiquery.usage.spool import SpoolWriter
 
-__all__ = ["LocalJournal", "local_journal_dir"]
+__all__ = ["LocalJournal", "local_journal_dir", "private_local_journal_dir"]
 
 logger = logging.getLogger("aiquery.coordinator")
 
 
+ALTERNATE_FOLDERS = 15
+"""Numbered folders tried, in order, when ``aiquery-<uid>`` is not this user's own."""
+
+
 def local_journal_dir(application: str) -> Path:
     """Where a worker keeps its records while the driver is out of reach: a folder of this machine."""
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in application) or "application"
-    return Path(tempfile.gettempdir()) / f"aiquery-{os.getuid()}" / safe
+    return Path(tempfile.gettempdir()) / f"aiquery-{os.geteuid()}" / _folder_name(application)
+
+
+def private_local_journal_dir(application: str) -> Path:
+    """:func:`local_journal_dir`, created or checked private to this user; another of this user's own when that
+    one belongs to someone else or others can write to it (with a warning naming both)."""
+    preferred = local_journal_dir(application)
+    try:
+        return private_folder(preferred, root=preferred.parent, fix=_FIX)
+    except UnsafeFolder as refusal:
+        problem = refusal
+    base = preferred.parent
+    for number in range(1, ALTERNATE_FOLDERS + 1):
+        candidate = base.with_name(f"{base.name}-{number}") / preferred.name
+        try:
+            chosen = private_folder(candidate, root=candidate.parent, fix=_FIX)
+        except UnsafeFolder:
+            continue
+        break
+    else:
+        fresh = Path(tempfile.mkdtemp(prefix=f"{base.name}-", dir=base.parent))  # 0700, ours, new
+        chosen = private_folder(fresh / preferred.name, root=fresh, fix=_FIX)
+    logger.warning("aiquery: %s; this worker keeps its usage records in %s instead", problem, chosen)
+    return chosen
+
+
+_FIX = "aiquery uses a folder of this user's own instead"
+
+
+def _folder_name(application: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in application) or "application"
 
 
 class LocalJournal:
@@ -140,7 +181,7 @@ class LocalJournal:
 
     def _open(self) -> SpoolWriter:
         if self._writer is None:
-            self._writer = SpoolWriter(local_journal_dir(self.application))
+            self._writer = SpoolWriter(private_local_journal_dir(self.application))
         return self._writer
 
 

@@ -34,6 +34,7 @@ from aiquery.errors import ConfigError
 from aiquery.usage import checkpoint as ckpt
 from aiquery.usage.batches import Batch, IngestLog
 from aiquery.usage.delta_txn import last_txn_version, local_log_dir
+from aiquery.usage.private_folder import SPOOL_FIX, private_folder
 from aiquery.usage.recovery import recover_orphans
 from aiquery.usage.schema import (
     add_columns_sql,
@@ -106,7 +107,7 @@ class UsageLedger:
         self.spool_dir = str(base / "spool")
         self.log_dir = str(base / "ingest" / self.table.lower())
         self._stream_checkpoint = base / "checkpoint" / self.table.lower()
-        Path(self.spool_dir).mkdir(parents=True, exist_ok=True)
+        private_folder(self.spool_dir, fix=SPOOL_FIX)  # refused here, before any request, if not this user's
         self.log = IngestLog(self.log_dir)
         with _locks_guard:
             self._lock = _locks.setdefault(self.log_dir, threading.Lock())

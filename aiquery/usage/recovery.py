@@ -43,6 +43,7 @@ from aiquery.usage.journal import (
     spool_name,
     write_all,
 )
+from aiquery.usage.private_folder import FILE_MODE
 
 __all__ = ["DEFAULT_STALE_AFTER_S", "LOST_WORKER_MESSAGE", "RecoveryReport", "recover_orphans"]
 
@@ -160,7 +161,7 @@ def unsettled_writers(spool_dir: str | os.PathLike[str]) -> int:
 
 @contextmanager
 def _exclusive(path: Path, wait: bool) -> Iterator[bool]:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), FILE_MODE)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
@@ -181,7 +182,7 @@ def _recover(spool_dir: Path, owner: Owner, journal: _Journal, report: RecoveryR
         if lost:
             # A new name each time: a segment with this name may already have been published and ingested.
             lost_segment = spool_dir / JOURNAL_DIR / segment_name(owner, f"lost{time.time_ns()}")
-            fd = os.open(lost_segment, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+            fd = os.open(lost_segment, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, FILE_MODE)
             try:
                 write_all(fd, "".join(lost.values()).encode())
             finally:

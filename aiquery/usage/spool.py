@@ -40,6 +40,7 @@ from aiquery.usage.journal import (
     spool_name,
     write_all,
 )
+from aiquery.usage.private_folder import FILE_MODE, SPOOL_FIX, private_folder
 from aiquery.usage.record import UsageRecord
 
 __all__ = ["LOST_IN_FLIGHT_MESSAGE", "SpoolWriter", "spool_writer"]
@@ -61,13 +62,18 @@ class SpoolWriter:
     another thread. A lock keeps them apart (uncontended, it costs well under a microsecond).
 
     Args:
-        spool_dir: the spool directory (created if missing); journal files go to its ``_journal`` folder.
+        spool_dir: the spool directory (created ``0700`` if missing); journal files go to its ``_journal``
+            folder. Both must belong to this user and be closed to others' writes (see
+            :mod:`aiquery.usage.private_folder`).
+
+    Raises:
+        UnsafeFolder: either folder belongs to another user or others can write to it.
     """
 
     def __init__(self, spool_dir: str | os.PathLike[str]) -> None:
         self.spool_dir = Path(spool_dir)
         self.journal_dir = self.spool_dir / JOURNAL_DIR
-        self.journal_dir.mkdir(parents=True, exist_ok=True)
+        private_folder(self.journal_dir, root=self.spool_dir, fix=SPOOL_FIX)
         self._lock = threading.Lock()
         self._encoder = RecordEncoder()
         self._closed = False
@@ -83,12 +89,12 @@ class SpoolWriter:
         self._pending_bytes = 0  # written to P since it was last rewritten
         # P before S: a journal with a segment always has its pending file (recovery relies on it).
         self._pending_path = self.journal_dir / pending_name(self.owner)
-        self._pending_fd = os.open(self._pending_path, _WRITE_FLAGS | os.O_EXCL, 0o644)
+        self._pending_fd = os.open(self._pending_path, _WRITE_FLAGS | os.O_EXCL, FILE_MODE)
         self._open_segment()
 
     def _open_segment(self) -> None:
         self._segment_path = self.journal_dir / segment_name(self.owner, f"{self._seq:06d}")
-        self._segment_fd = os.open(self._segment_path, _WRITE_FLAGS | os.O_EXCL, 0o644)
+        self._segment_fd = os.open(self._segment_path, _WRITE_FLAGS | os.O_EXCL, FILE_MODE)
         self._segment_bytes = 0
 
     # ---- the hot path ---------------------------------------------------------------------------------------
@@ -247,7 +253,7 @@ class SpoolWriter:
         # 3. Compact P to the requests still in flight (temp file + atomic rename).
         if self._pending_bytes:
             temp = self._pending_path.with_name(self._pending_path.name + ".tmp")
-            fd = os.open(temp, _WRITE_FLAGS | os.O_TRUNC, 0o644)
+            fd = os.open(temp, _WRITE_FLAGS | os.O_TRUNC, FILE_MODE)
             write_all(fd, "".join(head + "}\n" for head in self._pending.values()).encode())
             os.replace(temp, self._pending_path)
             os.close(self._pending_fd)
@@ -375,6 +381,9 @@ def spool_writer(spool_dir: str | os.PathLike[str], *, recover: bool = True) -> 
         if writer is None or writer._closed:
             if recover:
                 from aiquery.usage.recovery import recover_orphans
+
+                # Checked before recovery reads it: files planted in someone else's folder are never published.
+                private_folder(Path(key) / JOURNAL_DIR, root=key, fix=SPOOL_FIX)
 
                 started = time.monotonic()
                 try:
