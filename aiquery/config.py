@@ -24,6 +24,7 @@ from typing import Any
 from aiquery.config_numbers import is_plain_number, number_problem, refuse_unusable_numbers
 from aiquery.errors import ConfigError
 from aiquery.pricing import PRICE_KEYS, Price, builtin_price
+from aiquery.redis_url import DEFAULT_NAMESPACE, exposure, redacted
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -124,7 +125,7 @@ _ENDPOINT_KEYS = frozenset(
 )
 _TOP_KEYS = frozenset({"endpoints", "usage", "requester", "coordinator", "cache", "functions"})
 _FUNCTION_KEYS = frozenset({"chat_endpoint", "embedding_endpoint", *TEXT_FUNCTIONS, "ai_similarity"})
-_CACHE_KEYS = frozenset({"enabled", "ttl", "url", "max_size"})
+_CACHE_KEYS = frozenset({"enabled", "ttl", "url", "max_size", "namespace", "insecure"})
 _DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86_400.0}
 _SIZE_UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 1 << 10, "MIB": 1 << 20, "GIB": 1 << 30}
 _USAGE_KEYS = frozenset({"enabled", "table", "path", "dir", "ingest_interval"})
@@ -218,6 +219,18 @@ class CacheSettings:
     """A Redis server (``redis://host:port/db``) shared by several applications; None for the driver's disk."""
     max_size: int = DEFAULT_CACHE_MAX_BYTES
     """Bytes of answers the disk store keeps (``max_size = "1GB"``); the least recently used go first."""
+    namespace: str = DEFAULT_NAMESPACE
+    """The first part of every Redis key (``<namespace>:answer:<fingerprint>``): applications naming the same one
+    share answers; a namespace per team or user keeps stores apart on one server."""
+    insecure: bool = False
+    """Accept a Redis server reached over the network with neither a password nor TLS (``rediss://``)."""
+
+    def __repr__(self) -> str:
+        url = None if self.url is None else redacted(self.url)  # a password in the URL never shows
+        return (
+            f"CacheSettings(enabled={self.enabled!r}, ttl={self.ttl!r}, url={url!r}, max_size={self.max_size!r}, "
+            f"namespace={self.namespace!r}, insecure={self.insecure!r})"
+        )
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -466,13 +479,19 @@ def _cache_settings(raw: Any, source: str) -> CacheSettings:
     _check_table(raw, source, "cache", _CACHE_KEYS)
 
     def fail(key: str, expected: str) -> ConfigError:
-        return ConfigError(f"{source}: [cache] {key} = {raw[key]!r} is invalid; expected {expected}")
+        value = redacted(raw[key]) if key == "url" and isinstance(raw[key], str) else raw[key]
+        return ConfigError(f"{source}: [cache] {key} = {value!r} is invalid; expected {expected}")
 
     options: dict[str, Any] = {}
-    if "enabled" in raw:
-        if not isinstance(raw["enabled"], bool):
-            raise fail("enabled", "true or false")
-        options["enabled"] = raw["enabled"]
+    for key in ("enabled", "insecure"):
+        if key in raw:
+            if not isinstance(raw[key], bool):
+                raise fail(key, "true or false")
+            options[key] = raw[key]
+    if "namespace" in raw:
+        if not isinstance(raw["namespace"], str) or not re.fullmatch(r"[A-Za-z0-9_.:/-]{1,100}", raw["namespace"]):
+            raise fail("namespace", 'a name of letters, digits and _ . : / - (like "team-ml" or "alice")')
+        options["namespace"] = raw["namespace"]
     if "ttl" in raw:
         ttl = _amount(raw["ttl"], _DURATION_UNITS)
         if ttl is None or ttl <= 0:
@@ -487,6 +506,13 @@ def _cache_settings(raw: Any, source: str) -> CacheSettings:
         url = raw["url"]
         if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
             raise fail("url", "a Redis URL (redis://host:port/db or rediss://...)")
+        reason = exposure(url)
+        if reason is not None and not options.get("insecure", False):
+            raise ConfigError(
+                f"{source}: [cache] url = {redacted(url)!r} is refused: {reason}, so anyone who reaches it could "
+                "read the stored answers or plant answers of their own. Give the server a password "
+                "(redis://:PASSWORD@host:6379/0) or TLS (rediss://), or set [cache] insecure = true to accept it"
+            )
         options["url"] = url
     return CacheSettings(**options)
 

@@ -204,32 +204,33 @@ PRICE = "price = { input_per_million = 1, output_per_million = 2 }"
 
 @pytest.mark.parametrize("literal", ["nan", "+inf", "-inf", "-0.0"])
 @pytest.mark.parametrize(
-    ("template", "named"),
+    ("section", "line", "named"),
     [
-        ("[endpoints.e]\nprice = {{ input_per_million = {v}, output_per_million = 2 }}\n", "[endpoints.e] price.input_per_million"),
-        ("[endpoints.e]\nprice = {{ input_per_million = 1, output_per_million = {v} }}\n", "[endpoints.e] price.output_per_million"),
+        ("endpoints.e", "price = {{ input_per_million = {v}, output_per_million = 2 }}", "price.input_per_million"),
+        ("endpoints.e", "price = {{ input_per_million = 1, output_per_million = {v} }}", "price.output_per_million"),
         (
-            "[endpoints.e]\nprice = {{ input_per_million = 1, output_per_million = 2, cached_input_per_million = {v} }}\n",
-            "[endpoints.e] price.cached_input_per_million",
+            "endpoints.e",
+            "price = {{ input_per_million = 1, output_per_million = 2, cached_input_per_million = {v} }}",
+            "price.cached_input_per_million",
         ),
-        ("[endpoints.e]\ntimeout = {v}\n", "[endpoints.e] timeout"),
-        ("[endpoints.e]\ndeadline = {v}\n", "[endpoints.e] deadline"),
-        ("[endpoints.e]\nrequests_per_minute = {v}\n", "[endpoints.e] requests_per_minute"),
-        ("[endpoints.e]\ntokens_per_minute = {v}\n", "[endpoints.e] tokens_per_minute"),
-        ("[endpoints.e]\nmax_retry_after = {v}\n", "[endpoints.e] max_retry_after"),
-        ("[usage]\ningest_interval = {v}\n", "[usage] ingest_interval"),
-        ("[cache]\nttl = {v}\n", "[cache] ttl"),
-        ("[cache]\nmax_size = {v}\n", "[cache] max_size"),
+        ("endpoints.e", "timeout = {v}", "timeout"),
+        ("endpoints.e", "deadline = {v}", "deadline"),
+        ("endpoints.e", "requests_per_minute = {v}", "requests_per_minute"),
+        ("endpoints.e", "tokens_per_minute = {v}", "tokens_per_minute"),
+        ("endpoints.e", "max_retry_after = {v}", "max_retry_after"),
+        ("usage", "ingest_interval = {v}", "ingest_interval"),
+        ("cache", "ttl = {v}", "ttl"),
+        ("cache", "max_size = {v}", "max_size"),
     ],
 )
 def test_nan_infinities_and_negative_zero_are_refused_naming_the_key_and_file(
-    tmp_path: Path, template: str, named: str, literal: str
+    tmp_path: Path, section: str, line: str, named: str, literal: str
 ) -> None:
-    path = write(tmp_path, template.format(v=literal))
+    path = write(tmp_path, f"[{section}]\n{line.format(v=literal)}\n")
     with pytest.raises(ConfigError) as raised:
         load_settings(ENV, config_path=path)
     message = str(raised.value)
-    assert message.startswith(f"{path}: ") and named in message and "is invalid" in message
+    assert message.startswith(f"{path}: [{section}] {named} = ") and "is invalid" in message
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -86,12 +85,11 @@ def _answer_store(spark: SparkSession, settings: Settings, coordinator: Coordina
     """Open the answer store the settings name and serve it from the coordinator; its key (None when off)."""
     if not settings.cache.enabled:
         return None
-    from aiquery.store import open_store
+    from aiquery.store import open_store, redis_store_key
     from aiquery.usage.ingest import usage_folder
 
     if settings.cache.url:
-        # The key names the server without its credentials (it travels in query plans).
-        key = "redis:" + hashlib.sha256(settings.cache.url.encode()).hexdigest()[:24]
+        key = redis_store_key(settings.cache)
     else:
         key = "disk:" + str(usage_folder(spark, settings.usage) / "answers")
     coordinator.add_store(key, lambda: open_store(settings.cache, key.removeprefix("disk:")))

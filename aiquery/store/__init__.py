@@ -7,12 +7,21 @@ the application's store; workers reach it through their syncs.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from aiquery.config import CacheSettings
 from aiquery.store.base import FINGERPRINT_SCHEME, AnswerStore, SafeStore, StoredAnswer, fingerprint
 
-__all__ = ["FINGERPRINT_SCHEME", "AnswerStore", "SafeStore", "StoredAnswer", "fingerprint", "open_store"]
+__all__ = [
+    "FINGERPRINT_SCHEME",
+    "AnswerStore",
+    "SafeStore",
+    "StoredAnswer",
+    "fingerprint",
+    "open_store",
+    "redis_store_key",
+]
 
 
 def open_store(settings: CacheSettings, default_folder: str | Path) -> SafeStore:
@@ -25,7 +34,7 @@ def open_store(settings: CacheSettings, default_folder: str | Path) -> SafeStore
     if settings.url:
         where = without_credentials(settings.url)
         try:
-            return SafeStore(RedisStore(settings.url, ttl=settings.ttl), where)
+            return SafeStore(RedisStore(settings.url, ttl=settings.ttl, namespace=settings.namespace), where)
         except Exception as error:  # e.g. the redis package is missing: a broken store, not a failed session
             return SafeStore(_Broken(error), where)
     from aiquery.store.disk import DiskStore
@@ -34,6 +43,16 @@ def open_store(settings: CacheSettings, default_folder: str | Path) -> SafeStore
         return SafeStore(DiskStore(default_folder, ttl=settings.ttl, max_bytes=settings.max_size), str(default_folder))
     except Exception as error:  # an unwritable folder, say
         return SafeStore(_Broken(error), str(default_folder))
+
+
+def redis_store_key(settings: CacheSettings) -> str:
+    """How the coordinator names the Redis store of ``settings`` (it travels in query plans): the server and the
+    namespace, never the credentials, nor anything derived from them."""
+    from aiquery.redis_url import without_credentials
+
+    assert settings.url is not None
+    identity = f"{without_credentials(settings.url)}\n{settings.namespace}"
+    return "redis:" + hashlib.sha256(identity.encode()).hexdigest()[:24]
 
 
 class _Broken:

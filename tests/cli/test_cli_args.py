@@ -103,7 +103,9 @@ def test_run_refuses_a_nan_price_before_spark_starts(
     assert not warehouse.exists()  # nothing started
 
 
-@pytest.mark.parametrize(("option", "value"), [("--max-cost", "nan"), ("--max-cost", "inf"), ("--progress-interval", "nan")])
+@pytest.mark.parametrize(
+    ("option", "value"), [("--max-cost", "nan"), ("--max-cost", "inf"), ("--progress-interval", "nan")]
+)
 def test_run_refuses_nan_and_infinite_options(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str, value: str
 ) -> None:
