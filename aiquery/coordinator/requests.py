@@ -15,7 +15,10 @@ An end record that arrives for a request already closed as lost is dropped, and 
 what a dead one kept in its local journal): nothing is recorded twice. Requests count as ended only once their
 records are journaled, so a record whose write failed is taken again when its worker redelivers it. Duplicates
 are recognised for as long as the driver remembers their worker's last :data:`RECENT_PER_WORKER` ends (a
-worker gone with nothing in flight is forgotten after :data:`FORGET_S`).
+worker gone with nothing in flight is forgotten after :data:`FORGET_S`). A request closed as lost is remembered
+until its late end record has come (then the window of recent ends drops any further copy), for
+:data:`CLOSED_KEEP_S` at most, and :data:`MAX_CLOSED` of them at most: what a long application keeps stays
+bounded.
 """
 
 from __future__ import annotations
@@ -35,6 +38,10 @@ RECENT_PER_WORKER = 4096
 MAX_FAILED_TASKS = 100_000
 FORGET_S = 600.0
 """A worker disconnected this long with nothing in flight is forgotten."""
+CLOSED_KEEP_S = 3600.0
+"""How long a request closed as lost waits for its end record (to drop it) before it is forgotten."""
+MAX_CLOSED = 100_000
+"""Requests closed as lost remembered at most; the oldest go first."""
 
 
 @dataclass
@@ -61,7 +68,8 @@ class InFlight:
         self._workers: dict[str, _Worker] = {}
         self._failed: set[int] = set()
         self._failed_order: collections.deque[int] = collections.deque()
-        self._closed: set[str] = set()
+        self._closed: dict[str, float] = {}
+        """Requests closed as lost whose end record has not come -> when they were closed (oldest first)."""
         self._recent: set[str] = set()
         """Every worker's recently ended requests: duplicates are dropped whichever worker delivers them."""
 
@@ -91,15 +99,32 @@ class InFlight:
             recent, closed = self._recent, self._closed
             keep: list[int] | None = None
             seen: set[str] = set()
+            settled: list[str] = []
             for index, request_id in enumerate(request_ids):
                 if request_id in recent or request_id in closed or request_id in seen:
                     if keep is None:
                         keep = list(range(index))
+                    if request_id in closed:
+                        settled.append(request_id)
+                        seen.add(request_id)
                     continue
                 seen.add(request_id)
                 if keep is not None:
                     keep.append(index)
+            if settled:
+                self._settle(worker, settled)
             return keep
+
+    def _settle(self, worker: str, request_ids: list[str]) -> None:
+        # The late ends of requests closed as lost came, and are dropped: no longer kept as closed, but as recent
+        # ends of the worker that delivered them, so a further copy is still dropped whoever delivers it.
+        window = self._worker(worker).recent
+        for request_id in request_ids:
+            del self._closed[request_id]
+            if len(window) == window.maxlen:
+                self._recent.discard(window[0])
+            window.append(request_id)
+            self._recent.add(request_id)
 
     def ended(self, worker: str, request_ids: list[str], *, delivered: bool = False) -> None:
         """Mark requests ended, once their records are journaled (before, a failed write would lose them: the
@@ -162,8 +187,22 @@ class InFlight:
                     if task is not None and task in self._failed:
                         found.setdefault(journal, []).append(request_id)
                         del state.open[request_id]
-                        self._closed.add(request_id)
+                        self._closed[request_id] = now
+            self._forget_closed(now)
         return found
+
+    def _forget_closed(self, now: float) -> None:
+        closed = self._closed
+        while closed:
+            oldest = next(iter(closed))
+            if len(closed) <= MAX_CLOSED and now - closed[oldest] < CLOSED_KEEP_S:
+                return
+            del closed[oldest]
+
+    def closed_count(self) -> int:
+        """Requests closed as lost still waiting for their end record (bounded; for tests and logs)."""
+        with self._lock:
+            return len(self._closed)
 
     def holding_local(self, worker: str, holding: bool, direct: bool = False) -> None:
         """Whether a worker (as it says with each sync) holds records in its local journal, and whether it holds
