@@ -24,7 +24,7 @@ from typing import Any
 from aiquery.config_numbers import is_plain_number, number_problem, refuse_unusable_numbers
 from aiquery.errors import ConfigError
 from aiquery.pricing import PRICE_KEYS, Price, builtin_price
-from aiquery.redis_url import DEFAULT_NAMESPACE, exposure, redacted
+from aiquery.redis_url import DEFAULT_NAMESPACE, exposure, malformed, redacted
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -504,7 +504,7 @@ def _cache_settings(raw: Any, source: str) -> CacheSettings:
         options["max_size"] = int(size)
     if "url" in raw:
         url = raw["url"]
-        if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
+        if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")) or malformed(url):
             raise fail("url", "a Redis URL (redis://host:port/db or rediss://...)")
         reason = exposure(url)
         if reason is not None and not options.get("insecure", False):

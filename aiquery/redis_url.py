@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-__all__ = ["DEFAULT_NAMESPACE", "exposure", "redacted", "without_credentials"]
+__all__ = ["DEFAULT_NAMESPACE", "exposure", "malformed", "redacted", "without_credentials"]
 
 DEFAULT_NAMESPACE = "aiquery"
 """The key prefix of answers (``aiquery:answer:<fingerprint>``) unless ``[cache] namespace`` names another."""
@@ -44,6 +44,15 @@ def without_credentials(url: str) -> str:
         host = f"[{host}]"
     netloc = host + (f":{parts.port}" if parts.port else "")
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def malformed(url: str) -> bool:
+    """Whether ``url`` cannot be taken apart (a port that is not a number, a bracket left open)."""
+    try:
+        urlsplit(url).port  # noqa: B018 - parsing the port is the check
+    except ValueError:
+        return True
+    return False
 
 
 def exposure(url: str) -> str | None:

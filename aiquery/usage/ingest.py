@@ -107,7 +107,8 @@ class UsageLedger:
         self.spool_dir = str(base / "spool")
         self.log_dir = str(base / "ingest" / self.table.lower())
         self._stream_checkpoint = base / "checkpoint" / self.table.lower()
-        private_folder(self.spool_dir, fix=SPOOL_FIX)  # refused here, before any request, if not this user's
+        # The usage folder down to the spool: refused here, before any request, if not this user's alone.
+        private_folder(self.spool_dir, root=base, fix=SPOOL_FIX)
         self.log = IngestLog(self.log_dir)
         with _locks_guard:
             self._lock = _locks.setdefault(self.log_dir, threading.Lock())

@@ -101,9 +101,10 @@ def test_a_password_shows_in_no_repr_message_or_store_key(tmp_path: Path) -> Non
     )
     # Nothing derived from the password: the same server and namespace are the same store, whatever the password.
     assert key == redis_store_key(other_password) != redis_store_key(other_namespace)
-    with pytest.raises(ConfigError) as refused:
-        cache_file(tmp_path, f'url = "http://:{PASSWORD}@cache.internal"\n')
-    assert PASSWORD not in str(refused.value)
+    for url in (f"http://:{PASSWORD}@cache.internal", f"redis://:{PASSWORD}@cache.internal:port/0"):
+        with pytest.raises(ConfigError, match=r"\[cache\] url = .* is invalid; expected a Redis URL") as refused:
+            cache_file(tmp_path, f'url = "{url}"\n')
+        assert PASSWORD not in str(refused.value)
 
 
 def test_a_server_with_a_password_is_used_and_its_failures_never_show_it(

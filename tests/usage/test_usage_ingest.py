@@ -285,3 +285,24 @@ def test_checkpoint_cleanup_reads_compacted_source_logs(tmp_path: Path) -> None:
     assert [p.name for p in spool.iterdir()] == ["usage-not-ingested.json"]
     assert ckpt.cleanup_committed(checkpoint, spool) == 0
     shutil.rmtree(checkpoint)
+
+
+@pytest.mark.parametrize("owner", ["another user", "everyone writes"])
+def test_a_usage_folder_that_is_not_this_users_alone_is_refused_before_any_request(
+    make_ledger: Callable[..., Any], tmp_path: Path, owner: str
+) -> None:
+    import os
+
+    from aiquery.errors import ConfigError
+
+    folder = tmp_path / "shared-usage"
+    folder.mkdir()
+    if owner == "another user":
+        if os.geteuid() != 0:
+            pytest.skip("giving a folder to another user needs root")
+        os.chown(folder, 65534, 65534)
+    else:
+        os.chmod(folder, 0o777)
+    with pytest.raises(ConfigError, match="set \\[usage\\] dir to a folder of your own") as refused:
+        make_ledger(dir=str(folder))
+    assert str(folder) in str(refused.value) and list(folder.iterdir()) == []
