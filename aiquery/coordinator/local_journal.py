@@ -35,6 +35,7 @@ logger = logging.getLogger("aiquery.coordinator")
 
 ALTERNATE_FOLDERS = 15
 """Numbered folders tried, in order, when ``aiquery-<uid>`` is not this user's own."""
+_FIX = "it is not used"
 
 
 def local_journal_dir(application: str) -> Path:
@@ -63,9 +64,6 @@ def private_local_journal_dir(application: str) -> Path:
         chosen = private_folder(fresh / preferred.name, root=fresh, fix=_FIX)
     logger.warning("aiquery: %s; this worker keeps its usage records in %s instead", problem, chosen)
     return chosen
-
-
-_FIX = "aiquery uses a folder of this user's own instead"
 
 
 def _folder_name(application: str) -> str:
