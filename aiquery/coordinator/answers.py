@@ -1,67 +1,131 @@
 """The application's answer stores, and which worker is sending which request right now.
 
-A worker admitting a chunk looks its fingerprints up. The store's answers come back; of the rest, each
-fingerprint nobody is sending is *claimed* by that worker (it sends the request), and one another worker has
-claimed is to be *waited* for: identical requests in flight anywhere in the application are sent once. The owner
-ships the answer as soon as it has it (stored, claim released: the waiters find it at their next sync), or
-releases the claim when its call fails (errors are never stored: a waiter then claims it and sends it itself). A
-worker that disconnects loses its claims at once, so its waiters take over.
+A worker admitting a chunk looks its fingerprints up. Each fingerprint nobody is sending is *claimed* by that
+worker at once, then looked up in the store: the store's answers come back (their claims released), the rest
+the worker sends. One another worker has claimed is to be *waited* for: identical requests in flight anywhere in
+the application are sent once. Claiming before asking the store (which answers off the coordinator's loop, a
+moment later) keeps two workers from both missing and both sending. The owner ships the answer as soon as it
+has it (stored, kept in memory for its waiters a while, claim released: the waiters find it at their next sync),
+or releases the claim when its call fails (errors are never stored: a waiter then claims it and sends it
+itself). A worker that disconnects loses its claims at once, so its waiters take over.
 
-Answers cross the driver as the text the workers encoded; the driver never decodes them.
+Answers cross the driver as the text the workers encoded. One reply carries at most
+:data:`REPLY_ANSWER_BYTES` of them, so it always fits one frame: answers found beyond that wait for the
+worker's next sync, and an answer larger than that is never stored.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 
-from aiquery.store.base import SafeStore
+from aiquery.coordinator.protocol import MAX_PAYLOAD_BYTES
+from aiquery.store.guarded import GuardedStore
 
-__all__ = ["AnswerDesk"]
+__all__ = ["REPLY_ANSWER_BYTES", "AnswerDesk", "Consultation"]
+
+REPLY_ANSWER_BYTES = MAX_PAYLOAD_BYTES // 2
+"""Bytes of answers one reply carries at most (half a frame: room for the framing and the rest of the reply)."""
+RECENT_ANSWER_BYTES = 32 << 20
+"""Answers just received, kept in memory for the workers waiting on them (even when the store fails)."""
+
+
+@dataclass(slots=True)
+class Consultation:
+    """One sync's questions to the store, claims already taken: what to look up, and for what."""
+
+    worker: str
+    store: GuardedStore | None
+    asked: list[str] = field(default_factory=list)
+    """Fingerprints claimed for the worker, to look up (a miss is the worker's to send)."""
+    waiting: list[str] = field(default_factory=list)
+    """Looked-up fingerprints another worker is sending: to wait for."""
+    waited: set[str] = field(default_factory=set)
+    """Those of ``asked`` the worker was waiting on (their owner gave up or answered): a miss is owned now."""
+
+
+@dataclass(slots=True)
+class StoreReply:
+    """The store's part of a sync's reply."""
+
+    found: dict[str, str]
+    wait: list[str]
+    own: list[str]
 
 
 class AnswerDesk:
     """Stores by key (as plans name them) and the claims of in-flight requests. Used on the coordinator's loop."""
 
     def __init__(self) -> None:
-        self._stores: dict[str, SafeStore] = {}
+        self._stores: dict[str, GuardedStore] = {}
         self._owner: dict[str, str] = {}
         self._owned: dict[str, set[str]] = {}
+        self._recent: OrderedDict[str, str] = OrderedDict()
+        self._recent_bytes = 0
         self.hits = 0
         self.lookups = 0
+        self.too_large = 0
+        """Answers not stored: larger than one reply may carry."""
 
-    def add_store(self, key: str, store: SafeStore) -> None:
+    def add_store(self, key: str, store: GuardedStore) -> None:
         """Serve ``store`` under ``key`` (a store already served under it stays)."""
         self._stores.setdefault(key, store)
 
-    def store(self, key: str) -> SafeStore | None:
+    def store(self, key: str) -> GuardedStore | None:
         return self._stores.get(key)
 
     @property
     def failures(self) -> int:
-        """Failed lookups and writes of every store."""
+        """Failed or late lookups and writes of every store."""
         return sum(store.failures for store in self._stores.values())
 
-    def lookup(self, worker: str, key: str, fingerprints: Sequence[str]) -> tuple[dict[str, str], list[str]]:
-        """Answers the store has; of the others, those to wait for (claimed by another worker). The rest are
-        claimed for ``worker``: it sends them."""
-        found = self._found(key, fingerprints)
-        waiting = []
-        for fingerprint in fingerprints:
-            if fingerprint not in found and not self._claim(worker, fingerprint):
-                waiting.append(fingerprint)
-        return found, waiting
+    def claim(self, worker: str, key: str, lookups: Sequence[str], waits: Sequence[str]) -> Consultation:
+        """Claim what ``worker`` may send of its ``lookups`` and of the ``waits`` whose owner is done; the rest of
+        its lookups it waits for. Waits still claimed by another worker are not asked about (their owner ships
+        the answer or releases the claim)."""
+        consultation = Consultation(worker, self._stores.get(key))
+        for fingerprint in lookups:
+            (consultation.asked if self._claim(worker, fingerprint) else consultation.waiting).append(fingerprint)
+        for fingerprint in waits:
+            if self._claim(worker, fingerprint):
+                consultation.asked.append(fingerprint)
+                consultation.waited.add(fingerprint)
+        return consultation
 
-    def wait(self, worker: str, key: str, fingerprints: Sequence[str]) -> tuple[dict[str, str], list[str]]:
-        """For fingerprints ``worker`` waits on: answers stored since, and those it now owns (their owner gave up)."""
-        found = self._found(key, fingerprints)
-        owned = [fp for fp in fingerprints if fp not in found and self._claim(worker, fp)]
-        return found, owned
+    async def consult(self, consultation: Consultation) -> StoreReply:
+        """Look the claimed fingerprints up (off the loop, within the store's deadline) and release the claims of
+        those answered."""
+        asked = consultation.asked
+        found = {fp: text for fp in asked if (text := self._recent.get(fp)) is not None}
+        rest = [fp for fp in asked if fp not in found]
+        store = consultation.store
+        if store is not None and rest:
+            found.update(await store.lookup(rest))
+            self.lookups += len(rest)
+        carried, left = _within_budget(found)
+        self.hits += len(carried)
+        self.release(consultation.worker, found)  # answers left out are free for any worker to look up again
+        reply = StoreReply(carried, list(consultation.waiting), [])
+        for fingerprint in asked:
+            if fingerprint in carried:
+                continue
+            if fingerprint in left:  # found but not carried: the worker waits for it (its next sync finds it)
+                if fingerprint not in consultation.waited:
+                    reply.wait.append(fingerprint)
+            elif fingerprint in consultation.waited:
+                reply.own.append(fingerprint)
+        return reply
 
     def answered(self, worker: str, key: str, answers: dict[str, str]) -> None:
         """Store answers a worker got, and release their claims."""
+        storable = {fp: text for fp, text in answers.items() if len(text) <= REPLY_ANSWER_BYTES}
+        self.too_large += len(answers) - len(storable)
+        for fingerprint, text in storable.items():
+            self._remember(fingerprint, text)
         store = self._stores.get(key)
         if store is not None:
-            store.put_many(answers)
+            store.put_many(storable)
         self.release(worker, answers)
 
     def release(self, worker: str, fingerprints: Iterable[str]) -> None:
@@ -84,14 +148,15 @@ class AnswerDesk:
             store.close()
         self._stores.clear()
 
-    def _found(self, key: str, fingerprints: Sequence[str]) -> dict[str, str]:
-        store = self._stores.get(key)
-        if store is None or not fingerprints:
-            return {}
-        found = store.get_many(fingerprints)
-        self.lookups += len(fingerprints)
-        self.hits += len(found)
-        return found
+    def _remember(self, fingerprint: str, text: str) -> None:
+        previous = self._recent.pop(fingerprint, None)
+        if previous is not None:
+            self._recent_bytes -= len(previous)
+        self._recent[fingerprint] = text
+        self._recent_bytes += len(text)
+        while self._recent_bytes > RECENT_ANSWER_BYTES:
+            _, oldest = self._recent.popitem(last=False)
+            self._recent_bytes -= len(oldest)
 
     def _claim(self, worker: str, fingerprint: str) -> bool:
         owner = self._owner.get(fingerprint)
@@ -100,3 +165,21 @@ class AnswerDesk:
             self._owned.setdefault(worker, set()).add(fingerprint)
             return True
         return owner == worker
+
+
+def _within_budget(found: dict[str, str]) -> tuple[dict[str, str], set[str]]:
+    """The answers one reply carries, and those left for a later one. An answer no reply could carry (a value
+    another application stored) is neither: a miss."""
+    carried: dict[str, str] = {}
+    left: set[str] = set()
+    size = 0
+    for fingerprint, text in found.items():
+        line = len(fingerprint) + 2 + (len(text) if text.isascii() else len(text.encode()))
+        if line > REPLY_ANSWER_BYTES:
+            continue
+        if size + line > REPLY_ANSWER_BYTES:
+            left.add(fingerprint)
+            continue
+        carried[fingerprint] = text
+        size += line
+    return carried, left

@@ -9,7 +9,8 @@ sends a nonce, the worker answers with its own nonce and an HMAC of both under t
 coordinator's welcome carries its own HMAC of both, which the worker checks before it sends anything else. The
 secret itself never crosses the wire; a peer that does not prove it is refused and closed before any other
 frame is read, and until then frames are small (:data:`.handshake.PRE_AUTH_FRAME_BYTES`). Every later frame is
-a request (``seq`` numbers it) answered by one reply (``re`` names it), in order.
+a request (``seq`` numbers it) answered by one reply (``re`` names it); a sync that asks the answer store is
+answered once the store has answered or its deadline has passed, so a reply may overtake an earlier request's.
 
 Request ``op`` values:
 

@@ -4,8 +4,10 @@ It owns what the whole application shares: budget leases and learned paces (:mod
 journal on the driver (workers' records are appended to a :class:`~aiquery.usage.spool.SpoolWriter` in the
 ledger's spool directory, which ingestion moves into Delta), the requests in flight and who sent them
 (:mod:`.requests`), and live progress (:mod:`.progress`). It serves the protocol of :mod:`.protocol` on its
-own event-loop thread; every frame is handled synchronously there, without a coroutine per frame. The answer
-stores and who is sending which request now are :mod:`.answers`.
+own event-loop thread; every frame is handled synchronously there, without a coroutine per frame, except the
+answer store's lookups: those run off the loop (:mod:`aiquery.store.guarded`), and a sync that asks the store is
+answered when the store answers or its deadline passes. The answer stores and who is sending which request now
+are :mod:`.answers`.
 """
 
 from __future__ import annotations
@@ -18,11 +20,11 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
 from aiquery.config import Secret
-from aiquery.coordinator.answers import AnswerDesk
+from aiquery.coordinator.answers import AnswerDesk, Consultation
 from aiquery.coordinator.budgets import Budgets
 from aiquery.coordinator.cap import CapSetting
 from aiquery.coordinator.cap_book import CapBook
@@ -41,7 +43,7 @@ from aiquery.coordinator.requests import InFlight
 from aiquery.coordinator.tasks import KilledTasks
 from aiquery.engine.governor import add_sample
 from aiquery.engine.loop import LoopThread
-from aiquery.store.base import SafeStore
+from aiquery.store.guarded import GuardedStore
 from aiquery.usage.spool import SpoolWriter
 
 __all__ = ["Coordinator"]
@@ -207,7 +209,7 @@ class Coordinator:
             if spool_dir not in self._journals:
                 self._journals[spool_dir] = SpoolWriter(spool_dir)
 
-    def add_store(self, key: str, opener: Callable[[], SafeStore]) -> None:
+    def add_store(self, key: str, opener: Callable[[], GuardedStore]) -> None:
         """Serve an answer store under ``key`` (the name query plans give it), opened now unless already served."""
 
         async def add() -> None:
@@ -319,8 +321,11 @@ class Coordinator:
         return self.progress_book.snapshot(tasks)
 
     # ---- one frame ------------------------------------------------------------------------------------------
-    def handle_sync(self, worker: str, meta: dict[str, Any], payload: bytes) -> tuple[dict[str, Any], bytes]:
-        """Apply one worker's sync; the reply's metadata and payload (answers found in the store)."""
+    def handle_sync(
+        self, worker: str, meta: dict[str, Any], payload: bytes
+    ) -> tuple[dict[str, Any], bytes | Coroutine[Any, Any, bytes]]:
+        """Apply one worker's sync; the reply's metadata and payload (answers found in the store), or, when the sync
+        asks the store, a coroutine that completes the metadata and gives the payload."""
         begun = meta.get("b")
         reply_stop: list[int] | None = None
         ended = meta.get("e")
@@ -392,8 +397,10 @@ class Coordinator:
         reply["lease"] = self.budgets.sync(worker, meta.get("demand"), meta.get("seen"))
         if reply_stop:
             reply["stop"] = reply_stop
-        found = self._answers(worker, meta, payload[begun_length + ended_length :], reply)
-        return reply, b"".join(f"{key}\t{text}\n".encode() for key, text in found.items())
+        consultation = self._answers(worker, meta, payload[begun_length + ended_length :])
+        if consultation is None:
+            return reply, b""
+        return reply, self._consulted(consultation, reply)
 
     def _end(
         self, worker: str, journal: SpoolWriter, ended: list[str], lines: bytes, meta: dict[str, Any]
@@ -412,11 +419,11 @@ class Coordinator:
             self.in_flight.ended(worker, ended, delivered=bool(meta.get("local")))
         return failure
 
-    def _answers(self, worker: str, meta: dict[str, Any], answers: bytes, reply: dict[str, Any]) -> dict[str, str]:
-        """The answer store's part of a sync: answers to keep, claims to release, lookups, waits."""
+    def _answers(self, worker: str, meta: dict[str, Any], answers: bytes) -> Consultation | None:
+        """The answer store's part of a sync: answers to keep, claims to release, claims for lookups and waits."""
         store = meta.get("s")
         if not isinstance(store, str):
-            return {}
+            return None
         desk = self.answers
         if answers:
             received = {}
@@ -428,19 +435,18 @@ class Coordinator:
         releases = meta.get("r")
         if releases:
             desk.release(worker, releases)
-        found: dict[str, str] = {}
-        lookups = meta.get("l")
-        if lookups:
-            found, waiting = desk.lookup(worker, store, lookups)
-            if waiting:
-                reply["wait"] = waiting
-        waits = meta.get("w")
-        if waits:
-            more, owned = desk.wait(worker, store, waits)
-            found.update(more)
-            if owned:
-                reply["own"] = owned
-        return found
+        lookups, waits = meta.get("l") or [], meta.get("w") or []
+        if not lookups and not waits:
+            return None
+        return desk.claim(worker, store, lookups, waits)
+
+    async def _consulted(self, consultation: Consultation, reply: dict[str, Any]) -> bytes:
+        result = await self.answers.consult(consultation)
+        if result.wait:
+            reply["wait"] = result.wait
+        if result.own:
+            reply["own"] = result.own
+        return b"".join(f"{key}\t{text}\n".encode() for key, text in result.found.items())
 
     def worker_connected(self, worker: str) -> None:
         self.in_flight.connected(worker)
@@ -469,6 +475,7 @@ class _Connection(asyncio.Protocol):
         self.peer: str | None = None
         """The peer's address while it counts among the doorman's connections in the handshake."""
         self._timeout: asyncio.TimerHandle | None = None
+        self._consulting: set[asyncio.Task[None]] = set()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -525,7 +532,10 @@ class _Connection(asyncio.Protocol):
                     except ProtocolError as exc:
                         reply, answers = {"error": str(exc)}, b""
                     reply["re"] = seq
-                    transport.write(encode_frame(reply, answers))
+                    if isinstance(answers, bytes):
+                        transport.write(encode_frame(reply, answers))
+                    else:
+                        self._reply_later(reply, answers)
                 elif op == "bye":
                     self.clean = True
                     transport.write(encode_frame({"re": seq}))
@@ -537,6 +547,18 @@ class _Connection(asyncio.Protocol):
             else:
                 logger.warning("coordinator: closing a connection that broke the protocol: %s", exc)
             self.abort()
+
+    def _reply_later(self, reply: dict[str, Any], answers: Coroutine[Any, Any, bytes]) -> None:
+        """Send a sync's reply once the store has answered (replies name their request: order does not matter)."""
+
+        async def send() -> None:
+            payload = await answers
+            if self.transport is not None and not self.transport.is_closing():
+                self.transport.write(encode_frame(reply, payload))
+
+        task = asyncio.get_running_loop().create_task(send())
+        self._consulting.add(task)
+        task.add_done_callback(self._consulting.discard)
 
     def _hello(self, meta: dict[str, Any]) -> None:
         assert self.transport is not None

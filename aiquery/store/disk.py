@@ -109,6 +109,16 @@ class DiskStore:
                 if self._size > self.max_bytes:
                     self._evict()
 
+    def delete_many(self, fingerprints: Sequence[str]) -> None:
+        with self._lock:
+            for start in range(0, len(fingerprints), _BATCH):
+                part = list(fingerprints[start : start + _BATCH])
+                marks = ",".join("?" * len(part))
+                gone = self._db.execute(f"SELECT coalesce(sum(size), 0) FROM answers WHERE fingerprint IN ({marks})", part)
+                freed = int(gone.fetchone()[0])
+                self._db.execute(f"DELETE FROM answers WHERE fingerprint IN ({marks})", part)
+                self._size -= freed
+
     def _evict(self) -> None:
         # Least recently used first, in slices, until the store is at 90 % of its bound.
         target = int(self.max_bytes * 0.9)

@@ -45,7 +45,10 @@ class RedisStore:
     def get_many(self, fingerprints: Sequence[str]) -> dict[str, str]:
         prefix = self.prefix
         values = self._redis.mget([prefix + key for key in fingerprints])
-        return {key: value.decode() for key, value in zip(fingerprints, values, strict=True) if value}
+        # Bytes that are not UTF-8 are a value to discard, not a failed lookup: replaced, they fail to decode later.
+        return {
+            key: value.decode(errors="replace") for key, value in zip(fingerprints, values, strict=True) if value
+        }
 
     def put_many(self, answers: Mapping[str, str]) -> None:
         prefix = self.prefix
@@ -53,6 +56,10 @@ class RedisStore:
         for key, text in answers.items():
             pipeline.set(prefix + key, text, ex=self.ttl)
         pipeline.execute()
+
+    def delete_many(self, fingerprints: Sequence[str]) -> None:
+        if fingerprints:
+            self._redis.delete(*[self.prefix + key for key in fingerprints])
 
     def close(self) -> None:
         self._redis.close()
