@@ -172,7 +172,9 @@ class GuardedStore:
             self._urgent += 1
             self._changed.notify_all()
             try:
-                return self._changed.wait_for(lambda: not self._pending and not self._writing, timeout)
+                return self._changed.wait_for(
+                    lambda: not self._pending and not self._writing and not self._discard, timeout
+                )
             finally:
                 self._urgent -= 1
 
@@ -186,7 +188,7 @@ class GuardedStore:
             self._changed.notify_all()
         self._thread.join(timeout)
         if self._thread.is_alive():
-            logger.warning("aiquery: the answer store at %s did not close in %g s; left behind", self.where, timeout)
+            logger.info("aiquery: the answer store at %s did not close in %g s; left behind", self.where, timeout)
 
     # ---- the store's thread ---------------------------------------------------------------------------------
     def _serve(self) -> None:
@@ -231,13 +233,10 @@ class GuardedStore:
         except Exception as error:
             job.set_exception(error)
             return
-        found: _Found = {}
-        for fingerprint, text in raw.items():
-            if _is_answer(text):
-                found[fingerprint] = text
-            else:
-                self._discard.append(fingerprint)
+        found = {fingerprint: text for fingerprint, text in raw.items() if _is_answer(text)}
         if len(found) < len(raw):
+            with self._changed:
+                self._discard.extend(fingerprint for fingerprint in raw if fingerprint not in found)
             self.discarded += len(raw) - len(found)
         job.set_result(found)
 
