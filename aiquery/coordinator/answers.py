@@ -5,7 +5,7 @@ worker at once, then looked up in the store: the store's answers come back (thei
 the worker sends. One another worker has claimed is to be *waited* for: identical requests in flight anywhere in
 the application are sent once. Claiming before asking the store (which answers off the coordinator's loop, a
 moment later) keeps two workers from both missing and both sending. The owner ships the answer as soon as it
-has it (stored, kept in memory for its waiters a while, claim released: the waiters find it at their next sync),
+has it (stored, kept in memory for the workers waiting on it, claim released: the waiters find it at their next sync),
 or releases the claim when its call fails (errors are never stored: a waiter then claims it and sends it
 itself). A worker that disconnects loses its claims at once, so its waiters take over.
 
@@ -28,7 +28,10 @@ __all__ = ["REPLY_ANSWER_BYTES", "AnswerDesk", "Consultation"]
 REPLY_ANSWER_BYTES = MAX_PAYLOAD_BYTES // 2
 """Bytes of answers one reply carries at most (half a frame: room for the framing and the rest of the reply)."""
 RECENT_ANSWER_BYTES = 32 << 20
-"""Answers just received, kept in memory for the workers waiting on them (even when the store fails)."""
+"""Answers just received that workers wait on, kept in memory for them (so that a failing store never makes a
+waiter send the request again)."""
+MAX_AWAITED = 100_000
+"""Fingerprints remembered as waited on, at most (the oldest are forgotten first)."""
 
 
 @dataclass(slots=True)
@@ -63,6 +66,8 @@ class AnswerDesk:
         self._owned: dict[str, set[str]] = {}
         self._recent: OrderedDict[str, str] = OrderedDict()
         self._recent_bytes = 0
+        self._awaited: OrderedDict[str, None] = OrderedDict()
+        """Fingerprints some worker was told to wait for: their answers are kept in memory when they come."""
         self.hits = 0
         self.lookups = 0
         self.too_large = 0
@@ -86,7 +91,13 @@ class AnswerDesk:
         the answer or releases the claim)."""
         consultation = Consultation(worker, self._stores.get(key))
         for fingerprint in lookups:
-            (consultation.asked if self._claim(worker, fingerprint) else consultation.waiting).append(fingerprint)
+            if self._claim(worker, fingerprint):
+                consultation.asked.append(fingerprint)
+            else:
+                consultation.waiting.append(fingerprint)
+                self._awaited[fingerprint] = None
+                if len(self._awaited) > MAX_AWAITED:
+                    self._awaited.popitem(last=False)
         for fingerprint in waits:
             if self._claim(worker, fingerprint):
                 consultation.asked.append(fingerprint)
@@ -122,7 +133,8 @@ class AnswerDesk:
         storable = {fp: text for fp, text in answers.items() if len(text) <= REPLY_ANSWER_BYTES}
         self.too_large += len(answers) - len(storable)
         for fingerprint, text in storable.items():
-            self._remember(fingerprint, text)
+            if self._awaited.pop(fingerprint, 0) is None:
+                self._remember(fingerprint, text)
         store = self._stores.get(key)
         if store is not None:
             store.put_many(storable)

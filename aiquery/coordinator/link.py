@@ -163,7 +163,10 @@ class Reply:
         for line in payload.split(b"\n"):
             if line:
                 key, _, encoded = line.partition(b"\t")
-                self.hits[key.decode()] = StoredAnswer.decode(encoded)
+                try:
+                    self.hits[key.decode()] = StoredAnswer.decode(encoded)
+                except (ValueError, RecursionError):  # not an answer: a miss (the call sends its request)
+                    continue
 
     def refused(self) -> dict[int, str] | None:
         """The begins the spending cap refused (by their index in the sync) and why, or None."""
