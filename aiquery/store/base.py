@@ -95,8 +95,8 @@ class StoredAnswer:
 
 class AnswerStore(Protocol):
     """Answers by fingerprint, each as :meth:`StoredAnswer.encode` made it (the driver passes them between workers
-    and the store as they are, having checked off its loop that they decode). Implementations may raise anything and may block;
-    :class:`~aiquery.store.guarded.GuardedStore` contains both."""
+    and the store as they are, having checked off its loop that they decode). Implementations may raise anything
+    and may block; :class:`~aiquery.store.guarded.GuardedStore` contains both."""
 
     def get_many(self, fingerprints: Sequence[str]) -> dict[str, str]:
         """The fresh answers among ``fingerprints`` (expired or unknown ones are absent)."""

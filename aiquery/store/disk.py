@@ -114,8 +114,8 @@ class DiskStore:
             for start in range(0, len(fingerprints), _BATCH):
                 part = list(fingerprints[start : start + _BATCH])
                 marks = ",".join("?" * len(part))
-                gone = self._db.execute(f"SELECT coalesce(sum(size), 0) FROM answers WHERE fingerprint IN ({marks})", part)
-                freed = int(gone.fetchone()[0])
+                sizes = f"SELECT coalesce(sum(size), 0) FROM answers WHERE fingerprint IN ({marks})"
+                freed = int(self._db.execute(sizes, part).fetchone()[0])
                 self._db.execute(f"DELETE FROM answers WHERE fingerprint IN ({marks})", part)
                 self._size -= freed
 
