@@ -1,9 +1,9 @@
 """Benchmark: a query's time with a faulty answer store against the same query with the store off (issue 22).
 
-    .venv/bin/python benchmarks/store_faults.py                    # 300 rows, 3 partitions, 75 ms, 5 rounds
-    .venv/bin/python benchmarks/store_faults.py --rows 1000 --latency-ms 50 --rounds 3
+    .venv/bin/python benchmarks/store_faults.py                    # 300 rows, 10 partitions, 75 ms, 5 rounds
+    .venv/bin/python benchmarks/store_faults.py --rows 1000 --partitions 3 --latency-ms 50 --rounds 3
 
-Variants, alternated within each round on one local[2] session: the store off; a Redis URL whose port accepts
+Variants, alternated within each round on one local[2] session (one task per partition, so one lookup each): the store off; a Redis URL whose port accepts
 connections and never answers; the SQLite store, holding every row's answer, locked by another process
 (``BEGIN EXCLUSIVE``); the SQLite store with every row's answer replaced by garbage. Every variant sends every
 row (a faulty store answers nothing), so the emulator must see rows x variants x rounds requests. Goal: each
@@ -57,6 +57,7 @@ def blackhole() -> tuple[int, threading.Event]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=300)
+    parser.add_argument("--partitions", type=int, default=10)
     parser.add_argument("--latency-ms", type=int, default=75)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
@@ -74,9 +75,7 @@ def main() -> None:
         ).with_endpoint("bench", api="chat", model="bench")
         store_file = work / "usage" / "answers" / FILE_NAME
         port, stop = blackhole()
-        query = (
-            f"SELECT ai_query('bench', 'Describe item ' || id) AS d FROM range(0, {args.rows}, 1, 3)"
-        )
+        query = f"SELECT ai_query('bench', 'Item ' || id) AS d FROM range(0, {args.rows}, 1, {args.partitions})"
 
         def run(cache: CacheSettings | None) -> float:
             aiquery.register(spark, settings=dataclasses.replace(base, cache=cache or CacheSettings()))
@@ -121,7 +120,7 @@ def main() -> None:
         spark.stop()
 
     off = statistics.median(times["store off"])
-    print(f"\n{args.rows} rows, 3 partitions, local[2]; emulator latency {args.latency_ms} ms; {args.rounds} rounds")
+    print(f"\n{args.rows} rows, {args.partitions} partitions, local[2]; emulator latency {args.latency_ms} ms")
     print("| variant | seconds per round | median s | / store off |")
     print("|---|---|---|---|")
     for name, values in times.items():

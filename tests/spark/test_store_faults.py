@@ -24,9 +24,11 @@ from aiquery.store.disk import FILE_NAME
 pytestmark = pytest.mark.spark
 
 ROWS = 300
+PARTITIONS = 10
+"""Ten tasks, so ten lookups (one chunk each): a store that stalls each one shows."""
 LATENCY_MS = 75
 GUARD = 2.0
-QUERY = f"SELECT id, ai_query('fault-chat', 'Describe item ' || id) AS d FROM range(0, {ROWS}, 1, 3)"
+QUERY = f"SELECT id, ai_query('fault-chat', 'Describe item ' || id) AS d FROM range(0, {ROWS}, 1, {PARTITIONS})"
 
 
 def register(spark: Any, gateway: Any, tmp_path: Path, cache: CacheSettings | None = None) -> Path:
