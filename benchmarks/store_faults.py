@@ -3,11 +3,11 @@
     .venv/bin/python benchmarks/store_faults.py                    # 300 rows, 10 partitions, 75 ms, 5 rounds
     .venv/bin/python benchmarks/store_faults.py --rows 1000 --partitions 3 --latency-ms 50 --rounds 3
 
-Variants, alternated within each round on one local[2] session (one task per partition, so one lookup each): the store off; a Redis URL whose port accepts
-connections and never answers; the SQLite store, holding every row's answer, locked by another process
-(``BEGIN EXCLUSIVE``); the SQLite store with every row's answer replaced by garbage. Every variant sends every
-row (a faulty store answers nothing), so the emulator must see rows x variants x rounds requests. Goal: each
-faulty variant's median time within 1.2 x the store-off median.
+Variants, alternated within each round on one local[2] session (one task per partition, so one lookup each):
+the store off; a Redis URL whose port accepts connections and never answers; the SQLite store, holding every
+row's answer, locked by another process (``BEGIN EXCLUSIVE``); another SQLite store with every row's answer
+replaced by garbage. Every variant sends every row (a faulty store answers nothing), so the emulator must see
+rows x variants x rounds requests. Goal: each faulty variant's median time within 1.2 x the store-off median.
 """
 
 from __future__ import annotations
@@ -73,12 +73,16 @@ def main() -> None:
         base = Settings(
             host=gateway.url, environ={"DATABRICKS_TOKEN": TOKEN}, usage=UsageSettings(dir=str(work / "usage"))
         ).with_endpoint("bench", api="chat", model="bench")
-        store_file = work / "usage" / "answers" / FILE_NAME
+        # The locked and the garbage store are two stores (two usage folders): the breaker the lock opens must not
+        # keep the garbage from being read.
+        locked_file = work / "usage" / "answers" / FILE_NAME
+        garbage_base = dataclasses.replace(base, usage=UsageSettings(dir=str(work / "usage-garbage")))
+        garbage_file = work / "usage-garbage" / "answers" / FILE_NAME
         port, stop = blackhole()
         query = f"SELECT ai_query('bench', 'Item ' || id) AS d FROM range(0, {args.rows}, 1, {args.partitions})"
 
-        def run(cache: CacheSettings | None) -> float:
-            aiquery.register(spark, settings=dataclasses.replace(base, cache=cache or CacheSettings()))
+        def run(cache: CacheSettings | None, settings: Settings = base) -> float:
+            aiquery.register(spark, settings=dataclasses.replace(settings, cache=cache or CacheSettings()))
             spark.conf.set("aiquery.cache.enabled", "true" if cache is not None else "false")
             started = time.perf_counter()
             rows = spark.sql(query).collect()
@@ -88,7 +92,7 @@ def main() -> None:
 
         def locked() -> float:
             locker = subprocess.Popen(
-                [sys.executable, "-c", LOCKER, str(store_file)], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+                [sys.executable, "-c", LOCKER, str(locked_file)], stdin=subprocess.PIPE, stdout=subprocess.PIPE
             )
             try:
                 assert locker.stdout is not None and locker.stdout.readline().strip() == b"locked"
@@ -98,11 +102,12 @@ def main() -> None:
                 locker.wait()
 
         def garbage() -> float:
-            with sqlite3.connect(store_file) as db:
+            with sqlite3.connect(garbage_file) as db:
                 db.execute("UPDATE answers SET answer = 'garbage ' || fingerprint")
-            return run(CacheSettings())
+            return run(CacheSettings(), garbage_base)
 
-        run(CacheSettings())  # fills the store and warms the workers
+        run(CacheSettings())  # fills the stores and warms the workers
+        run(CacheSettings(), garbage_base)
         variants: dict[str, Any] = {
             "store off": lambda: run(None),
             "Redis that never answers": lambda: run(CacheSettings(url=f"redis://127.0.0.1:{port}/0")),

@@ -21,7 +21,7 @@ import aiquery
 from aiquery.config import CacheSettings
 from aiquery.store.disk import FILE_NAME
 
-pytestmark = pytest.mark.spark
+pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
 ROWS = 300
 PARTITIONS = 10
