@@ -78,6 +78,7 @@ class GuardedStore:
         self._pending_bytes = 0
         self._writing: dict[str, str] = {}
         self._discard: list[str] = []
+        self._write_running = False
         self._urgent = 0
         self._closed = False
         self._busy_since: float | None = None
@@ -99,7 +100,7 @@ class GuardedStore:
             return found
         try:
             more = await asyncio.wait_for(asyncio.wrap_future(job), self.deadline_s)
-        except TimeoutError:
+        except asyncio.TimeoutError:  # not the built-in TimeoutError before Python 3.11
             self.breaker.failed("lookup", TimeoutError(f"no answer in {self.deadline_s:g} s"))
             return found
         except Exception as error:  # a broken store is a miss, never a failed query
@@ -173,7 +174,7 @@ class GuardedStore:
             self._changed.notify_all()
             try:
                 return self._changed.wait_for(
-                    lambda: not self._pending and not self._writing and not self._discard, timeout
+                    lambda: not self._pending and not self._discard and not self._write_running, timeout
                 )
             finally:
                 self._urgent -= 1
@@ -246,10 +247,12 @@ class GuardedStore:
             self._pending_bytes = 0
             batch = self._writing
             discard, self._discard = self._discard, []
+            self._write_running = True
         if not self.breaker.allows():
             self.dropped += len(batch)
             with self._changed:
                 self._writing = {}
+                self._write_running = False
             return
         try:
             store = self._opened()
@@ -265,6 +268,7 @@ class GuardedStore:
         finally:
             with self._changed:
                 self._writing = {}
+                self._write_running = False
 
     def _close_store(self) -> None:
         if self._store is None:
