@@ -8,8 +8,10 @@ comes later is a miss, and the request is sent as if the store were empty. A :cl
 stops asking a store that keeps failing or answering late.
 
 Writes never block the caller: answers wait in memory (answered from there meanwhile), gathered for
-:data:`GATHER_S` into one write, up to :data:`MAX_PENDING_BYTES`; past that, or while the
-breaker is open, they are dropped and counted (each answer still reaches its row; only the saving is lost).
+:data:`GATHER_S` into one write, up to :data:`MAX_PENDING_BYTES`; past that they are dropped and counted (each
+answer still reaches its row; only the saving is lost). Writes are tried even while the breaker is open (no
+query waits for them, and late lookups on a loaded machine must not cost the answers); a write that works
+closes the breaker.
 
 A stored value that is not a stored answer (written by something else, or damaged) is a miss, and is deleted so
 that the next answer replaces it.
@@ -39,6 +41,8 @@ GATHER_S = 0.05
 busy time in the Spark throughput benchmark when each sync wrote its own)."""
 MAX_PENDING_BYTES = 128 << 20
 """Answers waiting to be written, at most (more are dropped and counted rather than held)."""
+WARM_UP_KEY = "aiquery-warm-up"
+"""Looked up once when the store opens (never a fingerprint: those are hexadecimal)."""
 CLOSE_TIMEOUT_S = 10.0
 """How long closing waits for the last writes; a store that hangs is left to its (daemon) thread."""
 
@@ -66,7 +70,7 @@ class GuardedStore:
         self.deadline_s = deadline_s
         self.breaker = breaker or CircuitBreaker(where)
         self.dropped = 0
-        """Answers not written: the breaker open, too many waiting, or the write failed."""
+        """Answers not written: too many waiting, the write failed, or the store was failing at close."""
         self.discarded = 0
         """Stored values that were not stored answers (each a miss, deleted from the store)."""
         self._opener = opener
@@ -153,9 +157,6 @@ class GuardedStore:
         """Hand answers over to be written (returns at once)."""
         if not answers:
             return
-        if self.breaker.is_open:
-            self.dropped += len(answers)
-            return
         size = sum(len(text) for text in answers.values())
         with self._changed:
             if self._closed or self._pending_bytes + size > MAX_PENDING_BYTES:
@@ -196,8 +197,12 @@ class GuardedStore:
         self._busy_since = time.monotonic()
         try:
             self._store = self._opener()
-        except Exception as error:  # e.g. an unwritable folder, or the redis package missing: a failing store
-            self._open_error = error
+            # Connect now, before the first lookup: a cold connection (measured under load: a new application's
+            # first Redis lookups) can take longer than a lookup may.
+            self._store.get_many([WARM_UP_KEY])
+        except Exception as error:  # e.g. an unwritable folder, the redis package missing, a server down
+            self._open_error = error if self._store is None else None
+            self.breaker.failed("open", error)
         self._busy_since = None
         while True:
             with self._changed:
@@ -248,12 +253,6 @@ class GuardedStore:
             batch = self._writing
             discard, self._discard = self._discard, []
             self._write_running = True
-        if not self.breaker.allows():
-            self.dropped += len(batch)
-            with self._changed:
-                self._writing = {}
-                self._write_running = False
-            return
         try:
             store = self._opened()
             if discard:
