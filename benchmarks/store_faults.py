@@ -4,7 +4,8 @@
     .venv/bin/python benchmarks/store_faults.py --rows 1000 --partitions 3 --latency-ms 50 --rounds 3
 
 Variants, alternated within each round on one local[2] session (one task per partition, so one lookup each):
-the store off; a Redis URL whose port accepts connections and never answers; the SQLite store, holding every
+the store off; a healthy SQLite store, new and empty each time (what the store costs when it answers nothing);
+a Redis URL whose port accepts connections and never answers; the SQLite store, holding every
 row's answer, locked by another process (``BEGIN EXCLUSIVE``); another SQLite store with every row's answer
 replaced by garbage. Every variant sends every row (a faulty store answers nothing), so the emulator must see
 rows x variants x rounds requests. Goal: each faulty variant's median time within 1.2 x the store-off median.
@@ -106,10 +107,17 @@ def main() -> None:
                 db.execute("UPDATE answers SET answer = 'garbage ' || fingerprint")
             return run(CacheSettings(), garbage_base)
 
+        fresh = iter(range(1_000_000))
+
+        def healthy() -> float:  # a new, empty store each time: every row a miss, as with the faulty stores
+            folder = work / f"usage-healthy-{next(fresh)}"
+            return run(CacheSettings(), dataclasses.replace(base, usage=UsageSettings(dir=str(folder))))
+
         run(CacheSettings())  # fills the stores and warms the workers
         run(CacheSettings(), garbage_base)
         variants: dict[str, Any] = {
             "store off": lambda: run(None),
+            "healthy store, every row a miss": healthy,
             "Redis that never answers": lambda: run(CacheSettings(url=f"redis://127.0.0.1:{port}/0")),
             "SQLite locked by another process": locked,
             "SQLite full of garbage": garbage,
