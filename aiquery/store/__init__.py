@@ -50,6 +50,5 @@ def redis_store_key(settings: CacheSettings) -> str:
     from aiquery.redis_url import without_credentials
 
     assert settings.url is not None
-    identity = f"{without_credentials(settings.url)}
-{settings.namespace}"
+    identity = f"{without_credentials(settings.url)}\n{settings.namespace}"
     return "redis:" + hashlib.sha256(identity.encode()).hexdigest()[:24]
