@@ -17,14 +17,13 @@ from aiquery.errors import (
     CallError,
     ConfigError,
 )
+from aiquery.version import __version__
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
     from aiquery.coordinator.progress import QueryProgress
     from aiquery.jobs.estimate import JobEstimate
-
-__version__ = "0.1.0"
 
 __all__ = [
     "AIQueryError",

@@ -30,7 +30,7 @@ ACTIVE_S = 5.0
 
 @dataclass(frozen=True)
 class TaskCounts:
-    """Tasks of a query's ai_query stages: done, running, in total."""
+    """Tasks of some Spark stages (a query's ai_query stages, a job's statement): done, running, in total."""
 
     done: int = 0
     running: int = 0

@@ -10,13 +10,13 @@ from typing import Any
 
 import aiohttp
 
-from aiquery import __version__
 from aiquery.apis import get_adapter
 from aiquery.apis.base import Adapter, APIRequest, ResponseFormat
 from aiquery.apis.images import FilePrompt, ImageError, check_image
 from aiquery.config import DEFAULT_MAX_REQUEST_BYTES, Endpoint
 from aiquery.errors import CallError
 from aiquery.store.base import fingerprint, fingerprint_prefix
+from aiquery.version import __version__
 
 __all__ = [
     "DEFAULT_OUTPUT_ESTIMATE",

@@ -404,6 +404,7 @@ class Engine:
                 )
             except NoResponse as failure:
                 record.status_code = failure.status
+                record.response_content_type = failure.content_type
                 self._end_without_response(record, failure.message, failure.elapsed, failure.time_to_first_byte)
                 raise no_response_failure(failure, endpoint) from None
             except asyncio.CancelledError:
@@ -474,6 +475,7 @@ class Engine:
     ) -> Answer:
         endpoint = prepared.endpoint
         record.status_code = response.status
+        record.response_content_type = response.content_type
         record.latency_ms = int(response.elapsed * 1000)
         record.time_to_first_byte_ms = int(response.time_to_first_byte * 1000)
         if 200 <= response.status < 300:

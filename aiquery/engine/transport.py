@@ -23,6 +23,9 @@ MIN_TIMEOUT_S = 0.1
 """The shortest timeout a request is given: an attempt with less time than this left is not started."""
 ERROR_BODY_BYTES = 1 << 16
 """Bytes of an error answer read: its message is in its first bytes, and errors keep 2,000 characters of it."""
+CONTENT_TYPE_CHARS = 255
+"""Characters of a response's Content-Type kept for the ledger: a media type and its parameters fit, and a
+server's header of kilobytes does not fill the usage table."""
 NOT_RETRYABLE = frozenset({"tls", "too_large", "unreadable"})
 """Failures the same request would meet again: a certificate, and an answer too large or in a form not asked for
 (a retry would pay for the same answer and throw it away again)."""
@@ -30,13 +33,17 @@ NOT_RETRYABLE = frozenset({"tls", "too_large", "unreadable"})
 
 @dataclass(frozen=True, slots=True)
 class HTTPResponse:
-    """A complete response: status, lower-cased headers, body, and timings in seconds."""
+    """A complete response: status, lower-cased headers, body, and timings in seconds.
+
+    ``headers`` is empty for a success (only error handling reads them); ``content_type`` is always read.
+    """
 
     status: int
     headers: dict[str, str]
     body: bytes
     time_to_first_byte: float
     elapsed: float
+    content_type: str | None = None
 
 
 class NoResponse(Exception):
@@ -49,6 +56,7 @@ class NoResponse(Exception):
         elapsed: seconds spent before giving up.
         time_to_first_byte: seconds until headers arrived, if they did.
         status: the HTTP status, when headers arrived before the failure.
+        content_type: the response's Content-Type, when headers arrived before the failure.
     """
 
     def __init__(
@@ -58,6 +66,7 @@ class NoResponse(Exception):
         elapsed: float,
         time_to_first_byte: float | None = None,
         status: int | None = None,
+        content_type: str | None = None,
     ) -> None:
         super().__init__(message)
         self.kind = kind
@@ -65,6 +74,7 @@ class NoResponse(Exception):
         self.elapsed = elapsed
         self.time_to_first_byte = time_to_first_byte
         self.status = status
+        self.content_type = content_type
 
     @property
     def retryable(self) -> bool:
@@ -144,10 +154,12 @@ class Transport:
         started = time.perf_counter()
         ttfb: float | None = None
         status: int | None = None
+        content_type: str | None = None
         try:
             async with session.post(url, data=body, headers=headers, timeout=self._timeout(timeout)) as response:
                 ttfb = time.perf_counter() - started
                 status = response.status
+                content_type = _content_type(response)
                 payload = await _read_or_close(response, max_bytes)
                 return HTTPResponse(
                     status=status,
@@ -156,12 +168,13 @@ class Transport:
                     body=payload,
                     time_to_first_byte=ttfb,
                     elapsed=time.perf_counter() - started,
+                    content_type=content_type,
                 )
         except BodyTooLarge as exc:
             message = f"answer larger than max_response_bytes ({describe_size(max_bytes)}): {exc.message}"
-            raise NoResponse("too_large", message, _since(started), ttfb, status) from None
+            raise NoResponse("too_large", message, _since(started), ttfb, status, content_type) from None
         except UnreadableBody as exc:
-            raise NoResponse("unreadable", exc.message, _since(started), ttfb, status) from None
+            raise NoResponse("unreadable", exc.message, _since(started), ttfb, status, content_type) from None
         except asyncio.TimeoutError:
             raise NoResponse(
                 "timeout", f"no response within {timeout:g} s", time.perf_counter() - started, ttfb
@@ -203,6 +216,11 @@ async def _read_or_close(response: aiohttp.ClientResponse, max_bytes: int) -> by
     if not response.content.at_eof():
         response.close()
     return payload
+
+
+def _content_type(response: aiohttp.ClientResponse) -> str | None:
+    value = response.headers.get("Content-Type")
+    return None if value is None else value[:CONTENT_TYPE_CHARS]
 
 
 def _since(started: float) -> float:

@@ -20,7 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
+from aiquery.coordinator.progress import TaskCounts
 from aiquery.jobs.summary import format_money
+from aiquery.spark.progress import stage_tasks
 
 if TYPE_CHECKING:
     from pyspark import SparkContext
@@ -70,28 +72,15 @@ def coordinator_counts(coordinator: Any, query_tag: str) -> UsageCounts:
     return UsageCounts()
 
 
-@dataclass(frozen=True)
-class TaskCounts:
-    """Tasks of a job group's stages: done, running, in total."""
-
-    done: int = 0
-    running: int = 0
-    total: int = 0
-
-
 def spark_tasks(context: SparkContext, group: str) -> TaskCounts:
     """Task counts of the jobs in ``group`` (see ``SparkContext.setJobGroup``), from Spark's status tracker."""
     tracker = context.statusTracker()
-    done = running = total = 0
+    stages: list[int] = []
     for job_id in tracker.getJobIdsForGroup(group):
         job = tracker.getJobInfo(job_id)
-        for stage_id in job.stageIds if job is not None else ():
-            stage = tracker.getStageInfo(stage_id)
-            if stage is not None:
-                done += stage.numCompletedTasks
-                running += stage.numActiveTasks
-                total += stage.numTasks
-    return TaskCounts(done, running, total)
+        if job is not None:
+            stages.extend(job.stageIds)
+    return stage_tasks(context, stages)
 
 
 def _grouped(number: int) -> str:

@@ -1,4 +1,6 @@
 """The task AI Functions (``ai_summarize``, ``ai_classify``, ...): their prompts and how answers become values.
 
-Work in progress (issue 14, part 1): pure Python, not registered in Spark yet. See :mod:`.answers`.
+Pure Python, without Spark: :mod:`.definitions` says what each function asks and reads back, :mod:`.answers`
+maps loose answers to values, :mod:`.aggregate` reduces ``ai_agg``'s groups. :func:`aiquery.register` registers
+the functions in Spark SQL beside ai_query (:mod:`aiquery.spark.tasks` holds their builders).
 """

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass, field
+from typing import Protocol
 
 __all__ = ["MemorySink", "UsageRecord", "UsageSink"]
 
@@ -65,13 +65,6 @@ class UsageRecord:
     """For an answer from the store: what the request would have cost."""
     currency: str | None = None
     """The currency of ``cost`` and ``avoided_cost`` (``USD``, ``DBU`` ...)."""
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (event_time as an ISO-8601 string)."""
-        data = asdict(self)
-        data["event_time"] = self.event_time.isoformat()
-        data["request_tags"] = dict(self.request_tags)
-        return data
 
 
 class UsageSink(Protocol):

@@ -139,26 +139,6 @@ def _journals(journal_dir: Path) -> dict[Owner, _Journal]:
     return journals
 
 
-def unsettled_writers(spool_dir: str | os.PathLike[str]) -> int:
-    """Live writers in ``spool_dir`` holding records not yet published or requests still in flight.
-
-    A writer whose task ended normally has rotated its journal down to empty files; one whose task was killed
-    keeps its records until its process dies (recovery then publishes them) or rotates again.
-    """
-    journal_dir = Path(spool_dir) / JOURNAL_DIR
-    if not journal_dir.is_dir():
-        return 0
-    count = 0
-    for owner, journal in _journals(journal_dir).items():
-        try:
-            holding = any(path.stat().st_size for path in [*journal.segments, *filter(None, [journal.pending])])
-        except FileNotFoundError:  # rotated or recovered while we looked
-            holding = True
-        if holding and liveness(owner) is Liveness.ALIVE:
-            count += 1
-    return count
-
-
 @contextmanager
 def _exclusive(path: Path, wait: bool) -> Iterator[bool]:
     fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), FILE_MODE)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+from typing import Any
 
-from aiquery.jobs.progress import ProgressReporter, TaskCounts, UsageCounts
+from aiquery.coordinator.progress import TaskCounts
+from aiquery.jobs.progress import ProgressReporter, UsageCounts, spark_tasks
 
 
 class Counts:
@@ -40,3 +42,15 @@ def test_no_progress_line_for_a_quick_statement_without_requests() -> None:
     with ProgressReporter("statement 1/1", usage=Counts(), tasks=None, stream=stream, interval=60):
         pass
     assert stream.getvalue() == ""
+
+
+def test_a_statements_task_counts_add_up_the_stages_of_its_job_group(spark: Any) -> None:
+    context = spark.sparkContext
+    context.setJobGroup("progress-test-group", "two jobs of one statement")
+    try:
+        context.parallelize(range(6), 3).count()
+        context.parallelize(range(4), 2).count()
+    finally:
+        context.setLocalProperty("spark.jobGroup.id", None)  # None removes a local property
+    assert spark_tasks(context, "progress-test-group") == TaskCounts(done=5, running=0, total=5)
+    assert spark_tasks(context, "no-such-group") == TaskCounts()

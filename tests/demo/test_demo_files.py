@@ -49,3 +49,13 @@ def test_demo_endpoints_resolve_against_a_gateway() -> None:
     assert settings.endpoint("databricks-gte-large-en").api == "embeddings"
     assert settings.functions.endpoint_for("ai_classify") == "demo-functions"
     assert settings.usage.table == "ai_gateway.usage"
+
+
+def test_every_demo_endpoint_has_a_price() -> None:
+    settings = load_settings(
+        {"DATABRICKS_HOST": "http://127.0.0.1:1", "DATABRICKS_TOKEN": "t"}, config_path=DEMO_CONFIG
+    )
+    names = ["demo-summarizer", "demo-classifier", "databricks-gte-large-en", "demo-functions"]
+    assert set(names) <= set(settings.endpoints)
+    unpriced = [name for name in settings.endpoints if settings.endpoint(name).price is None]
+    assert unpriced == []  # the demo's cost table would print "no price" for these

@@ -310,6 +310,31 @@ def test_usage_records_match_what_the_gateway_served(gateway: Any) -> None:
         assert len(record.request_hash) == 64 and not record.tokens_estimated
 
 
+def test_usage_records_carry_the_responses_content_type(gateway: Any) -> None:
+    gateway.configure(script=["429", "ok"], retry_after="none")
+    sink = MemorySink()
+    run(Engine(sink=sink, sleep=RecordingSleep()), CallSite(endpoint=endpoint(gateway)), ["hello"])
+    records = sorted(sink.records, key=lambda r: r.attempt)
+    assert [(r.status_code, r.response_content_type) for r in records] == [
+        (429, "application/json"),  # an error answer's
+        (200, "application/json"),
+    ]
+    # Read from each response, whatever it says: an HTML page under 200, an answer past the bound (no body read),
+    # and none at all for a request whose connection dropped before any response.
+    for fault, status, content_type in [
+        ("html", 200, "text/html; charset=utf-8"),
+        ("gzip_bomb", 200, "application/json"),
+        ("drop", None, None),
+    ]:
+        gateway.reset()
+        gateway.configure(script=[fault])
+        sink = MemorySink()
+        site = CallSite(endpoint=endpoint(gateway, max_retries=0, max_response_bytes=1 << 20))
+        outcomes = run(Engine(sink=sink, sleep=RecordingSleep()), site, ["hello"])
+        assert outcomes[0].error is not None, fault
+        assert [(r.status_code, r.response_content_type) for r in sink.records] == [(status, content_type)], fault
+
+
 def test_malformed_and_truncated_bodies_are_retried_missing_text_is_not(gateway: Any) -> None:
     gateway.configure(script=["malformed", "truncated", "ok"])
     outcomes = run(Engine(sleep=RecordingSleep()), CallSite(endpoint=endpoint(gateway)), ["x"])

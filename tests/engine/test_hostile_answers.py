@@ -28,6 +28,7 @@ GOOD_ROWS = 5
 BIG_BYTES = 512 << 20
 BOMB_BYTES = 2 << 30
 DEFAULT_BOUND = 16 << 20  # max_response_bytes' documented default
+LONG_CONTENT_TYPE = "application/json; padding=" + "x" * 6000
 
 
 @functools.cache
@@ -132,6 +133,8 @@ class HostileServer:
             packer = zlib.compressobj(6, zlib.DEFLATED, wbits)
             encoded = packer.compress(text) + packer.flush()
             return web.Response(body=encoded, headers={"Content-Encoding": kind.removeprefix("raw-")})
+        if kind == "long-content-type":
+            return web.Response(body=json.dumps(chat_answer(prompt)), headers={"Content-Type": LONG_CONTENT_TYPE})
         if "input" in body:
             return web.Response(body=embedding_answer("0.4"))
         return web.Response(body=json.dumps(chat_answer(prompt)))
@@ -268,3 +271,9 @@ def test_an_encoding_not_asked_for_is_the_rows_error_unless_the_status_already_s
     assert isinstance(outcomes[0].error, ResponseError) and "'br' was not asked for" in outcomes[0].error.message
     assert isinstance(outcomes[1].error, ServerError) and outcomes[1].error.status_code == 503
     assert server.requests["brotli:1"] == 1 and server.requests["brotli-503:1"] == 2  # a 503 is retried
+
+
+def test_a_content_type_of_kilobytes_is_cut_for_the_ledger() -> None:
+    outcomes, _, sink = run_rows("chat", ["long-content-type:1"])
+    assert outcomes[0].error is None
+    assert [r.response_content_type for r in sink.records] == [LONG_CONTENT_TYPE[:255]]

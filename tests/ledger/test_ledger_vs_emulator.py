@@ -33,7 +33,7 @@ CONFIG = '[endpoints.ledger-chat]\napi = "chat"\nmax_concurrency = 16\nmax_retri
 def ledger_rows(spark: Any, table: str) -> list[Any]:
     return spark.sql(
         f"SELECT request_id, call_id, attempt, status_code, input_tokens, output_tokens, total_tokens, "
-        f"token_details.cache_read_input_tokens AS cached FROM {table}"
+        f"token_details.cache_read_input_tokens AS cached, response_content_type FROM {table}"
     ).collect()
 
 
@@ -84,6 +84,11 @@ def test_fail_on_error_false_with_faults_and_retries(spark: Any, gateway: Any, t
     served = gateway.requests()
     assert len(ledger) == gateway.stats()["requests"] > 600  # retries are requests too
     assert_ledger_matches(ledger, served)
+    # Every response's Content-Type, errors' included; none for a request whose connection dropped.
+    assert {(row.status_code is None, row.response_content_type) for row in ledger} == {
+        (False, "application/json"),
+        (True, None),
+    }
     attempts = {}
     for row in ledger:
         attempts.setdefault(row.call_id, []).append(row.attempt)
