@@ -32,6 +32,16 @@ def command(cwd: Path, warehouse: str, config: str) -> list[str]:
     return [str(AIQUERY), "run", "job.sql", "--config", config, "--warehouse", warehouse, "--show-rows", "0"]
 
 
+def stored_answers(warehouse: Path) -> int:
+    """Answers in the job's answer store (the SQLite file under the warehouse's usage folder), read as the killed
+    process left it."""
+    import sqlite3
+
+    (path,) = warehouse.glob("**/answers/answers.sqlite3")
+    with sqlite3.connect(path) as db:
+        return int(db.execute("SELECT count(*) FROM answers").fetchone()[0])
+
+
 def environment(gateway: Any) -> dict[str, str]:
     return {**os.environ, "DATABRICKS_HOST": gateway.url, "DATABRICKS_TOKEN": gateway.token}
 
@@ -53,6 +63,8 @@ def test_a_job_killed_half_way_resumes_without_paying_again(gateway: Any, spark:
     time.sleep(1.0)  # requests the dead workers had in flight reach the emulator's log
     after_kill = gateway.stats()["requests"]
     assert after_kill < ROWS
+    stored = stored_answers(tmp_path / "wh")
+    assert stored > ROWS // 3, (after_kill, stored)  # the store kept what was answered before the kill
 
     second = subprocess.run(run, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400)
     assert second.returncode == 0, second.stderr[-3000:]
@@ -63,9 +75,12 @@ def test_a_job_killed_half_way_resumes_without_paying_again(gateway: Any, spark:
     refused = len(range(0, ROWS, 33))
     assert (counts.rows, counts.answered, counts.failed) == (ROWS, ROWS - refused, refused)
     served = gateway.stats()["requests"]
-    # Everything answered before the kill came from the store; only what failed (errors are never stored) or was
-    # in flight at the kill was sent again.
-    assert served <= 1.05 * ROWS, (after_kill, served)
+    # Everything the store held at the kill is answered from it: the second run sends only the rows it did not hold
+    # (the refused rows, whose errors are never stored, and the answers still in flight or not yet written when the
+    # process died: how many of those depends on the machine's load, so that is not what is bounded). A late lookup
+    # is a miss by design (the store must not stall a query): 1 % of the rows allowed for that.
+    assert served - after_kill <= ROWS - stored + ROWS // 100, (after_kill, stored, served)
+    assert served <= 1.1 * ROWS, (after_kill, stored, served)  # and the kill itself cost little
 
     third = subprocess.run(run, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400)
     assert third.returncode == 0, third.stderr[-3000:]
