@@ -96,10 +96,12 @@ def command_lines(page: Path) -> Iterator[list[str]]:
     """Each `aiquery ...` command shown in the page's code blocks, as words, from `aiquery` on."""
     for block in FENCE.findall(page.read_text(encoding="utf-8")):
         for line in block.replace("\\\n", " ").splitlines():
-            line = line.split(" # ", 1)[0]
             match = re.search(r"(?:^|[\s/])aiquery ([a-z].*)$", line)
-            if match:
-                words = shlex.split(match.group(1))
+            if match:  # a comment after the command is kept: the options it names must exist too
+                try:
+                    words = shlex.split(match.group(1))
+                except ValueError:  # an apostrophe in the comment
+                    words = match.group(1).split()
                 yield ["aiquery", *words]
 
 

@@ -1,4 +1,5 @@
-"""The README's reference parts agree with the code: endpoint options and defaults, command options, spark-submit."""
+"""The reference in the README and docs/ agrees with the code: endpoint options and defaults, command options,
+spark-submit, Spark versions."""
 
 from __future__ import annotations
 
@@ -14,12 +15,17 @@ from aiquery.jobs.submit import build_parser as submit_parser
 from aiquery.spark.session import delta_configs
 from aiquery.spark.versions import DELTA_JARS, OLDEST_SPARK
 
-README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+ROOT = Path(__file__).resolve().parents[2]
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+DOCS = {page.name: page.read_text(encoding="utf-8") for page in sorted((ROOT / "docs").glob("*.md"))}
+CONFIGURATION = DOCS["configuration.md"]
+BATCH_JOBS = DOCS["batch_jobs.md"]
+CLUSTERS = DOCS["clusters.md"]
 
 
-def table_rows(heading: str) -> dict[str, list[str]]:
-    """The first column of the table under ``heading`` (without backticks) to the other columns."""
-    section = README.split(heading, 1)[1]
+def table_rows(page: str, heading: str) -> dict[str, list[str]]:
+    """The first column of the table under ``heading`` in ``page`` (without backticks) to the other columns."""
+    section = page.split(heading, 1)[1]
     rows = {}
     for line in section.splitlines()[2:]:
         if not line.startswith("|"):
@@ -34,7 +40,7 @@ def table_rows(heading: str) -> dict[str, list[str]]:
 
 
 def test_endpoint_options_table_lists_every_option_with_its_default() -> None:
-    rows = table_rows("### Endpoint options")
+    rows = table_rows(CONFIGURATION, "## Endpoint options")
     rows.pop("Option", None)
     # The price's currency is an option of its own in the file.
     assert set(rows) == {f.name for f in dataclasses.fields(config.Endpoint)} - {"name", "token"} | {"currency"}
@@ -47,14 +53,14 @@ def test_endpoint_options_table_lists_every_option_with_its_default() -> None:
 
 
 def test_api_table_gives_each_apis_gateway_path() -> None:
-    rows = table_rows("| `api` | Default `base_url` |")
+    rows = table_rows(CONFIGURATION, "| `api` | Default `base_url` |")
     assert {name: cells[0].strip("`") for name, cells in rows.items()} == {
         api: f"$DATABRICKS_HOST{path}" for api, path in config.APIS.items()
     }
 
 
 def test_usage_options_table_matches_the_settings() -> None:
-    rows = table_rows("### `[usage]` options")
+    rows = table_rows(CONFIGURATION, "## `[usage]` options")
     rows.pop("Option", None)
     assert set(rows) == {f.name for f in dataclasses.fields(config.UsageSettings)}
     assert rows["table"][0] == f'`"{config.DEFAULT_USAGE_TABLE}"`'
@@ -69,16 +75,18 @@ def options(parser: argparse.ArgumentParser) -> set[str]:
     return found
 
 
-def test_every_command_option_in_the_readme_exists() -> None:
+def test_every_command_option_in_the_readme_and_docs_exists() -> None:
     known = options(build_parser()) | options(submit_parser()) | options(gateway_parser())
     known |= {"--master", "--packages", "--conf"}  # spark-submit's own
-    commands = README.split("## Development", 1)[0]  # that section quotes ruff's and pytest's options
+    # development.md quotes ruff's and pytest's options, coordinator.md and reliability.md the benchmarks'
+    others = {"development.md", "coordinator.md", "reliability.md"}
+    commands = README + "".join(text for name, text in DOCS.items() if name not in others)
     mentioned = set(re.findall(r"(?<![\w-])--[a-z][a-z-]+", commands))
     assert mentioned <= known, mentioned - known
 
 
 def test_spark_submit_command_has_the_delta_settings() -> None:
-    block = README.split("### The same job through spark-submit", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    block = BATCH_JOBS.split("## The same job through spark-submit", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
     assert '--packages "$(.venv/bin/python -m aiquery.spark.versions)"' in block
     for key, value in delta_configs().items():
         if key != "spark.jars.packages":
@@ -87,7 +95,7 @@ def test_spark_submit_command_has_the_delta_settings() -> None:
 
 
 def test_spark_versions_table_gives_the_delta_coordinate_of_each_supported_line() -> None:
-    rows = table_rows("## Spark versions and Delta Lake")
+    rows = table_rows(CLUSTERS, "## Spark versions and Delta Lake")
     rows.pop("Spark", None)
     found = {}
     for spark, cells in rows.items():
@@ -95,4 +103,4 @@ def test_spark_versions_table_gives_the_delta_coordinate_of_each_supported_line(
         found[(int(major), int(minor))] = cells[0].split("`")[1]
     assert found == {line: jar.coordinate(jar.scala[0]) for line, jar in DELTA_JARS.items()}
     oldest = ".".join(map(str, OLDEST_SPARK))
-    assert f"| {oldest} to " in README
+    assert f"| {oldest} to " in CLUSTERS
