@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from aiquery.apis.base import Answer, APIRequest, estimate_tokens
 from aiquery.apis.json_body import decode_json_body
@@ -33,25 +34,16 @@ NewRecord = Callable[[PreparedSite, str, int, str], UsageRecord]
 """Opens the usage record of an attempt: (prepared site, call id, attempt number, request fingerprint)."""
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AttemptSender:
     """Makes single attempts of calls for an engine, against its governor and over its transport."""
 
-    def __init__(
-        self,
-        governor: Governor,
-        transport: Transport,
-        new_record: NewRecord,
-        *,
-        sleep: Callable[[float], Awaitable[None]],
-        clock: Callable[[], float],
-        wall_clock: Callable[[], float],
-    ) -> None:
-        self._governor = governor
-        self._transport = transport
-        self._new_record = new_record
-        self._sleep = sleep
-        self._clock = clock
-        self._wall_clock = wall_clock
+    governor: Governor
+    transport: Transport
+    new_record: NewRecord
+    sleep: Callable[[float], Awaitable[None]]
+    clock: Callable[[], float]
+    wall_clock: Callable[[], float]
 
     async def send(
         self,
@@ -79,9 +71,9 @@ class AttemptSender:
         await limits.concurrency.acquire(retry=attempt > 1)
         try:
             remaining = await self._wait_for_turn(limits, token_estimate, deadline, prepared.endpoint)
-            record = self._new_record(prepared, call_id, attempt, call.fingerprint)
+            record = self.new_record(prepared, call_id, attempt, call.fingerprint)
             if await self._begin(prepared, record, call.body):
-                remaining = deadline - self._clock()
+                remaining = deadline - self.clock()
             if limits.learned is not None:
                 limits.learned.on_sent()
             headers = {**prepared.headers, REQUEST_ID_HEADER: record.request_id}
@@ -98,7 +90,7 @@ class AttemptSender:
         """Wait out the endpoint's pace; the seconds left before the deadline, if a request still fits in them."""
         if limits.paced:
             await self._wait_for_budget(limits, token_estimate, deadline, endpoint)
-        remaining = deadline - self._clock()
+        remaining = deadline - self.clock()
         if remaining < MIN_TIMEOUT_S:
             raise AttemptFailed(
                 DeadlineExceeded(f"call deadline of {endpoint.deadline:g} s reached", endpoint=endpoint.name),
@@ -115,16 +107,16 @@ class AttemptSender:
         if limits.tokens is not None:
             waits.append((limits.tokens, float(token_estimate)))
         for budget, amount in waits:
-            remaining = deadline - self._clock()
+            remaining = deadline - self.clock()
             if budget.fixed:
                 # A budget whose rate cannot change is exact: fail at once if the call cannot fit.
                 if budget.estimated_wait(amount) > remaining:
                     raise budget_deadline(endpoint)
-                await budget.acquire(amount, self._sleep)
+                await budget.acquire(amount, self.sleep)
                 continue
             # A learned pace or a leased share may speed up before the call's turn comes.
             try:
-                await asyncio.wait_for(budget.acquire(amount, self._sleep), timeout=max(remaining, 0.0))
+                await asyncio.wait_for(budget.acquire(amount, self.sleep), timeout=max(remaining, 0.0))
             except asyncio.TimeoutError:
                 raise budget_deadline(endpoint) from None
 
@@ -134,14 +126,14 @@ class AttemptSender:
         The request leaves only once its record is safe (on the driver, when coordinated) and the spending caps
         that count it let it go.
         """
-        begun = self._governor.begin(record, cap_claim(prepared, body))
+        begun = self.governor.begin(record, cap_claim(prepared, body))
         if begun is None:
             return False
         endpoint = prepared.endpoint
         try:
             await begun
         except asyncio.CancelledError:
-            self._governor.withdraw(record)  # never sent: not a request of the ledger
+            self.governor.withdraw(record)  # never sent: not a request of the ledger
             raise
         except BudgetExceeded as refused:  # never journaled, never sent
             error = BudgetExceeded(refused.message, endpoint=endpoint.name, attempts=0)
@@ -164,7 +156,7 @@ class AttemptSender:
         """Send the request; without a complete response, end its record and raise the failure."""
         endpoint = prepared.endpoint
         try:
-            response = await self._transport.post(
+            response = await self.transport.post(
                 prepared.url,
                 headers,
                 body,
@@ -193,7 +185,7 @@ class AttemptSender:
         record.currency = None  # no response: whether anything was billed is unknown (cost NULL)
         record.latency_ms = None if elapsed is None else int(elapsed * 1000)
         record.time_to_first_byte_ms = None if ttfb is None else int(ttfb * 1000)
-        self._governor.end(record)
+        self.governor.end(record)
 
     def _accept(
         self,
@@ -212,12 +204,12 @@ class AttemptSender:
             failure = bad_body_failure(exc, response, prepared.endpoint)
             record.error_message = failure.error.message
             record.currency = None  # what it billed is unknown (cost NULL)
-            self._governor.end(record)
+            self.governor.end(record)
             raise failure from None
         record_tokens(record, token_counts(answer.usage))
         if prepared.endpoint.price is not None:
             record.cost = price_record(record, prepared.endpoint.price)
-        self._governor.end(record)
+        self.governor.end(record)
         limits.concurrency.on_success()
         if limits.learned is not None:
             limits.learned.on_success()
@@ -229,13 +221,13 @@ class AttemptSender:
         self, prepared: PreparedSite, limits: EndpointLimits, record: UsageRecord, response: HTTPResponse
     ) -> AttemptFailed:
         """An error status: the failure to raise, with the record ended; a retryable 429 brakes the limits."""
-        failure = status_failure(prepared, response, self._wall_clock)
+        failure = status_failure(prepared, response, self.wall_clock)
         record.error_message = failure.error.message
         price = prepared.endpoint.price
         if price is not None:  # an error answer bills no tokens
             record.cost = 0.0
             record.currency = price.currency
-        self._governor.end(record)
+        self.governor.end(record)
         if response.status == 429 and failure.decision.retry:
             if not limits.paced:
                 # Without a pace, fewer requests in flight is the only brake; with one, the pace is the brake, and

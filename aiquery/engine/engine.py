@@ -79,7 +79,12 @@ class Engine:
         self._wall_clock = wall_clock
         self._transport = transport or Transport()
         self._attempts = AttemptSender(
-            self.governor, self._transport, self._record, sleep=sleep, clock=clock, wall_clock=wall_clock
+            governor=self.governor,
+            transport=self._transport,
+            new_record=self._record,
+            sleep=sleep,
+            clock=clock,
+            wall_clock=wall_clock,
         )
         self._id_prefix = uuid.uuid4().hex[:16]
         self._ids = itertools.count(1)

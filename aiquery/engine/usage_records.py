@@ -7,6 +7,7 @@ cost).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Mapping
 from typing import Any
@@ -19,15 +20,9 @@ from aiquery.usage.record import UsageRecord
 
 __all__ = ["TOKEN_COUNTS", "cap_claim", "open_record", "price_record", "record_tokens", "token_counts"]
 
-TOKEN_COUNTS = (
-    "input_tokens",
-    "output_tokens",
-    "total_tokens",
-    "cache_read_input_tokens",
-    "cache_creation_input_tokens",
-    "output_reasoning_tokens",
-)
-"""The token counts a record shares with an answer's usage and with a stored answer's."""
+TOKEN_COUNTS = tuple(field.name for field in dataclasses.fields(TokenUsage) if field.name.endswith("_tokens"))
+"""The token counts a record shares with an answer's usage and with a stored answer's (named as in
+:class:`~aiquery.apis.base.TokenUsage`, which defines them)."""
 
 
 def open_record(
