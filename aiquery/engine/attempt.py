@@ -63,8 +63,8 @@ class AttemptSender:
         if limits.tokens is not None:
             token_estimate = estimate_tokens(call.request.prompt) + prepared.output_estimate
         # The slot first, then the budget: a permit is used the moment it is granted. (Permits granted to calls
-        # that then queued for a slot piled up behind slots held by others waiting on the pace, and went out
-        # together when those slots came free: measured, 400-600 requests in one second under a 100/s pace.)
+        # that then queue for a slot pile up behind slots held by others waiting on the pace, and go out
+        # together when those slots come free: 400-600 requests in one second under a 100/s pace.)
         # A pace set while this attempt waited for its slot (a burst of 429s) applies to it too.
         # The slot is held through the begin record's round trip: a request begun before it has its slot would
         # be in the ledger (closed as lost) were its worker killed while it waited, though it never left.

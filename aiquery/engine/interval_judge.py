@@ -112,8 +112,8 @@ def beyond_tolerance(interval: Interval) -> bool:
     # say nothing, and one pace learned from them would slow the next query down too.
     # The share is of the requests sent when more were sent than answered: 429s come back at once and
     # answers after the model's latency, so while sending speeds up (a slow start) the answers in hand
-    # hold too many 429s (measured: an endpoint refusing 10 % of requests at any rate read as 21 %, and
-    # now and then started a pace that held a 500/s job to 354/s).
+    # hold too many 429s (an endpoint refusing 10 % of requests at any rate reads as 21 %, enough now and
+    # then to start a pace that holds a 500/s job to 354/s).
     answers = interval.offered
     spread = math.sqrt(answers * TOLERANCE * (1.0 - TOLERANCE))
     return interval.limited > TOLERANCE * answers + 2.0 * spread

@@ -236,8 +236,8 @@ class LearnedRate:
             rate = pace * CEILING_GROWTH**elapsed + elapsed
         else:
             # Doubling is for a limit that has gone (clean intervals far above a known ceiling). With no ceiling
-            # known yet, a pace started low by a first burst must not overshoot the limit threefold (measured:
-            # 20/s doubled to 300/s against an endpoint accepting 100/s, and 305 429s in one second).
+            # known yet, a pace started low by a first burst must not overshoot the limit threefold (doubling
+            # takes 20/s to 300/s against an endpoint accepting 100/s, with 305 429s in one second).
             rate = pace * (STREAK_GROWTH if verdict is Verdict.LIMIT_GONE else CLEAN_GROWTH) ** elapsed + elapsed
         if not interval.limited:
             # What the endpoint just accepted without a single 429 is safe, whatever the pace said (calls that
@@ -260,7 +260,7 @@ class LearnedRate:
         rate = max(MIN_RATE, self._accepted / max(elapsed, INTERVAL_S))
         self.budget = PacedBudget(rate, burst=1.0, clock=self._clock, fixed=False)
         # No ceiling yet: answers lag their requests by the model's latency, so a count this early reads low
-        # (measured: 45/s against an endpoint accepting 100/s), and a ceiling set from it held the pace there for
+        # (45/s against an endpoint accepting 100/s), and a ceiling set from it would hold the pace there for
         # many seconds. The first interval judged limited sets the ceiling from a whole interval's answers.
         self.ceiling = None
         # 429s come back at once, answers after the model's latency: a burst may start pacing before any of its

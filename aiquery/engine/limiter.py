@@ -147,7 +147,7 @@ class PacedBudget:
         self._tat = now + backlog / rate
         if self._burst_follows_rate:
             # The allowance lets a dispatcher that woke late catch up; without it a busy loop's lateness is lost
-            # from the rate for good (measured: a leased 100/s delivered 85/s with an allowance of one permit).
+            # from the rate for good (with an allowance of one permit, a leased 100/s delivers 85/s).
             self.burst = max(1.0, rate * self.BURST_S)
 
     async def acquire(self, amount: float, sleep: Sleep) -> None:

@@ -122,8 +122,8 @@ class Transport:
         return session
 
     def _timeout(self, seconds: float) -> aiohttp.ClientTimeout:
-        # Rounded to share the objects; never to 0, which aiohttp reads as "no timeout at all" (a call whose
-        # deadline left it 0.04 s once waited 30 s on a hung endpoint).
+        # Rounded to share the objects; never to 0, which aiohttp reads as "no timeout at all" (a call with
+        # 0.04 s of its deadline left would wait on a hung endpoint for as long as it hangs).
         rounded = max(round(seconds, 1), MIN_TIMEOUT_S)
         timeout = self._timeouts.get(rounded)
         if timeout is None:
