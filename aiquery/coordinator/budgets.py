@@ -10,7 +10,7 @@ endpoint's rate, and a worker that finishes (demand 0) or stops renewing frees i
 
 The rate is the configured ``requests_per_minute`` / ``tokens_per_minute`` of the endpoint, or, when none is
 configured, one pace learned for the whole application from every worker's answers and 429s
-(:class:`~aiquery.engine.limiter.LearnedRate`), so that N workers probe the endpoint like one.
+(:class:`~aiquery.engine.learned_rate.LearnedRate`), so that N workers probe the endpoint like one.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from aiquery.engine.limiter import LearnedRate
+from aiquery.engine.learned_rate import LearnedRate
 
 __all__ = ["LEASE_S", "MIN_SHARE", "Budgets", "EndpointBudget"]
 

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 
 from aiquery.config import Endpoint
 from aiquery.engine.governor import EndpointLimits, concurrency_for, limits_key
-from aiquery.engine.limiter import LearnedRate, PacedBudget
+from aiquery.engine.learned_rate import LearnedRate
+from aiquery.engine.limiter import PacedBudget
 
 if TYPE_CHECKING:
     from aiquery.coordinator.client import CoordinatorClient

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
+from aiquery.engine.batch import Outcome
+from aiquery.engine.engine import USER_AGENT, CallSite, Engine
 from aiquery.engine.loop import LoopThread
-from aiquery.engine.runner import USER_AGENT, CallSite, Engine, Outcome
 
 __all__ = ["USER_AGENT", "CallSite", "Engine", "LoopThread", "Outcome"]

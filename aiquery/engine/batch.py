@@ -1,7 +1,9 @@
-"""From a batch of prompts to the distinct calls the engine makes: dedupe, request bodies and fingerprints."""
+"""From a batch of prompts to the distinct calls the engine makes (dedupe, request bodies and fingerprints), and
+from the calls' outcomes back to one outcome per row."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -10,7 +12,15 @@ from aiquery.apis.images import FilePrompt
 from aiquery.engine.prepared import PreparedSite
 from aiquery.errors import CallError
 
-__all__ = ["PendingCall", "plan_calls"]
+__all__ = ["Outcome", "PendingCall", "RowOutcomes", "plan_calls"]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One row's result: a value, or the error that stopped it (both None for a NULL prompt)."""
+
+    value: str | list[float] | None = None
+    error: CallError | None = None
 
 
 @dataclass(slots=True)
@@ -54,3 +64,41 @@ def plan_calls(prepared: PreparedSite, prompts: Sequence[str | FilePrompt | None
             continue
         call.fingerprint = prepared.fingerprint(call.body)
     return calls
+
+
+class RowOutcomes:
+    """A batch's outcomes, row by row, as its calls end; and how many rows were answered and how many failed."""
+
+    def __init__(self, count: int) -> None:
+        self.outcomes: list[Outcome] = [Outcome()] * count
+        self.answered = 0
+        self.failures = 0
+
+    def answer(self, call: PendingCall, outcome: Outcome) -> None:
+        for index in call.rows:
+            self.outcomes[index] = outcome
+        if outcome.error is None:
+            self.answered += len(call.rows)
+        else:
+            self.failures += len(call.rows)
+
+    def set_aside_unsendable(self, calls: list[PendingCall]) -> list[PendingCall]:
+        """Fail the rows of calls that cannot be made; the calls that can."""
+        sendable = []
+        for call in calls:
+            if call.error is None:
+                sendable.append(call)
+            else:
+                self.answer(call, Outcome(error=call.error))
+        return sendable
+
+    def first_error(self, calls: list[PendingCall]) -> CallError | None:
+        """The error of the first call that could not be made, if any row failed so."""
+        return next(call.error for call in calls if call.error is not None) if self.failures else None
+
+    def settle(self, calls: list[PendingCall], tasks: list[asyncio.Task[Outcome]]) -> None:
+        """Take the outcome of every call that ended (those cut short by ``fail_fast`` have none)."""
+        for call, task in zip(calls, tasks, strict=True):
+            if task.cancelled() or task.exception() is not None:
+                continue
+            self.answer(call, task.result())

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from aiquery.config import Endpoint
-from aiquery.engine.limiter import SLOW_START, AdaptiveConcurrency, LearnedRate, PacedBudget
+from aiquery.engine.learned_rate import LearnedRate
+from aiquery.engine.limiter import SLOW_START, AdaptiveConcurrency, PacedBudget
 from aiquery.store.base import StoredAnswer
 from aiquery.usage.record import MemorySink, UsageRecord, UsageSink
 

@@ -122,8 +122,8 @@ class Transport:
         return session
 
     def _timeout(self, seconds: float) -> aiohttp.ClientTimeout:
-        # Rounded to share the objects; never to 0, which aiohttp reads as "no timeout at all" (a call whose
-        # deadline left it 0.04 s once waited 30 s on a hung endpoint).
+        # Rounded to share the objects; never to 0, which aiohttp reads as "no timeout at all" (a call with
+        # 0.04 s of its deadline left would wait on a hung endpoint for as long as it hangs).
         rounded = max(round(seconds, 1), MIN_TIMEOUT_S)
         timeout = self._timeouts.get(rounded)
         if timeout is None:
@@ -170,31 +170,15 @@ class Transport:
                     elapsed=time.perf_counter() - started,
                     content_type=content_type,
                 )
-        except BodyTooLarge as exc:
-            message = f"answer larger than max_response_bytes ({describe_size(max_bytes)}): {exc.message}"
-            raise NoResponse("too_large", message, _since(started), ttfb, status, content_type) from None
-        except UnreadableBody as exc:
-            raise NoResponse("unreadable", exc.message, _since(started), ttfb, status, content_type) from None
-        except asyncio.TimeoutError:
-            raise NoResponse(
-                "timeout", f"no response within {timeout:g} s", time.perf_counter() - started, ttfb
-            ) from None
-        except aiohttp.ClientConnectorCertificateError as exc:
-            raise NoResponse("tls", f"TLS certificate rejected: {exc.certificate_error}", _since(started)) from None
-        except aiohttp.ClientConnectorError as exc:
-            raise NoResponse(
-                "connect", f"cannot connect to {exc.host}:{exc.port}: {exc.strerror or exc}", _since(started)
-            ) from None
-        except aiohttp.ClientPayloadError as exc:
-            raise NoResponse(
-                "truncated", f"response body cut short: {_first_line(exc)}", _since(started), ttfb
-            ) from None
-        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, ConnectionError) as exc:
-            raise NoResponse("dropped", f"connection dropped: {_first_line(exc)}", _since(started), ttfb) from None
-        except ssl.SSLError as exc:
-            raise NoResponse("tls", f"TLS error: {exc.reason}", _since(started)) from None
-        except aiohttp.ClientError as exc:
-            raise NoResponse("dropped", f"HTTP client error: {_first_line(exc)}", _since(started), ttfb) from None
+        except (
+            BodyTooLarge,
+            UnreadableBody,
+            asyncio.TimeoutError,
+            aiohttp.ClientError,
+            ConnectionError,
+            ssl.SSLError,
+        ) as exc:
+            raise _no_response(exc, started, ttfb, status, content_type, timeout, max_bytes) from None
 
     async def aclose(self) -> None:
         """Close every session and its connections."""
@@ -216,6 +200,37 @@ async def _read_or_close(response: aiohttp.ClientResponse, max_bytes: int) -> by
     if not response.content.at_eof():
         response.close()
     return payload
+
+
+def _no_response(
+    exc: BaseException,
+    started: float,
+    ttfb: float | None,
+    status: int | None,
+    content_type: str | None,
+    timeout: float,
+    max_bytes: int,
+) -> NoResponse:
+    """The failure a request met, as :class:`NoResponse` (in order: a subclass before its base class)."""
+    if isinstance(exc, BodyTooLarge):
+        message = f"answer larger than max_response_bytes ({describe_size(max_bytes)}): {exc.message}"
+        return NoResponse("too_large", message, _since(started), ttfb, status, content_type)
+    if isinstance(exc, UnreadableBody):
+        return NoResponse("unreadable", exc.message, _since(started), ttfb, status, content_type)
+    if isinstance(exc, asyncio.TimeoutError):
+        return NoResponse("timeout", f"no response within {timeout:g} s", _since(started), ttfb)
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return NoResponse("tls", f"TLS certificate rejected: {exc.certificate_error}", _since(started))
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        message = f"cannot connect to {exc.host}:{exc.port}: {exc.strerror or exc}"
+        return NoResponse("connect", message, _since(started))
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return NoResponse("truncated", f"response body cut short: {_first_line(exc)}", _since(started), ttfb)
+    if isinstance(exc, (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, ConnectionError)):
+        return NoResponse("dropped", f"connection dropped: {_first_line(exc)}", _since(started), ttfb)
+    if isinstance(exc, ssl.SSLError):
+        return NoResponse("tls", f"TLS error: {exc.reason}", _since(started))
+    return NoResponse("dropped", f"HTTP client error: {_first_line(exc)}", _since(started), ttfb)
 
 
 def _content_type(response: aiohttp.ClientResponse) -> str | None:

@@ -24,9 +24,9 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from aiquery.apis.images import FilePrompt
+from aiquery.engine import Engine, Outcome
 from aiquery.engine.governor import Governor, LocalGovernor, TaskInfo
 from aiquery.engine.loop import LoopThread
-from aiquery.engine.runner import Engine, Outcome
 from aiquery.errors import CallError
 from aiquery.spark.convert import convert_answer
 from aiquery.spark.plan import CallPlan

@@ -18,7 +18,7 @@ from aiquery.coordinator.protocol import CoordinatorAddress
 from aiquery.coordinator.server import Coordinator
 from aiquery.engine.governor import TaskInfo
 from aiquery.engine.loop import LoopThread
-from aiquery.engine.runner import CallSite, Engine
+from aiquery.engine.engine import CallSite, Engine
 from aiquery.errors import TaskCancelled
 
 

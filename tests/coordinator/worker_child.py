@@ -16,7 +16,7 @@ from aiquery.config import Secret, Settings
 from aiquery.coordinator.client import CoordinatorClient
 from aiquery.coordinator.protocol import CoordinatorAddress
 from aiquery.engine.governor import TaskInfo
-from aiquery.engine.runner import CallSite, Engine
+from aiquery.engine.engine import CallSite, Engine
 
 
 async def main() -> None:

@@ -11,7 +11,7 @@ import itertools
 import random
 from collections.abc import Callable
 
-from aiquery.engine.limiter import LearnedRate
+from aiquery.engine.learned_rate import LearnedRate
 
 
 class Clock:
