@@ -11,15 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
-from aiquery.apis.base import (
-    Answer,
-    APIRequest,
-    BodyModelAdapter,
-    ErrorVerdict,
-    MalformedResponse,
-    ResponseFormat,
-    TokenUsage,
-)
+from aiquery.apis.adapter_defaults import BodyModelAdapter
+from aiquery.apis.base import Answer, APIRequest, MalformedResponse, ResponseFormat, TokenUsage
 from aiquery.apis.decoding import (
     build_usage,
     describe,
@@ -28,9 +21,8 @@ from aiquery.apis.decoding import (
     require_text,
     token_count,
 )
-from aiquery.apis.error_body import parse_error_body
 from aiquery.apis.images import data_uri
-from aiquery.apis.parameter_mappings import CHAT_PARAMETERS
+from aiquery.apis.parameter_mappings import CHAT_PARAMETERS, ParameterMapping
 from aiquery.apis.response_format import JSON_OBJECT_INSTRUCTION
 
 __all__ = ["ChatAdapter"]
@@ -43,6 +35,8 @@ class ChatAdapter(BodyModelAdapter):
     api_type: ClassVar[str] = "mlflow/v1/chat/completions"
     path: ClassVar[str] = "/chat/completions"
     output: ClassVar[Literal["text", "vector"]] = "text"
+    gateway_path: ClassVar[str] = "/ai-gateway/mlflow/v1"
+    parameters: ClassVar[ParameterMapping] = CHAT_PARAMETERS
 
     def build_body(self, request: APIRequest) -> dict[str, Any]:
         """The chat completions body: one user message, parameters under their own names, response format."""
@@ -57,7 +51,7 @@ class ChatAdapter(BodyModelAdapter):
             ]
         messages.append({"role": "user", "content": content})
         body: dict[str, Any] = {"model": request.model, "messages": messages}
-        CHAT_PARAMETERS.apply(body, request.parameters)
+        self.parameters.apply(body, request.parameters)
         rendered = render_response_format(request.response_format)
         if rendered is not None:
             body["response_format"] = rendered
@@ -80,10 +74,6 @@ class ChatAdapter(BodyModelAdapter):
             usage=_map_usage(response.get("usage"), request.prompt, text),
             finish_reason=finish if isinstance(finish, str) else None,
         )
-
-    def parse_error(self, status: int, body: Any) -> ErrorVerdict:
-        """The provider's message and retry hint (see :func:`~aiquery.apis.error_body.parse_error_body`)."""
-        return parse_error_body(status, body)
 
 
 def render_response_format(response_format: ResponseFormat | None) -> dict[str, Any] | None:

@@ -4,7 +4,8 @@
 routes a name to a path in that API's body (``max_tokens`` becomes Gemini's
 ``generationConfig.maxOutputTokens``), lists the known parameters the API does not have, and says where the
 other names go: under their own names, at the top of the body (into ``generationConfig`` for Gemini).
-``aiquery.apis.parameters.check_supported`` reads these tables at analysis time; the adapters apply them.
+Each adapter holds its API's mapping (``Adapter.parameters``): ``aiquery.apis.parameters.check_supported`` reads
+it at analysis time, the adapter applies it when building a body.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ __all__ = [
     "CHAT_PARAMETERS",
     "EMBEDDINGS_PARAMETERS",
     "GEMINI_PARAMETERS",
-    "PARAMETER_MAPPINGS",
     "RESPONSES_PARAMETERS",
     "ParameterMapping",
     "ParameterRoute",
@@ -161,13 +161,3 @@ GEMINI_PARAMETERS = ParameterMapping(
     passthrough=(_GENERATION,),
 )
 """Gemini generateContent keeps every generation knob in ``generationConfig``, in camelCase."""
-
-PARAMETER_MAPPINGS: Mapping[str, ParameterMapping] = {
-    "chat": CHAT_PARAMETERS,
-    "embeddings": EMBEDDINGS_PARAMETERS,
-    "responses": RESPONSES_PARAMETERS,
-    "openai-responses": RESPONSES_PARAMETERS,
-    "anthropic": ANTHROPIC_PARAMETERS,
-    "gemini": GEMINI_PARAMETERS,
-}
-"""Each configured API name's parameter mapping."""

@@ -13,19 +13,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
-from aiquery.apis.base import (
-    Answer,
-    APIRequest,
-    BodyModelAdapter,
-    ErrorVerdict,
-    MalformedResponse,
-    ResponseFormat,
-    TokenUsage,
-)
+from aiquery.apis.adapter_defaults import BodyModelAdapter
+from aiquery.apis.base import Answer, APIRequest, MalformedResponse, ResponseFormat, TokenUsage
 from aiquery.apis.decoding import build_usage, require_list, require_object, require_text, token_count
-from aiquery.apis.error_body import parse_error_body
 from aiquery.apis.images import data_uri
-from aiquery.apis.parameter_mappings import RESPONSES_PARAMETERS
+from aiquery.apis.parameter_mappings import RESPONSES_PARAMETERS, ParameterMapping
 from aiquery.apis.response_format import JSON_OBJECT_INSTRUCTION
 
 __all__ = ["OpenAIResponsesAdapter", "ResponsesAdapter"]
@@ -41,6 +33,8 @@ class ResponsesAdapter(BodyModelAdapter):
     api_type: ClassVar[str] = "mlflow/v1/responses"
     path: ClassVar[str] = "/responses"
     output: ClassVar[Literal["text", "vector"]] = "text"
+    gateway_path: ClassVar[str] = "/ai-gateway/mlflow/v1"
+    parameters: ClassVar[ParameterMapping] = RESPONSES_PARAMETERS
 
     def build_body(self, request: APIRequest) -> dict[str, Any]:
         """The Responses body: one user message, mapped parameters, ``text.format`` for structured output."""
@@ -53,7 +47,7 @@ class ResponsesAdapter(BodyModelAdapter):
         fmt = request.response_format
         if fmt is not None and fmt.kind == "json_object":
             body["instructions"] = JSON_OBJECT_INSTRUCTION
-        RESPONSES_PARAMETERS.apply(body, request.parameters)
+        self.parameters.apply(body, request.parameters)
         rendered = render_response_format(fmt)
         if rendered is not None:
             body["text"] = {"format": rendered}
@@ -80,16 +74,13 @@ class ResponsesAdapter(BodyModelAdapter):
             finish_reason=_finish_reason(response),
         )
 
-    def parse_error(self, status: int, body: Any) -> ErrorVerdict:
-        """The provider's message and retry hint (see :func:`~aiquery.apis.error_body.parse_error_body`)."""
-        return parse_error_body(status, body)
-
 
 class OpenAIResponsesAdapter(ResponsesAdapter):
     """OpenAI's native Responses API, on the gateway's ``openai/v1`` route or at OpenAI itself."""
 
     api: ClassVar[str] = "openai-responses"
     api_type: ClassVar[str] = "openai/v1/responses"
+    gateway_path: ClassVar[str] = "/ai-gateway/openai/v1"
 
 
 def render_response_format(response_format: ResponseFormat | None) -> dict[str, Any] | None:
