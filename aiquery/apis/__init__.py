@@ -38,13 +38,13 @@ from aiquery.apis.chat import ChatAdapter
 from aiquery.apis.embeddings import EmbeddingsAdapter
 from aiquery.apis.gemini import GeminiAdapter
 from aiquery.apis.parameters import check_supported, prepare_model_parameters, validate_model_parameters
+from aiquery.apis.registry import ADAPTERS, get_adapter, register, unregister
 from aiquery.apis.response_format import (
     DDLResponseFormat,
     parse_response_format,
     reject_response_format,
     response_format_from_spark_type,
 )
-from aiquery.apis.registry import ADAPTERS, get_adapter, register, unregister
 from aiquery.apis.responses import OpenAIResponsesAdapter, ResponsesAdapter
 
 __all__ = [

@@ -22,6 +22,7 @@ class ImageLimit(Protocol):
     api: ClassVar[str]
     max_image_bytes: ClassVar[int | None]
 
+
 _SIGNATURES = (
     (b"\xff\xd8\xff", "image/jpeg"),
     (b"\x89PNG\r\n\x1a\n", "image/png"),

@@ -2,10 +2,10 @@
 
 ``modelParameters`` use Databricks' names (``max_tokens``, ``temperature``, ``stop`` …) whatever the
 endpoint's API. :func:`validate_model_parameters` checks them as Databricks does, raising ``ArgumentError``
-with the ``AI_FUNCTION_INVALID_MODEL_PARAMETERS.*`` error classes (SQLSTATE 22023). Where each API wants
-each parameter is data (:mod:`aiquery.apis.parameter_mappings`) each adapter holds; :func:`check_supported` rejects the known
-parameters an API does not have (``UNSUPPORTED_MODEL_PARAMETER``), and :func:`prepare_model_parameters` does
-both checks, as the Spark layer needs at analysis time.
+with the ``AI_FUNCTION_INVALID_MODEL_PARAMETERS.*`` error classes (SQLSTATE 22023). Where each API wants each
+parameter is data each adapter holds (:mod:`aiquery.apis.parameter_mappings`); :func:`check_supported` rejects
+the known parameters an API does not have (``UNSUPPORTED_MODEL_PARAMETER``), and :func:`prepare_model_parameters`
+does both checks, as the Spark layer needs at analysis time.
 
 Rules:
 

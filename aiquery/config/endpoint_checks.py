@@ -43,7 +43,9 @@ def check_endpoint(name: str, raw: Any, source: str) -> None:
     refuse_unusable_numbers(raw, source, table=f"endpoints.{name}")
     unknown = set(raw) - ENDPOINT_KEYS
     if unknown:
-        raise ConfigError(f"{where} has unknown key {sorted(unknown)[0]!r}; allowed: {', '.join(sorted(ENDPOINT_KEYS))}")
+        raise ConfigError(
+            f"{where} has unknown key {sorted(unknown)[0]!r}; allowed: {', '.join(sorted(ENDPOINT_KEYS))}"
+        )
 
     def fail(key: str, expected: str) -> None:
         raise ConfigError(f"{where} {key} = {raw[key]!r} is invalid; expected {expected}")

@@ -224,5 +224,3 @@ def _describe(kind: Any) -> str:
     if kind == (int, float):
         return "a positive number"
     return {bool: "true or false", str: "a string", int: "an integer"}.get(kind, str(kind))
-
-

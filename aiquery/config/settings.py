@@ -177,4 +177,3 @@ class Settings:
         check_endpoint(name, options, "with_endpoint()")
         endpoints = {**self.endpoints, name: options}
         return replace(self, endpoints=endpoints)
-

@@ -178,7 +178,9 @@ def _response_format(adapter: Adapter, text: str, parse_ddl: ParseDDL) -> Respon
     return parsed
 
 
-def _result_type(adapter: Adapter, return_type: str | None, parse_ddl: ParseDDL, endpoint: str) -> tuple[str, Any, bool]:
+def _result_type(
+    adapter: Adapter, return_type: str | None, parse_ddl: ParseDDL, endpoint: str
+) -> tuple[str, Any, bool]:
     """The result's SQL type, its jsonValue(), and whether answers are JSON to convert into it."""
     if return_type is not None:
         type_json, type_sql = parse_ddl(return_type)
