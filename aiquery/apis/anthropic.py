@@ -24,12 +24,13 @@ from aiquery.apis.adapter_defaults import BodyModelAdapter
 from aiquery.apis.base import Answer, APIRequest, ResponseFormat, TokenUsage
 from aiquery.apis.decoding import build_usage, require_list, require_object, require_text, token_count
 from aiquery.apis.images import base64_text, media_type
-from aiquery.apis.parameter_mappings import ANTHROPIC_PARAMETERS, ParameterMapping
+from aiquery.apis.parameter_mappings import ParameterMapping, ParameterRoute, as_list
 from aiquery.apis.response_format import JSON_OBJECT_INSTRUCTION
 from aiquery.config import Endpoint, EndpointOption
 from aiquery.errors import ArgumentError
 
 __all__ = [
+    "ANTHROPIC_PARAMETERS",
     "ANTHROPIC_VERSION",
     "DEFAULT_MAX_TOKENS",
     "SAMPLING_DROPPED_IN",
@@ -77,6 +78,18 @@ _STOP_REASONS: Mapping[str, str] = {
     "tool_use": "tool_calls",
     "refusal": "content_filter",
 }
+
+
+ANTHROPIC_PARAMETERS = ParameterMapping(
+    routes={
+        "temperature": ParameterRoute(("temperature",), maximum=1.0),
+        "stop": ParameterRoute(("stop_sequences",), convert=as_list),
+        # Anthropic's effort control (Claude Opus 4.5 and later); older models reject it with a 400.
+        "reasoning_effort": ParameterRoute(("output_config", "effort")),
+    },
+    unsupported=frozenset({"n", "presence_penalty", "frequency_penalty", "seed"}),
+)
+"""Anthropic Messages takes ``max_tokens``, ``top_p`` and ``top_k`` as is."""
 
 
 class AnthropicAdapter(BodyModelAdapter):

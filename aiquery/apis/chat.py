@@ -22,10 +22,14 @@ from aiquery.apis.decoding import (
     token_count,
 )
 from aiquery.apis.images import data_uri
-from aiquery.apis.parameter_mappings import CHAT_PARAMETERS, ParameterMapping
+from aiquery.apis.parameter_mappings import ParameterMapping
 from aiquery.apis.response_format import JSON_OBJECT_INSTRUCTION
 
-__all__ = ["ChatAdapter"]
+__all__ = ["CHAT_PARAMETERS", "ChatAdapter"]
+
+
+CHAT_PARAMETERS = ParameterMapping(routes={})
+"""OpenAI chat completions (and the MLflow gateway route) take every Databricks name as is."""
 
 
 class ChatAdapter(BodyModelAdapter):

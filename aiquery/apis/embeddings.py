@@ -12,13 +12,33 @@ from typing import Any, ClassVar, Literal
 from aiquery.apis.adapter_defaults import BodyModelAdapter
 from aiquery.apis.base import Answer, APIRequest, MalformedResponse, TokenUsage
 from aiquery.apis.decoding import build_usage, describe, require_list, require_object, token_count
-from aiquery.apis.parameter_mappings import EMBEDDINGS_PARAMETERS, ParameterMapping
+from aiquery.apis.parameter_mappings import ParameterMapping
 from aiquery.apis.response_format import reject_response_format
 
-__all__ = ["FLOAT32_MAX", "EmbeddingsAdapter"]
+__all__ = ["EMBEDDINGS_PARAMETERS", "FLOAT32_MAX", "EmbeddingsAdapter"]
 
 FLOAT32_MAX = 3.4028234663852886e38
 """The largest SQL FLOAT: an embedding value past it is out of range."""
+
+
+EMBEDDINGS_PARAMETERS = ParameterMapping(
+    routes={},
+    unsupported=frozenset(
+        {
+            "max_tokens",
+            "temperature",
+            "top_p",
+            "top_k",
+            "stop",
+            "n",
+            "presence_penalty",
+            "frequency_penalty",
+            "seed",
+            "reasoning_effort",
+        }
+    ),
+)
+"""Embeddings have no generation parameters; others (``dimensions``, ``encoding_format``) pass through."""
 
 
 class EmbeddingsAdapter(BodyModelAdapter):

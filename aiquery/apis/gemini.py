@@ -22,9 +22,9 @@ from aiquery.apis.adapter_defaults import AdapterDefaults
 from aiquery.apis.base import Answer, APIRequest, MalformedResponse, ResponseFormat, TokenUsage
 from aiquery.apis.decoding import build_usage, require_list, require_object, require_text, token_count
 from aiquery.apis.images import base64_text, media_type
-from aiquery.apis.parameter_mappings import GEMINI_PARAMETERS, ParameterMapping
+from aiquery.apis.parameter_mappings import ParameterMapping, ParameterRoute, as_list
 
-__all__ = ["GeminiAdapter"]
+__all__ = ["GEMINI_PARAMETERS", "GeminiAdapter"]
 
 # finishReason in OpenAI's vocabulary of finish reasons; anything else passes through lower-cased.
 _FINISH_REASONS: Mapping[str, str] = {
@@ -37,6 +37,26 @@ _FINISH_REASONS: Mapping[str, str] = {
     "SPII": "content_filter",
     "IMAGE_SAFETY": "content_filter",
 }
+
+
+_GENERATION = "generationConfig"
+GEMINI_PARAMETERS = ParameterMapping(
+    routes={
+        "max_tokens": ParameterRoute((_GENERATION, "maxOutputTokens")),
+        "temperature": ParameterRoute((_GENERATION, "temperature")),
+        "top_p": ParameterRoute((_GENERATION, "topP")),
+        "top_k": ParameterRoute((_GENERATION, "topK")),
+        "stop": ParameterRoute((_GENERATION, "stopSequences"), convert=as_list),
+        "n": ParameterRoute((_GENERATION, "candidateCount")),
+        "presence_penalty": ParameterRoute((_GENERATION, "presencePenalty")),
+        "frequency_penalty": ParameterRoute((_GENERATION, "frequencyPenalty")),
+        "seed": ParameterRoute((_GENERATION, "seed")),
+        # Gemini 3's thinking control; Gemini 2.5 models take thinkingBudget instead and reject this.
+        "reasoning_effort": ParameterRoute((_GENERATION, "thinkingConfig", "thinkingLevel")),
+    },
+    passthrough=(_GENERATION,),
+)
+"""Gemini generateContent keeps every generation knob in ``generationConfig``, in camelCase."""
 
 
 class GeminiAdapter(AdapterDefaults):

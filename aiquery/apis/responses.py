@@ -17,13 +17,23 @@ from aiquery.apis.adapter_defaults import BodyModelAdapter
 from aiquery.apis.base import Answer, APIRequest, MalformedResponse, ResponseFormat, TokenUsage
 from aiquery.apis.decoding import build_usage, require_list, require_object, require_text, token_count
 from aiquery.apis.images import data_uri
-from aiquery.apis.parameter_mappings import RESPONSES_PARAMETERS, ParameterMapping
+from aiquery.apis.parameter_mappings import ParameterMapping, ParameterRoute
 from aiquery.apis.response_format import JSON_OBJECT_INSTRUCTION
 
-__all__ = ["OpenAIResponsesAdapter", "ResponsesAdapter"]
+__all__ = ["RESPONSES_PARAMETERS", "OpenAIResponsesAdapter", "ResponsesAdapter"]
 
 # `incomplete_details.reason` in OpenAI's vocabulary of finish reasons.
 _INCOMPLETE_REASONS: Mapping[str, str] = {"max_output_tokens": "length", "content_filter": "content_filter"}
+
+
+RESPONSES_PARAMETERS = ParameterMapping(
+    routes={
+        "max_tokens": ParameterRoute(("max_output_tokens",)),
+        "reasoning_effort": ParameterRoute(("reasoning", "effort")),
+    },
+    unsupported=frozenset({"stop", "n", "top_k", "presence_penalty", "frequency_penalty", "seed"}),
+)
+"""The Responses API takes ``temperature`` and ``top_p`` as is; it has no stop sequences, ``n``, penalties."""
 
 
 class ResponsesAdapter(BodyModelAdapter):
