@@ -14,11 +14,11 @@ from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
 from aiquery.apis.adapter_defaults import BodyModelAdapter
-from aiquery.apis.base import Answer, APIRequest, MalformedResponse, ResponseFormat, TokenUsage
-from aiquery.apis.decoding import build_usage, require_list, require_object, require_text, token_count
+from aiquery.apis.base import Answer, APIRequest, MalformedResponse
+from aiquery.apis.decoding import openai_usage, require_list, require_object, require_text
 from aiquery.apis.images import data_uri
 from aiquery.apis.parameter_mappings import ParameterMapping, ParameterRoute
-from aiquery.apis.response_format import JSON_OBJECT_INSTRUCTION
+from aiquery.apis.response_format import JSON_OBJECT_INSTRUCTION, openai_format
 
 __all__ = ["RESPONSES_PARAMETERS", "OpenAIResponsesAdapter", "ResponsesAdapter"]
 
@@ -58,7 +58,7 @@ class ResponsesAdapter(BodyModelAdapter):
         if fmt is not None and fmt.kind == "json_object":
             body["instructions"] = JSON_OBJECT_INSTRUCTION
         self.parameters.apply(body, request.parameters)
-        rendered = render_response_format(fmt)
+        rendered = openai_format(fmt, nested=False)
         if rendered is not None:
             body["text"] = {"format": rendered}
         return body
@@ -80,7 +80,7 @@ class ResponsesAdapter(BodyModelAdapter):
         text = "".join(_message_text(message, index) for index, message in enumerate(messages))
         return Answer(
             value=text,
-            usage=_map_usage(response.get("usage"), request.prompt, text),
+            usage=openai_usage(response.get("usage"), request.prompt, text, sides=("input", "output")),
             finish_reason=_finish_reason(response),
         )
 
@@ -91,20 +91,6 @@ class OpenAIResponsesAdapter(ResponsesAdapter):
     api: ClassVar[str] = "openai-responses"
     api_type: ClassVar[str] = "openai/v1/responses"
     gateway_path: ClassVar[str] = "/ai-gateway/openai/v1"
-
-
-def render_response_format(response_format: ResponseFormat | None) -> dict[str, Any] | None:
-    """The Responses API's ``text.format`` object (flat, unlike chat's nested ``json_schema``), or None."""
-    if response_format is None or response_format.kind == "text":
-        return None
-    if response_format.kind == "json_object":
-        return {"type": "json_object"}
-    return {
-        "type": "json_schema",
-        "name": response_format.name,
-        "schema": dict(response_format.schema or {}),
-        "strict": response_format.strict,
-    }
 
 
 def _message_text(message: Mapping[str, Any], index: int) -> str:
@@ -129,17 +115,6 @@ def _finish_reason(response: Mapping[str, Any]) -> str | None:
     if isinstance(reason, str):
         return _INCOMPLETE_REASONS.get(reason, reason)
     return status if isinstance(status, str) else None
-
-
-def _map_usage(usage: Any, prompt: str, text: str) -> TokenUsage:
-    return build_usage(
-        prompt=prompt,
-        output=text,
-        input_tokens=token_count(usage, "input_tokens"),
-        output_tokens=token_count(usage, "output_tokens"),
-        cache_read_input_tokens=token_count(usage, "input_tokens_details", "cached_tokens"),
-        output_reasoning_tokens=token_count(usage, "output_tokens_details", "reasoning_tokens"),
-    )
 
 
 def _content(request: APIRequest) -> Any:

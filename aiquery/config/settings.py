@@ -10,20 +10,13 @@ from typing import Any
 from aiquery.config.api_catalog import wire_format
 from aiquery.config.defaults import (
     DATABRICKS_EMBEDDING_ENDPOINTS,
-    DEFAULT_AUTH,
     DEFAULT_CACHE_MAX_BYTES,
     DEFAULT_CACHE_TTL_S,
     DEFAULT_CHAT_ENDPOINT,
-    DEFAULT_CONTEXT_TOKENS,
-    DEFAULT_DEADLINE_S,
     DEFAULT_EMBEDDING_ENDPOINT,
-    DEFAULT_MAX_CONCURRENCY,
-    DEFAULT_MAX_RESPONSE_BYTES,
-    DEFAULT_MAX_RETRIES,
-    DEFAULT_MAX_RETRY_AFTER_S,
-    DEFAULT_TIMEOUT_S,
     DEFAULT_TOKEN_ENV,
     DEFAULT_USAGE_TABLE,
+    ENDPOINT_KEYS,
 )
 from aiquery.config.endpoint import Endpoint, Secret
 from aiquery.config.endpoint_checks import check_endpoint, endpoint_price
@@ -31,6 +24,9 @@ from aiquery.errors import ConfigError
 from aiquery.redis_url import DEFAULT_NAMESPACE, redacted
 
 __all__ = ["CacheSettings", "CoordinatorSettings", "FunctionSettings", "Settings", "UsageSettings"]
+
+_AS_WRITTEN = ENDPOINT_KEYS - {"api", "model", "base_url", "token_env", "request_tags", "price", "currency"}
+"""Endpoint options that become :class:`Endpoint` fields unchanged."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -133,21 +129,10 @@ class Settings:
             base_url=self._base_url(raw, api, where),
             token=self._token(raw, token_env, where),
             token_env=token_env,
-            auth=raw.get("auth", DEFAULT_AUTH),
-            max_concurrency=raw.get("max_concurrency", DEFAULT_MAX_CONCURRENCY),
-            requests_per_minute=raw.get("requests_per_minute"),
-            tokens_per_minute=raw.get("tokens_per_minute"),
-            timeout=raw.get("timeout", DEFAULT_TIMEOUT_S),
-            deadline=raw.get("deadline", DEFAULT_DEADLINE_S),
-            max_retries=raw.get("max_retries", DEFAULT_MAX_RETRIES),
-            max_retry_after=raw.get("max_retry_after", DEFAULT_MAX_RETRY_AFTER_S),
-            verify_tls=raw.get("verify_tls", True),
             request_tags=dict(raw.get("request_tags", {})),
-            cache=raw.get("cache", True),
             price=endpoint_price(raw, raw.get("model", name)),
-            anthropic_version=raw.get("anthropic_version"),
-            context_tokens=raw.get("context_tokens", DEFAULT_CONTEXT_TOKENS),
-            max_response_bytes=raw.get("max_response_bytes", DEFAULT_MAX_RESPONSE_BYTES),
+            # The other options are taken as written (checked at load); the dataclass holds their defaults.
+            **{key: raw[key] for key in _AS_WRITTEN if key in raw},
         )
 
     def _base_url(self, raw: Mapping[str, Any], api: str, where: str) -> str:
