@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+# Imported for its registrations: configuration checks an endpoint's `api` against the wire formats it registers.
+import aiquery.apis  # noqa: F401
 from aiquery.config import Endpoint, Settings, UsageSettings, load_settings
 from aiquery.errors import (
     AIQueryError,

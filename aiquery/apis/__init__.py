@@ -1,8 +1,9 @@
 """API adapters: one pure object per wire format, and the registry that finds them by configured name.
 
 An adapter builds the URL, headers and JSON body of one request and reads the response or error body back; it
-does no I/O (the engine sends the bytes). Adapters are stateless, so :data:`ADAPTERS` holds one shared
-instance of each::
+does no I/O (the engine sends the bytes). An adapter is also the one place holding its API's facts: gateway path,
+parameter mapping, auth style, limits (see :class:`~aiquery.apis.base.Adapter`). Adapters are stateless, so the
+registry (:data:`ADAPTERS`, filled by the ``register`` calls below) holds one shared instance of each::
 
     adapter = get_adapter(endpoint.api)
     request = APIRequest(prompt=..., model=endpoint.model, parameters=..., response_format=...)
@@ -37,6 +38,7 @@ from aiquery.apis.chat import ChatAdapter
 from aiquery.apis.embeddings import EmbeddingsAdapter
 from aiquery.apis.gemini import GeminiAdapter
 from aiquery.apis.parameters import check_supported, prepare_model_parameters, validate_model_parameters
+from aiquery.apis.registry import ADAPTERS, get_adapter, register, unregister
 from aiquery.apis.response_format import (
     DDLResponseFormat,
     parse_response_format,
@@ -44,7 +46,6 @@ from aiquery.apis.response_format import (
     response_format_from_spark_type,
 )
 from aiquery.apis.responses import OpenAIResponsesAdapter, ResponsesAdapter
-from aiquery.errors import ConfigError
 
 __all__ = [
     "ADAPTERS",
@@ -68,35 +69,21 @@ __all__ = [
     "parse_response_format",
     "prepare_call_options",
     "prepare_model_parameters",
+    "register",
     "response_format_from_spark_type",
+    "unregister",
     "validate_model_parameters",
 ]
 
-ADAPTERS: dict[str, Adapter] = {
-    adapter.api: adapter
-    for adapter in (
-        ChatAdapter(),
-        EmbeddingsAdapter(),
-        ResponsesAdapter(),
-        OpenAIResponsesAdapter(),
-        AnthropicAdapter(),
-        GeminiAdapter(),
-    )
-}
-"""One shared adapter per configured API name (``chat``, ``embeddings``, ``responses``, ``openai-responses``,
-``anthropic``, ``gemini``)."""
-
-
-def get_adapter(api: str) -> Adapter:
-    """The adapter for a configured API name.
-
-    Raises:
-        ConfigError: ``api`` is not one of :data:`ADAPTERS`.
-    """
-    try:
-        return ADAPTERS[api]
-    except KeyError:
-        raise ConfigError(f"unknown api {api!r}; allowed: {', '.join(ADAPTERS)}") from None
+for _adapter in (
+    ChatAdapter(),
+    EmbeddingsAdapter(),
+    ResponsesAdapter(),
+    OpenAIResponsesAdapter(),
+    AnthropicAdapter(),
+    GeminiAdapter(),
+):
+    register(_adapter)
 
 
 def prepare_call_options(

@@ -20,15 +20,17 @@ import json
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
-from aiquery.apis.base import Answer, APIRequest, BodyModelAdapter, ErrorVerdict, ResponseFormat, TokenUsage
+from aiquery.apis.adapter_defaults import BodyModelAdapter
+from aiquery.apis.base import Answer, APIRequest, ResponseFormat, TokenUsage
 from aiquery.apis.decoding import build_usage, require_list, require_object, require_text, token_count
-from aiquery.apis.error_body import parse_error_body
 from aiquery.apis.images import base64_text, media_type
-from aiquery.apis.parameter_mappings import ANTHROPIC_PARAMETERS
+from aiquery.apis.parameter_mappings import ParameterMapping, ParameterRoute, as_list
 from aiquery.apis.response_format import JSON_OBJECT_INSTRUCTION
+from aiquery.config import Endpoint, EndpointOption
 from aiquery.errors import ArgumentError
 
 __all__ = [
+    "ANTHROPIC_PARAMETERS",
     "ANTHROPIC_VERSION",
     "DEFAULT_MAX_TOKENS",
     "SAMPLING_DROPPED_IN",
@@ -78,6 +80,18 @@ _STOP_REASONS: Mapping[str, str] = {
 }
 
 
+ANTHROPIC_PARAMETERS = ParameterMapping(
+    routes={
+        "temperature": ParameterRoute(("temperature",), maximum=1.0),
+        "stop": ParameterRoute(("stop_sequences",), convert=as_list),
+        # Anthropic's effort control (Claude Opus 4.5 and later); older models reject it with a 400.
+        "reasoning_effort": ParameterRoute(("output_config", "effort")),
+    },
+    unsupported=frozenset({"n", "presence_penalty", "frequency_penalty", "seed"}),
+)
+"""Anthropic Messages takes ``max_tokens``, ``top_p`` and ``top_k`` as is."""
+
+
 class AnthropicAdapter(BodyModelAdapter):
     """Anthropic's Messages API, on the gateway's ``anthropic`` route or at Anthropic itself."""
 
@@ -85,10 +99,26 @@ class AnthropicAdapter(BodyModelAdapter):
     api_type: ClassVar[str] = "anthropic/v1/messages"
     path: ClassVar[str] = "/v1/messages"
     output: ClassVar[Literal["text", "vector"]] = "text"
+    gateway_path: ClassVar[str] = "/ai-gateway/anthropic"
+    auth: ClassVar[str] = "x-api-key"
+    parameters: ClassVar[ParameterMapping] = ANTHROPIC_PARAMETERS
+    max_image_bytes: ClassVar[int | None] = 5_000_000
+    """Anthropic takes at most 5 MB per image, below the request-size limit."""
+    endpoint_options: ClassVar[Mapping[str, EndpointOption]] = {
+        "anthropic_version": EndpointOption(
+            pattern=r"\d{4}-\d{2}-\d{2}",
+            expected='an Anthropic API version date, like "2023-06-01" or "2026-10-21"',
+        )
+    }
 
     def headers(self, version: str | None = None) -> Mapping[str, str]:
         """``anthropic-version``, which the API requires on every request (the endpoint's, else the default)."""
         return {"anthropic-version": version or ANTHROPIC_VERSION}
+
+    def check_call(self, endpoint: Endpoint, parameters: Mapping[str, Any]) -> None:
+        """Refuse the sampling parameters under an API version that dropped them (see
+        :func:`check_version_parameters`)."""
+        check_version_parameters(endpoint.anthropic_version, parameters, endpoint.name)
 
     def build_body(self, request: APIRequest) -> dict[str, Any]:
         """The Messages body: ``max_tokens`` always, ``stop`` as ``stop_sequences``, structured output."""
@@ -97,7 +127,7 @@ class AnthropicAdapter(BodyModelAdapter):
             "max_tokens": DEFAULT_MAX_TOKENS,
             "messages": [{"role": "user", "content": _content(request)}],
         }
-        ANTHROPIC_PARAMETERS.apply(body, request.parameters)
+        self.parameters.apply(body, request.parameters)
         _apply_response_format(body, request.response_format)
         return body
 
@@ -123,10 +153,6 @@ class AnthropicAdapter(BodyModelAdapter):
             usage=_map_usage(response.get("usage"), request.prompt, text),
             finish_reason=_STOP_REASONS.get(stop_reason, stop_reason) if isinstance(stop_reason, str) else None,
         )
-
-    def parse_error(self, status: int, body: Any) -> ErrorVerdict:
-        """The provider's message and retry hint (see :func:`~aiquery.apis.error_body.parse_error_body`)."""
-        return parse_error_body(status, body)
 
 
 def _apply_response_format(body: dict[str, Any], response_format: ResponseFormat | None) -> None:

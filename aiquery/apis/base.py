@@ -17,6 +17,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol
 
+from aiquery.apis.parameter_mappings import ParameterMapping
+from aiquery.config import Endpoint, EndpointOption
+
 __all__ = [
     "APIRequest",
     "Adapter",
@@ -118,7 +121,8 @@ class MalformedResponse(ValueError):
 
 
 class Adapter(Protocol):
-    """One wire format. Implementations are stateless and safe to share between threads."""
+    """One wire format and everything aiquery knows of it. Implementations are stateless and safe to share between
+    threads; :mod:`aiquery.apis.registry` finds them by ``api``."""
 
     api: ClassVar[str]
     """Configuration name of the wire format, e.g. ``chat``."""
@@ -126,6 +130,18 @@ class Adapter(Protocol):
     """Route family as the usage table records it, e.g. ``mlflow/v1/chat/completions``."""
     output: ClassVar[Literal["text", "vector"]]
     """Whether answers are text or embedding vectors."""
+    gateway_path: ClassVar[str]
+    """Where the API lives on the Databricks AI Gateway: an endpoint's default ``base_url`` is the workspace URL
+    plus this, e.g. ``/ai-gateway/mlflow/v1``."""
+    auth: ClassVar[str]
+    """How the provider's own service takes a key (``bearer``, or the name of the header that carries it, like
+    ``x-api-key``): one more value an endpoint's ``auth`` may name."""
+    parameters: ClassVar[ParameterMapping]
+    """Where each Databricks-named model parameter goes in this API's body."""
+    max_image_bytes: ClassVar[int | None]
+    """The largest image one request may carry, where the API's limit is below the request-size limit."""
+    endpoint_options: ClassVar[Mapping[str, EndpointOption]]
+    """Endpoint options only this API's endpoints take (``anthropic_version``), each with its check."""
 
     def url(self, base_url: str, model: str) -> str:
         """The request URL for an SDK-style base URL and a model name."""
@@ -134,6 +150,14 @@ class Adapter(Protocol):
     def headers(self, version: str | None = None) -> Mapping[str, str]:
         """Headers this API requires besides auth and content type (e.g. ``anthropic-version``); ``version``: the
         endpoint's API version, for the APIs that have one (None: the adapter's default)."""
+        ...
+
+    def check_call(self, endpoint: Endpoint, parameters: Mapping[str, Any]) -> None:
+        """Refuse, at analysis time, validated parameters that this endpoint's API version does not take.
+
+        Raises:
+            ArgumentError: a Databricks ``AI_FUNCTION_INVALID_MODEL_PARAMETERS.*`` error.
+        """
         ...
 
     def build_body(self, request: APIRequest) -> dict[str, Any]:
@@ -154,19 +178,3 @@ class Adapter(Protocol):
         Never raises: an unrecognised body still yields a message.
         """
         ...
-
-
-class BodyModelAdapter:
-    """Base of the adapters whose model travels in the body: the URL is ``{base_url}`` plus a fixed ``path``,
-    and no headers are needed beyond auth and content type (a subclass may add some)."""
-
-    path: ClassVar[str]
-    """What follows the base URL, e.g. ``/chat/completions``."""
-
-    def url(self, base_url: str, model: str) -> str:
-        """``{base_url}{path}``; the model travels in the body."""
-        return f"{base_url.rstrip('/')}{self.path}"
-
-    def headers(self, version: str | None = None) -> Mapping[str, str]:
-        """No headers beyond auth and content type."""
-        return {}

@@ -11,29 +11,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
-from aiquery.apis.base import (
-    Answer,
-    APIRequest,
-    BodyModelAdapter,
-    ErrorVerdict,
-    MalformedResponse,
-    ResponseFormat,
-    TokenUsage,
-)
-from aiquery.apis.decoding import (
-    build_usage,
-    describe,
-    require_list,
-    require_object,
-    require_text,
-    token_count,
-)
-from aiquery.apis.error_body import parse_error_body
+from aiquery.apis.adapter_defaults import BodyModelAdapter
+from aiquery.apis.base import Answer, APIRequest, MalformedResponse
+from aiquery.apis.decoding import describe, openai_usage, require_list, require_object, require_text
 from aiquery.apis.images import data_uri
-from aiquery.apis.parameter_mappings import CHAT_PARAMETERS
-from aiquery.apis.response_format import JSON_OBJECT_INSTRUCTION
+from aiquery.apis.parameter_mappings import ParameterMapping
+from aiquery.apis.response_format import JSON_OBJECT_INSTRUCTION, openai_format
 
-__all__ = ["ChatAdapter"]
+__all__ = ["CHAT_PARAMETERS", "ChatAdapter"]
+
+
+CHAT_PARAMETERS = ParameterMapping(routes={})
+"""OpenAI chat completions (and the MLflow gateway route) take every Databricks name as is."""
 
 
 class ChatAdapter(BodyModelAdapter):
@@ -43,6 +32,8 @@ class ChatAdapter(BodyModelAdapter):
     api_type: ClassVar[str] = "mlflow/v1/chat/completions"
     path: ClassVar[str] = "/chat/completions"
     output: ClassVar[Literal["text", "vector"]] = "text"
+    gateway_path: ClassVar[str] = "/ai-gateway/mlflow/v1"
+    parameters: ClassVar[ParameterMapping] = CHAT_PARAMETERS
 
     def build_body(self, request: APIRequest) -> dict[str, Any]:
         """The chat completions body: one user message, parameters under their own names, response format."""
@@ -57,8 +48,8 @@ class ChatAdapter(BodyModelAdapter):
             ]
         messages.append({"role": "user", "content": content})
         body: dict[str, Any] = {"model": request.model, "messages": messages}
-        CHAT_PARAMETERS.apply(body, request.parameters)
-        rendered = render_response_format(request.response_format)
+        self.parameters.apply(body, request.parameters)
+        rendered = openai_format(request.response_format, nested=True)
         if rendered is not None:
             body["response_format"] = rendered
         return body
@@ -77,29 +68,9 @@ class ChatAdapter(BodyModelAdapter):
         text = _message_text(message, finish)
         return Answer(
             value=text,
-            usage=_map_usage(response.get("usage"), request.prompt, text),
+            usage=openai_usage(response.get("usage"), request.prompt, text, sides=("prompt", "completion")),
             finish_reason=finish if isinstance(finish, str) else None,
         )
-
-    def parse_error(self, status: int, body: Any) -> ErrorVerdict:
-        """The provider's message and retry hint (see :func:`~aiquery.apis.error_body.parse_error_body`)."""
-        return parse_error_body(status, body)
-
-
-def render_response_format(response_format: ResponseFormat | None) -> dict[str, Any] | None:
-    """OpenAI's ``response_format`` object, or None for plain text."""
-    if response_format is None or response_format.kind == "text":
-        return None
-    if response_format.kind == "json_object":
-        return {"type": "json_object"}
-    return {
-        "type": "json_schema",
-        "json_schema": {
-            "name": response_format.name,
-            "schema": dict(response_format.schema or {}),
-            "strict": response_format.strict,
-        },
-    }
 
 
 def _message_text(message: Mapping[str, Any], finish: Any) -> str:
@@ -117,15 +88,4 @@ def _message_text(message: Mapping[str, Any], finish: Any) -> str:
         raise MalformedResponse(f"the model refused to answer: {refusal}")
     raise MalformedResponse(
         f"expected choices[0].message.content to be a string, found {describe(content)} (finish_reason: {finish})"
-    )
-
-
-def _map_usage(usage: Any, prompt: str, text: str) -> TokenUsage:
-    return build_usage(
-        prompt=prompt,
-        output=text,
-        input_tokens=token_count(usage, "prompt_tokens"),
-        output_tokens=token_count(usage, "completion_tokens"),
-        cache_read_input_tokens=token_count(usage, "prompt_tokens_details", "cached_tokens"),
-        output_reasoning_tokens=token_count(usage, "completion_tokens_details", "reasoning_tokens"),
     )

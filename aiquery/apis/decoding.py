@@ -19,6 +19,7 @@ __all__ = [
     "MAX_TOKEN_COUNT",
     "build_usage",
     "describe",
+    "openai_usage",
     "require_list",
     "require_object",
     "require_text",
@@ -139,4 +140,19 @@ def build_usage(
         cache_creation_input_tokens=cache_creation_input_tokens or 0,
         output_reasoning_tokens=output_reasoning_tokens or 0,
         estimated=estimated,
+    )
+
+
+def openai_usage(usage: Any, prompt: str, text: str, *, sides: tuple[str, str]) -> TokenUsage:
+    """The usage of OpenAI's shapes, whose keys differ only in the names of the two sides: ``prompt`` and
+    ``completion`` for chat, ``input`` and ``output`` for Responses (``<side>_tokens``, cached tokens included in
+    the input, reasoning in the output, and ``<side>_tokens_details``)."""
+    given, produced = sides
+    return build_usage(
+        prompt=prompt,
+        output=text,
+        input_tokens=token_count(usage, f"{given}_tokens"),
+        output_tokens=token_count(usage, f"{produced}_tokens"),
+        cache_read_input_tokens=token_count(usage, f"{given}_tokens_details", "cached_tokens"),
+        output_reasoning_tokens=token_count(usage, f"{produced}_tokens_details", "reasoning_tokens"),
     )

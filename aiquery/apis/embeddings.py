@@ -9,16 +9,36 @@ from __future__ import annotations
 import math
 from typing import Any, ClassVar, Literal
 
-from aiquery.apis.base import Answer, APIRequest, BodyModelAdapter, ErrorVerdict, MalformedResponse, TokenUsage
+from aiquery.apis.adapter_defaults import BodyModelAdapter
+from aiquery.apis.base import Answer, APIRequest, MalformedResponse, TokenUsage
 from aiquery.apis.decoding import build_usage, describe, require_list, require_object, token_count
-from aiquery.apis.error_body import parse_error_body
-from aiquery.apis.parameter_mappings import EMBEDDINGS_PARAMETERS
+from aiquery.apis.parameter_mappings import ParameterMapping
 from aiquery.apis.response_format import reject_response_format
 
-__all__ = ["FLOAT32_MAX", "EmbeddingsAdapter"]
+__all__ = ["EMBEDDINGS_PARAMETERS", "FLOAT32_MAX", "EmbeddingsAdapter"]
 
 FLOAT32_MAX = 3.4028234663852886e38
 """The largest SQL FLOAT: an embedding value past it is out of range."""
+
+
+EMBEDDINGS_PARAMETERS = ParameterMapping(
+    routes={},
+    unsupported=frozenset(
+        {
+            "max_tokens",
+            "temperature",
+            "top_p",
+            "top_k",
+            "stop",
+            "n",
+            "presence_penalty",
+            "frequency_penalty",
+            "seed",
+            "reasoning_effort",
+        }
+    ),
+)
+"""Embeddings have no generation parameters; others (``dimensions``, ``encoding_format``) pass through."""
 
 
 class EmbeddingsAdapter(BodyModelAdapter):
@@ -28,6 +48,8 @@ class EmbeddingsAdapter(BodyModelAdapter):
     api_type: ClassVar[str] = "mlflow/v1/embeddings"
     path: ClassVar[str] = "/embeddings"
     output: ClassVar[Literal["text", "vector"]] = "vector"
+    gateway_path: ClassVar[str] = "/ai-gateway/mlflow/v1"
+    parameters: ClassVar[ParameterMapping] = EMBEDDINGS_PARAMETERS
 
     def build_body(self, request: APIRequest) -> dict[str, Any]:
         """``{"model", "input"}`` plus any pass-through parameters (``dimensions`` …).
@@ -38,7 +60,7 @@ class EmbeddingsAdapter(BodyModelAdapter):
         if request.response_format is not None:
             reject_response_format(self.api)
         body: dict[str, Any] = {"model": request.model, "input": request.prompt}
-        EMBEDDINGS_PARAMETERS.apply(body, request.parameters)
+        self.parameters.apply(body, request.parameters)
         return body
 
     def parse_response(self, body: Any, request: APIRequest) -> Answer:
@@ -55,10 +77,6 @@ class EmbeddingsAdapter(BodyModelAdapter):
         if not isinstance(vector, list) or not vector:
             raise MalformedResponse(f"expected data[0].embedding to be an array of numbers, found {describe(vector)}")
         return Answer(value=_finite_floats(vector), usage=_map_usage(response.get("usage"), request.prompt))
-
-    def parse_error(self, status: int, body: Any) -> ErrorVerdict:
-        """The provider's message and retry hint (see :func:`~aiquery.apis.error_body.parse_error_body`)."""
-        return parse_error_body(status, body)
 
 
 def _finite_floats(vector: list[Any]) -> list[float]:

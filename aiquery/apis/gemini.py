@@ -18,13 +18,13 @@ from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 from urllib.parse import quote
 
-from aiquery.apis.base import Answer, APIRequest, ErrorVerdict, MalformedResponse, ResponseFormat, TokenUsage
+from aiquery.apis.adapter_defaults import AdapterDefaults
+from aiquery.apis.base import Answer, APIRequest, MalformedResponse, ResponseFormat, TokenUsage
 from aiquery.apis.decoding import build_usage, require_list, require_object, require_text, token_count
-from aiquery.apis.error_body import parse_error_body
 from aiquery.apis.images import base64_text, media_type
-from aiquery.apis.parameter_mappings import GEMINI_PARAMETERS
+from aiquery.apis.parameter_mappings import ParameterMapping, ParameterRoute, as_list
 
-__all__ = ["GeminiAdapter"]
+__all__ = ["GEMINI_PARAMETERS", "GeminiAdapter"]
 
 # finishReason in OpenAI's vocabulary of finish reasons; anything else passes through lower-cased.
 _FINISH_REASONS: Mapping[str, str] = {
@@ -39,12 +39,35 @@ _FINISH_REASONS: Mapping[str, str] = {
 }
 
 
-class GeminiAdapter:
+_GENERATION = "generationConfig"
+GEMINI_PARAMETERS = ParameterMapping(
+    routes={
+        "max_tokens": ParameterRoute((_GENERATION, "maxOutputTokens")),
+        "temperature": ParameterRoute((_GENERATION, "temperature")),
+        "top_p": ParameterRoute((_GENERATION, "topP")),
+        "top_k": ParameterRoute((_GENERATION, "topK")),
+        "stop": ParameterRoute((_GENERATION, "stopSequences"), convert=as_list),
+        "n": ParameterRoute((_GENERATION, "candidateCount")),
+        "presence_penalty": ParameterRoute((_GENERATION, "presencePenalty")),
+        "frequency_penalty": ParameterRoute((_GENERATION, "frequencyPenalty")),
+        "seed": ParameterRoute((_GENERATION, "seed")),
+        # Gemini 3's thinking control; Gemini 2.5 models take thinkingBudget instead and reject this.
+        "reasoning_effort": ParameterRoute((_GENERATION, "thinkingConfig", "thinkingLevel")),
+    },
+    passthrough=(_GENERATION,),
+)
+"""Gemini generateContent keeps every generation knob in ``generationConfig``, in camelCase."""
+
+
+class GeminiAdapter(AdapterDefaults):
     """Gemini's generateContent, on the gateway's ``gemini`` route or at Google itself."""
 
     api: ClassVar[str] = "gemini"
     api_type: ClassVar[str] = "gemini/v1beta/generateContent"
     output: ClassVar[Literal["text", "vector"]] = "text"
+    gateway_path: ClassVar[str] = "/ai-gateway/gemini"
+    auth: ClassVar[str] = "x-goog-api-key"
+    parameters: ClassVar[ParameterMapping] = GEMINI_PARAMETERS
 
     def url(self, base_url: str, model: str) -> str:
         """``{base_url}/v1beta/models/{model}:generateContent``.
@@ -54,10 +77,6 @@ class GeminiAdapter:
         name = model.removeprefix("models/")
         return f"{base_url.rstrip('/')}/v1beta/models/{quote(name, safe='-_.~')}:generateContent"
 
-    def headers(self, version: str | None = None) -> Mapping[str, str]:
-        """No headers beyond auth and content type."""
-        return {}
-
     def build_body(self, request: APIRequest) -> dict[str, Any]:
         """The generateContent body: one user turn, parameters in ``generationConfig``, structured output."""
         parts: list[dict[str, Any]] = [{"text": request.prompt}]
@@ -65,7 +84,7 @@ class GeminiAdapter:
             {"inlineData": {"mimeType": media_type(image), "data": base64_text(image)}} for image in request.images
         )
         body: dict[str, Any] = {"contents": [{"role": "user", "parts": parts}]}
-        GEMINI_PARAMETERS.apply(body, request.parameters)
+        self.parameters.apply(body, request.parameters)
         rendered = render_response_format(request.response_format)
         if rendered:
             body.setdefault("generationConfig", {}).update(rendered)
@@ -106,10 +125,6 @@ class GeminiAdapter:
             usage=_map_usage(response.get("usageMetadata"), request.prompt, text),
             finish_reason=_FINISH_REASONS.get(finish, finish.lower()) if isinstance(finish, str) else None,
         )
-
-    def parse_error(self, status: int, body: Any) -> ErrorVerdict:
-        """The provider's message and retry hint (see :func:`~aiquery.apis.error_body.parse_error_body`)."""
-        return parse_error_body(status, body)
 
 
 def render_response_format(response_format: ResponseFormat | None) -> dict[str, Any]:

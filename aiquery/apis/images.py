@@ -1,5 +1,5 @@
 """Images sent with a prompt (``ai_query(..., files => content)``): their type, read from their bytes, and the
-size limits of each API.
+size limit an API may have (``Adapter.max_image_bytes``).
 
 A file is an image when its first bytes say so: JPEG (``FF D8 FF``), PNG (``89 50 4E 47 0D 0A 1A 0A``), GIF
 (``GIF87a`` / ``GIF89a``) or WEBP (``RIFF....WEBP``); anything else gets a clear error for its row. Each adapter
@@ -10,12 +10,18 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
+from typing import ClassVar, Protocol
 
-__all__ = ["MAX_IMAGE_BYTES", "FilePrompt", "ImageError", "base64_text", "check_image", "data_uri", "media_type"]
+__all__ = ["FilePrompt", "ImageError", "base64_text", "check_image", "data_uri", "media_type"]
 
-MAX_IMAGE_BYTES = {"anthropic": 5_000_000}
-"""Per-image limits below the request-size limit (16 MiB of JSON, so about 12 MB of image): Anthropic takes at most
-5 MB per image. OpenAI (20 MB per image) and Gemini (20 MB inline per request) are above the request limit."""
+
+class ImageLimit(Protocol):
+    """An API's per-image limit: set where it is below the request-size limit (16 MiB of JSON, so about 12 MB of
+    image), as Anthropic's 5 MB is; OpenAI (20 MB per image) and Gemini (20 MB inline per request) are above it."""
+
+    api: ClassVar[str]
+    max_image_bytes: ClassVar[int | None]
+
 
 _SIGNATURES = (
     (b"\xff\xd8\xff", "image/jpeg"),
@@ -48,7 +54,7 @@ def media_type(data: bytes) -> str | None:
     return None
 
 
-def check_image(data: bytes, api: str) -> str:
+def check_image(data: bytes, api: ImageLimit) -> str:
     """The image's media type.
 
     Raises:
@@ -60,10 +66,10 @@ def check_image(data: bytes, api: str) -> str:
         raise ImageError(
             f"the file is not an image aiquery can send (JPEG, PNG, GIF or WEBP); its first bytes are {head or 'none'}"
         )
-    limit = MAX_IMAGE_BYTES.get(api)
+    limit = api.max_image_bytes
     if limit is not None and len(data) > limit:
         raise ImageError(
-            f"the image is {len(data) / 1e6:.1f} MB; the {api} API takes at most {limit / 1e6:.1f} MB per image"
+            f"the image is {len(data) / 1e6:.1f} MB; the {api.api} API takes at most {limit / 1e6:.1f} MB per image"
         )
     return kind
 

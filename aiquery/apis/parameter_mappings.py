@@ -4,7 +4,8 @@
 routes a name to a path in that API's body (``max_tokens`` becomes Gemini's
 ``generationConfig.maxOutputTokens``), lists the known parameters the API does not have, and says where the
 other names go: under their own names, at the top of the body (into ``generationConfig`` for Gemini).
-``aiquery.apis.parameters.check_supported`` reads these tables at analysis time; the adapters apply them.
+Each adapter module defines its API's mapping and its adapter holds it (``Adapter.parameters``):
+``aiquery.apis.parameters.check_supported`` reads it at analysis time, the adapter applies it to each body.
 """
 
 from __future__ import annotations
@@ -17,20 +18,15 @@ from typing import Any
 from aiquery.errors import ArgumentError
 
 __all__ = [
-    "ANTHROPIC_PARAMETERS",
-    "CHAT_PARAMETERS",
-    "EMBEDDINGS_PARAMETERS",
-    "GEMINI_PARAMETERS",
-    "PARAMETER_MAPPINGS",
-    "RESPONSES_PARAMETERS",
     "ParameterMapping",
     "ParameterRoute",
+    "as_list",
     "unsupported_parameter",
 ]
 
 
-def _as_list(value: Any) -> Any:
-    # Anthropic and Gemini take stop sequences only as arrays; Databricks also allows one string.
+def as_list(value: Any) -> Any:
+    """A lone string as a one-item list: some APIs take stop sequences only as arrays, Databricks allows one string."""
     return [value] if isinstance(value, str) else value
 
 
@@ -99,75 +95,3 @@ def unsupported_parameter(name: str, api: str | None = None) -> ArgumentError:
         f'The "{name}" parameter is not supported for the serving endpoint.{where}',
         sqlstate="22023",
     )
-
-
-CHAT_PARAMETERS = ParameterMapping(routes={})
-"""OpenAI chat completions (and the MLflow gateway route) take every Databricks name as is."""
-
-EMBEDDINGS_PARAMETERS = ParameterMapping(
-    routes={},
-    unsupported=frozenset(
-        {
-            "max_tokens",
-            "temperature",
-            "top_p",
-            "top_k",
-            "stop",
-            "n",
-            "presence_penalty",
-            "frequency_penalty",
-            "seed",
-            "reasoning_effort",
-        }
-    ),
-)
-"""Embeddings have no generation parameters; others (``dimensions``, ``encoding_format``) pass through."""
-
-RESPONSES_PARAMETERS = ParameterMapping(
-    routes={
-        "max_tokens": ParameterRoute(("max_output_tokens",)),
-        "reasoning_effort": ParameterRoute(("reasoning", "effort")),
-    },
-    unsupported=frozenset({"stop", "n", "top_k", "presence_penalty", "frequency_penalty", "seed"}),
-)
-"""The Responses API takes ``temperature`` and ``top_p`` as is; it has no stop sequences, ``n``, penalties."""
-
-ANTHROPIC_PARAMETERS = ParameterMapping(
-    routes={
-        "temperature": ParameterRoute(("temperature",), maximum=1.0),
-        "stop": ParameterRoute(("stop_sequences",), convert=_as_list),
-        # Anthropic's effort control (Claude Opus 4.5 and later); older models reject it with a 400.
-        "reasoning_effort": ParameterRoute(("output_config", "effort")),
-    },
-    unsupported=frozenset({"n", "presence_penalty", "frequency_penalty", "seed"}),
-)
-"""Anthropic Messages takes ``max_tokens``, ``top_p`` and ``top_k`` as is."""
-
-_GENERATION = "generationConfig"
-GEMINI_PARAMETERS = ParameterMapping(
-    routes={
-        "max_tokens": ParameterRoute((_GENERATION, "maxOutputTokens")),
-        "temperature": ParameterRoute((_GENERATION, "temperature")),
-        "top_p": ParameterRoute((_GENERATION, "topP")),
-        "top_k": ParameterRoute((_GENERATION, "topK")),
-        "stop": ParameterRoute((_GENERATION, "stopSequences"), convert=_as_list),
-        "n": ParameterRoute((_GENERATION, "candidateCount")),
-        "presence_penalty": ParameterRoute((_GENERATION, "presencePenalty")),
-        "frequency_penalty": ParameterRoute((_GENERATION, "frequencyPenalty")),
-        "seed": ParameterRoute((_GENERATION, "seed")),
-        # Gemini 3's thinking control; Gemini 2.5 models take thinkingBudget instead and reject this.
-        "reasoning_effort": ParameterRoute((_GENERATION, "thinkingConfig", "thinkingLevel")),
-    },
-    passthrough=(_GENERATION,),
-)
-"""Gemini generateContent keeps every generation knob in ``generationConfig``, in camelCase."""
-
-PARAMETER_MAPPINGS: Mapping[str, ParameterMapping] = {
-    "chat": CHAT_PARAMETERS,
-    "embeddings": EMBEDDINGS_PARAMETERS,
-    "responses": RESPONSES_PARAMETERS,
-    "openai-responses": RESPONSES_PARAMETERS,
-    "anthropic": ANTHROPIC_PARAMETERS,
-    "gemini": GEMINI_PARAMETERS,
-}
-"""Each configured API name's parameter mapping."""

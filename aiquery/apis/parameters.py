@@ -2,10 +2,10 @@
 
 ``modelParameters`` use Databricks' names (``max_tokens``, ``temperature``, ``stop`` …) whatever the
 endpoint's API. :func:`validate_model_parameters` checks them as Databricks does, raising ``ArgumentError``
-with the ``AI_FUNCTION_INVALID_MODEL_PARAMETERS.*`` error classes (SQLSTATE 22023). Where each API wants
-each parameter is data in :mod:`aiquery.apis.parameter_mappings`; :func:`check_supported` rejects the known
-parameters an API does not have (``UNSUPPORTED_MODEL_PARAMETER``), and :func:`prepare_model_parameters` does
-both checks, as the Spark layer needs at analysis time.
+with the ``AI_FUNCTION_INVALID_MODEL_PARAMETERS.*`` error classes (SQLSTATE 22023). Where each API wants each
+parameter is data each adapter holds (:mod:`aiquery.apis.parameter_mappings`); :func:`check_supported` rejects
+the known parameters an API does not have (``UNSUPPORTED_MODEL_PARAMETER``), and :func:`prepare_model_parameters`
+does both checks, as the Spark layer needs at analysis time.
 
 Rules:
 
@@ -29,8 +29,9 @@ from decimal import Decimal
 from numbers import Integral, Real
 from typing import Any, Literal
 
-from aiquery.apis.parameter_mappings import PARAMETER_MAPPINGS, unsupported_parameter
-from aiquery.errors import ArgumentError, ConfigError
+from aiquery.apis.parameter_mappings import unsupported_parameter
+from aiquery.apis.registry import get_adapter
+from aiquery.errors import ArgumentError
 
 __all__ = [
     "ERROR_CLASS",
@@ -212,9 +213,7 @@ def check_supported(api: str, params: Mapping[str, Any]) -> None:
             ``.INVALID_NUMERIC_PARAMETER``.
         ConfigError: ``api`` is not a known API name.
     """
-    mapping = PARAMETER_MAPPINGS.get(api)
-    if mapping is None:
-        raise ConfigError(f"unknown api {api!r}; allowed: {', '.join(PARAMETER_MAPPINGS)}")
+    mapping = get_adapter(api).parameters
     for name, value in params.items():
         if name in mapping.unsupported:
             raise unsupported_parameter(name, api)

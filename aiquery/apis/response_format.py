@@ -38,6 +38,7 @@ __all__ = [
     "JSON_OBJECT_INSTRUCTION",
     "SUPPORTED_RESPONSE_FORMAT_TYPES",
     "DDLResponseFormat",
+    "openai_format",
     "parse_response_format",
     "reject_response_format",
     "response_format_from_spark_type",
@@ -261,3 +262,18 @@ class _SchemaBuilder:
 
     def _unsupported(self, type_name: str, where: str) -> NoReturn:
         _ddl_error(self.ddl, f'The type {type_name.upper()} of "{where}" cannot be expressed in JSON.')
+
+
+def openai_format(response_format: ResponseFormat | None, *, nested: bool) -> dict[str, Any] | None:
+    """OpenAI's structured-output object, or None for plain text: chat's ``response_format`` nests the schema
+    under ``json_schema`` (``nested``), the Responses API's ``text.format`` holds it flat."""
+    if response_format is None or response_format.kind == "text":
+        return None
+    if response_format.kind == "json_object":
+        return {"type": "json_object"}
+    schema = {
+        "name": response_format.name,
+        "schema": dict(response_format.schema or {}),
+        "strict": response_format.strict,
+    }
+    return {"type": "json_schema", "json_schema": schema} if nested else {"type": "json_schema", **schema}

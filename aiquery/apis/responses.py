@@ -13,25 +13,27 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
-from aiquery.apis.base import (
-    Answer,
-    APIRequest,
-    BodyModelAdapter,
-    ErrorVerdict,
-    MalformedResponse,
-    ResponseFormat,
-    TokenUsage,
-)
-from aiquery.apis.decoding import build_usage, require_list, require_object, require_text, token_count
-from aiquery.apis.error_body import parse_error_body
+from aiquery.apis.adapter_defaults import BodyModelAdapter
+from aiquery.apis.base import Answer, APIRequest, MalformedResponse
+from aiquery.apis.decoding import openai_usage, require_list, require_object, require_text
 from aiquery.apis.images import data_uri
-from aiquery.apis.parameter_mappings import RESPONSES_PARAMETERS
-from aiquery.apis.response_format import JSON_OBJECT_INSTRUCTION
+from aiquery.apis.parameter_mappings import ParameterMapping, ParameterRoute
+from aiquery.apis.response_format import JSON_OBJECT_INSTRUCTION, openai_format
 
-__all__ = ["OpenAIResponsesAdapter", "ResponsesAdapter"]
+__all__ = ["RESPONSES_PARAMETERS", "OpenAIResponsesAdapter", "ResponsesAdapter"]
 
 # `incomplete_details.reason` in OpenAI's vocabulary of finish reasons.
 _INCOMPLETE_REASONS: Mapping[str, str] = {"max_output_tokens": "length", "content_filter": "content_filter"}
+
+
+RESPONSES_PARAMETERS = ParameterMapping(
+    routes={
+        "max_tokens": ParameterRoute(("max_output_tokens",)),
+        "reasoning_effort": ParameterRoute(("reasoning", "effort")),
+    },
+    unsupported=frozenset({"stop", "n", "top_k", "presence_penalty", "frequency_penalty", "seed"}),
+)
+"""The Responses API takes ``temperature`` and ``top_p`` as is; it has no stop sequences, ``n``, penalties."""
 
 
 class ResponsesAdapter(BodyModelAdapter):
@@ -41,6 +43,8 @@ class ResponsesAdapter(BodyModelAdapter):
     api_type: ClassVar[str] = "mlflow/v1/responses"
     path: ClassVar[str] = "/responses"
     output: ClassVar[Literal["text", "vector"]] = "text"
+    gateway_path: ClassVar[str] = "/ai-gateway/mlflow/v1"
+    parameters: ClassVar[ParameterMapping] = RESPONSES_PARAMETERS
 
     def build_body(self, request: APIRequest) -> dict[str, Any]:
         """The Responses body: one user message, mapped parameters, ``text.format`` for structured output."""
@@ -53,8 +57,8 @@ class ResponsesAdapter(BodyModelAdapter):
         fmt = request.response_format
         if fmt is not None and fmt.kind == "json_object":
             body["instructions"] = JSON_OBJECT_INSTRUCTION
-        RESPONSES_PARAMETERS.apply(body, request.parameters)
-        rendered = render_response_format(fmt)
+        self.parameters.apply(body, request.parameters)
+        rendered = openai_format(fmt, nested=False)
         if rendered is not None:
             body["text"] = {"format": rendered}
         return body
@@ -76,13 +80,9 @@ class ResponsesAdapter(BodyModelAdapter):
         text = "".join(_message_text(message, index) for index, message in enumerate(messages))
         return Answer(
             value=text,
-            usage=_map_usage(response.get("usage"), request.prompt, text),
+            usage=openai_usage(response.get("usage"), request.prompt, text, sides=("input", "output")),
             finish_reason=_finish_reason(response),
         )
-
-    def parse_error(self, status: int, body: Any) -> ErrorVerdict:
-        """The provider's message and retry hint (see :func:`~aiquery.apis.error_body.parse_error_body`)."""
-        return parse_error_body(status, body)
 
 
 class OpenAIResponsesAdapter(ResponsesAdapter):
@@ -90,20 +90,7 @@ class OpenAIResponsesAdapter(ResponsesAdapter):
 
     api: ClassVar[str] = "openai-responses"
     api_type: ClassVar[str] = "openai/v1/responses"
-
-
-def render_response_format(response_format: ResponseFormat | None) -> dict[str, Any] | None:
-    """The Responses API's ``text.format`` object (flat, unlike chat's nested ``json_schema``), or None."""
-    if response_format is None or response_format.kind == "text":
-        return None
-    if response_format.kind == "json_object":
-        return {"type": "json_object"}
-    return {
-        "type": "json_schema",
-        "name": response_format.name,
-        "schema": dict(response_format.schema or {}),
-        "strict": response_format.strict,
-    }
+    gateway_path: ClassVar[str] = "/ai-gateway/openai/v1"
 
 
 def _message_text(message: Mapping[str, Any], index: int) -> str:
@@ -128,17 +115,6 @@ def _finish_reason(response: Mapping[str, Any]) -> str | None:
     if isinstance(reason, str):
         return _INCOMPLETE_REASONS.get(reason, reason)
     return status if isinstance(status, str) else None
-
-
-def _map_usage(usage: Any, prompt: str, text: str) -> TokenUsage:
-    return build_usage(
-        prompt=prompt,
-        output=text,
-        input_tokens=token_count(usage, "input_tokens"),
-        output_tokens=token_count(usage, "output_tokens"),
-        cache_read_input_tokens=token_count(usage, "input_tokens_details", "cached_tokens"),
-        output_reasoning_tokens=token_count(usage, "output_tokens_details", "reasoning_tokens"),
-    )
 
 
 def _content(request: APIRequest) -> Any:

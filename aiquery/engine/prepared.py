@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 
 from aiquery.apis import get_adapter
+from aiquery.apis.auth import auth_header
 from aiquery.apis.base import Adapter, APIRequest, ResponseFormat
 from aiquery.apis.images import FilePrompt, ImageError, check_image
 from aiquery.config import DEFAULT_MAX_REQUEST_BYTES, Endpoint
@@ -35,11 +36,6 @@ REQUEST_ID_HEADER = "X-Client-Request-Id"
 DEFAULT_OUTPUT_ESTIMATE = 256
 """Output tokens assumed for a token budget when the call sets no max_tokens; corrected after the response."""
 _PROMPT_SENTINEL = "\u0000aiquery-prompt\u0000"
-_AUTH_HEADERS: Mapping[str, Callable[[str], tuple[str, str]]] = {
-    "bearer": lambda token: ("Authorization", f"Bearer {token}"),
-    "x-api-key": lambda token: ("x-api-key", token),
-    "x-goog-api-key": lambda token: ("x-goog-api-key", token),
-}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,9 +69,9 @@ class PreparedSite:
         self.tags = {**endpoint.request_tags, **site.request_tags}
         api_headers = self.adapter.headers(endpoint.anthropic_version)
         headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, **api_headers}
-        if endpoint.token is not None and endpoint.auth in _AUTH_HEADERS:
-            name, value = _AUTH_HEADERS[endpoint.auth](endpoint.token.reveal())
-            headers[name] = value
+        auth = None if endpoint.token is None else auth_header(endpoint.auth, endpoint.token.reveal())
+        if auth is not None:
+            headers[auth[0]] = auth[1]
         if self.tags:
             headers[TAGS_HEADER] = json.dumps(self.tags, separators=(",", ":"))
         self.headers = headers
@@ -111,7 +107,7 @@ class PreparedSite:
         """
         for image in request.images:
             try:
-                check_image(image, self.endpoint.api)
+                check_image(image, self.adapter)
             except ImageError as error:
                 raise CallError(str(error), endpoint=self.endpoint.name, attempts=0) from None
         try:

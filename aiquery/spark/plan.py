@@ -11,8 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from aiquery.apis import get_adapter
-from aiquery.apis.anthropic import check_version_parameters
+from aiquery.apis import Adapter, ResponseFormat, get_adapter
 from aiquery.apis.parameters import prepare_model_parameters
 from aiquery.apis.response_format import (
     DDLResponseFormat,
@@ -142,26 +141,9 @@ def plan_call(
     resolved = settings.endpoint(endpoint)
     adapter = get_adapter(resolved.api)
     parameters = prepare_model_parameters(resolved.api, model_parameters, endpoint=endpoint)
-    if resolved.api == "anthropic":
-        check_version_parameters(resolved.anthropic_version, parameters, endpoint)
-    fmt = None
-    if response_format is not None:
-        if adapter.output == "vector":
-            reject_response_format(resolved.api)
-        parsed = parse_response_format(response_format)
-        if isinstance(parsed, DDLResponseFormat):
-            type_json, _ = parse_ddl(parsed.ddl)
-            parsed = response_format_from_spark_type(type_json, parsed.ddl)
-        fmt = parsed
-    result_json: Any = "string"
-    result_sql, parse_json = "STRING", False
-    if adapter.output == "vector":
-        result_sql, result_json = "ARRAY<FLOAT>", {"type": "array", "elementType": "float", "containsNull": True}
-    if return_type is not None:
-        type_json, type_sql = parse_ddl(return_type)
-        result_sql, result_json, parse_json = _result_for_return_type(
-            adapter.output, type_json, type_sql, return_type, endpoint
-        )
+    adapter.check_call(resolved, parameters)
+    fmt = None if response_format is None else _response_format(adapter, response_format, parse_ddl)
+    result_sql, result_json, parse_json = _result_type(adapter, return_type, parse_ddl, endpoint)
     site = CallSite(
         endpoint=resolved,
         parameters=parameters,
@@ -183,6 +165,29 @@ def plan_call(
         requester=settings.requester,
         spark_app_id=spark_app_id,
     )
+
+
+def _response_format(adapter: Adapter, text: str, parse_ddl: ParseDDL) -> ResponseFormat:
+    """The parsed ``responseFormat`` (a DDL one parsed by Spark), refused for an API that answers with vectors."""
+    if adapter.output == "vector":
+        reject_response_format(adapter.api)
+    parsed = parse_response_format(text)
+    if isinstance(parsed, DDLResponseFormat):
+        type_json, _ = parse_ddl(parsed.ddl)
+        return response_format_from_spark_type(type_json, parsed.ddl)
+    return parsed
+
+
+def _result_type(
+    adapter: Adapter, return_type: str | None, parse_ddl: ParseDDL, endpoint: str
+) -> tuple[str, Any, bool]:
+    """The result's SQL type, its jsonValue(), and whether answers are JSON to convert into it."""
+    if return_type is not None:
+        type_json, type_sql = parse_ddl(return_type)
+        return _result_for_return_type(adapter.output, type_json, type_sql, return_type, endpoint)
+    if adapter.output == "vector":
+        return "ARRAY<FLOAT>", {"type": "array", "elementType": "float", "containsNull": True}, False
+    return "STRING", "string", False
 
 
 def _result_for_return_type(
