@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SCHEMA_VERSION",
+    "SENT_FIELDS",
     "SPOOL_FIELDS",
     "TABLE_PROPERTIES",
     "USAGE_COLUMNS",
@@ -185,6 +186,30 @@ SPOOL_FIELDS: tuple[tuple[str, str], ...] = (
     ("avoided_cost", "DOUBLE"),
     ("currency", "STRING"),
 )
+
+SENT_FIELDS = frozenset(
+    {
+        "request_id",
+        "call_id",
+        "attempt",
+        "event_time_us",
+        "request_hash",
+        "endpoint_name",
+        "destination_model",
+        "api_type",
+        "url",
+        "requester",
+        "user_agent",
+        "request_tags",
+        "spark_app_id",
+        "task_attempt_id",
+        "query_tag",
+        "function_name",
+        "estimate",
+    }
+)
+"""The spool fields known when a request is sent. They are journaled before the request reaches the wire, so a
+request whose worker died mid-flight is still recorded with them; every other spool field is its outcome."""
 
 
 def _quote(text: str) -> str:
