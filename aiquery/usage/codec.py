@@ -84,7 +84,7 @@ def _per_request_getter(name: str) -> Callable[[UsageRecord], Any]:
 
 _TYPES = dict(SPOOL_FIELDS)
 if not set(_PER_REQUEST) <= SENT_FIELDS <= _TYPES.keys():
-    raise ImportError("the codec's per-request fields must be sent fields, and the sent fields spool fields")
+    raise RuntimeError("the codec's per-request fields must be sent fields, and the sent fields spool fields")
 _CACHED = _Fields(SENT_FIELDS - set(_PER_REQUEST))
 """Sent fields the same for every request of one endpoint in one task: encoded once, then cached."""
 _OUTCOME = _Fields(_TYPES.keys() - SENT_FIELDS)
