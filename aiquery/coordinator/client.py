@@ -56,9 +56,9 @@ from aiquery.coordinator.progress import ProgressReport
 from aiquery.coordinator.protocol import CoordinatorAddress, ProtocolError
 from aiquery.coordinator.shares import EndpointShare, EndpointShares
 from aiquery.engine.governor import Admission, CapClaim, EndpointLimits, SendingStopped, TaskInfo, add_sample
+from aiquery.liveness import process_gone
 from aiquery.store.base import StoredAnswer
 from aiquery.usage.codec import RecordEncoder
-from aiquery.usage.journal import process_gone
 from aiquery.usage.record import UsageRecord
 from aiquery.usage.spool import SpoolWriter, spool_writer
 

@@ -7,7 +7,9 @@ from typing import TYPE_CHECKING, Any
 
 from aiquery.config import Settings, load_settings
 from aiquery.spark.builder import AIQueryBuilder, SparkContextInfo
+from aiquery.spark.session import ensure_delta
 from aiquery.spark.versions import check_spark_version
+from aiquery.usage.ingest import UsageLedger, usage_folder
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -18,7 +20,7 @@ __all__ = ["context_for", "register"]
 
 FUNCTION_NAME = "ai_query"
 
-_sessions: dict[int, tuple[SparkContextInfo, AIQueryBuilder, Any]] = {}
+_sessions: dict[int, tuple[SparkContextInfo, AIQueryBuilder, UsageLedger | None]] = {}
 _task_builders: dict[int, list[Any]] = {}
 """The task functions' builders per session: referenced here while the JVM may call them back."""
 _lock = threading.Lock()
@@ -54,9 +56,7 @@ def register(spark: SparkSession, *, settings: Settings | None = None) -> None:
     ledger = None
     journal = None
     if settings.usage.enabled:
-        from aiquery.usage.ingest import UsageLedger
-
-        ledger = UsageLedger(spark, settings.usage, coordinator=coordinator)
+        ledger = UsageLedger(spark, settings.usage, coordinator=coordinator, require_delta=ensure_delta)
         journal = ledger.spool_dir
         coordinator.add_journal(journal)
     store = _answer_store(spark, settings, coordinator)
@@ -86,7 +86,6 @@ def _answer_store(spark: SparkSession, settings: Settings, coordinator: Coordina
     if not settings.cache.enabled:
         return None
     from aiquery.store import open_store, redis_store_key
-    from aiquery.usage.ingest import usage_folder
 
     if settings.cache.url:
         key = redis_store_key(settings.cache)
@@ -119,7 +118,7 @@ def context_for(spark: SparkSession) -> SparkContextInfo:
     return entry[0]
 
 
-def ledger_for(spark: SparkSession) -> Any:
+def ledger_for(spark: SparkSession) -> UsageLedger | None:
     """The usage ledger of a registered session, or None."""
     with _lock:
         entry = _sessions.get(id(spark))

@@ -1,59 +1,98 @@
 """Usage records as spool lines: one compact JSON object per line, written fast.
 
-A spool line holds the fields of :class:`~aiquery.usage.record.UsageRecord` (see
-:data:`aiquery.usage.schema.SPOOL_FIELDS`), except that ``event_time`` becomes ``event_time_us``, microseconds
-since the epoch in UTC, and fields that are None are left out (the JSON reader reads them as NULL).
+A spool line holds the fields of :class:`~aiquery.usage.record.UsageRecord` as :data:`aiquery.usage.schema.SPOOL_FIELDS`
+lists them (the codec's fields and their JSON form derive from that list and its types), except that ``event_time``
+becomes ``event_time_us``, microseconds since the epoch in UTC; fields that are None (or False, or an empty map)
+are left out, and the JSON reader reads them as NULL.
 
 Encoding is on the engine's hot path (thousands of records a second per worker), so it avoids
 ``dataclasses.asdict`` and ``json.dumps`` of a dict (about 50 µs per record here) and instead joins
-pre-escaped pieces: the fields that are the same for every request of an endpoint are encoded once and
-cached. A line is built in two parts: :meth:`RecordEncoder.head` when the request is sent, and
-:meth:`RecordEncoder.tail` (the outcome) when it ends.
+pre-escaped pieces: the fields known when a request is sent (:data:`~aiquery.usage.schema.SENT_FIELDS`) that are
+the same for every request of an endpoint are encoded once and cached. A line is built in two parts:
+:meth:`RecordEncoder.head` when the request is sent, and :meth:`RecordEncoder.tail` (the outcome) when it ends.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Callable, Collection
 from json.encoder import encode_basestring_ascii as _quote  # the C implementation
 from operator import attrgetter
 from typing import Any
 
 from aiquery.usage.record import UsageRecord
+from aiquery.usage.schema import SENT_FIELDS, SPOOL_FIELDS
 
 __all__ = ["RecordEncoder", "decode_line"]
 
 _UTC = dt.timezone.utc
-# Fields that are the same for every request of one endpoint in one task: encoded once, then cached.
-_STATIC_FIELDS = (
-    "endpoint_name",
-    "destination_model",
-    "api_type",
-    "url",
-    "requester",
-    "user_agent",
-    "spark_app_id",
-    "query_tag",
-    "task_attempt_id",
-    "function_name",
-    "estimate",
-)
-_static_key = attrgetter(*_STATIC_FIELDS)
-_HEAD = '{"request_id":%s,"call_id":%s,"attempt":%d,"event_time_us":%d,"request_hash":%s%s'
-# A successful response has these six; %d formats them in one step (and truncates a float latency).
-_MAIN_OUTCOME = (
-    "input_tokens",
-    "output_tokens",
-    "total_tokens",
-    "latency_ms",
-    "time_to_first_byte_ms",
-    "status_code",
-)
-_MAIN_TAIL = "".join(f',"{name}":%d' for name in _MAIN_OUTCOME)
-_OPTIONAL_NUMBERS = ("cache_read_input_tokens", "cache_creation_input_tokens", "output_reasoning_tokens")
-_TEXTS = ("error_message", "response_content_type", "currency")
-_MONEY = ("cost", "avoided_cost")
+_EVENT_TIME_US = "event_time_us"
+"""The spool field holding ``UsageRecord.event_time``, as microseconds since the epoch."""
+_PER_REQUEST = ("request_id", "call_id", "attempt", _EVENT_TIME_US, "request_hash")
+"""Sent fields that differ from one request to the next: formatted into every head, never cached."""
 _MAX_CACHED = 1024
+
+
+def _encoder(name: str, kind: str) -> Callable[[Any], str]:
+    """How a value of the spool field ``name`` of DDL type ``kind`` is written: ``,"name":value``."""
+    prefix = f',"{name}":'
+    if kind in ("INT", "BIGINT"):
+        return lambda value: f"{prefix}{int(value)}"  # int(): a float latency is truncated
+    if kind == "DOUBLE":
+        return lambda value: f"{prefix}{float(value)!r}"
+    if kind == "BOOLEAN":
+        true = prefix + "true"
+        return lambda value: true  # False is left out, as None is
+    if kind == "STRING":
+        return lambda value: prefix + _quote(value)
+    if kind.startswith("MAP<"):  # an empty map is left out
+        return lambda value: (
+            prefix + json.dumps({str(k): str(v) for k, v in value.items()}, separators=(",", ":")) if value else ""
+        )
+    raise ValueError(f"no JSON encoding for spool field {name} of type {kind}")
+
+
+class _Fields:
+    """Some spool fields of a record, written as ``,"name":value`` pieces (None and False left out)."""
+
+    def __init__(self, names: Collection[str]) -> None:
+        chosen = [(name, kind) for name, kind in SPOOL_FIELDS if name in names]
+        self.names = tuple(name for name, _ in chosen)
+        self._values = attrgetter(*self.names)
+        self._encoders = tuple(_encoder(name, kind) for name, kind in chosen)
+
+    def encode(self, record: UsageRecord) -> str:
+        return "".join(
+            [
+                encode(value)
+                for encode, value in zip(self._encoders, self._values(record))
+                if value is not None and value is not False
+            ]
+        )
+
+
+def _per_request_getter(name: str) -> Callable[[UsageRecord], Any]:
+    """The value of a per-request field as :data:`_HEAD` formats it."""
+    if name == _EVENT_TIME_US:
+        return lambda record: _micros(record.event_time)
+    get = attrgetter(name)
+    if _TYPES[name] == "STRING":
+        return lambda record: _quote(get(record))
+    return get
+
+
+_TYPES = dict(SPOOL_FIELDS)
+if not set(_PER_REQUEST) <= SENT_FIELDS <= _TYPES.keys():
+    raise RuntimeError("the codec's per-request fields must be sent fields, and the sent fields spool fields")
+_CACHED = _Fields(SENT_FIELDS - set(_PER_REQUEST))
+"""Sent fields the same for every request of one endpoint in one task: encoded once, then cached."""
+_OUTCOME = _Fields(_TYPES.keys() - SENT_FIELDS)
+_HASHED = attrgetter(*(name for name in _CACHED.names if not _TYPES[name].startswith("MAP<")))
+_MAPS = tuple(name for name in _CACHED.names if _TYPES[name].startswith("MAP<"))
+"""Cached maps are compared, not hashed: the engine may pass a fresh dict per record."""
+_HEAD = "{" + ",".join(f'"{name}":' + ("%s" if _TYPES[name] == "STRING" else "%d") for name in _PER_REQUEST) + "%s"
+_PER_REQUEST_GETTERS = tuple(_per_request_getter(name) for name in _PER_REQUEST)
 
 
 def _micros(moment: dt.datetime) -> int:
@@ -67,78 +106,26 @@ class RecordEncoder:
     """Encodes UsageRecords as spool lines. Not thread-safe (one per writer)."""
 
     def __init__(self) -> None:
-        # static key -> (request tags seen with it, encoded fields)
-        self._static: dict[tuple[Any, ...], tuple[dict[str, str], str]] = {}
+        # the cached fields' hashable values -> (their maps, the cached fields encoded)
+        self._cached: dict[Any, tuple[list[dict[str, str]], str]] = {}
 
     def head(self, record: UsageRecord) -> str:
         """The line's opening: what is known when the request is sent. No closing brace."""
-        key = _static_key(record)
-        cached = self._static.get(key)
-        # Tags are compared, not hashed: the engine may pass a fresh dict per record.
-        if cached is None or cached[0] != record.request_tags:
-            if len(self._static) >= _MAX_CACHED:
-                self._static.clear()
-            cached = self._static[key] = (dict(record.request_tags), self._encode_static(record))
-        return _HEAD % (
-            _quote(record.request_id),
-            _quote(record.call_id),
-            record.attempt,
-            _micros(record.event_time),
-            _quote(record.request_hash),
-            cached[1],
-        )
-
-    @staticmethod
-    def _encode_static(record: UsageRecord) -> str:
-        parts = []
-        for name in _STATIC_FIELDS:
-            value = getattr(record, name)
-            if value is None or value is False:
-                continue
-            if value is True:
-                parts.append(f',"{name}":true')
-            elif name == "task_attempt_id":
-                parts.append(f',"{name}":{int(value)}')
-            else:
-                parts.append(f',"{name}":{_quote(value)}')
-        if record.request_tags:
-            tags = {str(k): str(v) for k, v in record.request_tags.items()}
-            parts.append(',"request_tags":' + json.dumps(tags, separators=(",", ":")))
-        return "".join(parts)
+        key = _HASHED(record)
+        maps = [getattr(record, name) for name in _MAPS]
+        cached = self._cached.get(key)
+        if cached is None or cached[0] != maps:
+            if len(self._cached) >= _MAX_CACHED:
+                self._cached.clear()
+            copies = [dict(value) for value in maps]  # the caller may change its dict later
+            cached = self._cached[key] = (copies, _CACHED.encode(record))
+        values = [get(record) for get in _PER_REQUEST_GETTERS]
+        values.append(cached[1])
+        return _HEAD % tuple(values)
 
     def tail(self, record: UsageRecord) -> str:
         """The line's end: the request's outcome, the closing brace and the newline."""
-        r = record
-        try:
-            line = _MAIN_TAIL % (
-                r.input_tokens,
-                r.output_tokens,
-                r.total_tokens,
-                r.latency_ms,
-                r.time_to_first_byte_ms,
-                r.status_code,
-            )
-        except TypeError:  # one of them is None: an error, or a provider without usage
-            line = "".join(
-                f',"{name}":{int(value)}' for name in _MAIN_OUTCOME if (value := getattr(r, name)) is not None
-            )
-        for name in _OPTIONAL_NUMBERS:
-            value = getattr(r, name)
-            if value is not None:
-                line += f',"{name}":{int(value)}'
-        if r.tokens_estimated:
-            line += ',"tokens_estimated":true'
-        if r.cache_hit:
-            line += ',"cache_hit":true'
-        for name in _MONEY:
-            value = getattr(r, name)
-            if value is not None:
-                line += f',"{name}":{float(value)!r}'
-        for name in _TEXTS:
-            value = getattr(r, name)
-            if value is not None:
-                line += ',"' + name + '":' + _quote(value)
-        return line + "}\n"
+        return _OUTCOME.encode(record) + "}\n"
 
     def line(self, record: UsageRecord) -> str:
         """The whole line for a finished request."""
@@ -154,7 +141,7 @@ def decode_line(line: str) -> UsageRecord:
     data = json.loads(line)
     if not isinstance(data, dict) or "request_id" not in data:
         raise ValueError(f"not a usage record: {line[:80]!r}")
-    micros = data.pop("event_time_us")
+    micros = data.pop(_EVENT_TIME_US)
     data["event_time"] = dt.datetime(1970, 1, 1, tzinfo=_UTC) + dt.timedelta(microseconds=micros)
     data.setdefault("request_tags", {})
     return UsageRecord(**data)

@@ -23,7 +23,7 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,9 +31,9 @@ from urllib.parse import unquote, urlparse
 
 from aiquery.config import UsageSettings
 from aiquery.errors import ConfigError
-from aiquery.usage import checkpoint as ckpt
 from aiquery.usage.batches import Batch, IngestLog
 from aiquery.usage.delta_txn import last_txn_version, local_log_dir
+from aiquery.usage.folder_upgrade import needs_upgrade, upgrade_folder
 from aiquery.usage.private_folder import SPOOL_FIX, private_folder
 from aiquery.usage.recovery import recover_orphans
 from aiquery.usage.schema import (
@@ -47,7 +47,7 @@ from aiquery.usage.schema import (
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-__all__ = ["UsageLedger", "flush_usage", "ledger_for"]
+__all__ = ["UsageLedger", "usage_folder"]
 
 logger = logging.getLogger(__name__)
 
@@ -90,15 +90,26 @@ class UsageLedger:
         settings: table name and location, the usage folder and the ingestion interval.
         coordinator: the application's coordinator, whose journal for this ledger is published before each
             ingestion (None: only spool files already in the folder are ingested).
+        require_delta: called with ``spark`` before the table is first created or registered, to raise a
+            ``ConfigError`` that says how to fix a session without Delta Lake (the Spark layer passes
+            :func:`aiquery.spark.session.ensure_delta`); None when the session is known to have Delta.
 
     Attributes:
         spool_dir: where the driver's journal publishes records for ingestion.
     """
 
-    def __init__(self, spark: SparkSession, settings: UsageSettings | None = None, *, coordinator: Any = None) -> None:
+    def __init__(
+        self,
+        spark: SparkSession,
+        settings: UsageSettings | None = None,
+        *,
+        coordinator: Any = None,
+        require_delta: Callable[[SparkSession], None] | None = None,
+    ) -> None:
         self.spark = spark
         self.settings = settings or UsageSettings()
         self.coordinator = coordinator
+        self._require_delta = require_delta
         self.table = self.settings.table
         if not _TABLE_NAME.match(self.table):
             raise ConfigError(f"[usage] table = {self.table!r} is not a table name like ai_gateway.usage")
@@ -106,12 +117,14 @@ class UsageLedger:
         self.base_dir = base
         self.spool_dir = str(base / "spool")
         self.log_dir = str(base / "ingest" / self.table.lower())
-        self._stream_checkpoint = base / "checkpoint" / self.table.lower()
         # The usage folder down to the spool: refused here, before any request, if not this user's alone.
         private_folder(self.spool_dir, root=base, fix=SPOOL_FIX)
         self.log = IngestLog(self.log_dir)
         with _locks_guard:
             self._lock = _locks.setdefault(self.log_dir, threading.Lock())
+        if needs_upgrade(base, self.table):
+            with self._lock, self._file_lock():  # another driver sharing the folder may be upgrading it too
+                upgrade_folder(base, self.table, Path(self.spool_dir))
         self._table_ready = False
         self._log_dir: Path | None = None
         self._stop: threading.Event | None = None
@@ -126,10 +139,9 @@ class UsageLedger:
         """
         if self._table_ready:
             return
-        from aiquery.spark.session import ensure_delta
-
-        ensure_delta(self.spark)
         spark = self.spark
+        if self._require_delta is not None:
+            self._require_delta(spark)
         if not spark.catalog.tableExists(self.table):
             parts = self.table.split(".")
             database = ".".join(parts[:-1])
@@ -167,7 +179,6 @@ class UsageLedger:
                 self.coordinator.rotate(self.spool_dir)
             recover_orphans(spool)
             self.ensure_table()
-            self._retire_stream_checkpoint(spool)
             rows = 0
             pending = self.log.pending()
             if pending is not None:
@@ -234,15 +245,6 @@ class UsageLedger:
             .option("txnVersion", str(version))
             .saveAsTable(self.table)
         )
-
-    def _retire_stream_checkpoint(self, spool: Path) -> None:
-        # aiquery before the coordinator ingested with a file-source stream; its checkpoint says which spool
-        # files it committed but had not deleted yet. Delete those (they are in the table), then the checkpoint.
-        checkpoint = self._stream_checkpoint
-        if checkpoint.is_dir():
-            ckpt.cleanup_committed(checkpoint, spool)
-            ckpt.retire(checkpoint)
-        ckpt.remove_retired(checkpoint)
 
     @contextmanager
     def _file_lock(self) -> Iterator[None]:
@@ -343,38 +345,3 @@ def _is_delta_table(spark: SparkSession, location: str) -> bool:
     jvm = spark.sparkContext._jvm
     assert jvm is not None
     return bool(jvm.io.delta.tables.DeltaTable.isDeltaTable(spark._jsparkSession, location))
-
-
-_ledgers: dict[int, UsageLedger] = {}
-_ledgers_guard = threading.Lock()
-
-
-def ledger_for(spark: SparkSession, settings: UsageSettings | None = None) -> UsageLedger:
-    """The ledger of ``spark``, created on first use (from the configuration file when no settings are given).
-
-    A later call with different settings replaces the session's ledger.
-    """
-    with _ledgers_guard:
-        ledger = _ledgers.get(id(spark))
-        if ledger is not None and ledger.spark is spark and (settings is None or settings == ledger.settings):
-            return ledger
-        if settings is None:
-            from aiquery.config import load_settings
-
-            settings = load_settings().usage
-        if ledger is not None:
-            ledger.stop_background()
-        ledger = _ledgers[id(spark)] = UsageLedger(spark, settings)
-        return ledger
-
-
-def flush_usage(spark: SparkSession) -> int:
-    """Return once every request made so far is in the Delta usage table.
-
-    Workers deliver their records to the driver's journal at the end of each task, so when a query has finished
-    its records are on the driver; this ingests them (and those a dead process left).
-
-    Returns:
-        The number of rows added.
-    """
-    return ledger_for(spark).ingest()

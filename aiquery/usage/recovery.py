@@ -31,13 +31,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from aiquery.liveness import Liveness, process_liveness
 from aiquery.usage.journal import (
     JOURNAL_DIR,
     LOCK_NAME,
-    Liveness,
     Owner,
     is_stale,
-    liveness,
     parse_journal_name,
     segment_name,
     spool_name,
@@ -103,7 +102,7 @@ def recover_orphans(
         journals = _journals(journal_dir)
         now = time.time()
         for owner, journal in sorted(journals.items(), key=lambda item: item[0].token):
-            state = liveness(owner)
+            state = process_liveness(owner.host, owner.pid, owner.start)
             if state is Liveness.ALIVE or (
                 state is Liveness.UNKNOWN and not is_stale(journal.paths(), stale_after, now)
             ):

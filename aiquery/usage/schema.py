@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SCHEMA_VERSION",
+    "SENT_FIELDS",
     "SPOOL_FIELDS",
     "TABLE_PROPERTIES",
     "USAGE_COLUMNS",
@@ -39,12 +40,13 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = "aiquery-2"
-"""Written to ``schema_version``: bump when a column's meaning changes or columns are added.
+"""Written to ``schema_version``, so a reader can tell rows of different layouts apart in one table: bump it when
+a column's meaning changes or columns are added.
 
-- ``aiquery-1``: round 1.
+- ``aiquery-1``: the columns up to ``event_date``; ``request_hash`` is not the answer store's key.
 - ``aiquery-2``: ``request_hash`` holds the request's fingerprint (the answer store's key); the columns after
-  ``event_date`` are added (answers from the store, cost, the function, estimate runs). Older tables gain them when
-  a newer aiquery first ingests into them (:func:`missing_columns`), NULL in their older rows.
+  ``event_date`` (answers from the store, cost, the function, estimate runs). A table without them gains them
+  when it is next ingested into (:func:`missing_columns`), NULL in its earlier rows.
 """
 
 
@@ -129,7 +131,7 @@ USAGE_COLUMNS: tuple[Column, ...] = (
         "UTC date of event_time",
         f"date_from_unix_date(CAST(floor(event_time_us / {_DAY_US}) AS INT))",
     ),
-    # aiquery-2: added at the end, where ALTER TABLE ADD COLUMNS puts them in an older table too.
+    # Columns added since aiquery-1 go last: ALTER TABLE ADD COLUMNS puts them there in an existing table too.
     Column(
         "cache_hit",
         "BOOLEAN",
@@ -185,6 +187,30 @@ SPOOL_FIELDS: tuple[tuple[str, str], ...] = (
     ("avoided_cost", "DOUBLE"),
     ("currency", "STRING"),
 )
+
+SENT_FIELDS = frozenset(
+    {
+        "request_id",
+        "call_id",
+        "attempt",
+        "event_time_us",
+        "request_hash",
+        "endpoint_name",
+        "destination_model",
+        "api_type",
+        "url",
+        "requester",
+        "user_agent",
+        "request_tags",
+        "spark_app_id",
+        "task_attempt_id",
+        "query_tag",
+        "function_name",
+        "estimate",
+    }
+)
+"""The spool fields known when a request is sent. They are journaled before the request reaches the wire, so a
+request whose worker died mid-flight is still recorded with them; every other spool field is its outcome."""
 
 
 def _quote(text: str) -> str:

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from usage_helpers import finish, ids, record, spool_files
 
-from aiquery.usage import checkpoint as ckpt
 from aiquery.usage import ingest
+from aiquery.usage.folder_upgrade import cleanup_committed
 from aiquery.usage.recovery import LOST_WORKER_MESSAGE
 from aiquery.usage.schema import SCHEMA_VERSION
 from aiquery.usage.spool import SpoolWriter
@@ -184,6 +184,7 @@ def test_an_older_stream_checkpoint_is_honoured_then_retired(spark: Any, make_le
         f'v1\n{{"path":"file://{committed_file.as_posix()}","timestamp":1,"batchId":0}}'
     )
     fresh = write(ledger, "new", 4)
+    ledger = make_ledger(ledger.table)  # the folder is upgraded where it is opened
     assert ledger.ingest() == 4
     assert not committed_file.exists() and not checkpoint.exists()
     assert table_ids(spark, ledger) == sorted(fresh)
@@ -245,20 +246,26 @@ def test_background_ingestion_makes_usage_visible(spark: Any, make_ledger: Calla
 
 
 def test_flush_usage_uses_the_session_ledger(spark: Any, tmp_path: Path) -> None:
-    from aiquery.config import UsageSettings
+    import aiquery
+    from aiquery.config import Settings, UsageSettings
+    from aiquery.spark.registry import ledger_for
 
-    settings = UsageSettings(
-        table="ai_gateway.usage_flush_test", dir=str(tmp_path / "dir"), path=str(tmp_path / "table")
+    usage = UsageSettings(
+        table="ai_gateway.usage_flush_test",
+        dir=str(tmp_path / "dir"),
+        path=str(tmp_path / "table"),
+        ingest_interval=3600.0,  # only the test's own flush ingests
     )
-    ledger = ingest.ledger_for(spark, settings)
+    aiquery.register(spark, settings=Settings(usage=usage))
+    ledger = ledger_for(spark)
     try:
-        assert ingest.ledger_for(spark) is ledger
+        assert ledger is not None and ledger_for(spark) is ledger
         written = write(ledger, "f", 6)
-        assert ingest.flush_usage(spark) == 6
+        assert aiquery.flush_usage(spark) == 6
         assert table_ids(spark, ledger) == sorted(written)
     finally:
-        spark.sql(f"DROP TABLE IF EXISTS {ledger.table}")
-        ingest._ledgers.pop(id(spark), None)
+        aiquery.register(spark, settings=Settings(usage=UsageSettings(enabled=False)))
+        spark.sql(f"DROP TABLE IF EXISTS {usage.table}")
 
 
 def test_checkpoint_cleanup_reads_compacted_source_logs(tmp_path: Path) -> None:
@@ -281,9 +288,9 @@ def test_checkpoint_cleanup_reads_compacted_source_logs(tmp_path: Path) -> None:
     (log / "10").write_text("v1\n" + entries[10])
     (log / "11").write_text("v1\n" + entries[11])
     (spool / "usage-not-ingested.json").write_text("{}\n")
-    assert ckpt.cleanup_committed(checkpoint, spool) == 12
+    assert cleanup_committed(checkpoint, spool) == 12
     assert [p.name for p in spool.iterdir()] == ["usage-not-ingested.json"]
-    assert ckpt.cleanup_committed(checkpoint, spool) == 0
+    assert cleanup_committed(checkpoint, spool) == 0
     shutil.rmtree(checkpoint)
 
 

@@ -1,12 +1,13 @@
-"""What a file-source stream's checkpoint says was ingested, and removal of the spool files it covers.
+"""Upgrade of a usage folder that an aiquery ingesting with a Structured Streaming file source left behind.
 
-Spark's own ``cleanSource=delete`` removes batch N's files only when batch N+1 is planned (measured on Spark
-4.2 and visible in ``MicroBatchExecution``: sources are told to commit the previous batch when the next one
-starts), so with ``trigger(availableNow=True)`` the last batch of every run stays behind until a later run
-has new data. aiquery deletes instead, after each run, the files of every batch that has a *commit* entry
-(``commits/<N>``, written after the Delta sink committed that batch), as listed by the source log
-(``sources/0/<N>`` or ``<N>.compact``). A marker records the last batch cleaned, so a crash mid-way only
-repeats deletions (of files already gone).
+Such a folder holds, besides the spool, the stream's checkpoint (``checkpoint/<table>``). Spark's
+``cleanSource=delete`` removes batch N's files only when batch N+1 is planned (visible in ``MicroBatchExecution``:
+sources are told to commit the previous batch when the next one starts), so the stream's last batch stays in the
+spool although it is in the table. Ingesting those files again would count them twice: :func:`upgrade_folder`
+deletes the files of every batch that has a *commit* entry (``commits/<N>``, written after the Delta sink
+committed that batch), as listed by the source log (``sources/0/<N>`` or ``<N>.compact``), then drops the
+checkpoint. A marker records the last batch cleaned, so a crash mid-way only repeats deletions (of files
+already gone). It runs once, when a :class:`~aiquery.usage.ingest.UsageLedger` opens the folder.
 
 Checkpoint layout read here (Spark 3.x and 4.x)::
 
@@ -26,7 +27,7 @@ import time
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-__all__ = ["cleanup_committed", "committed_batch", "planned_batch", "retire"]
+__all__ = ["cleanup_committed", "needs_upgrade", "upgrade_folder"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,14 +48,9 @@ def _latest(directory: Path) -> int:
     return best
 
 
-def committed_batch(checkpoint: Path) -> int:
+def _committed_batch(checkpoint: Path) -> int:
     """The last batch the sink committed, or -1."""
     return _latest(checkpoint / "commits")
-
-
-def planned_batch(checkpoint: Path) -> int:
-    """The last batch planned (its offsets written), or -1."""
-    return _latest(checkpoint / "offsets")
 
 
 def _source_entries(log_dir: Path, first: int, last: int) -> list[str]:
@@ -99,7 +95,7 @@ def _source_entries(log_dir: Path, first: int, last: int) -> list[str]:
 
 def cleanup_committed(checkpoint: Path, spool_dir: Path) -> int:
     """Delete the spool files of every committed batch not cleaned yet. Returns how many were deleted."""
-    committed = committed_batch(checkpoint)
+    committed = _committed_batch(checkpoint)
     marker = checkpoint / _CLEANED_MARKER
     try:
         cleaned = int(marker.read_text().strip())
@@ -125,21 +121,35 @@ def cleanup_committed(checkpoint: Path, spool_dir: Path) -> int:
     return deleted
 
 
-def retire(checkpoint: Path) -> None:
-    """Drop a checkpoint whose every planned batch is committed and whose files are deleted.
-
-    Ingestion starts each run from a fresh checkpoint. A restarted stream re-resolves its last committed batch
-    (``MicroBatchExecution.populateStartOffsets`` calls ``getBatch`` for it), which, with that batch's files
-    already deleted, logs a warning and a stack trace on every run; and a file-source log lists every file it
-    ever read and is read back at each start. A checkpoint with nothing left to replay holds no state worth
-    that. Each run then has its own query id, which Delta's sink keeps as one ``txn`` entry per run.
-    """
+def _retire(checkpoint: Path) -> None:
+    """Drop a checkpoint whose committed batches' files are deleted: ingestion no longer reads it, and nothing in
+    it is left to replay."""
     retired = checkpoint.with_name(f"{checkpoint.name}.retired-{time.time_ns()}")
     os.rename(checkpoint, retired)  # atomic: the next run sees either the old checkpoint or none
     shutil.rmtree(retired, ignore_errors=True)
 
 
-def remove_retired(checkpoint: Path) -> None:
-    """Delete checkpoints left half-deleted by a crash during :func:`retire`."""
+def _remove_retired(checkpoint: Path) -> None:
+    """Delete checkpoints left half-deleted by a crash during :func:`_retire`."""
     for stale in checkpoint.parent.glob(f"{checkpoint.name}.retired-*"):
         shutil.rmtree(stale, ignore_errors=True)
+
+
+def _checkpoint(base: Path, table: str) -> Path:
+    return base / "checkpoint" / table.lower()
+
+
+def needs_upgrade(base: Path, table: str) -> bool:
+    """Whether the usage folder ``base`` holds a stream's checkpoint for ``table`` (or one half-deleted)."""
+    checkpoint = _checkpoint(base, table)
+    return checkpoint.is_dir() or any(checkpoint.parent.glob(f"{checkpoint.name}.retired-*"))
+
+
+def upgrade_folder(base: Path, table: str, spool: Path) -> None:
+    """Bring the usage folder ``base`` of ``table`` up to date: delete the spool files a stream's checkpoint says are
+    in the table already, then the checkpoint (and any a crash left half-deleted)."""
+    checkpoint = _checkpoint(base, table)
+    if checkpoint.is_dir():
+        cleanup_committed(checkpoint, spool)
+        _retire(checkpoint)
+    _remove_retired(checkpoint)
