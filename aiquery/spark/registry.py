@@ -65,7 +65,7 @@ def register(spark: SparkSession, *, settings: Settings | None = None) -> None:
     builder = AIQueryBuilder(info)
     registry = spark._jsparkSession.sessionState().functionRegistry()
     registry.createOrReplaceTempFunction(FUNCTION_NAME, builder, "python_udf")
-    from aiquery.spark.tasks import TASK_FUNCTIONS, TaskBuilder
+    from aiquery.spark.ai_function_sql import TASK_FUNCTIONS, TaskBuilder
 
     task_builders = [TaskBuilder(info, name) for name in TASK_FUNCTIONS]
     for task_builder in task_builders:

@@ -23,6 +23,8 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
+from aiquery.ai_functions.aggregate import Aggregation
+from aiquery.ai_functions.definitions import cosine
 from aiquery.apis.images import FilePrompt
 from aiquery.engine.governor import Governor, LocalGovernor, TaskInfo
 from aiquery.engine.loop import LoopThread
@@ -30,8 +32,6 @@ from aiquery.engine.runner import Engine, Outcome
 from aiquery.errors import CallError
 from aiquery.spark.convert import convert_answer
 from aiquery.spark.plan import CallPlan
-from aiquery.tasks.aggregate import Aggregation
-from aiquery.tasks.definitions import cosine
 from aiquery.usage.record import MemorySink
 
 if TYPE_CHECKING:
