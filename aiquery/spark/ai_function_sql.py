@@ -22,7 +22,8 @@ from aiquery.ai_functions import json_forms
 from aiquery.ai_functions.task import Task
 from aiquery.apis import get_adapter
 from aiquery.errors import ArgumentError
-from aiquery.spark.builder import AIQueryBuilder, SparkContextInfo, require_string
+from aiquery.spark.builder import AIQueryBuilder, require_string
+from aiquery.spark.call_context import SparkContextInfo
 from aiquery.spark.versions import VARIANT, require_spark
 
 __all__ = ["TASK_FUNCTIONS", "TaskBuilder"]

@@ -6,7 +6,8 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from aiquery.config import Settings, load_settings
-from aiquery.spark.builder import AIQueryBuilder, SparkContextInfo
+from aiquery.spark.builder import AIQueryBuilder
+from aiquery.spark.call_context import SparkContextInfo
 from aiquery.spark.versions import check_spark_version
 
 if TYPE_CHECKING:
