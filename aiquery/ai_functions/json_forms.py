@@ -49,16 +49,21 @@ def classify_json(labels_json: Any, options: Any = None) -> Task:
     )
     how = "every label that applies (at least one)" if multilabel == "true" else "exactly one label"
     instruction = f"Classify the text below with {how} from this list:\n{listed}\nAnswer with the label(s) only."
-    if settings.get("instructions"):
-        instruction += f"\nInstructions: {settings['instructions']}"
     return Task(
         "ai_classify",
-        instruction,
+        _with_instructions(instruction, settings),
         _labels_format(labels, multilabel=multilabel == "true"),
         labels=tuple(labels),
         variant=True,
         multilabel=multilabel == "true",
     )
+
+
+def _with_instructions(instruction: str, settings: dict[str, str]) -> str:
+    """The instruction, followed by the caller's own ``instructions`` option when given."""
+    if settings.get("instructions"):
+        return f"{instruction}\nInstructions: {settings['instructions']}"
+    return instruction
 
 
 def _json_labels(parsed: Any) -> tuple[list[str], dict[str, str]]:
@@ -130,11 +135,9 @@ def extract_json(schema_json: Any, options: Any = None) -> Task:
     )
     if described:
         instruction += f"\nFields: {described}"
-    if settings.get("instructions"):
-        instruction += f"\nInstructions: {settings['instructions']}"
     return Task(
         "ai_extract",
-        instruction,
+        _with_instructions(instruction, settings),
         ResponseFormat(kind="json_schema", name="extraction", schema=schema, strict=True),
         fields=tuple(properties),
         variant=True,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import collections
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from aiquery.ai_functions.aggregate import Aggregation
@@ -32,19 +32,29 @@ __all__ = ["make_udf"]
 
 def _values(plan: CallPlan, outcomes: list[Outcome]) -> tuple[list[Any], list[str | None]]:
     """Results and error messages for a chunk; raises the first error when failOnError is on."""
+    return _collected(plan, (_value(plan, outcome) for outcome in outcomes))
+
+
+def _value(plan: CallPlan, outcome: Outcome) -> tuple[Any, CallError | None]:
+    """One row's value (its answer read by the task, parsed into the returnType) or its error."""
+    value, error = outcome.value, outcome.error
+    if error is None and value is not None and plan.task is not None:
+        value = plan.task.value(str(value))
+        if isinstance(value, dict):
+            value = json.dumps(value)
+    if error is None and value is not None and plan.parse_json:
+        try:
+            value = convert_answer(str(value), plan.result_json)
+        except Exception as exc:  # whatever one answer provokes is that row's error, never the query's
+            value, error = None, CallError(str(exc), endpoint=plan.site.endpoint.name)
+    return value, error
+
+
+def _collected(plan: CallPlan, rows: Iterable[tuple[Any, CallError | None]]) -> tuple[list[Any], list[str | None]]:
+    """The rows' values and error messages; with failOnError, the first error fails the query."""
     results: list[Any] = []
     errors: list[str | None] = []
-    for outcome in outcomes:
-        value, error = outcome.value, outcome.error
-        if error is None and value is not None and plan.task is not None:
-            value = plan.task.value(str(value))
-            if isinstance(value, dict):
-                value = json.dumps(value)
-        if error is None and value is not None and plan.parse_json:
-            try:
-                value = convert_answer(str(value), plan.result_json)
-            except Exception as exc:  # whatever one answer provokes is that row's error, never the query's
-                value, error = None, CallError(str(exc), endpoint=plan.site.endpoint.name)
+    for value, error in rows:
         if error is not None and plan.fail_on_error:
             raise error
         results.append(value)
@@ -79,24 +89,24 @@ def _pair_values(plan: CallPlan, batches: Iterator[tuple[Any, Any]]) -> Iterator
                 texts.extend((None, None) if None in pair else (pair[0], None) if same else pair)
             yield texts
 
+    def paired() -> Iterator[tuple[Any, CallError | None]]:
+        while len(pending) >= 2:
+            yield _pair_value(pending.popleft(), pending.popleft(), same=equal.popleft())
+
     for outcomes in run_batches(plan, flattened()):
         pending.extend(outcomes)
-        results: list[Any] = []
-        errors: list[str | None] = []
-        while len(pending) >= 2:
-            first, second = pending.popleft(), pending.popleft()
-            same = equal.popleft()
-            error = first.error or (None if same else second.error)
-            value = None
-            if error is None and first.value is not None and same:
-                value = 1.0
-            elif error is None and first.value is not None and second.value is not None:
-                value = cosine(cast(list[float], first.value), cast(list[float], second.value))
-            if error is not None and plan.fail_on_error:
-                raise error
-            results.append(value)
-            errors.append(error.describe() if error is not None else None)
-        yield results, errors
+        yield _collected(plan, paired())
+
+
+def _pair_value(first: Outcome, second: Outcome, *, same: bool) -> tuple[float | None, CallError | None]:
+    """A row's cosine from its two embeddings (``second`` unsent when the texts are ``same``), or its error."""
+    error = first.error or (None if same else second.error)
+    value = None
+    if error is None and first.value is not None and same:
+        value = 1.0
+    elif error is None and first.value is not None and second.value is not None:
+        value = cosine(cast(list[float], first.value), cast(list[float], second.value))
+    return value, error
 
 
 def make_udf(plan: CallPlan) -> UserDefinedFunction:

@@ -14,6 +14,7 @@ import threading
 from typing import Any
 
 from aiquery.apis.images import FilePrompt
+from aiquery.coordinator.client import CoordinatorClient
 from aiquery.engine.governor import Governor, LocalGovernor, TaskInfo
 from aiquery.engine.loop import LoopThread
 from aiquery.engine.runner import Engine, Outcome
@@ -36,8 +37,6 @@ class WorkerRuntime:
         self.loop = LoopThread()
         self.governor: Governor
         if plan.coordinator is not None:
-            from aiquery.coordinator.client import CoordinatorClient
-
             self.governor = CoordinatorClient(plan.coordinator, plan.journal, plan.store)
         else:
             self.governor = LocalGovernor(MemorySink())
