@@ -80,7 +80,9 @@ def test_the_json_form_of_classify_answers_a_variant_shape() -> None:
     assert single.variant and "needs action today" in single.instruction
     assert single.value("URGENT!") == {"response": ["urgent"], "error_message": None}
     assert single.value("no idea")["response"] is None
-    multi = json_forms.classify_json('["spam", "phishing", "ham"]', {"multilabel": "true", "instructions": "Be strict."})
+    multi = json_forms.classify_json(
+        '["spam", "phishing", "ham"]', {"multilabel": "true", "instructions": "Be strict."}
+    )
     assert multi.response_format is not None and multi.response_format.schema is not None
     assert multi.response_format.schema["properties"]["labels"]["type"] == "array"
     assert multi.value('{"labels": ["Phishing", "spam"]}') == {"response": ["phishing", "spam"], "error_message": None}
