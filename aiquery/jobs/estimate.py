@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 from aiquery.errors import AIQueryError
 from aiquery.jobs.script import Statement
 from aiquery.jobs.summary import format_money, sql_literal
-from aiquery.spark.builder import ESTIMATE_FRACTION_SETTING, ESTIMATE_RUN_SETTING
+from aiquery.spark.call_context import ESTIMATE_FRACTION_SETTING, ESTIMATE_RUN_SETTING
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession

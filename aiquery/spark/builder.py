@@ -16,204 +16,20 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiquery.apis import get_adapter
-from aiquery.config import Settings
-from aiquery.coordinator.cap import (
-    COST_SETTING,
-    DEFAULT_CURRENCY,
-    TOKENS_SETTING,
-    CapSetting,
-    parse_max_cost,
-    parse_max_tokens,
-)
-from aiquery.coordinator.protocol import CoordinatorAddress
-from aiquery.errors import AIQueryError, ArgumentError, ConfigError
-from aiquery.spark.plan import CallPlan, plan_call
+from aiquery.errors import AIQueryError, ArgumentError
+from aiquery.spark.call_context import SparkContextInfo
+from aiquery.spark.plan import CallPlan
 from aiquery.spark.udf import make_udf
-from aiquery.spark.versions import VARIANT, mentions_variant, require_spark
 
-if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
-
-    from aiquery.coordinator.server import Coordinator
-
-__all__ = ["AIQueryBuilder", "SparkContextInfo", "parse_ddl_with", "require_string"]
+__all__ = ["AIQueryBuilder", "require_string"]
 
 logger = logging.getLogger("aiquery.spark")
 
 POSITIONAL = ("endpoint", "request", "returnType", "failOnError")
-CACHE_SETTING = "aiquery.cache.enabled"
-ESTIMATE_RUN_SETTING = "aiquery.estimate.run"
-"""Set by an estimate run (see :mod:`aiquery.jobs.estimate`) while its statements are analysed: its id."""
-ESTIMATE_FRACTION_SETTING = "aiquery.estimate.fraction"
 NAMED = {name.lower(): name for name in (*POSITIONAL, "modelParameters", "responseFormat", "requestTags", "files")}
-
-
-class SparkContextInfo:
-    """What a call plan needs from the driver's session: DDL parsing, journal, coordinator, app id, parallelism."""
-
-    def __init__(
-        self,
-        spark: SparkSession,
-        settings: Settings,
-        journal: str | None,
-        coordinator: CoordinatorAddress | None = None,
-        store: str | None = None,
-        service: Coordinator | None = None,
-    ) -> None:
-        self.spark = spark
-        self.settings = settings
-        self.journal = journal
-        self.coordinator = coordinator
-        self.store = store
-        self.service = service
-        """The coordinator itself (this is the driver): it keeps the spending cap."""
-        self.app_id = spark.sparkContext.applicationId
-        self.parallelism = max(1, spark.sparkContext.defaultParallelism)
-
-    def cache_enabled(self) -> bool:
-        """The session's ``aiquery.cache.enabled`` (``SET aiquery.cache.enabled = false``), true when unset."""
-        value = self.spark.conf.get(CACHE_SETTING, None)
-        return value is None or str(value).strip().lower() not in ("false", "0", "off", "no")
-
-    def analysed_session(self) -> tuple[Any, str]:
-        """The session whose query is being analysed (the JVM's active session; the registering one outside an
-        analysis) as its JVM ``RuntimeConfig``, and its id: the owner of its spending cap."""
-        jvm = self.spark.sparkContext._jvm
-        assert jvm is not None
-        active = jvm.org.apache.spark.sql.SparkSession.getActiveSession()
-        session = active.get() if active.isDefined() else self.spark._jsparkSession
-        try:
-            owner = str(session.sessionUUID())
-        except Exception:  # a Spark without the session's UUID (checked on 4.2 only): its JVM identity
-            owner = f"jvm-{jvm.java.lang.System.identityHashCode(session)}"
-        return session.conf(), owner
-
-    def spending_cap(self, conf: Any = None) -> CapSetting:
-        """A session's cap (``aiquery.budget.max_cost``, ``aiquery.budget.max_tokens``); empty when unset.
-
-        Args:
-            conf: the session's JVM ``RuntimeConfig``; the registering session's when None.
-
-        Raises:
-            ConfigError: a value is not a positive amount (optionally with its currency) or number of tokens.
-        """
-        if conf is None:
-            conf = self.spark._jsparkSession.conf()
-        cost, tokens = (_option(conf.getOption(name)) for name in (COST_SETTING, TOKENS_SETTING))
-        try:
-            max_cost, currency = parse_max_cost(cost) if cost not in (None, "") else (None, DEFAULT_CURRENCY)
-            max_tokens = parse_max_tokens(tokens) if tokens not in (None, "") else None
-        except ValueError as error:
-            raise ConfigError(f"{error}; fix it with SET, or RESET it to remove the cap") from None
-        return CapSetting(max_cost=max_cost, currency=currency, max_tokens=max_tokens)
-
-    def apply_cap(self, plan: CallPlan) -> CallPlan:
-        """Put the analysed session's cap in force on the coordinator (its own: no other session's cap changes, nor
-        the application's) and check that ``plan``'s calls can be counted by every cap that counts them.
-
-        Raises:
-            ArgumentError: ``AI_QUERY_BUDGET_UNPRICED`` (a cost cap and an endpoint without a price in its
-                currency: it would go uncapped) or ``AI_QUERY_BUDGET_NEEDS_LEDGER`` (a cap is kept on the usage
-                ledger's records).
-        """
-        conf, owner = self.analysed_session()
-        setting = self.spending_cap(conf)
-        application = CapSetting()
-        if self.service is not None:
-            self.service.set_session_cap(owner, setting)
-            application = self.service.application_cap()
-        for cap, lift in ((setting, "RESET the session's cap"), (application, "run without --max-cost")):
-            if cap:
-                _check_cappable(plan, cap, lift, has_service=self.service is not None)
-        if not setting and not application:
-            return plan
-        return dataclasses.replace(plan, capped=True, cap_owner=owner if setting else "")
-
-    def parse_ddl(self, text: str) -> tuple[Any, str]:
-        """Parse DDL with Spark's own parser."""
-        return parse_ddl_with(self.spark, text)
-
-    def plan(self, **arguments: Any) -> CallPlan:
-        """A call plan for literal arguments given as Python values."""
-        return_type = arguments.get("return_type")
-        if isinstance(return_type, str) and mentions_variant(return_type):
-            # On Spark 3.5 parsing fails, naming the Spark that has VARIANT. On 4.x the type parses, but a pandas
-            # UDF cannot return it: refuse it now rather than fail in the workers after the requests are paid for.
-            type_json, _ = self.parse_ddl(return_type)
-            if _has_variant(type_json):
-                raise ArgumentError(
-                    "UNSUPPORTED_FEATURE.AI_QUERY_VARIANT",
-                    f"ai_query cannot return VARIANT yet (returnType {return_type!r}); use returnType 'STRING' "
-                    "and parse_json() on the result.",
-                    sqlstate="0A000",
-                )
-        plan = plan_call(
-            self.settings,
-            parse_ddl=self.parse_ddl,
-            journal=self.journal,
-            coordinator=self.coordinator,
-            store=self.store,
-            cache=self.cache_enabled(),
-            spark_app_id=self.app_id,
-            # Configured budgets are per application; a worker cut off from the coordinator uses 1/N of them.
-            budget_share=1.0 / self.parallelism,
-            **arguments,
-        )
-        run = self.spark.conf.get(ESTIMATE_RUN_SETTING, None)
-        if run:
-            fraction = float(self.spark.conf.get(ESTIMATE_FRACTION_SETTING, None) or 0.01)
-            plan = dataclasses.replace(plan, sample=(str(run), fraction))
-        return self.apply_cap(plan)
-
-
-def _option(value: Any) -> str | None:
-    """A JVM ``Option[String]`` as a string or None."""
-    return str(value.get()) if value.isDefined() else None
-
-
-def _check_cappable(plan: CallPlan, setting: CapSetting, lift: str, *, has_service: bool) -> None:
-    """Refuse at analysis a call the cap ``setting`` could not count (``lift``: how to do without the cap)."""
-    endpoint = plan.site.endpoint
-    if plan.journal is None or not has_service:
-        raise ArgumentError(
-            "AI_QUERY_BUDGET_NEEDS_LEDGER",
-            f"a spending cap ({setting.describe()}) is checked against the usage ledger's records, which are "
-            f"off ([usage] enabled = false); turn the ledger on or {lift}.",
-            sqlstate="0A000",
-        )
-    price = endpoint.price
-    if setting.max_cost is not None and (price is None or price.currency != setting.currency):
-        found = "no price" if price is None else f"prices in {price.currency}"
-        raise ArgumentError(
-            "AI_QUERY_BUDGET_UNPRICED",
-            f"endpoint '{endpoint.name}' (model {endpoint.model!r}) has {found}, and a spending cap of "
-            f"{setting.describe()} counts its requests: they could not be counted against it. Give "
-            f"the endpoint a price in {setting.currency} (price = {{ input_per_million = ..., "
-            f"output_per_million = ... }}) or {lift}.",
-            sqlstate="42K09",
-        )
-
-
-def parse_ddl_with(spark: SparkSession, text: str) -> tuple[Any, str]:
-    """(jsonValue, SQL spelling) of a DDL type string, or ArgumentError."""
-    jvm = spark.sparkContext._jvm
-    assert jvm is not None
-    try:
-        data_type = jvm.org.apache.spark.sql.types.DataType.fromDDL(text)
-    except Exception as exc:
-        if mentions_variant(text):
-            # Spark 3.5's parser knows no VARIANT; say which Spark does rather than "unsupported data type".
-            require_spark(VARIANT, spark.version, used_by=f"the type {text!r}")
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ArgumentError(
-            "INVALID_SCHEMA.PARSE_ERROR",
-            f"the type {text!r} cannot be parsed as a Spark DDL type: {first[:300]}",
-            sqlstate="42K07",
-        ) from None
-    return json.loads(data_type.json()), str(data_type.sql())
 
 
 class AIQueryBuilder:
@@ -409,15 +225,3 @@ def _optional(values: dict[str, Any], name: str, kind: type, default: Any = None
     if values.get(name) is None:
         return default
     return _require(values, name, kind)
-
-
-def _has_variant(type_json: Any) -> bool:
-    if isinstance(type_json, dict):
-        return any(
-            _has_variant(value)
-            for key, value in type_json.items()
-            if key in ("type", "elementType", "valueType", "keyType", "fields")
-        )
-    if isinstance(type_json, list):
-        return any(_has_variant(item) for item in type_json)
-    return bool(type_json == "variant")

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from aiquery.ai_functions.task import Task
 from aiquery.apis import Adapter, ResponseFormat, get_adapter
 from aiquery.apis.parameters import prepare_model_parameters
 from aiquery.apis.response_format import (
@@ -23,7 +24,6 @@ from aiquery.config import Settings
 from aiquery.coordinator.protocol import CoordinatorAddress
 from aiquery.engine.prepared import CallSite
 from aiquery.errors import ArgumentError
-from aiquery.tasks.definitions import Task
 
 __all__ = ["CallPlan", "ParseDDL", "parse_request_tags", "plan_call"]
 

@@ -6,7 +6,8 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from aiquery.config import Settings, load_settings
-from aiquery.spark.builder import AIQueryBuilder, SparkContextInfo
+from aiquery.spark.builder import AIQueryBuilder
+from aiquery.spark.call_context import SparkContextInfo
 from aiquery.spark.session import ensure_delta
 from aiquery.spark.versions import check_spark_version
 from aiquery.usage.ingest import UsageLedger, usage_folder
@@ -65,7 +66,7 @@ def register(spark: SparkSession, *, settings: Settings | None = None) -> None:
     builder = AIQueryBuilder(info)
     registry = spark._jsparkSession.sessionState().functionRegistry()
     registry.createOrReplaceTempFunction(FUNCTION_NAME, builder, "python_udf")
-    from aiquery.spark.tasks import TASK_FUNCTIONS, TaskBuilder
+    from aiquery.spark.ai_function_sql import TASK_FUNCTIONS, TaskBuilder
 
     task_builders = [TaskBuilder(info, name) for name in TASK_FUNCTIONS]
     for task_builder in task_builders:

@@ -13,11 +13,12 @@ from typing import Any
 import pytest
 from sdk_types import check
 
+from aiquery.ai_functions import definitions as tasks
+from aiquery.ai_functions import json_forms
 from aiquery.apis.images import FilePrompt
 from aiquery.config import load_settings
 from aiquery.engine.prepared import PreparedSite
 from aiquery.spark.plan import plan_call
-from aiquery.tasks import definitions as tasks
 
 anthropic_types = pytest.importorskip("anthropic.types.message_create_params")
 openai_chat = pytest.importorskip("openai.types.chat.completion_create_params")
@@ -118,10 +119,10 @@ FORMATS = {
     "ai_classify's enum": tasks.classify(["urgent", "not urgent"]).response_format_json(),
     "ai_extract's fields": tasks.extract(["person", "company"]).response_format_json(),
     "ai_filter's verdict": tasks.filter_rows("mentions a refund").response_format_json(),
-    "ai_extract's typed schema": tasks.extract_json(
+    "ai_extract's typed schema": json_forms.extract_json(
         '{"age": "integer", "tags": {"type": "array", "items": "string"}, "city": {"type": "enum", "enum": ["Oslo"]}}'
     ).response_format_json(),
-    "multilabel ai_classify": tasks.classify_json('["a", "b"]', {"multilabel": "true"}).response_format_json(),
+    "multilabel ai_classify": json_forms.classify_json('["a", "b"]', {"multilabel": "true"}).response_format_json(),
 }
 
 

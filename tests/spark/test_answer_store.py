@@ -9,7 +9,7 @@ import pytest
 from ledgers import own_ledger_settings
 
 import aiquery
-from aiquery.spark.udf import CHUNK_ROWS
+from aiquery.spark.pipeline import CHUNK_ROWS
 
 pytestmark = pytest.mark.spark
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from aiquery.ai_functions.answer_types import extract_fields, first_object
 from aiquery.spark.convert import convert_answer
-from aiquery.tasks.answers import extract_fields, first_object
 
 DEEP = "[" * 200_000 + "]" * 200_000
 DEEP_OBJECT = '{"a": ' * 100_000 + "1" + "}" * 100_000

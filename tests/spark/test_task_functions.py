@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 import aiquery
+from aiquery.ai_functions.answer_types import SENTIMENTS
 from aiquery.config import Settings, UsageSettings, load_settings
-from aiquery.tasks.answers import SENTIMENTS
 
 pytestmark = pytest.mark.spark
 
@@ -72,7 +72,7 @@ def test_literal_arguments_are_checked_at_analysis_time(sql: Any, gateway: Any, 
 def test_usage_rows_carry_the_functions_name(spark: Any, gateway: Any, tmp_path: Any) -> None:
     from ledgers import own_ledger_settings
 
-    from aiquery.spark.tasks import TASK_FUNCTIONS
+    from aiquery.spark.ai_function_sql import TASK_FUNCTIONS
 
     aiquery.register(spark, settings=own_ledger_settings(gateway, tmp_path, "tasks"))
     spark.sql(

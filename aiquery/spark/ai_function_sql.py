@@ -1,13 +1,13 @@
 """The AI Functions in Spark SQL: one builder per function, registered beside ai_query's.
 
-Each builder validates the function's literal arguments at analysis time (see :mod:`aiquery.tasks.definitions`)
+Each builder validates the function's literal arguments at analysis time (see :mod:`aiquery.ai_functions`)
 and returns ai_query's UDF for a call plan that carries the task: the UDF puts the task's instruction before each
 row's content and reads the answer back. The endpoint is the one ``[functions]`` names for the function (by default
 Databricks' foundation models). ``ai_similarity`` sends both texts to the embedding endpoint and returns the cosine.
 
 ``ai_classify`` and ``ai_extract`` with a JSON STRING instead of an ARRAY return VARIANT (Spark 4.0 or later): the
 UDF returns the JSON text and ``parse_json`` makes it a VARIANT. ``ai_agg`` is a scalar UDF over ``collect_list`` of
-the group's texts (:mod:`aiquery.tasks.aggregate` reduces them). ``files =>`` (images) belongs to ai_query alone
+the group's texts (:mod:`aiquery.ai_functions.aggregate` reduces them). ``files =>`` (images) belongs to ai_query alone
 (:mod:`aiquery.apis.images`).
 """
 
@@ -17,21 +17,24 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
+from aiquery.ai_functions import definitions as tasks
+from aiquery.ai_functions import json_forms
+from aiquery.ai_functions.task import Task
 from aiquery.apis import get_adapter
 from aiquery.errors import ArgumentError
-from aiquery.spark.builder import AIQueryBuilder, SparkContextInfo, require_string
+from aiquery.spark.builder import AIQueryBuilder, require_string
+from aiquery.spark.call_context import SparkContextInfo
 from aiquery.spark.versions import VARIANT, require_spark
-from aiquery.tasks import definitions as tasks
 
 __all__ = ["TASK_FUNCTIONS", "TaskBuilder"]
 
-JSON_FORMS: dict[str, Callable[..., tasks.Task]] = {
-    "ai_classify": tasks.classify_json,
-    "ai_extract": tasks.extract_json,
+JSON_FORMS: dict[str, Callable[..., Task]] = {
+    "ai_classify": json_forms.classify_json,
+    "ai_extract": json_forms.extract_json,
 }
 """The functions whose second argument may be a JSON STRING instead of an ARRAY: they then return VARIANT."""
 
-TASK_FUNCTIONS: dict[str, tuple[tuple[str, ...], int, Callable[..., tasks.Task]]] = {
+TASK_FUNCTIONS: dict[str, tuple[tuple[str, ...], int, Callable[..., Task]]] = {
     # name: (parameters, how many are required, the task for the literal arguments)
     "ai_agg": (("content", "instruction"), 2, tasks.aggregate),
     "ai_analyze_sentiment": (("content",), 1, tasks.sentiment),
@@ -100,7 +103,7 @@ class TaskBuilder(AIQueryBuilder):
         variant = self._jvm.org.apache.spark.sql.catalyst.expressions.variant
         return variant.ParseJson(expression, True)
 
-    def _plan(self, task: tasks.Task, *, return_type: str | None, response_format: str | None) -> Any:
+    def _plan(self, task: Task, *, return_type: str | None, response_format: str | None) -> Any:
         """The call plan on the endpoint ``[functions]`` names for this function, checked to be of the right kind."""
         endpoint = self.info.settings.functions.endpoint_for(self.name)
         kind = get_adapter(self.info.settings.endpoint(endpoint).api).output

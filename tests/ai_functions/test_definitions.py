@@ -1,4 +1,4 @@
-"""The task functions' literal checks, prompts and answer reading (pure Python; Spark registration comes next)."""
+"""The task functions' literal checks, prompts and answer reading (pure Python, without Spark)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import json
 
 import pytest
 
+from aiquery.ai_functions import definitions as tasks
+from aiquery.ai_functions import json_forms
 from aiquery.errors import ArgumentError
-from aiquery.tasks import definitions as tasks
 
 
 def test_classify_checks_its_labels_and_reads_structured_or_loose_answers() -> None:
@@ -75,24 +76,26 @@ def test_cosine_of_embeddings() -> None:
 
 
 def test_the_json_form_of_classify_answers_a_variant_shape() -> None:
-    single = tasks.classify_json('{"urgent": "needs action today", "later": ""}')
+    single = json_forms.classify_json('{"urgent": "needs action today", "later": ""}')
     assert single.variant and "needs action today" in single.instruction
     assert single.value("URGENT!") == {"response": ["urgent"], "error_message": None}
     assert single.value("no idea")["response"] is None
-    multi = tasks.classify_json('["spam", "phishing", "ham"]', {"multilabel": "true", "instructions": "Be strict."})
+    multi = json_forms.classify_json(
+        '["spam", "phishing", "ham"]', {"multilabel": "true", "instructions": "Be strict."}
+    )
     assert multi.response_format is not None and multi.response_format.schema is not None
     assert multi.response_format.schema["properties"]["labels"]["type"] == "array"
     assert multi.value('{"labels": ["Phishing", "spam"]}') == {"response": ["phishing", "spam"], "error_message": None}
     assert multi.value("It is spam, and phishing too.")["response"] == ["spam", "phishing"]
     for labels in ('["a"]', '["a", "a"]', "[1, 2]", "nope", '["' + "x" * 101 + '", "b"]'):
         with pytest.raises(ArgumentError):
-            tasks.classify_json(labels)
+            json_forms.classify_json(labels)
     with pytest.raises(ArgumentError, match="version"):
-        tasks.classify_json('["a", "b"]', {"version": "9"})
+        json_forms.classify_json('["a", "b"]', {"version": "9"})
 
 
 def test_the_json_form_of_extract_builds_a_schema_and_keeps_json_types() -> None:
-    task = tasks.extract_json(
+    task = json_forms.extract_json(
         '{"person": {"type": "string", "description": "a full name"}, "age": "integer",'
         ' "address": {"type": "object", "properties": {"city": "string"}},'
         ' "tags": {"type": "array", "items": "string"}}'
@@ -109,10 +112,10 @@ def test_the_json_form_of_extract_builds_a_schema_and_keeps_json_types() -> None
         "address": {"city": "Oslo"},
         "tags": ["a"],
     }
-    assert tasks.extract_json('["person"]').value("none")["error_message"].startswith("the answer holds no JSON")
+    assert json_forms.extract_json('["person"]').value("none")["error_message"].startswith("the answer holds no JSON")
     too_deep: str = '"string"'
     for _ in range(13):
         too_deep = '{"type": "object", "properties": {"x": ' + too_deep + "}}"
     for schema in ("[]", '{"a": "date"}', '{"a": {"type": "enum"}}', '{"x": ' + too_deep + "}"):
         with pytest.raises(ArgumentError):
-            tasks.extract_json(schema)
+            json_forms.extract_json(schema)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from aiquery.tasks.aggregate import Aggregation, pack, tokens
+from aiquery.ai_functions.aggregate import Aggregation, pack, tokens
 
 
 def test_pack_keeps_order_fills_each_request_and_cuts_a_text_too_long_alone() -> None:

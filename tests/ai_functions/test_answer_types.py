@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from aiquery.tasks.answers import SENTIMENTS, extract_fields, match_label
+from aiquery.ai_functions.answer_types import SENTIMENTS, extract_fields, match_label
 
 LABELS = ("urgent", "not urgent")
 
