@@ -14,7 +14,7 @@ WORKER_ERROR = """An error occurred while calling o52.sql.
 \tat org.apache.spark.sql.errors.QueryExecutionErrors$.taskFailedWhileWritingRowsError(QueryExecutionErrors.scala:843)
 Caused by: org.apache.spark.api.python.PythonException: [PYTHON_EXCEPTION] An exception was thrown from the Python \
 worker: Traceback (most recent call last):
-  File "/work/main/aiquery/engine/runner.py", line 219, in run
+  File "/work/main/aiquery/engine/engine.py", line 219, in run
     raise failed.result()
 aiquery.errors.ClientError: endpoint 'ep': HTTP 400: The request is invalid.
  SQLSTATE: 38000
