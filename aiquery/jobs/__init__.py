@@ -1,7 +1,7 @@
 """Scheduled batch jobs: ``aiquery run JOB.sql`` runs a SQL file with ai_query registered.
 
 - :mod:`aiquery.jobs.script`: splitting a file into statements and filling in ``${name}`` variables;
-- :mod:`aiquery.jobs.runner`: running statements in order, with a query tag, progress and a failure report;
+- :mod:`aiquery.jobs.statements`: running statements in order, with a query tag, progress and a failure report;
 - :mod:`aiquery.jobs.progress`: the live progress line (Spark task counts, usage records as they are written);
 - :mod:`aiquery.jobs.summary`: the end-of-job totals, read from the usage table;
 - :mod:`aiquery.jobs.session`: local Spark for the command line, and a warehouse that keeps its tables;
@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from aiquery.jobs.runner import JobResult, run_statements
+from aiquery.jobs.statements import JobResult, run_statements
 from aiquery.jobs.script import JobScriptError, Statement, parse_variables, prepare_job, split_statements
 
 __all__ = [

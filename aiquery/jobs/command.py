@@ -103,7 +103,7 @@ def run_command(
     """Run a job as ``aiquery run`` (``submitted=False``) or under spark-submit; the exit status."""
     from aiquery import register
     from aiquery.config import load_settings
-    from aiquery.jobs.runner import new_query_tag, report, run_statements
+    from aiquery.jobs.statements import new_query_tag, report, run_statements
     from aiquery.jobs.session import plain_ctrl_c, quiet_pyspark_loggers
     from aiquery.spark.registry import ledger_for
 
@@ -305,7 +305,7 @@ def guarded(prog: str, action: Callable[[], int], *, debug: bool = False, err: I
     except Exception as error:
         if debug:
             raise
-        from aiquery.jobs.runner import describe_error
+        from aiquery.jobs.statements import describe_error
 
         err.write(f"{prog}: {describe_error(error)} (run with --debug for the traceback)\n")
         return EXIT_FAILED

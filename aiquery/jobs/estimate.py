@@ -351,7 +351,7 @@ def _run(spark: SparkSession, actions: Sequence[_Action], run: str, fraction: fl
                 elif action.kind == "as-is":
                     spark.sql(action.sql)
             except Exception as error:
-                from aiquery.jobs.runner import describe_error
+                from aiquery.jobs.statements import describe_error
 
                 raise EstimateError(f"{action.statement.describe()} failed: {describe_error(error)}") from None
     finally:

@@ -12,7 +12,7 @@ from ledgers import own_ledger_settings
 
 import aiquery
 from aiquery.jobs.estimate import JobEstimate, plan_statement
-from aiquery.jobs.runner import run_statements
+from aiquery.jobs.statements import run_statements
 from aiquery.jobs.script import prepare_job
 
 pytestmark = pytest.mark.spark
