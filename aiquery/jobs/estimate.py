@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiquery.errors import AIQueryError
 from aiquery.jobs.script import Statement
+from aiquery.jobs.statements import describe_error
 from aiquery.jobs.summary import format_money, sql_literal
 from aiquery.spark.builder import ESTIMATE_FRACTION_SETTING, ESTIMATE_RUN_SETTING
 
@@ -267,8 +268,8 @@ def estimate_statements(
         EstimateError: the ledger is off, or a statement failed (the message names it).
         ValueError: ``fraction`` is not in (0, 1] or ``min_rows`` is negative.
     """
-    from aiquery import flush_usage
     from aiquery.spark.coordination import running_coordinator
+    from aiquery.spark.flush import flush_usage
     from aiquery.spark.registry import context_for, ledger_for
 
     if not 0 < fraction <= 1 or min_rows < 0:
@@ -351,8 +352,6 @@ def _run(spark: SparkSession, actions: Sequence[_Action], run: str, fraction: fl
                 elif action.kind == "as-is":
                     spark.sql(action.sql)
             except Exception as error:
-                from aiquery.jobs.statements import describe_error
-
                 raise EstimateError(f"{action.statement.describe()} failed: {describe_error(error)}") from None
     finally:
         spark.conf.unset(ESTIMATE_RUN_SETTING)

@@ -137,8 +137,8 @@ def run_statements(
     Returns:
         The outcome; it never raises for a failing statement.
     """
-    from aiquery import flush_usage
     from aiquery.spark.coordination import running_coordinator
+    from aiquery.spark.flush import flush_usage
     from aiquery.spark.registry import ledger_for
 
     ledger: Any = ledger_for(spark)
