@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from aiquery import __version__
+from aiquery.version import __version__
 from aiquery.jobs.command import (
     EXIT_USAGE,
     UsageProblem,

@@ -34,10 +34,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from aiquery.coordinator.progress import format_money
 from aiquery.errors import AIQueryError
 from aiquery.jobs.script import Statement
 from aiquery.jobs.statements import describe_error
-from aiquery.jobs.summary import format_money, sql_literal
+from aiquery.jobs.summary import sql_literal
 from aiquery.spark.builder import ESTIMATE_FRACTION_SETTING, ESTIMATE_RUN_SETTING
 
 if TYPE_CHECKING:

@@ -7,13 +7,14 @@ import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from aiquery.coordinator.progress import format_money
+
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 __all__ = [
     "EndpointUsage",
     "costs_by_currency",
-    "format_money",
     "format_summary",
     "sql_literal",
     "unpriced",
@@ -126,11 +127,6 @@ def costs_by_currency(rows: list[EndpointUsage]) -> dict[str, tuple[float, float
         cost, avoided = totals.get(row.currency, (0.0, 0.0))
         totals[row.currency] = (cost + (row.cost or 0.0), avoided + (row.avoided_cost or 0.0))
     return totals
-
-
-def format_money(amount: float, currency: str) -> str:
-    """``12.3456 USD``: four decimals under 100, two above."""
-    return f"{amount:,.4f} {currency}" if abs(amount) < 100 else f"{amount:,.2f} {currency}"
 
 
 def sql_literal(text: str) -> str:
