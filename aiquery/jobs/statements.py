@@ -277,7 +277,7 @@ def _wait_until_settled(context: Any, coordinator: Any, timeout: float) -> None:
     # (spark.python.task.killTimeout, 2 s by default). Wait for the tasks to end, then for every request begun to
     # end: a Spark task can be reported killed while its Python worker, still connected, waits for the answers to
     # requests it sent before the cancel (their end records come a moment later), or the coordinator closes them
-    # as lost once their worker is gone. Waiting only for the tasks missed those records in about 2 of 7 runs.
+    # as lost once their worker is gone. Waiting only for the tasks would miss those records.
     deadline = time.monotonic() + timeout
     tracker = context._jsc.sc().statusTracker()
     while time.monotonic() < deadline:
