@@ -15,7 +15,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from aiquery.version import __version__
 from aiquery.jobs.command import (
     EXIT_USAGE,
     UsageProblem,
@@ -26,6 +25,7 @@ from aiquery.jobs.command import (
     run_command,
     spark_log_path,
 )
+from aiquery.version import __version__
 
 __all__ = ["build_parser", "main"]
 

@@ -319,4 +319,3 @@ class ProgressBook:
                 )
             )
         return result
-

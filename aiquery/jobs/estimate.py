@@ -26,7 +26,6 @@ come from the answer store.
 from __future__ import annotations
 
 import math
-import re
 import secrets
 import textwrap
 from collections.abc import Sequence

@@ -179,4 +179,3 @@ class ProgressReporter:
         else:
             self.stream.write(line + "\n")
         self.stream.flush()
-

@@ -10,6 +10,8 @@ so that requests begun by a worker that died with its task are closed as lost (s
 :mod:`aiquery.coordinator.requests`), which running tasks belong to a failed or cancelled job, so that their
 workers send nothing more before Spark kills them (see :mod:`aiquery.coordinator.task_kills`), and stops it when the
 application ends.
+
+:func:`progress` (``aiquery.progress(spark)``) reads its counts per query, with Spark's task counts beside them.
 """
 
 from __future__ import annotations

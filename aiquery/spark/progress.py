@@ -15,7 +15,7 @@ import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from aiquery.coordinator.progress import QueryProgress, TaskCounts
+from aiquery.coordinator.progress import TaskCounts
 
 if TYPE_CHECKING:
     from pyspark import SparkContext
