@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 # Imported for its registrations: configuration checks an endpoint's `api` against the wire formats it registers.
@@ -24,8 +25,10 @@ from aiquery.version import __version__
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-    from aiquery.coordinator.progress import QueryProgress
     from aiquery.jobs.estimate import JobEstimate
+    from aiquery.spark.coordination import progress
+    from aiquery.spark.flush import flush_usage
+    from aiquery.spark.registry import register
 
 __all__ = [
     "AIQueryError",
@@ -43,46 +46,22 @@ __all__ = [
     "register",
 ]
 
-
-def register(spark: SparkSession, *, settings: Settings | None = None) -> None:
-    """Register ``ai_query`` in ``spark`` (see :func:`aiquery.spark.registry.register`)."""
-    from aiquery.spark.registry import register as _register
-
-    _register(spark, settings=settings)
-
-
-SETTLE_S = 15.0
-"""How long :func:`flush_usage` waits for requests begun by workers that are gone to be closed or delivered."""
+_SPARK_NAMES = {
+    "flush_usage": "aiquery.spark.flush",
+    "progress": "aiquery.spark.coordination",
+    "register": "aiquery.spark.registry",
+}
+"""Public names defined in the Spark layer, imported on first use: ``import aiquery`` stays light (no coordinator,
+no aiohttp) for a Spark Connect client and for code that only reads the configuration or the errors."""
 
 
-def flush_usage(spark: SparkSession) -> int:
-    """Return once every request made so far is in the Delta usage table; the number of rows added.
-
-    Requests begun by a worker that died (its task failed) are closed as lost first; a worker cut off from the
-    driver delivers its records when it reconnects, and this waits up to ``SETTLE_S`` seconds for that.
-    """
-    from aiquery.spark.coordination import running_coordinator
-    from aiquery.spark.registry import ledger_for
-
-    ledger: Any = ledger_for(spark)
-    if ledger is None:
-        return 0
-    coordinator = running_coordinator(spark)
-    if coordinator is not None:
-        coordinator.settle(SETTLE_S)
-    added: int = ledger.ingest()
-    return added
-
-
-def progress(spark: SparkSession) -> list[QueryProgress]:
-    """Where each recent ``ai_query`` query of ``spark``'s application stands (see :class:`QueryProgress`).
-
-    Rows answered and failed, requests and their rate, the share answered 429, tokens, and the ETA from Spark's
-    task counts, per query (its query tag, or its SQL execution id), the most recently active first.
-    """
-    from aiquery.spark.progress import progress as _progress
-
-    return _progress(spark)
+def __getattr__(name: str) -> Any:
+    module = _SPARK_NAMES.get(name)
+    if module is None:
+        raise AttributeError(f"module 'aiquery' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
 
 def estimate(

@@ -15,7 +15,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from aiquery import __version__
 from aiquery.jobs.command import (
     EXIT_USAGE,
     UsageProblem,
@@ -26,6 +25,7 @@ from aiquery.jobs.command import (
     run_command,
     spark_log_path,
 )
+from aiquery.version import __version__
 
 __all__ = ["build_parser", "main"]
 
@@ -40,7 +40,31 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"aiquery {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_demo(commands)
+    run = commands.add_parser(
+        "run",
+        help="run a SQL job file with ai_query registered",
+        description="Run the statements of a SQL file in order with ai_query registered; show progress; "
+        "print a usage summary; exit 1 naming the statement that failed.",
+    )
+    add_run_arguments(run, submitted=False)
+    estimate = commands.add_parser(
+        "estimate",
+        help="estimate what a SQL job will send and cost, from a sample of its rows",
+        description="Run a job file with each ai_query call sending a deterministic sample of the rows it gets "
+        "(1 %%, at least 100 rows) and counting the rest; print per endpoint the rows, requests, tokens, cost and "
+        "wall time expected for the whole job, with ranges. The job's tables are not written.",
+    )
+    add_estimate_arguments(estimate)
+    _add_dashboard(commands)
+    # Only listed here: its arguments go unparsed to the emulator's own command (see main).
+    commands.add_parser(
+        "gateway", help="run the local gateway emulator (aiquery gateway --help for its options)", add_help=False
+    )
+    return parser
 
+
+def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     demo = commands.add_parser(
         "demo",
         help="run the demo job on local Spark against the gateway emulator (no credentials)",
@@ -58,23 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--rows", type=int, default=None, metavar="N", help="use the first N rows of the sample")
     demo.add_argument("--no-faults", action="store_true", help="no injected 429/503 errors (retries) in the demo")
 
-    run = commands.add_parser(
-        "run",
-        help="run a SQL job file with ai_query registered",
-        description="Run the statements of a SQL file in order with ai_query registered; show progress; "
-        "print a usage summary; exit 1 naming the statement that failed.",
-    )
-    add_run_arguments(run, submitted=False)
 
-    estimate = commands.add_parser(
-        "estimate",
-        help="estimate what a SQL job will send and cost, from a sample of its rows",
-        description="Run a job file with each ai_query call sending a deterministic sample of the rows it gets "
-        "(1 %%, at least 100 rows) and counting the rest; print per endpoint the rows, requests, tokens, cost and "
-        "wall time expected for the whole job, with ranges. The job's tables are not written.",
-    )
-    add_estimate_arguments(estimate)
-
+def _add_dashboard(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     dashboard = commands.add_parser(
         "dashboard",
         help="render the usage dashboard (HTML) from the usage table",
@@ -90,12 +99,6 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="file for Spark's own output (default <warehouse>/_logs/spark.log; '-': stderr)",
     )
-
-    # Only listed here: its arguments go unparsed to the emulator's own command (see main).
-    commands.add_parser(
-        "gateway", help="run the local gateway emulator (aiquery gateway --help for its options)", add_help=False
-    )
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,10 +1,12 @@
-"""Live progress per running query, from the counters workers send with every sync.
+"""Live progress per running query, from the counters workers send with every sync; and what a line of it shows.
 
 A query is named by its query tag (``aiquery run`` sets one per run) or, in a notebook or a plain
 ``spark.sql``, by its SQL execution id. Workers add what their rows and requests did since their last sync;
 the task counts come from Spark's status tracker for the stages that ran ai_query, and give the ETA.
 
-A worker counts in a :class:`ProgressReport`, the driver adds up in a :class:`ProgressBook`.
+A worker counts in a :class:`ProgressReport`, the driver adds up in a :class:`ProgressBook`. The model every
+progress display shares (``aiquery.progress``, the notebook's line, ``aiquery run``'s line) is here too:
+:class:`TaskCounts` (and the ETA and projected cost they give), :class:`RequestRate`, and the line's parts.
 """
 
 from __future__ import annotations
@@ -19,7 +21,18 @@ if TYPE_CHECKING:
     from aiquery.engine.governor import TaskInfo
     from aiquery.usage.record import UsageRecord
 
-__all__ = ["COUNTERS", "ProgressBook", "ProgressReport", "QueryProgress", "TaskCounts"]
+__all__ = [
+    "COUNTERS",
+    "ProgressBook",
+    "ProgressReport",
+    "QueryProgress",
+    "RequestRate",
+    "TaskCounts",
+    "cost_parts",
+    "format_clock",
+    "format_money",
+    "request_parts",
+]
 
 COUNTERS = ("rows_answered", "rows_failed", "requests", "errors", "rate_limited", "tokens", "from_store")
 """The order of the counters a worker sends per query."""
@@ -35,6 +48,66 @@ class TaskCounts:
     done: int = 0
     running: int = 0
     total: int = 0
+
+    def eta(self, elapsed: float) -> float | None:
+        """Time left, extrapolated from the tasks done in ``elapsed`` seconds (None until one is done)."""
+        if not self.total or not self.done:
+            return None
+        return elapsed * (self.total - self.done) / self.done
+
+    def projected(self, cost: dict[str, float]) -> dict[str, float]:
+        """The cost of all the tasks, extrapolated from ``cost`` of those done (empty until one is done)."""
+        if not self.total or not self.done:
+            return {}
+        return {currency: amount * self.total / self.done for currency, amount in cost.items()}
+
+
+class RequestRate:
+    """Requests per second over the last ``window_s`` seconds, from samples of the requests sent so far."""
+
+    def __init__(self, window_s: float = RATE_WINDOW_S, samples: int = 64) -> None:
+        self.window_s = window_s
+        self._samples: collections.deque[tuple[float, int]] = collections.deque(maxlen=samples)
+
+    def add(self, when: float, requests: int) -> None:
+        self._samples.append((when, requests))
+
+    def per_second(self, now: float) -> float:
+        recent = [(when, count) for when, count in self._samples if now - when <= self.window_s]
+        if len(recent) < 2 or recent[-1][0] <= recent[0][0]:
+            return 0.0
+        return (recent[-1][1] - recent[0][1]) / max(now - recent[0][0], 1e-9)
+
+
+def format_money(amount: float, currency: str) -> str:
+    """``12.3456 USD``: four decimals under 100, two above."""
+    return f"{amount:,.4f} {currency}" if abs(amount) < 100 else f"{amount:,.2f} {currency}"
+
+
+def format_clock(seconds: float) -> str:
+    """``01:05`` or, past an hour, ``2:01:05``."""
+    minutes, rest = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{rest:02d}" if hours else f"{minutes:02d}:{rest:02d}"
+
+
+def request_parts(requests: int, per_second: float, rate_limited: int) -> list[str]:
+    """A progress line's requests, their rate, and the share answered 429 when there is one."""
+    parts = [f"requests {requests:,} ({per_second:,.1f}/s)"]
+    if rate_limited:
+        parts.append(f"429s {rate_limited / max(1, requests):.1%}")
+    return parts
+
+
+def cost_parts(cost: dict[str, float], projected: dict[str, float]) -> list[str]:
+    """A progress line's cost per currency, each with its projection when there is one."""
+    parts = []
+    for currency, amount in sorted(cost.items()):
+        text = f"cost {format_money(amount, currency)}"
+        if currency in projected:
+            text += f" (projected {format_money(projected[currency], currency)})"
+        parts.append(text)
+    return parts
 
 
 @dataclass(frozen=True)
@@ -78,10 +151,7 @@ class QueryProgress:
     @property
     def projected_cost(self) -> dict[str, float]:
         """The cost of the whole query, extrapolated from the tasks done so far (empty until one is done)."""
-        tasks = self.tasks
-        if not tasks.total or not tasks.done or not self.cost:
-            return {}
-        return {currency: amount * tasks.total / tasks.done for currency, amount in self.cost.items()}
+        return self.tasks.projected(self.cost)
 
     @property
     def rate_limited_share(self) -> float:
@@ -89,28 +159,21 @@ class QueryProgress:
         return self.rate_limited / self.requests if self.requests else 0.0
 
     def line(self) -> str:
-        """A one-line summary, as ``aiquery run`` and notebooks show it."""
+        """A one-line summary, as the notebook's progress line shows it."""
         parts = [f"rows {self.rows_answered:,} answered"]
         if self.rows_failed:
             parts.append(f"{self.rows_failed:,} failed")
-        parts.append(f"requests {self.requests:,} ({self.requests_per_second:,.1f}/s)")
-        if self.rate_limited:
-            parts.append(f"429s {self.rate_limited_share:.1%}")
+        parts += request_parts(self.requests, self.requests_per_second, self.rate_limited)
         if self.errors:
             parts.append(f"errors {self.errors:,}")
         parts.append(f"tokens {self.tokens:,}")
         if self.from_store:
             parts.append(f"from the store {self.from_store:,}")
-        projected = self.projected_cost if self.running else {}
-        for currency, amount in sorted(self.cost.items()):
-            text = f"cost {_money(amount)} {currency}"
-            if currency in projected:
-                text += f" (projected {_money(projected[currency])})"
-            parts.append(text)
+        parts += cost_parts(self.cost, self.projected_cost if self.running else {})
         if self.tasks.total:
             parts.append(f"tasks {self.tasks.done}/{self.tasks.total}")
         if self.eta_seconds is not None and self.running:
-            parts.append(f"ETA {_clock(self.eta_seconds)}")
+            parts.append(f"ETA {format_clock(self.eta_seconds)}")
         return "  ".join(parts)
 
 
@@ -187,7 +250,7 @@ class _Query:
     counters: list[int] = field(default_factory=lambda: [0] * len(COUNTERS))
     stages: set[int] = field(default_factory=set)
     cost: dict[str, float] = field(default_factory=dict)
-    samples: collections.deque[tuple[float, int]] = field(default_factory=lambda: collections.deque(maxlen=64))
+    rate: RequestRate = field(default_factory=RequestRate)
 
 
 class ProgressBook:
@@ -223,7 +286,7 @@ class ProgressBook:
             stage = stages.get(query)
             if stage is not None:
                 entry.stages.add(stage)
-            entry.samples.append((now, entry.counters[2]))
+            entry.rate.add(now, entry.counters[2])
 
     def snapshot(self, tasks: Callable[[Iterable[int]], TaskCounts] | None = None) -> list[QueryProgress]:
         """Every known query, the most recently active first."""
@@ -232,17 +295,10 @@ class ProgressBook:
         for query, entry in sorted(self._queries.items(), key=lambda item: -item[1].updated):
             counts = tasks(entry.stages) if tasks is not None and entry.stages else TaskCounts()
             answered, failed, requests, errors, limited, tokens, from_store = entry.counters
-            recent = [(t, n) for t, n in entry.samples if now - t <= RATE_WINDOW_S]
-            rate = 0.0
-            if len(recent) >= 2 and recent[-1][0] > recent[0][0]:
-                rate = (recent[-1][1] - recent[0][1]) / max(now - recent[0][0], 1e-9)
             running = counts.running > 0 or (now - entry.updated < ACTIVE_S and counts.done < counts.total)
             if not counts.total:
                 running = now - entry.updated < ACTIVE_S
             elapsed = (now if running else entry.updated) - entry.started
-            eta = None
-            if counts.total and counts.done:
-                eta = elapsed * (counts.total - counts.done) / counts.done
             result.append(
                 QueryProgress(
                     query=query,
@@ -252,24 +308,14 @@ class ProgressBook:
                     rows_answered=answered,
                     rows_failed=failed,
                     requests=requests,
-                    requests_per_second=rate,
+                    requests_per_second=entry.rate.per_second(now),
                     errors=errors,
                     rate_limited=limited,
                     tokens=tokens,
                     from_store=from_store,
                     tasks=counts,
-                    eta_seconds=eta,
+                    eta_seconds=counts.eta(elapsed),
                     cost=dict(entry.cost),
                 )
             )
         return result
-
-
-def _money(amount: float) -> str:
-    return f"{amount:,.4f}" if amount < 100 else f"{amount:,.2f}"
-
-
-def _clock(seconds: float) -> str:
-    minutes, rest = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{rest:02d}" if hours else f"{minutes:02d}:{rest:02d}"

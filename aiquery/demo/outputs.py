@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
-from aiquery.jobs.runner import format_rows
+from aiquery.jobs.statements import format_rows
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession

@@ -24,9 +24,9 @@ import aiquery
 from aiquery.config import load_settings
 from aiquery.demo.outputs import TableOutput, describe_table, sample_text, write_manifest
 from aiquery.gateway import GatewayHandle, start_gateway
-from aiquery.jobs.runner import new_query_tag, report, run_statements
 from aiquery.jobs.script import prepare_job
 from aiquery.jobs.session import check_java, output_to, quiet_pyspark_loggers, start_local_spark
+from aiquery.jobs.statements import new_query_tag, report, run_statements
 from aiquery.spark.registry import ledger_for
 from aiquery.usage.dashboard import render_dashboard
 

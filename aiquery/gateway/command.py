@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiquery.gateway.accounting import DEFAULT_LOG_LIMIT
-from aiquery.gateway.runner import new_event_loop, run_gateway
+from aiquery.gateway.serving import new_event_loop, run_gateway
 from aiquery.gateway.settings import DEFAULT_HOSTILE_SHARE, HOSTILE_KINDS, GatewayConfig
 
 __all__ = ["DEFAULT_TOKEN", "build_parser", "main"]

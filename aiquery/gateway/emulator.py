@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from aiquery.gateway.accounting import DEFAULT_LOG_LIMIT, Accounting
-from aiquery.gateway.answers import Ask, compose_reply, prompt_tokens
+from aiquery.gateway.canned_answers import Ask, compose_reply, prompt_tokens
 from aiquery.gateway.error_bodies import DATABRICKS, MESSAGES, kind_of_status
 from aiquery.gateway.faults import FaultPicker, TokenBucket, read_directives, retry_after_headers
 from aiquery.gateway.hostile import hostile_kind_for, send_hostile

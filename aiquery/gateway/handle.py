@@ -23,7 +23,7 @@ from typing import Any
 
 from aiquery.gateway.accounting import DEFAULT_LOG_LIMIT
 from aiquery.gateway.command import DEFAULT_TOKEN
-from aiquery.gateway.runner import check_loopback, new_event_loop, run_gateway
+from aiquery.gateway.serving import check_loopback, new_event_loop, run_gateway
 from aiquery.gateway.settings import GatewayConfig
 
 __all__ = ["DEFAULT_TOKEN", "GatewayHandle", "start_gateway"]

@@ -1,7 +1,7 @@
 """The wire-format protocol of the emulator's routes, and helpers shared by the formats.
 
-A wire format reads a decoded request body into an :class:`~aiquery.gateway.answers.Ask` (refusing what the
-real API refuses with :class:`BadRequest`) and renders a :class:`~aiquery.gateway.answers.Reply` as that API's
+A wire format reads a decoded request body into an :class:`~aiquery.gateway.canned_answers.Ask` (refusing what the
+real API refuses with :class:`BadRequest`) and renders a :class:`~aiquery.gateway.canned_answers.Reply` as that API's
 response body, with its own usage shape.
 """
 
@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
 
-from aiquery.gateway.answers import Ask, Reply
+from aiquery.gateway.canned_answers import Ask, Reply
 
 __all__ = ["BadRequest", "WireFormat", "now", "optional_positive_int", "require_list", "text_of"]
 

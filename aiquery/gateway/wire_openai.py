@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from aiquery.gateway.answers import Ask, Reply, encode_embedding
+from aiquery.gateway.canned_answers import Ask, Reply, encode_embedding
 from aiquery.gateway.wire import (
     BadRequest,
     now,

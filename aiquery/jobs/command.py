@@ -101,11 +101,10 @@ def run_command(
     args: argparse.Namespace, *, submitted: bool, out: IO[str] | None = None, err: IO[str] | None = None
 ) -> int:
     """Run a job as ``aiquery run`` (``submitted=False``) or under spark-submit; the exit status."""
-    from aiquery import register
     from aiquery.config import load_settings
-    from aiquery.jobs.runner import new_query_tag, report, run_statements
     from aiquery.jobs.session import plain_ctrl_c, quiet_pyspark_loggers
-    from aiquery.spark.registry import ledger_for
+    from aiquery.jobs.statements import new_query_tag, report, run_statements
+    from aiquery.spark.registry import ledger_for, register
 
     out = out or sys.stdout
     err = err or sys.stderr
@@ -188,10 +187,10 @@ def add_estimate_arguments(parser: argparse.ArgumentParser) -> None:
 
 def estimate_command(args: argparse.Namespace, *, out: IO[str] | None = None, err: IO[str] | None = None) -> int:
     """``aiquery estimate``: run the job on a sample of each call's rows and print the estimate; the exit status."""
-    from aiquery import register
     from aiquery.config import load_settings
     from aiquery.jobs.estimate import EstimateError, estimate_statements
     from aiquery.jobs.session import plain_ctrl_c, quiet_pyspark_loggers
+    from aiquery.spark.registry import register
 
     out = out or sys.stdout
     err = err or sys.stderr
@@ -305,7 +304,7 @@ def guarded(prog: str, action: Callable[[], int], *, debug: bool = False, err: I
     except Exception as error:
         if debug:
             raise
-        from aiquery.jobs.runner import describe_error
+        from aiquery.jobs.statements import describe_error
 
         err.write(f"{prog}: {describe_error(error)} (run with --debug for the traceback)\n")
         return EXIT_FAILED

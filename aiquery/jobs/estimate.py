@@ -26,7 +26,6 @@ come from the answer store.
 from __future__ import annotations
 
 import math
-import re
 import secrets
 import textwrap
 from collections.abc import Sequence
@@ -34,13 +33,23 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from aiquery.coordinator.progress import format_money
 from aiquery.errors import AIQueryError
+from aiquery.jobs.estimate_run import (
+    AGGREGATE_CALL,
+    EstimateError,
+    PlannedStatement,
+    plan_statement,
+    run_estimate_pass,
+)
 from aiquery.jobs.script import Statement
-from aiquery.jobs.summary import format_money, sql_literal
-from aiquery.spark.call_context import ESTIMATE_FRACTION_SETTING, ESTIMATE_RUN_SETTING
+from aiquery.jobs.summary import sql_literal
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
+
+    from aiquery.config import Settings
+    from aiquery.coordinator.server import Coordinator
 
 __all__ = ["EndpointEstimate", "EstimateError", "JobEstimate", "Span", "estimate_statements"]
 
@@ -48,40 +57,9 @@ DEFAULT_FRACTION = 0.01
 DEFAULT_MIN_ROWS = 100
 Z = 3.0
 """Standard errors either side of an estimate that its range spans."""
-QUERY_TAG_PROPERTY = "aiquery.query_tag"
 CLIENT_REQUESTS_PER_S = 900.0
 """Requests a second one Spark task slot can send at most, whatever the endpoint's latency (measured by
 benchmarks/spark_throughput.py on 2 cores: 1,872 rows/s over two slots), for the wall-time estimate."""
-
-_LEADING = re.compile(r"\A(?:\s+|--[^\n]*(?:\n|\Z)|/\*.*?\*/)*", re.S)
-_NAME = r"(?P<name>(?:`[^`]+`|[\w$]+)(?:\s*\.\s*(?:`[^`]+`|[\w$]+))*)"
-_QUERY_START = r"(?P<query>(?:SELECT|WITH|VALUES|FROM|TABLE|\()[\s\S]*)"
-_CTAS = re.compile(
-    r"(?:CREATE\s+(?:OR\s+REPLACE\s+)?|REPLACE\s+)TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?"
-    + _NAME
-    + r"(?P<rest>[\s\S]*?)\bAS\s*"
-    + _QUERY_START
-    + r"\Z",
-    re.I,
-)
-_INSERT = re.compile(
-    r"INSERT\s+(?:INTO|OVERWRITE)\s+(?:TABLE\s+)?"
-    + _NAME
-    + r"\s*(?:PARTITION\s*\([^)]*\)\s*)?(?:\([^)]*\)\s*)?(?:BY\s+NAME\s+)?"
-    + _QUERY_START
-    + r"\Z",
-    re.I,
-)
-_MERGE = re.compile(r"MERGE\s+INTO\s+" + _NAME + r"[\s\S]*?\bUSING\s*\(", re.I)
-_QUERY = re.compile(r"(?:SELECT|WITH|VALUES|FROM|TABLE)\b|\(", re.I)
-_AS_IS = re.compile(
-    r"(?:CREATE\s+(?:OR\s+REPLACE\s+)?(?:GLOBAL\s+)?TEMP(?:ORARY)?\s+VIEW|SET|RESET|USE|SHOW|DESCRIBE|DESC|EXPLAIN)\b",
-    re.I,
-)
-
-
-class EstimateError(AIQueryError):
-    """An estimate could not be made (a statement failed, or the usage ledger is off)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,78 +157,6 @@ class JobEstimate:
         return "\n".join(lines)
 
 
-@dataclass(frozen=True)
-class _Action:
-    """How one statement runs in an estimate: ``kind`` is query, view (a scratch view), as-is, or skip."""
-
-    statement: Statement
-    kind: str
-    sql: str = ""
-    name: str = ""
-    note: str = ""
-
-
-def plan_statement(statement: Statement) -> _Action:
-    """How ``statement`` runs in an estimate, without writing the user's tables."""
-    code = _LEADING.sub("", statement.sql, count=1).strip()
-    match = _CTAS.match(code)
-    if match:
-        parts = _name_parts(match.group("name"))
-        note = ""
-        if len(parts) > 1:
-            note = (
-                f"{statement.describe()} creates {match.group('name')}; the estimate reads its rows as the "
-                f"temporary view `{parts[-1]}`, so a later statement naming it with its schema reads the real table"
-            )
-        return _Action(statement, "view", match.group("query"), parts[-1], note)
-    match = _INSERT.match(code)
-    if match:
-        return _Action(statement, "query", match.group("query"))
-    match = _MERGE.match(code)
-    if match:
-        source = _parenthesised(code, match.end() - 1)
-        if source is not None:
-            return _Action(statement, "query", source)
-        return _Action(statement, "skip", note=f"{statement.describe()} was not run: its MERGE source is not a query")
-    if _AS_IS.match(code):
-        return _Action(statement, "as-is", code)
-    if _QUERY.match(code):
-        return _Action(statement, "query", code)
-    return _Action(
-        statement,
-        "skip",
-        note=f"{statement.describe()} was not run: it would change the user's tables; ai_query calls in it are "
-        "not counted",
-    )
-
-
-def _name_parts(name: str) -> list[str]:
-    return [part.strip().strip("`") for part in re.findall(r"`[^`]+`|[^.\s]+", name)]
-
-
-def _parenthesised(text: str, start: int) -> str | None:
-    """The text inside the parenthesis that opens at ``start`` (quotes and nesting respected), or None."""
-    depth, index, quote = 0, start, ""
-    while index < len(text):
-        char = text[index]
-        if quote:
-            if char == "\\":
-                index += 1
-            elif char == quote:
-                quote = ""
-        elif char in "'\"`":
-            quote = char
-        elif char == "(":
-            depth += 1
-        elif char == ")":
-            depth -= 1
-            if depth == 0:
-                inner = text[start + 1 : index].strip()
-                return inner if _QUERY.match(inner) else None
-        index += 1
-    return None
-
-
 def estimate_statements(
     spark: SparkSession,
     statements: Sequence[Statement],
@@ -267,8 +173,8 @@ def estimate_statements(
         EstimateError: the ledger is off, or a statement failed (the message names it).
         ValueError: ``fraction`` is not in (0, 1] or ``min_rows`` is negative.
     """
-    from aiquery import flush_usage
     from aiquery.spark.coordination import running_coordinator
+    from aiquery.spark.flush import flush_usage
     from aiquery.spark.registry import context_for, ledger_for
 
     if not 0 < fraction <= 1 or min_rows < 0:
@@ -280,25 +186,12 @@ def estimate_statements(
         raise EstimateError("an estimate reads its sample from the usage ledger, which is off ([usage] enabled)")
     tag = query_tag or f"estimate-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{secrets.token_hex(2)}"
     actions = [plan_statement(statement) for statement in statements]
-    run = f"{tag}-1"
-    runs = [run]
-    _run(spark, actions, run, fraction)
-    counts = coordinator.sample_counts(run)
-    wanted = max(
-        (min(1.0, 1.2 * min_rows / seen) for seen, sent in counts.values() if sent < min(min_rows, seen)),
-        default=None,
-    )
-    if wanted is not None and wanted > fraction:
-        fraction = wanted
-        run = f"{tag}-2"
-        runs.append(run)
-        _run(spark, actions, run, fraction)
-        counts = coordinator.sample_counts(run)
+    fraction, runs, counts = _sample(spark, coordinator, actions, tag, fraction, min_rows)
     flush_usage(spark)
-    calls = _sampled_calls(spark, ledger.table, run)
-    result = JobEstimate(fraction=fraction, query_tag=run)
+    calls = _sampled_calls(spark, ledger.table, runs[-1])
+    result = JobEstimate(fraction=fraction, query_tag=runs[-1])
     result.not_counted = [action.note for action in actions if action.note]
-    if any(_AGGREGATE_CALL.search(statement.sql) for statement in statements):
+    if any(AGGREGATE_CALL.search(statement.sql) for statement in statements):
         result.not_counted.append(
             "ai_agg calls: their requests depend on the groups' sizes, not on the rows, so an estimate run sends none "
             "of them (their values are NULL in it)"
@@ -306,13 +199,7 @@ def estimate_statements(
     parallelism = max(1, spark.sparkContext.defaultParallelism)
     for endpoint in sorted(counts):
         seen, sent = counts[endpoint]
-        try:
-            settings = info.settings.endpoint(endpoint)
-            slots = settings.max_concurrency * parallelism
-            rate_limit = settings.requests_per_minute / 60 if settings.requests_per_minute else math.inf
-        except AIQueryError:
-            slots, rate_limit = parallelism, math.inf
-        rate_limit = min(rate_limit, CLIENT_REQUESTS_PER_S * parallelism)
+        slots, rate_limit = _endpoint_limits(info.settings, endpoint, parallelism)
         found = _endpoint_estimate(endpoint, seen, sent, calls.get(endpoint, []), slots, rate_limit)
         result.endpoints.append(found)
         if found.cost is None and found.rows:
@@ -325,47 +212,42 @@ def estimate_statements(
     return result
 
 
-_AGGREGATE_CALL = re.compile(r"\bai_agg\s*\(", re.IGNORECASE)
+def _sample(
+    spark: SparkSession,
+    coordinator: Coordinator,
+    actions: Sequence[PlannedStatement],
+    tag: str,
+    fraction: float,
+    min_rows: int,
+) -> tuple[float, list[str], dict[str, tuple[int, int]]]:
+    """Run the job at ``fraction``, and again with a larger one when a call got fewer than ``min_rows`` sampled.
+
+    Returns the fraction of the last run, the runs' tags, and per endpoint the rows seen and sent in the last run.
+    """
+    runs = [f"{tag}-1"]
+    run_estimate_pass(spark, actions, runs[-1], fraction)
+    counts = coordinator.sample_counts(runs[-1])
+    wanted = max(
+        (min(1.0, 1.2 * min_rows / seen) for seen, sent in counts.values() if sent < min(min_rows, seen)),
+        default=None,
+    )
+    if wanted is not None and wanted > fraction:
+        fraction = wanted
+        runs.append(f"{tag}-2")
+        run_estimate_pass(spark, actions, runs[-1], fraction)
+        counts = coordinator.sample_counts(runs[-1])
+    return fraction, runs, counts
 
 
-def _run(spark: SparkSession, actions: Sequence[_Action], run: str, fraction: float) -> None:
-    """Run the statements once in estimate mode; drop the scratch views and restore the session after."""
-    context = spark.sparkContext
-    previous_tag = context.getLocalProperty(QUERY_TAG_PROPERTY)
-    database = spark.catalog.currentDatabase()
-    before = {table.name for table in spark.catalog.listTables() if table.isTemporary}
-    spark.conf.set(ESTIMATE_RUN_SETTING, run)
-    spark.conf.set(ESTIMATE_FRACTION_SETTING, repr(fraction))
-    context.setLocalProperty(QUERY_TAG_PROPERTY, run)
-    views: list[str] = []
+def _endpoint_limits(settings: Settings, endpoint: str, parallelism: int) -> tuple[int, float]:
+    """Requests the application can have in flight to ``endpoint``, and its most requests per second."""
     try:
-        for action in actions:
-            try:
-                if action.kind == "query":
-                    spark.sql(action.sql).write.format("noop").mode("overwrite").save()
-                elif action.kind == "view":
-                    quoted = "`" + action.name.replace("`", "``") + "`"
-                    spark.sql(f"DROP VIEW IF EXISTS {quoted}")
-                    spark.sql(f"CACHE TABLE {quoted} AS {action.sql}")
-                    views.append(quoted)
-                elif action.kind == "as-is":
-                    spark.sql(action.sql)
-            except Exception as error:
-                from aiquery.jobs.runner import describe_error
-
-                raise EstimateError(f"{action.statement.describe()} failed: {describe_error(error)}") from None
-    finally:
-        spark.conf.unset(ESTIMATE_RUN_SETTING)
-        spark.conf.unset(ESTIMATE_FRACTION_SETTING)
-        context.setLocalProperty(QUERY_TAG_PROPERTY, previous_tag)  # type: ignore[arg-type]
-        for view in views:
-            spark.sql(f"UNCACHE TABLE IF EXISTS {view}")
-            spark.sql(f"DROP VIEW IF EXISTS {view}")
-        # Temporary views the job's own statements made hold plans analysed in estimate mode: drop them too.
-        for table in spark.catalog.listTables():
-            if table.isTemporary and table.name not in before:
-                spark.catalog.dropTempView(table.name)
-        spark.catalog.setCurrentDatabase(database)
+        found = settings.endpoint(endpoint)
+        slots = found.max_concurrency * parallelism
+        rate_limit = found.requests_per_minute / 60 if found.requests_per_minute else math.inf
+    except AIQueryError:
+        slots, rate_limit = parallelism, math.inf
+    return slots, min(rate_limit, CLIENT_REQUESTS_PER_S * parallelism)
 
 
 def _sampled_calls(spark: SparkSession, table: str, run: str) -> dict[str, list[dict[str, Any]]]:

@@ -15,19 +15,17 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
-from aiquery.coordinator.progress import TaskCounts
-from aiquery.jobs.summary import format_money
+from aiquery.coordinator.progress import RequestRate, TaskCounts, cost_parts, format_clock, request_parts
 from aiquery.spark.progress import stage_tasks
 
 if TYPE_CHECKING:
     from pyspark import SparkContext
 
-__all__ = ["ProgressReporter", "TaskCounts", "UsageCounts", "coordinator_counts", "spark_tasks"]
+__all__ = ["ProgressReporter", "UsageCounts", "coordinator_counts", "spark_tasks"]
 
 POLL_INTERVAL_S = 2.0
 LOG_INTERVAL_S = 10.0
@@ -83,10 +81,6 @@ def spark_tasks(context: SparkContext, group: str) -> TaskCounts:
     return stage_tasks(context, stages)
 
 
-def _grouped(number: int) -> str:
-    return f"{number:,}"
-
-
 class ProgressReporter:
     """Prints a statement's progress every few seconds, on one rewritten line when the output is a terminal.
 
@@ -115,7 +109,8 @@ class ProgressReporter:
         self.terminal = bool(getattr(stream, "isatty", lambda: False)())
         self._started = time.monotonic()
         self._base = usage() if usage is not None else UsageCounts()
-        self._samples: deque[tuple[float, int]] = deque(maxlen=6)
+        # The rate over the last five looks (ten seconds at the default interval), however long the interval.
+        self._rate = RequestRate(window_s=6 * interval, samples=6)
         self._last_logged = self._started
         self._requests = 0
         self._printed = False
@@ -152,34 +147,30 @@ class ProgressReporter:
         """The current progress line; the request rate is over the last ten seconds, or the whole run if final."""
         now = time.monotonic()
         elapsed = now - self._started
-        parts = [f"  {self.label}", _clock(elapsed)]
-        eta = None
-        share_done = None
-        if self.tasks is not None:
-            tasks = self.tasks()
-            if tasks.total:
-                parts.append(f"tasks {tasks.done}/{tasks.total}")
-                if tasks.done and tasks.done < tasks.total:
-                    eta = elapsed * (tasks.total - tasks.done) / tasks.done
-                    share_done = tasks.done / tasks.total
+        parts = [f"  {self.label}", format_clock(elapsed)]
+        tasks = self.tasks() if self.tasks is not None else TaskCounts()
+        if tasks.total:
+            parts.append(f"tasks {tasks.done}/{tasks.total}")
+        # Time left and the projected cost mean something only while tasks remain.
+        remaining = tasks if not final and tasks.done < tasks.total else TaskCounts()
         if self.usage is not None:
-            counts = self.usage().minus(self._base)
-            requests = self._requests = counts.requests
-            self._samples.append((now, requests))
-            first_time, first_requests = (self._started, 0) if final else self._samples[0]
-            rate = (requests - first_requests) / (now - first_time) if now > first_time else 0.0
-            parts += [f"rows {_grouped(counts.rows)}", f"requests {_grouped(requests)} ({rate:,.1f}/s)"]
-            if counts.rate_limited:
-                parts.append(f"429s {counts.rate_limited / max(1, requests):.1%}")
-            parts += [f"errors {_grouped(counts.errors)}", f"tokens {_grouped(counts.tokens)}"]
-            for currency, amount in sorted(counts.cost.items()):
-                text = f"cost {format_money(amount, currency)}"
-                if share_done is not None and not final:
-                    text += f" (projected {format_money(amount / share_done, currency)})"
-                parts.append(text)
-        if eta is not None and not final:
-            parts.append(f"ETA {_clock(eta)}")
+            parts += self._usage_parts(now, remaining, final=final)
+        eta = remaining.eta(elapsed)
+        if eta is not None:
+            parts.append(f"ETA {format_clock(eta)}")
         return "  ".join(parts)
+
+    def _usage_parts(self, now: float, remaining: TaskCounts, *, final: bool) -> list[str]:
+        counts = self.usage().minus(self._base) if self.usage is not None else UsageCounts()
+        requests = self._requests = counts.requests
+        self._rate.add(now, requests)
+        if final:
+            rate = requests / (now - self._started) if now > self._started else 0.0
+        else:
+            rate = self._rate.per_second(now)
+        parts = [f"rows {counts.rows:,}", *request_parts(requests, rate, counts.rate_limited)]
+        parts += [f"errors {counts.errors:,}", f"tokens {counts.tokens:,}"]
+        return parts + cost_parts(counts.cost, remaining.projected(counts.cost))
 
     def _print(self, line: str, *, final: bool) -> None:
         self._printed = True
@@ -188,8 +179,3 @@ class ProgressReporter:
         else:
             self.stream.write(line + "\n")
         self.stream.flush()
-
-
-def _clock(seconds: float) -> str:
-    minutes, rest = divmod(int(seconds), 60)
-    return f"{minutes:02d}:{rest:02d}"

@@ -7,13 +7,14 @@ import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from aiquery.coordinator.progress import format_money
+
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 __all__ = [
     "EndpointUsage",
     "costs_by_currency",
-    "format_money",
     "format_summary",
     "sql_literal",
     "unpriced",
@@ -128,71 +129,35 @@ def costs_by_currency(rows: list[EndpointUsage]) -> dict[str, tuple[float, float
     return totals
 
 
-def format_money(amount: float, currency: str) -> str:
-    """``12.3456 USD``: four decimals under 100, two above."""
-    return f"{amount:,.4f} {currency}" if abs(amount) < 100 else f"{amount:,.2f} {currency}"
-
-
 def sql_literal(text: str) -> str:
     """``text`` as a Spark SQL string literal."""
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+_HEADER = (
+    "endpoint",
+    "requests",
+    "calls",
+    "errors",
+    "input tok",
+    "output tok",
+    "total tok",
+    "p50 ms",
+    "from store",
+    "cost",
+    "avoided",
+)
 
 
 def format_summary(rows: list[EndpointUsage]) -> str:
     """A plain-text table of ``rows`` with a total line (an empty list says no request was made)."""
     if not rows:
         return "  no ai_query request was made"
-    header = (
-        "endpoint",
-        "requests",
-        "calls",
-        "errors",
-        "input tok",
-        "output tok",
-        "total tok",
-        "p50 ms",
-        "from store",
-        "cost",
-        "avoided",
-    )
-    body = [
-        (
-            row.endpoint,
-            f"{row.requests:,}",
-            f"{row.calls:,}",
-            f"{row.errors:,}",
-            f"{row.input_tokens:,}",
-            f"{row.output_tokens:,}",
-            f"{row.total_tokens:,}",
-            "-" if row.median_latency_ms is None else f"{row.median_latency_ms:,}",
-            f"{row.from_store:,}",
-            _money_cell(row.cost, row.currency, row.requests > 0),
-            _money_cell(row.avoided_cost, row.currency, row.from_store > 0),
-        )
-        for row in rows
-    ]
+    body = [_row_cells(row) for row in rows]
     totals = costs_by_currency(rows)
     if len(rows) > 1:
-        body.append(
-            (
-                "total",
-                f"{sum(r.requests for r in rows):,}",
-                f"{sum(r.calls for r in rows):,}",
-                f"{sum(r.errors for r in rows):,}",
-                f"{sum(r.input_tokens for r in rows):,}",
-                f"{sum(r.output_tokens for r in rows):,}",
-                f"{sum(r.total_tokens for r in rows):,}",
-                "",
-                f"{sum(r.from_store for r in rows):,}",
-                # Amounts in different currencies are not added: each has a line of its own below.
-                *(
-                    (format_money(*_first(totals, 0)), format_money(*_first(totals, 1)))
-                    if len(totals) == 1
-                    else ("see below", "")
-                ),
-            )
-        )
-    widths = [max(len(line[i]) for line in (header, *body)) for i in range(len(header))]
+        body.append(_total_cells(rows, totals))
+    widths = [max(len(line[i]) for line in (_HEADER, *body)) for i in range(len(_HEADER))]
 
     def render(line: tuple[str, ...]) -> str:
         cells = [line[0].ljust(widths[0])] + [
@@ -200,7 +165,7 @@ def format_summary(rows: list[EndpointUsage]) -> str:
         ]
         return "  " + "  ".join(cells).rstrip()
 
-    lines = [render(line) for line in (header, *body)]
+    lines = [render(line) for line in (_HEADER, *body)]
     if len(totals) > 1:
         for currency, (cost, avoided) in sorted(totals.items()):
             spent, saved = format_money(cost, currency), format_money(avoided, currency)
@@ -212,6 +177,41 @@ def format_summary(rows: list[EndpointUsage]) -> str:
             "output_per_million = ... } in their [endpoints] table)"
         )
     return "\n".join(lines)
+
+
+def _row_cells(row: EndpointUsage) -> tuple[str, ...]:
+    return (
+        row.endpoint,
+        f"{row.requests:,}",
+        f"{row.calls:,}",
+        f"{row.errors:,}",
+        f"{row.input_tokens:,}",
+        f"{row.output_tokens:,}",
+        f"{row.total_tokens:,}",
+        "-" if row.median_latency_ms is None else f"{row.median_latency_ms:,}",
+        f"{row.from_store:,}",
+        _money_cell(row.cost, row.currency, row.requests > 0),
+        _money_cell(row.avoided_cost, row.currency, row.from_store > 0),
+    )
+
+
+def _total_cells(rows: list[EndpointUsage], totals: dict[str, tuple[float, float]]) -> tuple[str, ...]:
+    # Amounts in different currencies are not added: each has a line of its own below the table.
+    money = (
+        (format_money(*_first(totals, 0)), format_money(*_first(totals, 1))) if len(totals) == 1 else ("see below", "")
+    )
+    return (
+        "total",
+        f"{sum(r.requests for r in rows):,}",
+        f"{sum(r.calls for r in rows):,}",
+        f"{sum(r.errors for r in rows):,}",
+        f"{sum(r.input_tokens for r in rows):,}",
+        f"{sum(r.output_tokens for r in rows):,}",
+        f"{sum(r.total_tokens for r in rows):,}",
+        "",
+        f"{sum(r.from_store for r in rows):,}",
+        *money,
+    )
 
 
 def _money_cell(amount: float | None, currency: str | None, used: bool) -> str:

@@ -8,13 +8,16 @@ Spark's traffic (``spark.network.crypto.enabled`` or ``spark.ssl.enabled``) the 
 A Spark listener (a py4j callback implementing ``SparkListenerInterface``) tells it which task attempts failed,
 so that requests begun by a worker that died with its task are closed as lost (see
 :mod:`aiquery.coordinator.requests`), which running tasks belong to a failed or cancelled job, so that their
-workers send nothing more before Spark kills them (see :mod:`aiquery.coordinator.tasks`), and stops it when the
+workers send nothing more before Spark kills them (see :mod:`aiquery.coordinator.task_kills`), and stops it when the
 application ends.
+
+:func:`progress` (``aiquery.progress(spark)``) reads its counts per query, with Spark's task counts beside them.
 """
 
 from __future__ import annotations
 
 import atexit
+import functools
 import logging
 import threading
 from typing import TYPE_CHECKING, Any
@@ -22,11 +25,14 @@ from typing import TYPE_CHECKING, Any
 from aiquery.config import Settings
 from aiquery.coordinator.server import Coordinator
 from aiquery.coordinator.tls import encryption_wanted, server_context
+from aiquery.spark.progress import stage_tasks, start_notebook_progress
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-__all__ = ["coordinator_for", "running_coordinator"]
+    from aiquery.coordinator.progress import QueryProgress
+
+__all__ = ["coordinator_for", "progress", "running_coordinator"]
 
 logger = logging.getLogger("aiquery.coordinator")
 
@@ -68,8 +74,6 @@ def coordinator_for(spark: SparkSession, settings: Settings) -> Coordinator:
             logger.warning("aiquery: could not add a Spark listener; lost workers' requests close only at exit")
         _coordinators[application] = (coordinator, listener)
         atexit.register(coordinator.stop)
-        from aiquery.spark.progress import start_notebook_progress
-
         start_notebook_progress(coordinator, context)
         return coordinator
 
@@ -79,6 +83,18 @@ def running_coordinator(spark: SparkSession) -> Coordinator | None:
     with _lock:
         entry = _coordinators.get(str(spark.sparkContext.applicationId))
     return entry[0] if entry is not None and entry[0].running else None
+
+
+def progress(spark: SparkSession) -> list[QueryProgress]:
+    """Where each recent ``ai_query`` query of ``spark``'s application stands (see :class:`QueryProgress`).
+
+    Rows answered and failed, requests and their rate, the share answered 429, tokens, and the ETA from Spark's
+    task counts, per query (its query tag, or its SQL execution id), the most recently active first.
+    """
+    coordinator = running_coordinator(spark)
+    if coordinator is None:
+        return []
+    return coordinator.progress(functools.partial(stage_tasks, spark.sparkContext))
 
 
 class _Listener:
@@ -115,7 +131,7 @@ class _Listener:
 
     def onJobEnd(self, event: Any) -> None:
         # A failed or cancelled job's running tasks are being killed: their workers must stop sending now (see
-        # aiquery.coordinator.tasks). JobResult is JobSucceeded (a case object) or JobFailed(exception).
+        # aiquery.coordinator.task_kills). JobResult is JobSucceeded (a case object) or JobFailed(exception).
         try:
             failed = str(event.jobResult().toString()) != "JobSucceeded"
             self.coordinator.killed_tasks.job_ended(int(event.jobId()), failed)

@@ -1,8 +1,9 @@
-"""Live progress of the application's ai_query calls: ``aiquery.progress(spark)`` and the notebook's line.
+"""Spark's side of live progress: task counts from the status tracker, and the notebook's progress line.
 
 The counts come from the coordinator (what workers report with every sync); the task counts, and so the ETA,
 from Spark's status tracker for the stages that ran ai_query. In a Jupyter kernel a long ai_query cell shows one
 progress line per query that updates in place (an IPython display updated by a daemon thread).
+:func:`aiquery.spark.coordination.progress` (``aiquery.progress(spark)``) reads the same counts on demand.
 """
 
 from __future__ import annotations
@@ -14,15 +15,14 @@ import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from aiquery.coordinator.progress import QueryProgress, TaskCounts
+from aiquery.coordinator.progress import TaskCounts
 
 if TYPE_CHECKING:
     from pyspark import SparkContext
-    from pyspark.sql import SparkSession
 
     from aiquery.coordinator.server import Coordinator
 
-__all__ = ["NotebookProgress", "progress", "stage_tasks"]
+__all__ = ["NotebookProgress", "stage_tasks", "start_notebook_progress"]
 
 logger = logging.getLogger("aiquery.spark")
 
@@ -42,16 +42,6 @@ def stage_tasks(context: SparkContext, stages: Iterable[int]) -> TaskCounts:
             running += stage.numActiveTasks
             total += stage.numTasks
     return TaskCounts(done, running, total)
-
-
-def progress(spark: SparkSession) -> list[QueryProgress]:
-    """Where each recent ai_query query of ``spark``'s application stands, the most recently active first."""
-    from aiquery.spark.coordination import running_coordinator
-
-    coordinator = running_coordinator(spark)
-    if coordinator is None:
-        return []
-    return coordinator.progress(functools.partial(stage_tasks, spark.sparkContext))
 
 
 class NotebookProgress:

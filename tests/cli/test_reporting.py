@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from aiquery.jobs.runner import JobResult, describe_error, format_rows, new_query_tag, report
 from aiquery.jobs.script import Statement
+from aiquery.jobs.statements import JobResult, describe_error, format_rows, new_query_tag, report
 from aiquery.jobs.summary import EndpointUsage, format_summary
 
 # Shapes of the errors spark.sql raises, as seen from PySpark 4.2 (trimmed).

@@ -114,7 +114,7 @@ def test_embedding_base64_encoding(post: Any) -> None:
 
 
 def test_loose_answers_wrap_structured_output_in_words() -> None:
-    from aiquery.gateway.answers import Ask, compose_reply
+    from aiquery.gateway.canned_answers import Ask, compose_reply
     from aiquery.gateway.settings import GatewayConfig
 
     label = {"type": "object", "properties": {"label": {"type": "string", "enum": ["urgent", "later"]}}}

@@ -11,9 +11,10 @@ import pytest
 from ledgers import own_ledger_settings
 
 import aiquery
-from aiquery.jobs.estimate import JobEstimate, plan_statement
-from aiquery.jobs.runner import run_statements
+from aiquery.jobs.estimate import JobEstimate
+from aiquery.jobs.estimate_run import plan_statement
 from aiquery.jobs.script import prepare_job
+from aiquery.jobs.statements import run_statements
 
 pytestmark = pytest.mark.spark
 

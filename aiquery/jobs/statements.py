@@ -137,13 +137,15 @@ def run_statements(
     Returns:
         The outcome; it never raises for a failing statement.
     """
-    from aiquery import flush_usage
+    # Imported here, not above: the command line starts (and checks a job file) without the Spark layer.
     from aiquery.spark.coordination import running_coordinator
     from aiquery.spark.registry import ledger_for
 
     ledger: Any = ledger_for(spark)
     coordinator = running_coordinator(spark)
-    usage = functools.partial(coordinator_counts, coordinator, query_tag) if coordinator is not None else None
+    run = _StatementRun(
+        spark, query_tag, len(statements), coordinator, out, progress, show_rows, progress_interval, indent
+    )
     context = spark.sparkContext
     previous_tag = context.getLocalProperty(QUERY_TAG_PROPERTY)
     context.setLocalProperty(QUERY_TAG_PROPERTY, query_tag)
@@ -151,39 +153,8 @@ def run_statements(
     started = time.monotonic()
     try:
         for statement in statements:
-            label = f"{indent}statement {statement.number}/{len(statements)}"
-            out.write(f"{indent}[{statement.number}/{len(statements)}] line {statement.line}: {statement.first_line}\n")
-            out.flush()
-            group = f"{query_tag}#{statement.number}"
-            context.setJobGroup(group, f"aiquery {query_tag}: {statement.describe()}")
-            frame: DataFrame | None = None
-            try:
-                with ProgressReporter(
-                    label,
-                    usage=usage,
-                    tasks=functools.partial(spark_tasks, context, group),
-                    stream=progress,
-                    interval=progress_interval,
-                ):
-                    frame = spark.sql(statement.sql)
-                    rows = frame.limit(show_rows + 1).collect() if show_rows > 0 and frame.columns else []
-            except (Exception, KeyboardInterrupt) as error:  # any failure ends the job, reported, not raised
-                result.failed = statement
-                if isinstance(error, KeyboardInterrupt) or INTERRUPTED.is_set():
-                    # Ctrl-C (see jobs.session.plain_ctrl_c), raised here or surfacing as the cancelled job's error.
-                    result.interrupted = True
-                    result.error = "interrupted (Ctrl-C); its Spark jobs were cancelled"
-                else:
-                    result.error = describe_error(error)
-                # Either way the statement's other tasks are cut off, with requests in flight: those are failed
-                # requests of this job too. Their usage is ingested below once the tasks are gone (a killed
-                # worker's requests are closed as lost then); without this wait, a failed statement's summary missed the
-                # requests of the partitions still running when it failed, and the ledger got them later.
-                context.cancelJobGroup(group)
-                _wait_until_settled(context, coordinator, CANCEL_WAIT_S)
+            if not run.statement(statement, result):
                 break
-            if rows:
-                out.write(textwrap.indent(format_rows(frame.columns, rows, show_rows), indent) + "\n")
             result.completed += 1
     finally:
         result.seconds = time.monotonic() - started
@@ -194,12 +165,71 @@ def run_statements(
     if coordinator is not None:
         result.cap = coordinator.cap_state()
     if ledger is not None:
-        try:
-            flush_usage(spark)
-            result.usage = usage_summary(spark, ledger.table, query_tag)
-        except Exception as error:  # the job's own outcome matters more than its bill; say why there is none
-            result.notes.append(f"usage summary unavailable: {describe_error(error)}")
+        _add_usage(spark, ledger.table, result)
     return result
+
+
+def _add_usage(spark: SparkSession, table: str, result: JobResult) -> None:
+    """Flush the usage ledger and put the run's totals in ``result`` (or a note on why there are none)."""
+    from aiquery.spark.flush import flush_usage
+
+    try:
+        flush_usage(spark)
+        result.usage = usage_summary(spark, table, result.query_tag)
+    except Exception as error:  # the job's own outcome matters more than its bill; say why there is none
+        result.notes.append(f"usage summary unavailable: {describe_error(error)}")
+
+
+@dataclass
+class _StatementRun:
+    """What every statement of one run shares: the session, the tag, the coordinator and where output goes."""
+
+    spark: SparkSession
+    query_tag: str
+    count: int
+    coordinator: Any
+    out: IO[str]
+    progress: IO[str]
+    show_rows: int
+    progress_interval: float
+    indent: str
+
+    def statement(self, statement: Statement, result: JobResult) -> bool:
+        """Run one statement and print its first rows; False when it failed (``result`` then says why)."""
+        out, indent, context = self.out, self.indent, self.spark.sparkContext
+        out.write(f"{indent}[{statement.number}/{self.count}] line {statement.line}: {statement.first_line}\n")
+        out.flush()
+        group = f"{self.query_tag}#{statement.number}"
+        context.setJobGroup(group, f"aiquery {self.query_tag}: {statement.describe()}")
+        coordinator = self.coordinator
+        usage = functools.partial(coordinator_counts, coordinator, self.query_tag) if coordinator is not None else None
+        try:
+            with ProgressReporter(
+                f"{indent}statement {statement.number}/{self.count}",
+                usage=usage,
+                tasks=functools.partial(spark_tasks, context, group),
+                stream=self.progress,
+                interval=self.progress_interval,
+            ):
+                frame: DataFrame = self.spark.sql(statement.sql)
+                rows = frame.limit(self.show_rows + 1).collect() if self.show_rows > 0 and frame.columns else []
+        except (Exception, KeyboardInterrupt) as error:  # any failure ends the job, reported, not raised
+            result.failed = statement
+            if isinstance(error, KeyboardInterrupt) or INTERRUPTED.is_set():
+                # Ctrl-C (see jobs.session.plain_ctrl_c), raised here or surfacing as the cancelled job's error.
+                result.interrupted = True
+                result.error = "interrupted (Ctrl-C); its Spark jobs were cancelled"
+            else:
+                result.error = describe_error(error)
+            # Either way the statement's other tasks are cut off, with requests in flight: those are failed
+            # requests of this job too, and belong in its summary. Their usage is ingested once the tasks are gone
+            # (a killed worker's requests are closed as lost then).
+            context.cancelJobGroup(group)
+            _wait_until_settled(context, coordinator, CANCEL_WAIT_S)
+            return False
+        if rows:
+            out.write(textwrap.indent(format_rows(frame.columns, rows, self.show_rows), indent) + "\n")
+        return True
 
 
 def format_cap(cap: dict[str, Any]) -> str:
@@ -247,7 +277,7 @@ def _wait_until_settled(context: Any, coordinator: Any, timeout: float) -> None:
     # (spark.python.task.killTimeout, 2 s by default). Wait for the tasks to end, then for every request begun to
     # end: a Spark task can be reported killed while its Python worker, still connected, waits for the answers to
     # requests it sent before the cancel (their end records come a moment later), or the coordinator closes them
-    # as lost once their worker is gone. Waiting only for the tasks missed those records in about 2 of 7 runs.
+    # as lost once their worker is gone. Waiting only for the tasks would miss those records.
     deadline = time.monotonic() + timeout
     tracker = context._jsc.sc().statusTracker()
     while time.monotonic() < deadline:
