@@ -7,7 +7,7 @@ ledger's spool directory, which ingestion moves into Delta), the requests in fli
 own event-loop thread; every frame is handled synchronously there, without a coroutine per frame, except the
 answer store's lookups: those run off the loop (:mod:`aiquery.store.guarded`), and a sync that asks the store is
 answered when the store answers or its deadline passes. The answer stores and who is sending which request now
-are :mod:`.answers`.
+are :mod:`.answer_waits`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
 from aiquery.config import Secret
-from aiquery.coordinator.answers import AnswerDesk, Consultation
+from aiquery.coordinator.answer_waits import AnswerDesk, Consultation
 from aiquery.coordinator.budgets import Budgets
 from aiquery.coordinator.cap import CapSetting
 from aiquery.coordinator.cap_book import CapBook
@@ -40,7 +40,7 @@ from aiquery.coordinator.protocol import (
     new_secret,
 )
 from aiquery.coordinator.requests import InFlight
-from aiquery.coordinator.tasks import KilledTasks
+from aiquery.coordinator.task_kills import KilledTasks
 from aiquery.engine.governor import add_sample
 from aiquery.engine.loop import LoopThread
 from aiquery.store.guarded import GuardedStore

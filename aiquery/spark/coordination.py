@@ -8,7 +8,7 @@ Spark's traffic (``spark.network.crypto.enabled`` or ``spark.ssl.enabled``) the 
 A Spark listener (a py4j callback implementing ``SparkListenerInterface``) tells it which task attempts failed,
 so that requests begun by a worker that died with its task are closed as lost (see
 :mod:`aiquery.coordinator.requests`), which running tasks belong to a failed or cancelled job, so that their
-workers send nothing more before Spark kills them (see :mod:`aiquery.coordinator.tasks`), and stops it when the
+workers send nothing more before Spark kills them (see :mod:`aiquery.coordinator.task_kills`), and stops it when the
 application ends.
 """
 
@@ -115,7 +115,7 @@ class _Listener:
 
     def onJobEnd(self, event: Any) -> None:
         # A failed or cancelled job's running tasks are being killed: their workers must stop sending now (see
-        # aiquery.coordinator.tasks). JobResult is JobSucceeded (a case object) or JobFailed(exception).
+        # aiquery.coordinator.task_kills). JobResult is JobSucceeded (a case object) or JobFailed(exception).
         try:
             failed = str(event.jobResult().toString()) != "JobSucceeded"
             self.coordinator.killed_tasks.job_ended(int(event.jobId()), failed)
