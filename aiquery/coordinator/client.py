@@ -40,7 +40,6 @@ from aiquery.coordinator.answer_waits import AnswerWaits
 from aiquery.coordinator.driver_watch import DriverWatch
 from aiquery.coordinator.journaling import failed_future, journaling_for
 from aiquery.coordinator.link import Batch, Reply
-from aiquery.coordinator.local_journal import local_journal_dir
 from aiquery.coordinator.progress import ProgressReport
 from aiquery.coordinator.protocol import CoordinatorAddress
 from aiquery.coordinator.shares import EndpointShare, EndpointShares
@@ -50,7 +49,7 @@ from aiquery.engine.governor import Admission, CapClaim, EndpointLimits, Sending
 from aiquery.store.base import StoredAnswer
 from aiquery.usage.record import UsageRecord
 
-__all__ = ["CoordinatorClient", "local_journal_dir"]
+__all__ = ["CoordinatorClient"]
 
 logger = logging.getLogger("aiquery.coordinator")
 

@@ -284,8 +284,12 @@ class Coordinator:
 
     def application_cap(self) -> CapSetting:
         """The application's cap (empty when it has none). Thread-safe."""
-        cap = self._on_loop(lambda: self.caps.application)
-        return cap.setting if cap is not None else CapSetting()
+
+        def read() -> CapSetting:
+            cap = self.caps.application
+            return cap.setting if cap is not None else CapSetting()
+
+        return self._on_loop(read)
 
     def cap_state(self) -> dict[str, Any] | None:
         """Where the spending caps stand (see :meth:`CapBook.snapshot`; thread-safe), or None without a cap."""
