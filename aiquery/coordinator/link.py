@@ -3,8 +3,8 @@
 :class:`Link` opens the connection (TLS checked against the query plan's fingerprint before any frame is read or
 written, the secret proved both ways in the handshake of :mod:`.handshake`), numbers each request and matches
 its reply, and gives up on a reply that does not come. :class:`Batch` is what the next sync carries and
-:class:`Reply` what comes back; the client decides what goes into a batch and what to do when the connection is
-lost. A worker sends its next sync (or next part of a local journal's delivery) once the last one is
+:class:`Reply` what comes back; :class:`~.syncs.SyncChannel` decides when a batch goes and what to do when the
+connection is lost. A worker sends its next sync (or next part of a local journal's delivery) once the last one is
 answered, so a slow coordinator makes it wait rather than buffer.
 """
 
@@ -51,6 +51,7 @@ class Batch:
         "lookups",
         "owners",
         "releases",
+        "spend",
         "tasks",
         "wanted",
         "withdrawn",
@@ -81,6 +82,9 @@ class Batch:
         self.answers: list[str] = []
         """Answers for the store, as ``<fingerprint>\t<encoded answer>\n`` lines."""
         self.releases: list[str] = []
+        self.spend: dict[str, Any] = {}
+        """What requests ended since the last sync spent, as this sync reports it (reported again should the sync
+        fail)."""
         self.wanted = False
         self.future: asyncio.Future[Reply] = loop.create_future()
 

@@ -134,7 +134,7 @@ class LocalJournal:
         for path in sorted(spool.glob("usage-*.json")):
             # The folder is the machine's, shared by the application's workers on it: each file is delivered by
             # the one that claims it (an atomic rename), or the driver would get it twice under two worker ids and
-            # keep both (measured: 8 records twice in the ledger after a listener stop).
+            # keep both: the same records twice in the ledger.
             claimed = path.with_name(f"{path.name}.{os.getpid()}.delivering")
             try:
                 os.rename(path, claimed)

@@ -69,7 +69,7 @@ class CoordinatorAddress:
     same_machine: bool = False
     """The workers run on the driver's machine (a local master): they journal their requests straight into the
     driver's usage spool directory, which is as safe as the driver's acknowledgement and costs no round trip
-    (see :mod:`aiquery.coordinator.client`)."""
+    (see :mod:`aiquery.coordinator.journaling`)."""
     driver_pid: int = 0
     """The driver's process id when ``same_machine`` (0 otherwise): a worker that loses its connection checks
     whether the driver is gone, and then sends nothing more (nobody is left to take the answers)."""

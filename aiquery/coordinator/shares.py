@@ -18,7 +18,7 @@ from aiquery.engine.learned_rate import LearnedRate
 from aiquery.engine.limiter import PacedBudget
 
 if TYPE_CHECKING:
-    from aiquery.coordinator.client import CoordinatorClient
+    from aiquery.coordinator.syncs import SyncChannel
 
 __all__ = ["EndpointShare", "EndpointShares", "budget_key"]
 
@@ -30,8 +30,8 @@ class _Pace:
     One budget object whatever sets its rate, so that requests already queued on it follow a new rate at once.
     """
 
-    def __init__(self, client: CoordinatorClient, clock: Callable[[], float]) -> None:
-        self._client = client
+    def __init__(self, syncs: SyncChannel, clock: Callable[[], float]) -> None:
+        self._syncs = syncs
         self.local = LearnedRate(clock=clock)
         self.lease: float | None = None
         self._paced = PacedBudget(1.0, burst=1.0, clock=clock, fixed=False)
@@ -46,7 +46,7 @@ class _Pace:
 
     def follow(self) -> None:
         """Set the budget's rate from the lease, else from this worker's own pace (see the class docstring)."""
-        rate = self.lease if self._client.connected and self.lease is not None else None
+        rate = self.lease if self._syncs.connected and self.lease is not None else None
         if rate is None and self.local.budget is not None:
             # Until the coordinator has a pace to lease, this worker's own: a burst of 429s stops it at once,
             # without waiting for the round trip.
@@ -75,14 +75,14 @@ class _Pace:
 class EndpointShare:
     """One endpoint's limits in this worker and what the client reports about it."""
 
-    def __init__(self, endpoint: Endpoint, share: float, client: CoordinatorClient, clock: Callable[[], float]) -> None:
+    def __init__(self, endpoint: Endpoint, share: float, syncs: SyncChannel, clock: Callable[[], float]) -> None:
         self.key = budget_key(endpoint)
         self.endpoint = endpoint
         self.share = share
         self._clock = clock
         requests = PacedBudget(1.0, clock=clock, fixed=False) if endpoint.requests_per_minute else None
         tokens = PacedBudget(1.0, clock=clock, fixed=False) if endpoint.tokens_per_minute else None
-        self.pace = _Pace(client, clock) if requests is None else None
+        self.pace = _Pace(syncs, clock) if requests is None else None
         self.limits = EndpointLimits(concurrency_for(endpoint, clock), requests, tokens, self.pace)
         self.reported_idle = True
         self.static()
@@ -130,8 +130,8 @@ class EndpointShare:
 class EndpointShares:
     """This worker's :class:`EndpointShare` of every endpoint it calls, by budget key."""
 
-    def __init__(self, client: CoordinatorClient, clock: Callable[[], float]) -> None:
-        self._client = client
+    def __init__(self, syncs: SyncChannel, clock: Callable[[], float]) -> None:
+        self._syncs = syncs
         self._clock = clock
         self._entries: dict[str, EndpointShare] = {}
 
@@ -139,7 +139,7 @@ class EndpointShares:
         key = budget_key(endpoint)
         entry = self._entries.get(key)
         if entry is None:
-            entry = self._entries[key] = EndpointShare(endpoint, share, self._client, self._clock)
+            entry = self._entries[key] = EndpointShare(endpoint, share, self._syncs, self._clock)
         return entry
 
     def __getitem__(self, endpoint: Endpoint) -> EndpointShare:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from aiquery.coordinator.answers import REPLY_ANSWER_BYTES, AnswerDesk
+from aiquery.coordinator.answer_waits import REPLY_ANSWER_BYTES, AnswerDesk
 from aiquery.coordinator.protocol import MAX_PAYLOAD_BYTES
 from aiquery.store.base import StoredAnswer
 from aiquery.store.disk import DiskStore

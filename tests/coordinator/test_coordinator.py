@@ -24,7 +24,7 @@ from coordinator_helpers import (
     wait_for,
 )
 
-from aiquery.coordinator.client import local_journal_dir
+from aiquery.coordinator.local_journal import local_journal_dir
 from aiquery.coordinator.protocol import FrameReader, encode_frame
 from aiquery.coordinator.server import Coordinator
 from aiquery.coordinator.tls import server_context

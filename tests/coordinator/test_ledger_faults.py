@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from coordinator_helpers import Worker, journaled, journaled_ids_match_the_emulator, site_for, wait_for
 
-from aiquery.coordinator.client import local_journal_dir
+from aiquery.coordinator.local_journal import local_journal_dir
 from aiquery.coordinator.server import Coordinator
 
 

@@ -10,7 +10,7 @@ from aiquery.config import Secret
 from aiquery.coordinator.budgets import LEASE_S, MIN_SHARE, Budgets
 from aiquery.coordinator.handshake import coordinator_proof, proven, worker_proof
 from aiquery.coordinator.protocol import FrameReader, ProtocolError, encode_frame, new_secret
-from aiquery.coordinator.tasks import KilledTasks
+from aiquery.coordinator.task_kills import KilledTasks
 
 
 def test_frames_survive_any_split_of_the_stream() -> None:

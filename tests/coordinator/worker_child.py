@@ -33,7 +33,7 @@ async def main() -> None:
     settings = Settings(host=url, environ={"DATABRICKS_TOKEN": token}).with_endpoint("child-chat", api="chat")
     site = CallSite(endpoint=settings.endpoint("child-chat"))
     running = asyncio.ensure_future(engine.run(site, [f"slow {i}" for i in range(int(count))]))
-    while engine.busy_calls < int(count) or client._batch or client._sending:  # noqa: ASYNC110 - polls another task's state
+    while engine.busy_calls < int(count) or client.syncs.pending:  # noqa: ASYNC110 - polls another task's state
         await asyncio.sleep(0.05)
     await asyncio.sleep(0.3)
     print("sent", flush=True)

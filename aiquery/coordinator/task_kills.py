@@ -3,8 +3,8 @@
 When a job fails or is cancelled, Spark kills the running tasks of its stages (those no other active job
 needs); a task's Python worker is killed ``spark.python.task.killTimeout`` (2 s) after the interrupt and learns
 nothing until then. A request begun on the driver and not yet sent when the worker dies would be closed as lost
-(see :mod:`.requests`): a ledger row for a request no endpoint received (measured: 2-4 such rows per cancelled
-job on a loaded machine). So the driver refuses the begin records of a task being killed, and the worker sends
+(see :mod:`.requests`): a ledger row for a request no endpoint received, a few per cancelled job on a loaded
+machine. So the driver refuses the begin records of a task being killed, and the worker sends
 nothing more for it; its requests already sent run on and are recorded as usual.
 
 Fed by the Spark listener (jobs, their stages, task starts and ends); read by the coordinator's syncs.

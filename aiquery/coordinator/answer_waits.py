@@ -1,4 +1,4 @@
-"""The application's answer stores, and which worker is sending which request right now.
+"""The application's answer stores, which worker is sending which request right now, and who waits for it.
 
 A worker admitting a chunk looks its fingerprints up. Each fingerprint nobody is sending is *claimed* by that
 worker at once, then looked up in the store: the store's answers come back (their claims released), the rest
@@ -12,18 +12,23 @@ itself). A worker that disconnects loses its claims at once, so its waiters take
 Answers cross the driver as the text the workers encoded. One reply carries at most
 :data:`REPLY_ANSWER_BYTES` of them, so it always fits one frame: answers found beyond that wait for the
 worker's next sync, and an answer larger than that is never stored.
+
+:class:`AnswerDesk` is the driver's side; :class:`AnswerWaits` a worker's, its calls waiting for another
+worker's answer.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from aiquery.coordinator.protocol import MAX_PAYLOAD_BYTES
+from aiquery.store.base import StoredAnswer
 from aiquery.store.guarded import GuardedStore
 
-__all__ = ["REPLY_ANSWER_BYTES", "AnswerDesk", "Consultation"]
+__all__ = ["REPLY_ANSWER_BYTES", "AnswerDesk", "AnswerWaits", "Consultation"]
 
 REPLY_ANSWER_BYTES = MAX_PAYLOAD_BYTES // 2
 """Bytes of answers one reply carries at most (half a frame: room for the framing and the rest of the reply)."""
@@ -195,3 +200,46 @@ def _within_budget(found: dict[str, str]) -> tuple[dict[str, str], set[str]]:
         carried[fingerprint] = text
         size += line
     return carried, left
+
+
+class AnswerWaits:
+    """A worker's calls that wait for another worker's request to be answered, by fingerprint. Used on the
+    engine's event loop; each sync asks the driver about them."""
+
+    def __init__(self) -> None:
+        self._futures: dict[str, asyncio.Future[StoredAnswer | None]] = {}
+
+    @property
+    def fingerprints(self) -> Collection[str]:
+        return self._futures.keys()
+
+    def __bool__(self) -> bool:
+        return bool(self._futures)
+
+    def wait(self, fingerprint: str, connected: bool) -> asyncio.Future[StoredAnswer | None]:
+        """The answer's future; None at once when cut off from the driver (no store to wait on: send it)."""
+        future = self._futures.get(fingerprint)
+        if future is None:
+            future = self._futures[fingerprint] = asyncio.get_running_loop().create_future()
+            if not connected:
+                future.set_result(None)
+                del self._futures[fingerprint]
+        return future
+
+    def resolve(self, hits: Mapping[str, StoredAnswer], owned: Iterable[str]) -> None:
+        """A sync's reply: a waiting call gets its answer (``hits``), or is told to send the request itself
+        (``owned``: the worker sending it failed, or is gone)."""
+        mine = set(owned)
+        for key in list(self._futures):
+            answer = hits.get(key)
+            if answer is not None or key in mine:
+                future = self._futures.pop(key)
+                if not future.done():
+                    future.set_result(answer)
+
+    def release_all(self) -> None:
+        """Cut off from the driver: every waiting call sends its own request."""
+        futures, self._futures = self._futures, {}
+        for future in futures.values():
+            if not future.done():
+                future.set_result(None)
