@@ -46,12 +46,19 @@ def gateway(gateway_session: Any) -> Any:
 
 
 @pytest.fixture(scope="session")
-def spark() -> Iterator[Any]:
-    """One local[2] Spark session with Delta for the whole run."""
+def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One local[2] Spark session with Delta for the whole run (one per worker when pytest-xdist runs several)."""
+    import fcntl
+
     from aiquery.spark.session import local_spark
 
-    # The coordinator listens where the workers reach the driver: loopback only, as every server in the tests.
-    session = local_spark(app_name="aiquery-tests", extra_conf={"spark.driver.host": "127.0.0.1"})
+    # Under pytest-xdist the workers start their sessions together; on a fresh machine each would download the
+    # Delta JARs into the same ~/.ivy2 at once. The first start holds a lock in the run's shared temporary folder
+    # (the workers' folders are its children), so the others find the JARs cached.
+    with open(tmp_path_factory.getbasetemp().parent / "aiquery-spark-start.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        # The coordinator listens where the workers reach the driver: loopback only, as every server in the tests.
+        session = local_spark(app_name="aiquery-tests", extra_conf={"spark.driver.host": "127.0.0.1"})
     yield session
     session.stop()
 
@@ -134,3 +141,28 @@ def expected_spark(request: pytest.FixtureRequest) -> None:
         assert pyspark_version == EXPECTED_SPARK, f"the {side} imports pyspark {pyspark_version}"
         assert prefix == sys.prefix, f"the {side} runs the Python of {prefix}, not {sys.prefix}"
         assert Path(package).is_relative_to(prefix), f"the {side} imports aiquery from {package}, not the wheel"
+
+
+# Test files whose tests share a machine-wide resource, so that pytest-xdist runs them in one worker, one after the
+# other: a standalone worker without its own --work-dir writes executor folders under SPARK_HOME/work, named after
+# an application id that two masters started in the same second can both hand out.
+_SHARED_GROUPS = {"tests/cluster/": "standalone-cluster"}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Order the run for pytest-xdist (scripts/test runs ``-n 3 --dist loadgroup --no-loadscope-reorder``).
+
+    Each test file is one unit of work (an ``xdist_group`` of its own, or the group of ``_SHARED_GROUPS``), so its
+    module fixtures are built once and its tests run in their usual order in one worker. Files holding a test
+    marked ``slow`` come first: started last, one of them would leave the other workers idle at the end. The
+    order of the files within each half, and of the tests within each file, stays the collection order.
+    Without xdist only the order of the files changes.
+    """
+    root = config.rootpath
+    slow_files = {item.path for item in items if item.get_closest_marker("slow") is not None}
+    items.sort(key=lambda item: item.path not in slow_files)
+    for item in items:
+        relative = item.path.relative_to(root).as_posix() if item.path.is_relative_to(root) else str(item.path)
+        group = next((name for prefix, name in _SHARED_GROUPS.items() if relative.startswith(prefix)), relative)
+        item.add_marker(pytest.mark.xdist_group(group))
