@@ -143,26 +143,31 @@ def expected_spark(request: pytest.FixtureRequest) -> None:
         assert Path(package).is_relative_to(prefix), f"the {side} imports aiquery from {package}, not the wheel"
 
 
+
 # Test files whose tests share a machine-wide resource, so that pytest-xdist runs them in one worker, one after the
 # other: a standalone worker without its own --work-dir writes executor folders under SPARK_HOME/work, named after
 # an application id that two masters started in the same second can both hand out.
-_SHARED_GROUPS = {"tests/cluster/": "standalone-cluster"}
+_SHARED_UNITS = {"tests/cluster/": "tests/cluster/"}
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Order the run for pytest-xdist (scripts/test runs ``-n 3 --dist loadgroup --no-loadscope-reorder``).
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """pytest-xdist's unit of work (scripts/test runs ``-n 3 --dist loadfile --no-loadscope-reorder``): a test file,
+    or the folder of ``_SHARED_UNITS``; so a file's module fixtures are built once, its tests run in their usual
+    order in one worker, and the units go out in the order of ``pytest_collection_modifyitems``."""
+    from xdist.scheduler import LoadScopeScheduling
 
-    Each test file is one unit of work (an ``xdist_group`` of its own, or the group of ``_SHARED_GROUPS``), so its
-    module fixtures are built once and its tests run in their usual order in one worker. Files holding a test
-    marked ``slow`` come first: started last, one of them would leave the other workers idle at the end. The
-    order of the files within each half, and of the tests within each file, stays the collection order.
-    Without xdist only the order of the files changes.
-    """
-    root = config.rootpath
+    class FileScheduling(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return next((unit for prefix, unit in _SHARED_UNITS.items() if path.startswith(prefix)), path)
+
+    return FileScheduling(config, log)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Files holding a test marked ``slow`` run first: under pytest-xdist, one of them started last would leave the
+    other workers idle at the end. The order of the files within each half, and of the tests within each file,
+    stays the collection order."""
     slow_files = {item.path for item in items if item.get_closest_marker("slow") is not None}
     items.sort(key=lambda item: item.path not in slow_files)
-    for item in items:
-        relative = item.path.relative_to(root).as_posix() if item.path.is_relative_to(root) else str(item.path)
-        group = next((name for prefix, name in _SHARED_GROUPS.items() if relative.startswith(prefix)), relative)
-        item.add_marker(pytest.mark.xdist_group(group))
