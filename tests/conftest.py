@@ -53,12 +53,19 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     from aiquery.spark.session import local_spark
 
     # Under pytest-xdist the workers start their sessions together; on a fresh machine each would download the
-    # Delta JARs into the same ~/.ivy2 at once. The first start holds a lock in the run's shared temporary folder
-    # (the workers' folders are its children), so the others find the JARs cached.
-    with open(tmp_path_factory.getbasetemp().parent / "aiquery-spark-start.lock", "w") as lock:
+    # Delta JARs into the same ~/.ivy2 at once. The run's first start holds a lock in the run's shared temporary
+    # folder (the workers' folders are its children) and then marks the file; the later ones wait for it only,
+    # find the JARs cached and start side by side.
+    with open(tmp_path_factory.getbasetemp().parent / "aiquery-spark-start.lock", "a+") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        lock.seek(0)
+        first = lock.read() == ""
+        if not first:
+            fcntl.flock(lock, fcntl.LOCK_UN)
         # The coordinator listens where the workers reach the driver: loopback only, as every server in the tests.
         session = local_spark(app_name="aiquery-tests", extra_conf={"spark.driver.host": "127.0.0.1"})
+        if first:
+            lock.write("started\n")
     yield session
     session.stop()
 
