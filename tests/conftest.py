@@ -46,12 +46,26 @@ def gateway(gateway_session: Any) -> Any:
 
 
 @pytest.fixture(scope="session")
-def spark() -> Iterator[Any]:
-    """One local[2] Spark session with Delta for the whole run."""
+def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One local[2] Spark session with Delta for the whole run (one per worker when pytest-xdist runs several)."""
+    import fcntl
+
     from aiquery.spark.session import local_spark
 
-    # The coordinator listens where the workers reach the driver: loopback only, as every server in the tests.
-    session = local_spark(app_name="aiquery-tests", extra_conf={"spark.driver.host": "127.0.0.1"})
+    # Under pytest-xdist the workers start their sessions together; on a fresh machine each would download the
+    # Delta JARs into the same ~/.ivy2 at once. The run's first start holds a lock in the run's shared temporary
+    # folder (the workers' folders are its children) and then marks the file; the later ones wait for it only,
+    # find the JARs cached and start side by side.
+    with open(tmp_path_factory.getbasetemp().parent / "aiquery-spark-start.lock", "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        lock.seek(0)
+        first = lock.read() == ""
+        if not first:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+        # The coordinator listens where the workers reach the driver: loopback only, as every server in the tests.
+        session = local_spark(app_name="aiquery-tests", extra_conf={"spark.driver.host": "127.0.0.1"})
+        if first:
+            lock.write("started\n")
     yield session
     session.stop()
 
@@ -134,3 +148,33 @@ def expected_spark(request: pytest.FixtureRequest) -> None:
         assert pyspark_version == EXPECTED_SPARK, f"the {side} imports pyspark {pyspark_version}"
         assert prefix == sys.prefix, f"the {side} runs the Python of {prefix}, not {sys.prefix}"
         assert Path(package).is_relative_to(prefix), f"the {side} imports aiquery from {package}, not the wheel"
+
+
+
+# Test files whose tests share a machine-wide resource, so that pytest-xdist runs them in one worker, one after the
+# other: a standalone worker without its own --work-dir writes executor folders under SPARK_HOME/work, named after
+# an application id that two masters started in the same second can both hand out.
+_SHARED_UNITS = {"tests/cluster/": "tests/cluster/"}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """pytest-xdist's unit of work (scripts/test runs ``-n 3 --dist loadfile --no-loadscope-reorder``): a test file,
+    or the folder of ``_SHARED_UNITS``; so a file's module fixtures are built once, its tests run in their usual
+    order in one worker, and the units go out in the order of ``pytest_collection_modifyitems``."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FileScheduling(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return next((unit for prefix, unit in _SHARED_UNITS.items() if path.startswith(prefix)), path)
+
+    return FileScheduling(config, log)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Files holding a test marked ``slow`` run first: under pytest-xdist, one of them started last would leave the
+    other workers idle at the end. The order of the files within each half, and of the tests within each file,
+    stays the collection order."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow") is not None}
+    items.sort(key=lambda item: item.path not in slow_files)
