@@ -85,9 +85,9 @@ def test_the_ai_functions_use_databricks_endpoints_unless_functions_names_others
 
 def test_every_registered_function_can_be_given_its_own_endpoint() -> None:
     from aiquery.config import TEXT_FUNCTIONS
-    from aiquery.spark.ai_function_sql import TASK_FUNCTIONS
+    from aiquery.spark.ai_function_sql import AI_FUNCTIONS
 
-    assert set(TASK_FUNCTIONS) == {*TEXT_FUNCTIONS, "ai_similarity"}
+    assert set(AI_FUNCTIONS) == {*TEXT_FUNCTIONS, "ai_similarity"}
 
 
 @pytest.mark.parametrize(

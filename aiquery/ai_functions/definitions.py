@@ -1,6 +1,6 @@
 """What each AI Function asks a chat or embeddings endpoint, built from its literal arguments.
 
-One function per SQL function, each returning the :class:`~aiquery.ai_functions.task.Task` for a call, its
+One function per SQL function, each returning the :class:`~aiquery.ai_functions.call.AIFunctionCall` for a call, its
 arguments checked (:mod:`.arguments`); the JSON forms of ``ai_classify`` and ``ai_extract``, which return
 VARIANT, are in :mod:`.json_forms`.
 """
@@ -14,7 +14,7 @@ from typing import Any
 
 from aiquery.ai_functions.answer_types import SENTIMENTS
 from aiquery.ai_functions.arguments import invalid_argument, require_labels, require_text
-from aiquery.ai_functions.task import Task
+from aiquery.ai_functions.call import AIFunctionCall
 from aiquery.apis.base import ResponseFormat
 from aiquery.errors import ArgumentError
 
@@ -51,8 +51,8 @@ def _enum_format(labels: Sequence[str]) -> ResponseFormat:
     return ResponseFormat(kind="json_schema", name="label", schema=schema, strict=True)
 
 
-def sentiment() -> Task:
-    return Task(
+def sentiment() -> AIFunctionCall:
+    return AIFunctionCall(
         "ai_analyze_sentiment",
         "Classify the sentiment of the text below as exactly one of: positive, negative, neutral, mixed. "
         "Answer with that one word.",
@@ -61,7 +61,7 @@ def sentiment() -> Task:
     )
 
 
-def classify(labels: Sequence[Any]) -> Task:
+def classify(labels: Sequence[Any]) -> AIFunctionCall:
     """``ai_classify(content, ARRAY(...))``.
 
     Raises:
@@ -73,7 +73,7 @@ def classify(labels: Sequence[Any]) -> Task:
     if any(not isinstance(label, str) or not label.strip() for label in labels) or len(set(labels)) != len(labels):
         raise invalid_argument("AI_CLASSIFY_LABELS", "ai_classify's labels must be distinct, non-empty strings.")
     listed = ", ".join(json.dumps(label) for label in labels)
-    return Task(
+    return AIFunctionCall(
         "ai_classify",
         f"Classify the text below into exactly one of these labels: {listed}. Answer with the label only.",
         _enum_format(labels),
@@ -81,7 +81,7 @@ def classify(labels: Sequence[Any]) -> Task:
     )
 
 
-def extract(labels: Sequence[Any]) -> Task:
+def extract(labels: Sequence[Any]) -> AIFunctionCall:
     """``ai_extract(content, ARRAY(...))``: a STRUCT of one STRING field per label."""
     require_labels(labels, "ai_extract", "AI_EXTRACT_LABELS", "ARRAY('person', 'company')")
     schema = {
@@ -91,7 +91,7 @@ def extract(labels: Sequence[Any]) -> Task:
         "additionalProperties": False,
     }
     names = ", ".join(json.dumps(label) for label in labels)
-    return Task(
+    return AIFunctionCall(
         "ai_extract",
         f"Extract from the text below one value for each of these entity types: {names}. Answer with a JSON "
         "object with exactly these keys; use null for an entity that is not in the text.",
@@ -101,7 +101,7 @@ def extract(labels: Sequence[Any]) -> Task:
     )
 
 
-def summarize(max_words: Any = DEFAULT_MAX_WORDS) -> Task:
+def summarize(max_words: Any = DEFAULT_MAX_WORDS) -> AIFunctionCall:
     """``ai_summarize(content[, max_words])``; 0 means no limit.
 
     Raises:
@@ -114,36 +114,38 @@ def summarize(max_words: Any = DEFAULT_MAX_WORDS) -> Task:
             sqlstate="22032",
         )
     limit = f" in at most {max_words} words" if max_words else ""
-    return Task("ai_summarize", f"Summarize the text below{limit}. Answer with the summary only.")
+    return AIFunctionCall("ai_summarize", f"Summarize the text below{limit}. Answer with the summary only.")
 
 
-def translate(to_lang: str) -> Task:
+def translate(to_lang: str) -> AIFunctionCall:
     language = require_text(to_lang, "ai_translate", "to_lang", "AI_TRANSLATE_LANGUAGE", "'es' or 'Spanish'")
-    return Task("ai_translate", f"Translate the text below into {language}. Answer with the translation only.")
+    return AIFunctionCall(
+        "ai_translate", f"Translate the text below into {language}. Answer with the translation only."
+    )
 
 
-def fix_grammar() -> Task:
-    return Task(
+def fix_grammar() -> AIFunctionCall:
+    return AIFunctionCall(
         "ai_fix_grammar",
         "Correct the grammar of the text below, changing nothing else. Answer with the corrected text only.",
     )
 
 
-def mask(labels: Sequence[Any]) -> Task:
+def mask(labels: Sequence[Any]) -> AIFunctionCall:
     require_labels(labels, "ai_mask", "AI_MASK_LABELS", "ARRAY('person', 'email')")
     kinds = ", ".join(labels)
-    return Task(
+    return AIFunctionCall(
         "ai_mask",
         f"Repeat the text below, replacing every piece of information of these types with {MASK}: {kinds}. "
         "Answer with the masked text only.",
     )
 
 
-def gen() -> Task:
-    return Task("ai_gen", "Answer the request below.")
+def gen() -> AIFunctionCall:
+    return AIFunctionCall("ai_gen", "Answer the request below.")
 
 
-def filter_rows(condition: Any) -> Task:
+def filter_rows(condition: Any) -> AIFunctionCall:
     """``ai_filter(content, condition)``: BOOLEAN, whether the condition holds for the content (aiquery's own,
     after Snowflake's AI_FILTER and BigQuery's AI.IF).
 
@@ -151,7 +153,7 @@ def filter_rows(condition: Any) -> Task:
         ArgumentError: the condition is not a non-empty string.
     """
     condition = require_text(condition, "ai_filter", "condition", "AI_FILTER_CONDITION", "'mentions a refund'")
-    return Task(
+    return AIFunctionCall(
         "ai_filter",
         f"Decide whether this condition holds for the text below: {condition}\n"
         "Answer true if it holds and false if it does not.",
@@ -162,9 +164,9 @@ def filter_rows(condition: Any) -> Task:
     )
 
 
-def similarity() -> Task:
+def similarity() -> AIFunctionCall:
     """``ai_similarity(expr1, expr2)``: FLOAT, the cosine of the two texts' embeddings (1.0 for equal texts)."""
-    return Task("ai_similarity", "", result_sql="FLOAT", pairs=True)
+    return AIFunctionCall("ai_similarity", "", result_sql="FLOAT", pairs=True)
 
 
 def cosine(first: Sequence[float], second: Sequence[float]) -> float | None:
@@ -178,10 +180,10 @@ def cosine(first: Sequence[float], second: Sequence[float]) -> float | None:
     return max(-1.0, min(1.0, dot / norms)) if norms else None
 
 
-def aggregate(instruction: Any) -> Task:
+def aggregate(instruction: Any) -> AIFunctionCall:
     """``ai_agg(content, instruction)``: STRING, one answer for all of a group's rows (aiquery's own, after
     Snowflake's AI_AGG and BigQuery's AI.AGG); the instruction must be a non-empty string."""
     instruction = require_text(
         instruction, "ai_agg", "instruction", "AI_AGG_INSTRUCTION", "'Summarize the complaints'"
     )
-    return Task("ai_agg", "", aggregate=instruction)
+    return AIFunctionCall("ai_agg", "", aggregate=instruction)

@@ -12,7 +12,7 @@ from typing import Any
 
 from aiquery.ai_functions.arguments import checked_options, invalid_argument, json_argument
 from aiquery.ai_functions.definitions import MIN_LABELS
-from aiquery.ai_functions.task import Task
+from aiquery.ai_functions.call import AIFunctionCall
 from aiquery.apis.base import ResponseFormat
 from aiquery.errors import ArgumentError
 
@@ -28,7 +28,7 @@ _LABELS_EXAMPLE = '\'["urgent", "not urgent"]\''
 _SCHEMA_EXAMPLE = '\'["person", "company"]\''
 
 
-def classify_json(labels_json: Any, options: Any = None) -> Task:
+def classify_json(labels_json: Any, options: Any = None) -> AIFunctionCall:
     """``ai_classify(content, '["spam", "not spam"]' [, options])``: VARIANT ``{"response": [labels], ...}``.
 
     The labels are a JSON array, or a JSON object mapping each label to its description; the options
@@ -49,7 +49,7 @@ def classify_json(labels_json: Any, options: Any = None) -> Task:
     )
     how = "every label that applies (at least one)" if multilabel == "true" else "exactly one label"
     instruction = f"Classify the text below with {how} from this list:\n{listed}\nAnswer with the label(s) only."
-    return Task(
+    return AIFunctionCall(
         "ai_classify",
         _with_instructions(instruction, settings),
         _labels_format(labels, multilabel=multilabel == "true"),
@@ -101,7 +101,7 @@ def _labels_format(labels: list[str], *, multilabel: bool) -> ResponseFormat:
     return ResponseFormat(kind="json_schema", name=name, schema=schema, strict=True)
 
 
-def extract_json(schema_json: Any, options: Any = None) -> Task:
+def extract_json(schema_json: Any, options: Any = None) -> AIFunctionCall:
     """``ai_extract(content, '["person", "company"]' [, options])``: VARIANT ``{"response": {...}, ...}``.
 
     The schema is a JSON array of field names (each a string), or a JSON object mapping each field to
@@ -135,7 +135,7 @@ def extract_json(schema_json: Any, options: Any = None) -> Task:
     )
     if described:
         instruction += f"\nFields: {described}"
-    return Task(
+    return AIFunctionCall(
         "ai_extract",
         _with_instructions(instruction, settings),
         ResponseFormat(kind="json_schema", name="extraction", schema=schema, strict=True),

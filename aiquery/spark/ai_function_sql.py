@@ -19,22 +19,22 @@ from typing import Any
 
 from aiquery.ai_functions import definitions as tasks
 from aiquery.ai_functions import json_forms
-from aiquery.ai_functions.task import Task
+from aiquery.ai_functions.call import AIFunctionCall
 from aiquery.apis import get_adapter
 from aiquery.errors import ArgumentError
 from aiquery.spark.builder import AIQueryBuilder, require_string
 from aiquery.spark.call_context import SparkContextInfo
 from aiquery.spark.versions import VARIANT, require_spark
 
-__all__ = ["TASK_FUNCTIONS", "TaskBuilder"]
+__all__ = ["AI_FUNCTIONS", "AIFunctionBuilder"]
 
-JSON_FORMS: dict[str, Callable[..., Task]] = {
+JSON_FORMS: dict[str, Callable[..., AIFunctionCall]] = {
     "ai_classify": json_forms.classify_json,
     "ai_extract": json_forms.extract_json,
 }
 """The functions whose second argument may be a JSON STRING instead of an ARRAY: they then return VARIANT."""
 
-TASK_FUNCTIONS: dict[str, tuple[tuple[str, ...], int, Callable[..., Task]]] = {
+AI_FUNCTIONS: dict[str, tuple[tuple[str, ...], int, Callable[..., AIFunctionCall]]] = {
     # name: (parameters, how many are required, the task for the literal arguments)
     "ai_agg": (("content", "instruction"), 2, tasks.aggregate),
     "ai_analyze_sentiment": (("content",), 1, tasks.sentiment),
@@ -50,7 +50,7 @@ TASK_FUNCTIONS: dict[str, tuple[tuple[str, ...], int, Callable[..., Task]]] = {
 }
 
 
-class TaskBuilder(AIQueryBuilder):
+class AIFunctionBuilder(AIQueryBuilder):
     """``scala.Function1[Seq[Expression], Expression]`` building one call of the task function ``name``."""
 
     def __init__(self, info: SparkContextInfo, name: str) -> None:
@@ -58,7 +58,7 @@ class TaskBuilder(AIQueryBuilder):
         self.name = name
 
     def _build(self, expressions: list[Any]) -> Any:
-        parameters, required, make = TASK_FUNCTIONS[self.name]
+        parameters, required, make = AI_FUNCTIONS[self.name]
         if not required <= len(expressions) <= len(parameters):
             count = str(required) if required == len(parameters) else f"{required} or {len(parameters)}"
             raise ArgumentError(
@@ -71,7 +71,7 @@ class TaskBuilder(AIQueryBuilder):
                 require_string(expression, name, self.name)
             task = tasks.similarity()
             plan = self._plan(task, return_type=None, response_format=None)
-            return self._expression(dataclasses.replace(plan, task=task, result_sql="FLOAT"), *expressions)
+            return self._expression(dataclasses.replace(plan, ai_function=task, result_sql="FLOAT"), *expressions)
         content, *literals = expressions
         require_string(content, parameters[0], self.name)
         values = [
@@ -94,7 +94,8 @@ class TaskBuilder(AIQueryBuilder):
         response_format = task.response_format_json()
         return_type = task.result_sql if task.result_sql != "STRING" else None
         plan = self._plan(task, return_type=return_type, response_format=response_format)
-        expression = self._expression(dataclasses.replace(plan, task=task), content, collect=bool(task.aggregate))
+        planned = dataclasses.replace(plan, ai_function=task)
+        expression = self._expression(planned, content, collect=bool(task.aggregate))
         return self._parse_json(expression) if json_form else expression
 
     def _parse_json(self, expression: Any) -> Any:
@@ -103,7 +104,7 @@ class TaskBuilder(AIQueryBuilder):
         variant = self._jvm.org.apache.spark.sql.catalyst.expressions.variant
         return variant.ParseJson(expression, True)
 
-    def _plan(self, task: Task, *, return_type: str | None, response_format: str | None) -> Any:
+    def _plan(self, task: AIFunctionCall, *, return_type: str | None, response_format: str | None) -> Any:
         """The call plan on the endpoint ``[functions]`` names for this function, checked to be of the right kind."""
         endpoint = self.info.settings.functions.endpoint_for(self.name)
         kind = get_adapter(self.info.settings.endpoint(endpoint).api).output

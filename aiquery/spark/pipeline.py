@@ -52,8 +52,8 @@ def run_batches(plan: CallPlan, batches: Iterator[Sequence[Row]]) -> Iterator[li
     hold_limit = HOLD_WINDOWS * limit
     try:
         for prompts in batches:
-            if plan.task is not None and plan.task.instruction:
-                instruct = plan.task.prompt
+            if plan.ai_function is not None and plan.ai_function.instruction:
+                instruct = plan.ai_function.prompt
                 prompts = [instruct(prompt) if isinstance(prompt, str) else prompt for prompt in prompts]
             if plan.sample is not None:
                 prompts = _sampled(plan.sample, plan.site.endpoint.name, runtime, prompts)

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from aiquery.ai_functions.task import Task
+from aiquery.ai_functions.call import AIFunctionCall
 from aiquery.apis import Adapter, ResponseFormat, get_adapter
 from aiquery.apis.parameters import prepare_model_parameters
 from aiquery.apis.response_format import (
@@ -60,7 +60,7 @@ class CallPlan:
     (the application's cap, if any, counts every request)."""
     sample: tuple[str, float] | None = None
     """Planned by an estimate run: (its id, the fraction of rows to send); the other rows are only counted."""
-    task: Task | None = None
+    ai_function: AIFunctionCall | None = None
     """An AI Function's call (ai_summarize, ai_classify, ...): how its answers become values."""
     files: bool = False
     """``files =>``: the UDF takes a second column, each row's image bytes, sent with its request."""

@@ -66,10 +66,10 @@ def register(spark: SparkSession, *, settings: Settings | None = None) -> None:
     builder = AIQueryBuilder(info)
     registry = spark._jsparkSession.sessionState().functionRegistry()
     registry.createOrReplaceTempFunction(FUNCTION_NAME, builder, "python_udf")
-    from aiquery.spark.ai_function_sql import TASK_FUNCTIONS, TaskBuilder
+    from aiquery.spark.ai_function_sql import AI_FUNCTIONS, AIFunctionBuilder
 
-    task_builders = [TaskBuilder(info, name) for name in TASK_FUNCTIONS]
-    for task_builder in task_builders:
+    function_builders = [AIFunctionBuilder(info, name) for name in AI_FUNCTIONS]
+    for task_builder in function_builders:
         registry.createOrReplaceTempFunction(task_builder.name, task_builder, "python_udf")
     with _lock:
         previous = _sessions.get(id(spark))
@@ -77,7 +77,7 @@ def register(spark: SparkSession, *, settings: Settings | None = None) -> None:
             previous[2].stop_background()
         # The builder must stay referenced in Python while the JVM may call it back.
         _sessions[id(spark)] = (info, builder, ledger)
-        _task_builders[id(spark)] = task_builders
+        _task_builders[id(spark)] = function_builders
     if ledger is not None:
         ledger.start_background(settings.usage.ingest_interval)
 

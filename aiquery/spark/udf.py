@@ -38,8 +38,8 @@ def _values(plan: CallPlan, outcomes: list[Outcome]) -> tuple[list[Any], list[st
 def _value(plan: CallPlan, outcome: Outcome) -> tuple[Any, CallError | None]:
     """One row's value (its answer read by the task, parsed into the returnType) or its error."""
     value, error = outcome.value, outcome.error
-    if error is None and value is not None and plan.task is not None:
-        value = plan.task.value(str(value))
+    if error is None and value is not None and plan.ai_function is not None:
+        value = plan.ai_function.value(str(value))
         if isinstance(value, dict):
             value = json.dumps(value)
     if error is None and value is not None and plan.parse_json:
@@ -115,8 +115,8 @@ def make_udf(plan: CallPlan) -> UserDefinedFunction:
     import pandas as pd
     from pyspark.sql.pandas.functions import pandas_udf
 
-    if plan.task is not None and plan.task.aggregate:
-        aggregation = Aggregation(plan.task.aggregate, plan.site.endpoint.context_tokens)
+    if plan.ai_function is not None and plan.ai_function.aggregate:
+        aggregation = Aggregation(plan.ai_function.aggregate, plan.site.endpoint.context_tokens)
 
         def ai_agg(batches: Iterator[pd.Series]) -> Iterator[pd.Series]:
             for batch in batches:
@@ -135,7 +135,7 @@ def make_udf(plan: CallPlan) -> UserDefinedFunction:
             return pd.DataFrame({"result": results, "errorMessage": errors})
         return pd.Series(results, dtype=object)
 
-    if plan.task is not None and plan.task.pairs:
+    if plan.ai_function is not None and plan.ai_function.pairs:
 
         def ai_query(batches: Iterator[Any]) -> Iterator[Any]:
             for results, errors in _pair_values(plan, batches):
@@ -148,7 +148,7 @@ def make_udf(plan: CallPlan) -> UserDefinedFunction:
             for outcomes in run_batches(plan, (rows_of(batch) for batch in batches)):
                 yield shaped(*_values(plan, outcomes))
 
-    two_columns = plan.files or (plan.task is not None and plan.task.pairs)
+    two_columns = plan.files or (plan.ai_function is not None and plan.ai_function.pairs)
     inputs: Any = tuple[pd.Series, pd.Series] if two_columns else pd.Series
     output: Any = pd.DataFrame if plan.wrapped else pd.Series
     # pandas_udf reads the hints to pick the iterator form; with postponed annotations they are strings that

@@ -1,4 +1,5 @@
-"""A :class:`Task`: one AI Function's call, its literal arguments applied: what it asks and how it reads answers.
+"""An :class:`AIFunctionCall`: one AI Function's call, its literal arguments applied: what it asks and how it reads
+answers.
 
 A task is built at analysis time from the function's literal arguments (:mod:`.definitions` and
 :mod:`.json_forms` build them, validating the arguments there) and shipped to the workers inside ai_query's call
@@ -18,11 +19,11 @@ from aiquery.ai_functions.answer_types import asked_fields, extract_fields, firs
 from aiquery.apis.base import ResponseFormat
 from aiquery.apis.json_body import decode_json_body
 
-__all__ = ["Task"]
+__all__ = ["AIFunctionCall"]
 
 
 @dataclass(frozen=True)
-class Task:
+class AIFunctionCall:
     """One AI Function's call, its literal arguments applied.
 
     Attributes:

@@ -72,7 +72,7 @@ def test_literal_arguments_are_checked_at_analysis_time(sql: Any, gateway: Any, 
 def test_usage_rows_carry_the_functions_name(spark: Any, gateway: Any, tmp_path: Any) -> None:
     from ledgers import own_ledger_settings
 
-    from aiquery.spark.ai_function_sql import TASK_FUNCTIONS
+    from aiquery.spark.ai_function_sql import AI_FUNCTIONS
 
     aiquery.register(spark, settings=own_ledger_settings(gateway, tmp_path, "tasks"))
     spark.sql(
@@ -85,8 +85,8 @@ def test_usage_rows_carry_the_functions_name(spark: Any, gateway: Any, tmp_path:
     aiquery.flush_usage(spark)
     rows = spark.read.format("delta").load(str(tmp_path / "usage_table")).collect()
     named = sorted(row.function_name for row in rows)
-    assert set(named) == set(TASK_FUNCTIONS)  # every function's requests, under its own name
-    assert named.count("ai_similarity") == 2 and len(named) == len(TASK_FUNCTIONS) + 1
+    assert set(named) == set(AI_FUNCTIONS)  # every function's requests, under its own name
+    assert named.count("ai_similarity") == 2 and len(named) == len(AI_FUNCTIONS) + 1
 
 
 @pytest.mark.compat
