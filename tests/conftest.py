@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -38,11 +39,33 @@ def gateway_session() -> Iterator[Any]:
         yield handle
 
 
+QUIET_WAIT_S = 30.0
+"""How long a test waits at most for requests a previous test left behind (a cancelled job's tasks) to stop."""
+
+
+def _wait_until_quiet(handle: Any, seen: int | None) -> None:
+    """Let a previous test's stragglers end before the counters are reset, so they are not counted as this test's.
+
+    Cheap when nothing straggles: one stats call, as long as no request is open and none came since that test ended.
+    """
+    deadline = time.monotonic() + QUIET_WAIT_S
+    stats = handle.stats()
+    while time.monotonic() < deadline and (stats["in_flight"] or (seen is not None and stats["requests"] != seen)):
+        seen = stats["requests"]
+        time.sleep(0.5)
+        stats = handle.stats()
+
+
+_requests_at_last_teardown: list[int | None] = [None]
+
+
 @pytest.fixture
-def gateway(gateway_session: Any) -> Any:
+def gateway(gateway_session: Any) -> Iterator[Any]:
     """The shared emulator, reset to a healthy default (no latency, no faults, counters at zero)."""
+    _wait_until_quiet(gateway_session, _requests_at_last_teardown[0])
     gateway_session.reset()
-    return gateway_session
+    yield gateway_session
+    _requests_at_last_teardown[0] = gateway_session.stats()["requests"]
 
 
 @pytest.fixture(scope="session")
@@ -63,7 +86,13 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         if not first:
             fcntl.flock(lock, fcntl.LOCK_UN)
         # The coordinator listens where the workers reach the driver: loopback only, as every server in the tests.
-        session = local_spark(app_name="aiquery-tests", extra_conf={"spark.driver.host": "127.0.0.1"})
+        # A warehouse per session: under pytest-xdist each worker's usage table, usage folder and answer store are
+        # its own, as they are for two applications (Spark's default, ./spark-warehouse, would be shared).
+        session = local_spark(
+            app_name="aiquery-tests",
+            warehouse_dir=str(tmp_path_factory.mktemp("warehouse")),
+            extra_conf={"spark.driver.host": "127.0.0.1"},
+        )
         if first:
             lock.write("started\n")
     yield session

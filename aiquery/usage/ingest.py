@@ -135,8 +135,14 @@ class UsageLedger:
         """Create the table if it is missing, or re-register it from its files.
 
         Spark's default (in-memory) catalog forgets tables when the session ends, while their files stay in
-        the warehouse; a later session registers the existing Delta table at its location again.
+        the warehouse; a later session registers the existing Delta table at its location again. Under the
+        ingestion lock: the background ingestion may be creating the table at this moment, and two creations of
+        one Delta table at once fail (the second finds a location neither empty nor a Delta table yet).
         """
+        with self._lock:
+            self._ensure_table()
+
+    def _ensure_table(self) -> None:
         if self._table_ready:
             return
         spark = self.spark
@@ -178,7 +184,7 @@ class UsageLedger:
             if self.coordinator is not None:
                 self.coordinator.rotate(self.spool_dir)
             recover_orphans(spool)
-            self.ensure_table()
+            self._ensure_table()
             rows = 0
             pending = self.log.pending()
             if pending is not None:

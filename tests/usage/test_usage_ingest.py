@@ -226,6 +226,34 @@ def test_concurrent_ingestions_do_not_double(spark: Any, make_ledger: Callable[.
     assert table_ids(spark, ledger) == sorted(written)
 
 
+def test_creating_the_table_while_an_ingestion_creates_it_makes_it_once(
+    spark: Any, make_ledger: Callable[..., Any]
+) -> None:
+    """`aiquery run` creates the table before its first statement while the background ingestion may be creating
+    it too: both at once must give one table, not a location that is neither empty nor a Delta table."""
+    ledger = make_ledger()
+    written = write(ledger, "c", 5)
+    start = threading.Barrier(3)
+    errors: list[BaseException] = []
+
+    def at_once(work: Callable[[], Any]) -> None:
+        start.wait()
+        try:
+            work()
+        except BaseException as error:  # noqa: BLE001 - the test reports whatever a creation raised
+            errors.append(error)
+
+    works = (ledger.ensure_table, ledger.ingest, ledger.ensure_table)
+    workers = [threading.Thread(target=at_once, args=(work,)) for work in works]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(300)
+    assert not errors, errors
+    ledger.ingest()
+    assert table_ids(spark, ledger) == sorted(written)
+
+
 @pytest.mark.slow
 def test_background_ingestion_makes_usage_visible(spark: Any, make_ledger: Callable[..., Any]) -> None:
     ledger = make_ledger(ingest_interval=0.5)
