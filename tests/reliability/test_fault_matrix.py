@@ -35,7 +35,7 @@ from reliability_helpers import (
 
 import aiquery
 
-pytestmark = [pytest.mark.spark, pytest.mark.slow]
+pytestmark = [pytest.mark.spark, pytest.mark.slow, pytest.mark.alone]
 
 ROWS = int(os.environ.get("RELIABILITY_FAULT_MATRIX_ROWS", "50000"))
 LATENCY_MS = 500
