@@ -103,21 +103,19 @@ def _job_env(gateway: Any, tmp_path: Path) -> dict[str, str]:
     return job_env(gateway, config)
 
 
-def _read_ledger_in_new_app(tmp_path: Path, env: dict[str, str], warehouse: Path, table: str) -> list[dict[str, Any]]:
-    script = tmp_path / "read_ledger.py"
-    script.write_text(
-        "import json, sys\n"
-        "from aiquery.spark.session import local_spark\n"
-        f"spark = local_spark('read', warehouse_dir={str(warehouse)!r})\n"
-        f"rows = spark.read.format('delta').load({str(warehouse / 'usage_table')!r}).select("
-        "'request_id', 'status_code', 'input_tokens', 'output_tokens', 'total_tokens', 'attempt', 'call_id', "
-        "'token_details.cache_read_input_tokens', 'cache_hit', 'request_hash', 'task_attempt_id', 'error_message'"
-        ").collect()\n"
-        "print(json.dumps([r.asDict() for r in rows]))\n"
-    )
-    done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+def _read_ledger(spark: Any, warehouse: Path) -> list[dict[str, Any]]:
+    """The usage table the job's applications wrote, read by the test's own session (a reader of the Delta table
+    like any other: the applications that wrote it are gone)."""
+    rows = (
+        spark.read.format("delta")
+        .load(str(warehouse / "usage_table"))
+        .select(
+            "request_id", "status_code", "input_tokens", "output_tokens", "total_tokens", "attempt", "call_id",
+            "token_details.cache_read_input_tokens", "cache_hit", "request_hash", "task_attempt_id", "error_message",
+        )
+        .collect()
+    )  # fmt: skip
+    return [row.asDict() for row in rows]
 
 
 class _Row:
@@ -126,7 +124,7 @@ class _Row:
 
 
 @pytest.mark.slow
-def test_a_python_worker_killed_mid_job(gateway: Any, tmp_path: Path) -> None:
+def test_a_python_worker_killed_mid_job(spark: Any, gateway: Any, tmp_path: Path) -> None:
     gateway.configure(latency_ms=300)
     env = _job_env(gateway, tmp_path)
     warehouse, usage_dir, table = tmp_path / "warehouse", tmp_path / "usage", "ai_gateway.usage_kill"
@@ -152,7 +150,7 @@ def test_a_python_worker_killed_mid_job(gateway: Any, tmp_path: Path) -> None:
     assert job.returncode == 0, err[-3000:]
     result = json.loads(out.strip().splitlines()[-1])
     assert result["rows"] == 800 and result["answered"] == 800 and result["errors"] == 0
-    ledger = [_Row(r) for r in _read_ledger_in_new_app(tmp_path, env, warehouse, table)]
+    ledger = [_Row(r) for r in _read_ledger(spark, warehouse)]
     rows = [r for r in ledger if not r.cache_hit]  # HTTP requests; answers from the store are rows of their own
     served = gateway.requests()
     assert len(rows) == len(served)
@@ -174,7 +172,7 @@ def test_a_python_worker_killed_mid_job(gateway: Any, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_driver_killed_before_ingestion_then_a_new_session_flushes(gateway: Any, tmp_path: Path) -> None:
+def test_driver_killed_before_ingestion_then_a_new_session_flushes(spark: Any, gateway: Any, tmp_path: Path) -> None:
     env = _job_env(gateway, tmp_path)
     warehouse, usage_dir, table = tmp_path / "warehouse", tmp_path / "usage", "ai_gateway.usage_crash"
     args = [str(warehouse), str(usage_dir), table, "300"]
@@ -198,6 +196,6 @@ def test_driver_killed_before_ingestion_then_a_new_session_flushes(gateway: Any,
         [sys.executable, str(JOB), "flush", "local[2]", *args], env=env, capture_output=True, text=True, timeout=300
     )
     assert json.loads(third.stdout.strip().splitlines()[-1])["ingested"] == 0  # once, never twice
-    rows = [_Row(r) for r in _read_ledger_in_new_app(tmp_path, env, warehouse, table)]
+    rows = [_Row(r) for r in _read_ledger(spark, warehouse)]
     assert len(rows) == 300
     assert_ledger_matches(rows, gateway.requests())

@@ -11,8 +11,11 @@ in the ledger and an answer in the emulator's log),
 1 % dropped connection, 1 % malformed JSON. One row in a thousand carries a 400 that is never retried, so some
 rows must come back explained rather than answered.
 
-``RELIABILITY_FAULT_MATRIX_ROWS`` sets the row count (default 50,000). Measured numbers are printed
-(``pytest -s``) and recorded in docs/reliability.md.
+The suite runs 16,000 rows with a loose guard on the wall-time ratio (2.0): it catches a fault that holds the job
+(a hung request past its timeout, a retry storm), not a slower tail. The 1.5 x bound is a speed goal, met at
+50,000 rows in ``benchmarks/fault_matrix.py``, which runs this test with ``RELIABILITY_FAULT_MATRIX_ROWS=50000``
+and ``RELIABILITY_FAULT_MATRIX_BOUND=1.5``. Measured numbers are printed (``pytest -s``) and recorded in
+docs/reliability.md and benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ import aiquery
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow, pytest.mark.alone]
 
-ROWS = int(os.environ.get("RELIABILITY_FAULT_MATRIX_ROWS", "50000"))
+ROWS = int(os.environ.get("RELIABILITY_FAULT_MATRIX_ROWS", "16000"))
 LATENCY_MS = 500
 FAULTS = {"429": 0.10, "500": 0.05, "529": 0.05, "hang": 0.02, "drop": 0.01, "malformed": 0.01}
 CONFIG = """
@@ -47,9 +50,9 @@ max_concurrency = 128
 timeout = 2
 """
 REJECTED_EVERY = 1000
-RATIO_BOUND = 1.5
-# Measured 1.31-1.33 (round 1: 1.32). It was 1.8 from 2026-11-30 to 2026-12-02 while a learned pace started by
-# mistake slowed the run to 1.5-1.82 (docs/reliability.md, "the fault matrix's slow start").
+RATIO_BOUND = float(os.environ.get("RELIABILITY_FAULT_MATRIX_BOUND", "2.0"))
+# At 50,000 rows the ratio measures 1.31-1.33 against the benchmark's 1.5; at 16,000 the tail of the unluckiest
+# rows' retries (5-10 s whatever the length) weighs about three times as much against a 32 s clean run.
 
 
 def run_tagged(spark: Any, tag: str) -> tuple[list[Any], float]:
