@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/at_scale.py fault-matrix   # 50,000 rows, faulty/clean wall-time bound 1.5
     .venv/bin/python benchmarks/at_scale.py memory         # peak RSS per Python worker at 20,000 and 200,000 rows
 
-The suite keeps these tests as loose guards on fewer rows (16,000 for the fault matrix, with a 2.0 bound;
+The suite keeps these tests as loose guards on fewer rows (20,000 for the fault matrix, with a 2.2 bound;
 50,000 for memory) so that CI stays short; the goals themselves are met here. Each run is the test itself
 (same job, same checks) with its scale set through the environment variables it reads, so the benchmark cannot
 drift from what the test asserts. Prints the test's measured line and a summary; the exit status is pytest's.

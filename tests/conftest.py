@@ -18,6 +18,13 @@ from processes import EXPECTED_SPARK
 
 EMULATOR_TOKEN = "dapi-test-emulator-token-0123456789"
 
+# Every JVM the tests start (their Spark sessions, the `aiquery run` and job processes, a standalone cluster's)
+# compiles with C1 only. The suite is hundreds of short-lived JVMs whose hot code runs for seconds: C2's
+# compilations cost more CPU than they win back (a 20-row `aiquery run` measured 53 s of CPU, 32 s with C1 only;
+# tests/spark/test_ai_query_sql.py with one run_command test 128 s, 82 s). Benchmarks do not inherit it.
+# JAVA_TOOL_OPTIONS set (even empty) in the environment wins.
+os.environ.setdefault("JAVA_TOOL_OPTIONS", "-XX:TieredStopAtLevel=1")
+
 
 _SCRUBBED_PREFIXES = ("AIQUERY_", "DATABRICKS_", "OPENAI_", "ANTHROPIC_", "GEMINI_", "GOOGLE_API")
 

@@ -11,7 +11,7 @@ in the ledger and an answer in the emulator's log),
 1 % dropped connection, 1 % malformed JSON. One row in a thousand carries a 400 that is never retried, so some
 rows must come back explained rather than answered.
 
-The suite runs 16,000 rows with a loose guard on the wall-time ratio (2.0): it catches a fault that holds the job
+The suite runs 20,000 rows with a loose guard on the wall-time ratio (2.2): it catches a fault that holds the job
 (a hung request past its timeout, a retry storm), not a slower tail. The 1.5 x bound is a speed goal, met at
 50,000 rows in ``benchmarks/fault_matrix.py``, which runs this test with ``RELIABILITY_FAULT_MATRIX_ROWS=50000``
 and ``RELIABILITY_FAULT_MATRIX_BOUND=1.5``. Measured numbers are printed (``pytest -s``) and recorded in
@@ -40,7 +40,7 @@ import aiquery
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow, pytest.mark.alone]
 
-ROWS = int(os.environ.get("RELIABILITY_FAULT_MATRIX_ROWS", "16000"))
+ROWS = int(os.environ.get("RELIABILITY_FAULT_MATRIX_ROWS", "20000"))
 LATENCY_MS = 500
 FAULTS = {"429": 0.10, "500": 0.05, "529": 0.05, "hang": 0.02, "drop": 0.01, "malformed": 0.01}
 CONFIG = """
@@ -50,9 +50,10 @@ max_concurrency = 128
 timeout = 2
 """
 REJECTED_EVERY = 1000
-RATIO_BOUND = float(os.environ.get("RELIABILITY_FAULT_MATRIX_BOUND", "2.0"))
-# At 50,000 rows the ratio measures 1.31-1.33 against the benchmark's 1.5; at 16,000 the tail of the unluckiest
-# rows' retries (5-10 s whatever the length) weighs about three times as much against a 32 s clean run.
+RATIO_BOUND = float(os.environ.get("RELIABILITY_FAULT_MATRIX_BOUND", "2.2"))
+# At 50,000 rows the ratio measures 1.31-1.33 against the benchmark's 1.5. On fewer rows the tail of the unluckiest
+# rows' retries (10-15 s whatever the length) weighs more: 1.7-1.8 at 16,000 rows (a 33 s clean run) on a busy
+# machine. A request held for its whole 30 s hang instead of the 2 s timeout would add about 0.7 at 20,000.
 
 
 def run_tagged(spark: Any, tag: str) -> tuple[list[Any], float]:
