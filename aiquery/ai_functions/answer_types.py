@@ -1,4 +1,4 @@
-"""Turning a model's answer into a task function's value, as far as it can be done safely.
+"""Turning a model's answer into an AI Function's value, as far as it can be done safely.
 
 An endpoint with structured output answers with exactly a label, or exactly the asked JSON object. Without it (or
 from a model that ignores it) answers come loose: a label in another case, quoted, followed by a full stop, or

@@ -1,7 +1,7 @@
 """An :class:`AIFunctionCall`: one AI Function's call, its literal arguments applied: what it asks and how it reads
 answers.
 
-A task is built at analysis time from the function's literal arguments (:mod:`.definitions` and
+A call is built at analysis time from the function's literal arguments (:mod:`.definitions` and
 :mod:`.json_forms` build them, validating the arguments there) and shipped to the workers inside ai_query's call
 plan. Per row it makes the prompt from the content and reads the answer. The structured output it asks for (an
 enum for labels and sentiment, an object of string fields for extraction) goes through the same adapters as

@@ -11,8 +11,8 @@ import json
 from typing import Any
 
 from aiquery.ai_functions.arguments import checked_options, invalid_argument, json_argument
-from aiquery.ai_functions.definitions import MIN_LABELS
 from aiquery.ai_functions.call import AIFunctionCall
+from aiquery.ai_functions.definitions import MIN_LABELS
 from aiquery.apis.base import ResponseFormat
 from aiquery.errors import ArgumentError
 

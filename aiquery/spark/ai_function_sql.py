@@ -1,8 +1,9 @@
 """The AI Functions in Spark SQL: one builder per function, registered beside ai_query's.
 
 Each builder validates the function's literal arguments at analysis time (see :mod:`aiquery.ai_functions`)
-and returns ai_query's UDF for a call plan that carries the task: the UDF puts the task's instruction before each
-row's content and reads the answer back. The endpoint is the one ``[functions]`` names for the function (by default
+and returns ai_query's UDF for a call plan that carries the function's call
+(:class:`~aiquery.ai_functions.call.AIFunctionCall`): the UDF puts its instruction before each row's content and
+reads the answer back. The endpoint is the one ``[functions]`` names for the function (by default
 Databricks' foundation models). ``ai_similarity`` sends both texts to the embedding endpoint and returns the cosine.
 
 ``ai_classify`` and ``ai_extract`` with a JSON STRING instead of an ARRAY return VARIANT (Spark 4.0 or later): the
@@ -17,8 +18,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from aiquery.ai_functions import definitions as tasks
-from aiquery.ai_functions import json_forms
+from aiquery.ai_functions import definitions, json_forms
 from aiquery.ai_functions.call import AIFunctionCall
 from aiquery.apis import get_adapter
 from aiquery.errors import ArgumentError
@@ -35,23 +35,23 @@ JSON_FORMS: dict[str, Callable[..., AIFunctionCall]] = {
 """The functions whose second argument may be a JSON STRING instead of an ARRAY: they then return VARIANT."""
 
 AI_FUNCTIONS: dict[str, tuple[tuple[str, ...], int, Callable[..., AIFunctionCall]]] = {
-    # name: (parameters, how many are required, the task for the literal arguments)
-    "ai_agg": (("content", "instruction"), 2, tasks.aggregate),
-    "ai_analyze_sentiment": (("content",), 1, tasks.sentiment),
-    "ai_classify": (("content", "labels", "options"), 2, tasks.classify),
-    "ai_extract": (("content", "labels", "options"), 2, tasks.extract),
-    "ai_filter": (("content", "condition"), 2, tasks.filter_rows),
-    "ai_fix_grammar": (("content",), 1, tasks.fix_grammar),
-    "ai_gen": (("prompt",), 1, tasks.gen),
-    "ai_mask": (("content", "labels"), 2, tasks.mask),
-    "ai_similarity": (("expr1", "expr2"), 2, tasks.similarity),
-    "ai_summarize": (("content", "max_words"), 1, tasks.summarize),
-    "ai_translate": (("content", "to_lang"), 2, tasks.translate),
+    # name: (parameters, how many are required, the call for the literal arguments)
+    "ai_agg": (("content", "instruction"), 2, definitions.aggregate),
+    "ai_analyze_sentiment": (("content",), 1, definitions.sentiment),
+    "ai_classify": (("content", "labels", "options"), 2, definitions.classify),
+    "ai_extract": (("content", "labels", "options"), 2, definitions.extract),
+    "ai_filter": (("content", "condition"), 2, definitions.filter_rows),
+    "ai_fix_grammar": (("content",), 1, definitions.fix_grammar),
+    "ai_gen": (("prompt",), 1, definitions.gen),
+    "ai_mask": (("content", "labels"), 2, definitions.mask),
+    "ai_similarity": (("expr1", "expr2"), 2, definitions.similarity),
+    "ai_summarize": (("content", "max_words"), 1, definitions.summarize),
+    "ai_translate": (("content", "to_lang"), 2, definitions.translate),
 }
 
 
 class AIFunctionBuilder(AIQueryBuilder):
-    """``scala.Function1[Seq[Expression], Expression]`` building one call of the task function ``name``."""
+    """``scala.Function1[Seq[Expression], Expression]`` building one call of the AI Function ``name``."""
 
     def __init__(self, info: SparkContextInfo, name: str) -> None:
         super().__init__(info)
@@ -69,13 +69,13 @@ class AIFunctionBuilder(AIQueryBuilder):
         if self.name == "ai_similarity":
             for name, expression in zip(parameters, expressions, strict=True):
                 require_string(expression, name, self.name)
-            task = tasks.similarity()
-            plan = self._plan(task, return_type=None, response_format=None)
-            return self._expression(dataclasses.replace(plan, ai_function=task, result_sql="FLOAT"), *expressions)
+            call = definitions.similarity()
+            plan = self._plan(call, return_type=None, response_format=None)
+            return self._expression(dataclasses.replace(plan, ai_function=call, result_sql="FLOAT"), *expressions)
         content, *literals = expressions
         require_string(content, parameters[0], self.name)
         values = [
-            self._task_literal(name, expression) for name, expression in zip(parameters[1:], literals, strict=False)
+            self._literal_argument(name, expression) for name, expression in zip(parameters[1:], literals, strict=False)
         ]
         json_form = self.name in JSON_FORMS and _is_string(literals[0])
         if json_form:
@@ -90,12 +90,12 @@ class AIFunctionBuilder(AIQueryBuilder):
                 "with an ARRAY of labels it takes 2 arguments.",
                 sqlstate="42605",
             )
-        task = make(*values)
-        response_format = task.response_format_json()
-        return_type = task.result_sql if task.result_sql != "STRING" else None
-        plan = self._plan(task, return_type=return_type, response_format=response_format)
-        planned = dataclasses.replace(plan, ai_function=task)
-        expression = self._expression(planned, content, collect=bool(task.aggregate))
+        call = make(*values)
+        response_format = call.response_format_json()
+        return_type = call.result_sql if call.result_sql != "STRING" else None
+        plan = self._plan(call, return_type=return_type, response_format=response_format)
+        planned = dataclasses.replace(plan, ai_function=call)
+        expression = self._expression(planned, content, collect=bool(call.aggregate))
         return self._parse_json(expression) if json_form else expression
 
     def _parse_json(self, expression: Any) -> Any:
@@ -104,16 +104,16 @@ class AIFunctionBuilder(AIQueryBuilder):
         variant = self._jvm.org.apache.spark.sql.catalyst.expressions.variant
         return variant.ParseJson(expression, True)
 
-    def _plan(self, task: AIFunctionCall, *, return_type: str | None, response_format: str | None) -> Any:
+    def _plan(self, call: AIFunctionCall, *, return_type: str | None, response_format: str | None) -> Any:
         """The call plan on the endpoint ``[functions]`` names for this function, checked to be of the right kind."""
         endpoint = self.info.settings.functions.endpoint_for(self.name)
         kind = get_adapter(self.info.settings.endpoint(endpoint).api).output
-        wanted = "vector" if task.pairs else "text"
+        wanted = "vector" if call.pairs else "text"
         if kind != wanted:
-            role = "embedding_endpoint" if task.pairs else "chat_endpoint"
+            role = "embedding_endpoint" if call.pairs else "chat_endpoint"
             raise ArgumentError(
                 "AI_FUNCTION_INVALID_ENDPOINT",
-                f"{self.name} needs {'an embeddings' if task.pairs else 'a text-generation'} endpoint, but "
+                f"{self.name} needs {'an embeddings' if call.pairs else 'a text-generation'} endpoint, but "
                 f"'{endpoint}' is {'an embeddings' if kind == 'vector' else 'a text-generation'} endpoint. Name "
                 f'another in the configuration file\'s [functions] table ({role} = "...", or {self.name} = '
                 f'"..." for this function alone).',
@@ -122,7 +122,7 @@ class AIFunctionBuilder(AIQueryBuilder):
             endpoint=endpoint, response_format=response_format, return_type=return_type, function=self.name
         )
 
-    def _task_literal(self, name: str, expression: Any) -> Any:
+    def _literal_argument(self, name: str, expression: Any) -> Any:
         if not expression.foldable():
             raise ArgumentError(
                 "DATATYPE_MISMATCH.NON_FOLDABLE_INPUT",

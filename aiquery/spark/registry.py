@@ -22,8 +22,8 @@ __all__ = ["context_for", "register"]
 FUNCTION_NAME = "ai_query"
 
 _sessions: dict[int, tuple[SparkContextInfo, AIQueryBuilder, UsageLedger | None]] = {}
-_task_builders: dict[int, list[Any]] = {}
-"""The task functions' builders per session: referenced here while the JVM may call them back."""
+_function_builders: dict[int, list[Any]] = {}
+"""The AI Functions' builders per session: referenced here while the JVM may call them back."""
 _lock = threading.Lock()
 
 
@@ -69,15 +69,15 @@ def register(spark: SparkSession, *, settings: Settings | None = None) -> None:
     from aiquery.spark.ai_function_sql import AI_FUNCTIONS, AIFunctionBuilder
 
     function_builders = [AIFunctionBuilder(info, name) for name in AI_FUNCTIONS]
-    for task_builder in function_builders:
-        registry.createOrReplaceTempFunction(task_builder.name, task_builder, "python_udf")
+    for function_builder in function_builders:
+        registry.createOrReplaceTempFunction(function_builder.name, function_builder, "python_udf")
     with _lock:
         previous = _sessions.get(id(spark))
         if previous is not None and previous[2] is not None:
             previous[2].stop_background()
         # The builder must stay referenced in Python while the JVM may call it back.
         _sessions[id(spark)] = (info, builder, ledger)
-        _task_builders[id(spark)] = function_builders
+        _function_builders[id(spark)] = function_builders
     if ledger is not None:
         ledger.start_background(settings.usage.ingest_interval)
 

@@ -36,7 +36,7 @@ def _values(plan: CallPlan, outcomes: list[Outcome]) -> tuple[list[Any], list[st
 
 
 def _value(plan: CallPlan, outcome: Outcome) -> tuple[Any, CallError | None]:
-    """One row's value (its answer read by the task, parsed into the returnType) or its error."""
+    """One row's value (its answer read by the AI Function's call, parsed into the returnType) or its error."""
     value, error = outcome.value, outcome.error
     if error is None and value is not None and plan.ai_function is not None:
         value = plan.ai_function.value(str(value))

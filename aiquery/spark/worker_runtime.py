@@ -15,9 +15,9 @@ from typing import Any
 
 from aiquery.apis.images import FilePrompt
 from aiquery.coordinator.client import CoordinatorClient
+from aiquery.engine import Engine, Outcome
 from aiquery.engine.governor import Governor, LocalGovernor, TaskInfo
 from aiquery.engine.loop import LoopThread
-from aiquery.engine import Engine, Outcome
 from aiquery.spark.plan import CallPlan
 from aiquery.usage.record import MemorySink
 
