@@ -22,7 +22,7 @@ from aiquery.engine.governor import EndpointLimits, Governor, SendingStopped
 from aiquery.engine.prepared import REQUEST_ID_HEADER, PreparedSite
 from aiquery.engine.retry import AttemptFailed, Decision
 from aiquery.engine.transport import MIN_TIMEOUT_S, HTTPResponse, NoResponse, Transport
-from aiquery.engine.usage_records import cap_claim, price_record, record_tokens, token_counts
+from aiquery.engine.usage_records import cap_claim, price_record, record_usage
 from aiquery.errors import BudgetExceeded, DeadlineExceeded, TaskCancelled, UsageNotRecorded
 from aiquery.usage.record import UsageRecord
 
@@ -206,7 +206,7 @@ class AttemptSender:
             record.currency = None  # what it billed is unknown (cost NULL)
             self.governor.end(record)
             raise failure from None
-        record_tokens(record, token_counts(answer.usage))
+        record_usage(record, answer.usage)
         if prepared.endpoint.price is not None:
             record.cost = price_record(record, prepared.endpoint.price)
         self.governor.end(record)

@@ -18,7 +18,7 @@ from aiquery.engine.prepared import USER_AGENT, PreparedSite
 from aiquery.pricing import Price
 from aiquery.usage.record import UsageRecord
 
-__all__ = ["TOKEN_COUNTS", "cap_claim", "open_record", "price_record", "record_tokens", "token_counts"]
+__all__ = ["TOKEN_COUNTS", "cap_claim", "open_record", "price_record", "record_tokens", "record_usage"]
 
 TOKEN_COUNTS = tuple(field.name for field in dataclasses.fields(TokenUsage) if field.name.endswith("_tokens"))
 """The token counts a record shares with an answer's usage and with a stored answer's (named as in
@@ -57,15 +57,15 @@ def open_record(
     )
 
 
-def token_counts(usage: TokenUsage) -> dict[str, Any]:
-    """An answer's usage in the form :func:`record_tokens` and the answer store read."""
-    counts: dict[str, Any] = {name: getattr(usage, name) for name in TOKEN_COUNTS}
-    counts["tokens_estimated"] = usage.estimated
-    return counts
+def record_usage(record: UsageRecord, usage: TokenUsage) -> None:
+    """Copy an answer's token counts into its ``record`` (once per request: no intermediate mapping)."""
+    for name in TOKEN_COUNTS:
+        setattr(record, name, getattr(usage, name))
+    record.tokens_estimated = usage.estimated
 
 
 def record_tokens(record: UsageRecord, counts: Mapping[str, Any]) -> None:
-    """Copy token counts (``input_tokens`` ... and ``tokens_estimated``) into ``record``."""
+    """Copy a stored answer's token counts (``input_tokens`` ... and ``tokens_estimated``) into ``record``."""
     for name in TOKEN_COUNTS:
         setattr(record, name, counts.get(name))
     record.tokens_estimated = bool(counts.get("tokens_estimated"))
