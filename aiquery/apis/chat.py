@@ -13,7 +13,14 @@ from typing import Any, ClassVar, Literal
 
 from aiquery.apis.adapter_defaults import BodyModelAdapter
 from aiquery.apis.base import Answer, APIRequest, MalformedResponse
-from aiquery.apis.decoding import describe, openai_usage, require_list, require_object, require_text
+from aiquery.apis.decoding import (
+    describe,
+    openai_usage,
+    openai_usage_keys,
+    require_list,
+    require_object,
+    require_text,
+)
 from aiquery.apis.images import data_uri
 from aiquery.apis.parameter_mappings import ParameterMapping
 from aiquery.apis.response_format import JSON_OBJECT_INSTRUCTION, openai_format
@@ -23,6 +30,7 @@ __all__ = ["CHAT_PARAMETERS", "ChatAdapter"]
 
 CHAT_PARAMETERS = ParameterMapping(routes={})
 """OpenAI chat completions (and the MLflow gateway route) take every Databricks name as is."""
+_USAGE_KEYS = openai_usage_keys("prompt", "completion")
 
 
 class ChatAdapter(BodyModelAdapter):
@@ -68,7 +76,7 @@ class ChatAdapter(BodyModelAdapter):
         text = _message_text(message, finish)
         return Answer(
             value=text,
-            usage=openai_usage(response.get("usage"), request.prompt, text, sides=("prompt", "completion")),
+            usage=openai_usage(response.get("usage"), request.prompt, text, keys=_USAGE_KEYS),
             finish_reason=finish if isinstance(finish, str) else None,
         )
 

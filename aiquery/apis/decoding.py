@@ -17,9 +17,11 @@ table's counts are 64-bit."""
 
 __all__ = [
     "MAX_TOKEN_COUNT",
+    "OpenAIUsageKeys",
     "build_usage",
     "describe",
     "openai_usage",
+    "openai_usage_keys",
     "require_list",
     "require_object",
     "require_text",
@@ -143,16 +145,26 @@ def build_usage(
     )
 
 
-def openai_usage(usage: Any, prompt: str, text: str, *, sides: tuple[str, str]) -> TokenUsage:
-    """The usage of OpenAI's shapes, whose keys differ only in the names of the two sides: ``prompt`` and
-    ``completion`` for chat, ``input`` and ``output`` for Responses (``<side>_tokens``, cached tokens included in
-    the input, reasoning in the output, and ``<side>_tokens_details``)."""
-    given, produced = sides
+OpenAIUsageKeys = tuple[str, str, str, str]
+"""The keys of one of OpenAI's usage shapes: input and output tokens, then their details."""
+
+
+def openai_usage_keys(given: str, produced: str) -> OpenAIUsageKeys:
+    """The keys of an OpenAI usage shape, which differ only in the names of the two sides: ``prompt`` and
+    ``completion`` for chat, ``input`` and ``output`` for Responses (``<side>_tokens``, ``<side>_tokens_details``).
+    Built once per adapter, not per response."""
+    return f"{given}_tokens", f"{produced}_tokens", f"{given}_tokens_details", f"{produced}_tokens_details"
+
+
+def openai_usage(usage: Any, prompt: str, text: str, *, keys: OpenAIUsageKeys) -> TokenUsage:
+    """The usage of OpenAI's shapes (``keys`` from :func:`openai_usage_keys`): cached tokens included in the input,
+    reasoning in the output."""
+    given, produced, given_details, produced_details = keys
     return build_usage(
         prompt=prompt,
         output=text,
-        input_tokens=token_count(usage, f"{given}_tokens"),
-        output_tokens=token_count(usage, f"{produced}_tokens"),
-        cache_read_input_tokens=token_count(usage, f"{given}_tokens_details", "cached_tokens"),
-        output_reasoning_tokens=token_count(usage, f"{produced}_tokens_details", "reasoning_tokens"),
+        input_tokens=token_count(usage, given),
+        output_tokens=token_count(usage, produced),
+        cache_read_input_tokens=token_count(usage, given_details, "cached_tokens"),
+        output_reasoning_tokens=token_count(usage, produced_details, "reasoning_tokens"),
     )

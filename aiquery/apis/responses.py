@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Literal
 
 from aiquery.apis.adapter_defaults import BodyModelAdapter
 from aiquery.apis.base import Answer, APIRequest, MalformedResponse
-from aiquery.apis.decoding import openai_usage, require_list, require_object, require_text
+from aiquery.apis.decoding import openai_usage, openai_usage_keys, require_list, require_object, require_text
 from aiquery.apis.images import data_uri
 from aiquery.apis.parameter_mappings import ParameterMapping, ParameterRoute
 from aiquery.apis.response_format import JSON_OBJECT_INSTRUCTION, openai_format
@@ -34,6 +34,7 @@ RESPONSES_PARAMETERS = ParameterMapping(
     unsupported=frozenset({"stop", "n", "top_k", "presence_penalty", "frequency_penalty", "seed"}),
 )
 """The Responses API takes ``temperature`` and ``top_p`` as is; it has no stop sequences, ``n``, penalties."""
+_USAGE_KEYS = openai_usage_keys("input", "output")
 
 
 class ResponsesAdapter(BodyModelAdapter):
@@ -80,7 +81,7 @@ class ResponsesAdapter(BodyModelAdapter):
         text = "".join(_message_text(message, index) for index, message in enumerate(messages))
         return Answer(
             value=text,
-            usage=openai_usage(response.get("usage"), request.prompt, text, sides=("input", "output")),
+            usage=openai_usage(response.get("usage"), request.prompt, text, keys=_USAGE_KEYS),
             finish_reason=_finish_reason(response),
         )
 
