@@ -66,7 +66,7 @@ class _Fields:
         return "".join(
             [
                 encode(value)
-                for encode, value in zip(self._encoders, self._values(record))
+                for encode, value in zip(self._encoders, self._values(record), strict=True)
                 if value is not None and value is not False
             ]
         )
