@@ -112,11 +112,6 @@ class CoordinatorClient:
         """The driver's process ended (workers on its machine only): no request is sent any more."""
         return self.driver.gone
 
-    @property
-    def capped(self) -> bool:
-        """A spending cap is in force: while cut off from the driver this worker sends nothing."""
-        return self.cap.capped
-
     # ---- Governor -------------------------------------------------------------------------------------------
     def limits(self, endpoint: Endpoint, share: float) -> EndpointLimits:
         entry = self._endpoints.get(endpoint, share)

@@ -238,7 +238,8 @@ class AcknowledgedJournal:
             self.local.withdraw(request_id)
 
     def tick(self) -> None:
-        """The ticker's round: write what waits, publish what is due."""
+        """The ticker's round: nothing to do here (a journal on the driver's disk writes what waits and publishes
+        what is due)."""
 
     async def flush(self) -> None:
         """Make every ended record durable where the ledger finds it."""
