@@ -163,8 +163,8 @@ class DeadlineExceeded(CallError):
 class BudgetExceeded(CallError):
     """Not sent: the next request would pass a spending cap that counts it: its session's
     (``aiquery.budget.max_cost`` or ``max_tokens``, set with ``SET``) or the application's (``aiquery run
-    --max-cost`` or ``--max-tokens``). Its message starts with the error class ``[AI_QUERY_BUDGET_EXCEEDED]`` and names the cap,
-    whose it is and how to lift it."""
+    --max-cost`` or ``--max-tokens``). Its message starts with the error class ``[AI_QUERY_BUDGET_EXCEEDED]`` and
+    names the cap, whose it is and how to lift it."""
 
     error_class = "AI_QUERY_BUDGET_EXCEEDED"
 

@@ -122,7 +122,7 @@ class CapBook:
             held = self._held.pop(request_id, None)
             if held is None:
                 continue  # admitted by no cap in force (begun before it was set, or its caps are gone)
-            caps, claim, currency = held
+            caps, claim, _currency = held
             if not entry:
                 cost, tokens = self._pessimistic(claim)
                 for cap in caps:

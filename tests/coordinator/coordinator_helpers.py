@@ -16,9 +16,9 @@ from aiquery.config import Settings
 from aiquery.coordinator.client import CoordinatorClient
 from aiquery.coordinator.protocol import CoordinatorAddress
 from aiquery.coordinator.server import Coordinator
+from aiquery.engine.engine import CallSite, Engine
 from aiquery.engine.governor import TaskInfo
 from aiquery.engine.loop import LoopThread
-from aiquery.engine.engine import CallSite, Engine
 from aiquery.errors import TaskCancelled
 
 

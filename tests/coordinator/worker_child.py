@@ -15,8 +15,8 @@ import sys
 from aiquery.config import Secret, Settings
 from aiquery.coordinator.client import CoordinatorClient
 from aiquery.coordinator.protocol import CoordinatorAddress
-from aiquery.engine.governor import TaskInfo
 from aiquery.engine.engine import CallSite, Engine
+from aiquery.engine.governor import TaskInfo
 
 
 async def main() -> None:

@@ -240,7 +240,7 @@ def test_creating_the_table_while_an_ingestion_creates_it_makes_it_once(
         start.wait()
         try:
             work()
-        except BaseException as error:  # noqa: BLE001 - the test reports whatever a creation raised
+        except BaseException as error:
             errors.append(error)
 
     works = (ledger.ensure_table, ledger.ingest, ledger.ensure_table)
