@@ -61,7 +61,8 @@ def broken_links(page: Path, text: str | None = None) -> list[str]:
     for target in relative_links(page.read_text(encoding="utf-8") if text is None else text):
         path, _, anchor = target.partition("#")
         destination = (page.parent / path).resolve() if path else page
-        if not destination.exists() or ROOT not in (destination, *destination.parents) or (anchor and (destination.suffix != ".md" or anchor not in anchors(destination))):
+        outside = not destination.exists() or ROOT not in (destination, *destination.parents)
+        if outside or (anchor and (destination.suffix != ".md" or anchor not in anchors(destination))):
             broken.append(target)
     return broken
 
