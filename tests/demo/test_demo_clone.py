@@ -59,9 +59,21 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, s
     shutil.rmtree(clone / ".venv", ignore_errors=True)
 
 
+def jvm_evidence(clone: Path) -> str:
+    """What the demo's JVM left when it died: a crash report's first lines, the end of Spark's log."""
+    parts = [
+        f"{report.name}:\n" + "\n".join(report.read_text(errors="replace").splitlines()[:40])
+        for report in clone.glob("**/hs_err_pid*.log")
+    ]
+    log = clone / "output" / "demo" / "logs" / "spark.log"
+    if log.exists():
+        parts.append("spark.log (end):\n" + "\n".join(log.read_text(errors="replace").splitlines()[-60:]))
+    return "\n".join(parts)
+
+
 def test_demo_runs_in_a_fresh_clone(demo_run: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
     clone, done = demo_run
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:] + jvm_evidence(clone)
     assert (clone / ".venv" / "bin" / "aiquery").exists()  # scripts/setup prepared the environment
     assert "Demo finished" in done.stdout and "Traceback" not in done.stdout + done.stderr
     manifest = json.loads((clone / "output" / "demo" / "outputs.json").read_text())
