@@ -6,6 +6,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from aiquery.config import Settings, load_settings
+from aiquery.errors import ConfigError
 from aiquery.spark.builder import AIQueryBuilder
 from aiquery.spark.call_context import SparkContextInfo
 from aiquery.spark.session import ensure_delta
@@ -35,16 +36,19 @@ def register(spark: SparkSession, *, settings: Settings | None = None) -> None:
         settings: configuration; read from the environment and ``conf/aiquery.toml`` when None.
 
     Raises:
-        ConfigError: the configuration file is invalid, or aiquery does not support this Spark version.
-        RuntimeError: ``spark`` is a Spark Connect session (the builder needs the JVM on the driver).
+        ConfigError: the configuration file is invalid, aiquery does not support this Spark version, or ``spark``
+            is a Spark Connect session (whose functions come from the server: ``aiquery.register`` checks them).
     """
+    # Before any classic import: on a Connect client py4j may not even be installed.
+    if not hasattr(spark, "_jsparkSession"):
+        raise ConfigError(
+            "this is a Spark Connect session: aiquery's functions come from the server (start it with "
+            "`aiquery connect-server`); call aiquery.register(spark), which checks the server, not "
+            "aiquery.spark.registry.register"
+        )
+    check_spark_version(spark.version)
     from pyspark.java_gateway import ensure_callback_server_started
 
-    check_spark_version(spark.version)
-    if not hasattr(spark, "_jsparkSession"):
-        raise RuntimeError(
-            "aiquery needs classic PySpark (a driver-side JVM); Spark Connect sessions are not supported."
-        )
     from aiquery.spark.coordination import coordinator_for
 
     settings = settings or load_settings()

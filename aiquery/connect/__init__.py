@@ -1,0 +1,1 @@
+"""Spark Connect: ``aiquery connect-server`` (a Spark driver with aiquery for every session) and its clients."""
