@@ -26,9 +26,12 @@ class _ValueBuilder:
 
     def apply(self, children):
         types = self.jvm.org.apache.spark.sql.types.DataTypes
-        value = self.compute()
-        data_type = types.LongType if self.kind == "long" else types.StringType
-        return self.jvm.org.apache.spark.sql.catalyst.expressions.Literal.create(value, data_type)
+        expressions = self.jvm.org.apache.spark.sql.catalyst.expressions
+        literal = expressions.Literal.create(str(self.compute()), types.StringType)
+        if self.kind != "long":
+            return literal
+        empty = self.jvm.scala.Option.empty()
+        return expressions.Cast(literal, types.LongType, empty, expressions.EvalMode.LEGACY())
 
     class Java:
         implements = ["scala.Function1"]
