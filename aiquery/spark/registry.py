@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
     from aiquery.coordinator.server import Coordinator
 
-__all__ = ["context_for", "register"]
+__all__ = ["context_for", "register", "registered_builders"]
 
 FUNCTION_NAME = "ai_query"
 
@@ -121,6 +121,17 @@ def context_for(spark: SparkSession) -> SparkContextInfo:
         with _lock:
             entry = _sessions[id(spark)]
     return entry[0]
+
+
+def registered_builders(spark: SparkSession) -> list[tuple[str, Any]]:
+    """The SQL functions ``register`` gave ``spark`` (ai_query and the AI Functions): (name, builder) pairs, for
+    registering them elsewhere too (a Spark Connect server's built-in registry). Empty when not registered."""
+    with _lock:
+        entry = _sessions.get(id(spark))
+        functions = list(_task_builders.get(id(spark), []))
+    if entry is None:
+        return []
+    return [(FUNCTION_NAME, entry[1]), *((builder.name, builder) for builder in functions)]
 
 
 def ledger_for(spark: SparkSession) -> UsageLedger | None:
