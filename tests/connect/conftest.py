@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 
-SUPPORT = Path(__file__).resolve().parents[1] / "support"
 SERVER_START_S = 180.0
 
 
@@ -46,8 +45,8 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="session")
 def connect_server(gateway_session: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConnectServer]:
-    """A Connect server with aiquery for every session (a stand-in until ``aiquery connect-server`` exists), its
-    endpoints on the emulator; stopped with SIGTERM at the end."""
+    """``aiquery connect-server`` on a free loopback port with a token, its endpoints on the emulator (and no
+    answer store, so that every call is a request); stopped with SIGTERM at the end."""
     folder = tmp_path_factory.mktemp("connect-server")
     config = folder / "aiquery.toml"
     config.write_text(
@@ -63,10 +62,14 @@ def connect_server(gateway_session: Any, tmp_path_factory: pytest.TempPathFactor
         **os.environ,
         "DATABRICKS_HOST": gateway_session.url,
         "DATABRICKS_TOKEN": gateway_session.token,
-        "AIQUERY_CONFIG": str(config),
         "PYSPARK_PYTHON": sys.executable,
     }
-    command = [sys.executable, str(SUPPORT / "stand_in_connect_server.py"), str(port), token, str(folder / "wh")]
+    command = [
+        str(Path(sys.executable).with_name("aiquery")),
+        "connect-server",
+        *("--host", "127.0.0.1", "--port", str(port), "--token", token, "--master", "local[2]"),
+        *("--config", str(config), "--warehouse", str(folder / "wh"), "--spark-log", str(folder / "spark.log")),
+    ]
     with open(log_path, "w") as log:
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True, env=env, cwd=folder)
     try:
