@@ -19,7 +19,8 @@ if TYPE_CHECKING:
     from pyspark.sql import Column
 
 from aiquery.config import TEXT_FUNCTIONS
-from aiquery.connect.client import connect_in_use, function_column
+from aiquery.connect.client import connect_in_use, function_column, named_arguments_supported, sql_call_column
+from aiquery.errors import ArgumentError
 
 __all__ = ["ai_query", "ai_similarity", *TEXT_FUNCTIONS]
 
@@ -56,6 +57,8 @@ def ai_query(
     if connect_in_use(request):  # the server's ai_query, with these options as named arguments
         options = dict(returnType=returnType, failOnError=failOnError, modelParameters=modelParameters)
         options.update(responseFormat=responseFormat, requestTags=requestTags)
+        if not named_arguments_supported():
+            return _connect_ai_query_by_position(endpoint, request, options).alias("ai_query")
         return _connect_call("ai_query", [endpoint, _column(request)], options).alias("ai_query")
     from pyspark.sql import SparkSession
     from pyspark.sql import functions as F
@@ -107,6 +110,25 @@ def _connect_call(function: str, positional: list[Any], named: Mapping[str, Any]
 
     options = {name: _value(CF, value, structs=True) for name, value in named.items() if value is not None}
     return function_column(function, [_value(CF, argument) for argument in positional], options)
+
+
+def _connect_ai_query_by_position(endpoint: str, request: Column | str, options: dict[str, Any]) -> Column:
+    """ai_query for a Connect client without named arguments (Spark 3.5): ``returnType`` and ``failOnError`` go by
+    position; the other options only as SQL text, which needs the request as a column's name."""
+    named = {name: value for name, value in options.items() if value is not None}
+    by_name = {name: value for name, value in named.items() if name not in ("returnType", "failOnError")}
+    if not by_name:
+        positional = [endpoint, _column(request), options["returnType"], options["failOnError"]]
+        return _connect_call("ai_query", positional, {})
+    if not isinstance(request, str):
+        raise ArgumentError(
+            "UNSUPPORTED_FEATURE.NAMED_ARGUMENTS",
+            f"Spark 3.5's Spark Connect protocol cannot send named arguments ({', '.join(by_name)}) with a Column; "
+            "pass the request as a column name (ai_query('e', 'text', ...)), or use SQL: "
+            "df.selectExpr(\"ai_query('e', text, modelParameters => named_struct(...))\")",
+            sqlstate="0A000",
+        )
+    return sql_call_column("ai_query", [endpoint], request, named)
 
 
 def _value(F: Any, value: Any, *, structs: bool = False) -> Column:

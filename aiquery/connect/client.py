@@ -14,7 +14,9 @@ its clients. The warning names both versions so that a changed argument's error 
 The DataFrame functions build their Columns here (:func:`function_column`): ``call_function`` passes arguments by
 position only, so a named option (``failOnError``, ``modelParameters``, ...) goes as Spark Connect's
 ``NamedArgumentExpression``, the expression Python UDTFs use for keyword arguments; the server's analyzer then sees
-the same tree as for SQL's ``name => value``.
+the same tree as for SQL's ``name => value``. Spark 3.5's Connect protocol has no such expression (it came with
+4.0): there a call with named options is sent as SQL text (:func:`sql_call_column`), which is possible only when
+every argument is a literal or a column's name; with a Column object the call is refused, naming the way out.
 
 This module imports nothing of classic PySpark (no py4j, no ``pyspark.java_gateway``, no ``pyspark.sql.classic``)
 and nothing of aiquery's Spark layer, so that it runs where only ``pyspark-client`` is installed.
@@ -40,10 +42,13 @@ __all__ = [
     "flush_usage",
     "function_column",
     "is_connect_session",
+    "named_arguments_supported",
     "parse_progress",
     "progress",
     "register",
     "server_version",
+    "sql_call_column",
+    "sql_literal",
 ]
 
 SERVER_COMMAND = "aiquery connect-server"
@@ -153,10 +158,13 @@ def parse_progress(text: str | None) -> list[QueryProgress]:
 def function_column(function: str, positional: Sequence[Column], named: Mapping[str, Column]) -> Column:
     """``function(positional..., name => value...)`` as a Connect Column, resolved on the server."""
     from pyspark.sql.connect.column import Column as ConnectColumn
-    from pyspark.sql.connect.expressions import NamedArgumentExpression, UnresolvedFunction
+    from pyspark.sql.connect.expressions import UnresolvedFunction
 
     arguments = [_expression(column) for column in positional]
-    arguments += [NamedArgumentExpression(name, _expression(column)) for name, column in named.items()]
+    if named:
+        from pyspark.sql.connect.expressions import NamedArgumentExpression  # Spark 4.0 and later
+
+        arguments += [NamedArgumentExpression(name, _expression(column)) for name, column in named.items()]
     column: Column = ConnectColumn(UnresolvedFunction(function, arguments))  # type: ignore[assignment]
     return column
 
@@ -166,3 +174,40 @@ def _expression(column: Column) -> Any:
     if expression is None:
         raise TypeError(f"a Spark Connect function takes Spark Connect Columns, not {type(column).__name__}")
     return expression
+
+
+def named_arguments_supported() -> bool:
+    """Whether this client's Connect protocol carries named arguments (Spark 4.0 and later)."""
+    try:
+        from pyspark.sql.connect.expressions import NamedArgumentExpression  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def sql_call_column(function: str, literals: Sequence[Any], column: str, named: Mapping[str, Any]) -> Column:
+    """``function(literals..., column, name => value...)`` as a Connect Column made of SQL text (``expr``): for a
+    client whose protocol has no named arguments. ``column`` is a column's name; every other value a literal."""
+    from pyspark.sql.connect import functions as CF
+
+    identifier = ".".join("`" + part.replace("`", "``") + "`" for part in column.split("."))
+    arguments = [*(sql_literal(value) for value in literals), identifier]
+    arguments += [f"{name} => {sql_literal(value)}" for name, value in named.items()]
+    result: Column = CF.expr(f"{function}({', '.join(arguments)})")  # type: ignore[assignment]
+    return result
+
+
+def sql_literal(value: Any) -> str:
+    """A Python value as a SQL literal: a dict as ``named_struct`` (as SQL gives ``modelParameters``), a list as
+    ``array``, a string quoted (Spark's parser reads backslash escapes: a quote and a backslash are escaped)."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value) if isinstance(value, int) else f"{float(value)!r}D"
+    if isinstance(value, Mapping):
+        return "named_struct(" + ", ".join(f"{sql_literal(str(k))}, {sql_literal(v)}" for k, v in value.items()) + ")"
+    if isinstance(value, (list, tuple)):
+        return "array(" + ", ".join(sql_literal(item) for item in value) + ")"
+    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
