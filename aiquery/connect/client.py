@@ -102,21 +102,21 @@ def register(spark: SparkSession, *, settings: object = None) -> None:
         )
 
 
-def server_version(spark: SparkSession) -> str:
-    """The aiquery version of the Connect server behind ``spark``.
+def server_version(spark: SparkSession, *, function: str = VERSION_FUNCTION) -> str:
+    """The aiquery version of the Connect server behind ``spark`` (``function()``'s answer).
 
     Raises:
-        ConfigError: the server does not know ``aiquery_server_version()``: it is not an aiquery server.
+        ConfigError: the server does not know ``function``: it is not an aiquery server.
     """
     from pyspark.errors import AnalysisException
 
     try:
-        row = spark.sql(f"SELECT {VERSION_FUNCTION}()").first()
+        row = spark.sql(f"SELECT {function}()").first()
     except AnalysisException as error:
         if not any(marker in str(error) for marker in _UNRESOLVED):
             raise
         raise ConfigError(
-            f"this Spark Connect server has no aiquery ({VERSION_FUNCTION}() is not defined there): start the "
+            f"this Spark Connect server has no aiquery ({function}() is not defined there): start the "
             f"server with `{SERVER_COMMAND}`, which registers ai_query and the AI Functions for every session"
         ) from None
     assert row is not None

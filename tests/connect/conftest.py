@@ -51,6 +51,7 @@ def connect_server(gateway_session: Any, tmp_path_factory: pytest.TempPathFactor
     config = folder / "aiquery.toml"
     config.write_text(
         '[endpoints.chat]\napi = "chat"\nmodel = "databricks-gpt-5-4"\nmax_concurrency = 8\n'
+        '[endpoints.my-chat]\napi = "chat"\nmodel = "databricks-gpt-5-4"\nmax_concurrency = 8\n'  # the notebook's
         "price = { input_per_million = 1.0, output_per_million = 2.0 }\n"
         '[endpoints.embed]\napi = "embeddings"\nmodel = "databricks-gte-large-en"\n'
         '[functions]\nchat_endpoint = "chat"\nembedding_endpoint = "embed"\n'

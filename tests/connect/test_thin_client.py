@@ -45,6 +45,8 @@ def test_the_client_has_no_jvm_and_register_checks_the_server(client_run: dict[s
     assert client_run["classic_modules_after"] == []
     assert "register_error" not in client_run
     assert client_run["register_warnings"] == []  # same aiquery version on both sides
+    assert client_run["no_aiquery_error"].startswith("ConfigError: ")
+    assert "`aiquery connect-server`" in client_run["no_aiquery_error"]
 
 
 def test_sql_ai_query_with_named_arguments(client_run: dict[str, Any]) -> None:

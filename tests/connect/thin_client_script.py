@@ -16,6 +16,7 @@ from pyspark.sql import SparkSession
 
 import aiquery
 from aiquery import functions as AF
+from aiquery.connect import client
 
 
 def attempt(found: dict[str, Any], key: str, action: Any) -> None:
@@ -141,6 +142,8 @@ def main() -> None:
         warnings.simplefilter("always")
         attempt(found, "register", lambda: aiquery.register(spark))
     found["register_warnings"] = [str(w.message) for w in caught]
+    # What register says of a server without aiquery: the same lookup, of a function no server has.
+    attempt(found, "no_aiquery", lambda: client.server_version(spark, function="aiquery_not_a_function"))
     sql_checks(spark, found)
     dataframe_checks(spark, found)
     session_checks(url, suffix, found)
