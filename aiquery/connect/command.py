@@ -30,9 +30,7 @@ def add_connect_server_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port to listen on (default {DEFAULT_PORT})")
     parser.add_argument("--master", default="local[*]", help="Spark master URL (default local[*])")
-    parser.add_argument(
-        "--conf", action="append", default=[], metavar="KEY=VALUE", help="a Spark setting (repeatable)"
-    )
+    parser.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE", help="a Spark setting (repeatable)")
     parser.add_argument(
         "--token",
         help=f"token clients must send (default ${TOKEN_VARIABLE}, else one is generated and printed; "
@@ -86,4 +84,3 @@ def _spark_conf(pairs: list[str]) -> dict[str, str]:
             raise UsageProblem(f"--conf takes KEY=VALUE, not {pair!r}")
         conf[key.strip()] = value
     return conf
-

@@ -31,7 +31,13 @@ from aiquery.errors import ConfigError
 from aiquery.jobs.session import attach_tables, check_java, output_to
 from aiquery.spark.analysed_session import connect_service
 from aiquery.spark.flush import flush_usage
-from aiquery.spark.registry import ARROW_BATCH_BYTES, DEFAULT_ARROW_BATCH_BYTES, register, registered_builders
+from aiquery.spark.registry import (
+    ARROW_BATCH_BYTES,
+    DEFAULT_ARROW_BATCH_BYTES,
+    ledger_for,
+    register,
+    registered_builders,
+)
 from aiquery.spark.session import local_spark
 from aiquery.spark.versions import installed_spark, parse_spark_version
 
@@ -86,6 +92,9 @@ class ConnectServer:
                 logger.warning("the Connect service did not stop cleanly", exc_info=True)
         if self.watch is not None:
             self.watch.stop()
+        ledger = ledger_for(self.spark)
+        if ledger is not None:
+            ledger.stop_background()
         try:
             flush_usage(self.spark)
         finally:

@@ -182,7 +182,6 @@ def _check_cappable(plan: CallPlan, setting: CapSetting, lift: str, *, has_servi
         )
 
 
-
 def parse_ddl_with(spark: SparkSession, text: str) -> tuple[Any, str]:
     """(jsonValue, SQL spelling) of a DDL type string, or ArgumentError."""
     jvm = spark.sparkContext._jvm

@@ -25,17 +25,17 @@ def main() -> None:
     texts.createOrReplaceTempView("compat_texts")
     frame = texts.select(
         "id",
-        AF.ai_query("chat", "text", failOnError=False, modelParameters={"max_tokens": 16}),
+        AF.ai_query("connect-chat", "text", failOnError=False, modelParameters={"max_tokens": 16}),
         AF.ai_summarize("text", 5).alias("s"),
     ).orderBy("id")
     sql = spark.sql(
-        "SELECT id, ai_query('chat', text, failOnError => false, modelParameters => named_struct('max_tokens', 16)) "
+        "SELECT id, ai_query('connect-chat', text, failOnError => false, modelParameters => named_struct('max_tokens', 16)) "
         "AS ai_query, ai_summarize(text, 5) AS s FROM compat_texts ORDER BY id"
     )
     found["frame"] = [row.asDict(recursive=True) for row in frame.collect()]
     found["sql"] = [row.asDict(recursive=True) for row in sql.collect()]
     try:
-        texts.select(AF.ai_query("chat", texts.text, modelParameters={"max_tokens": 16})).collect()
+        texts.select(AF.ai_query("connect-chat", texts.text, modelParameters={"max_tokens": 16})).collect()
         found["column_with_named_option"] = "ran"
     except Exception as error:  # Spark 3.5's Connect protocol has no named arguments: refused, and said why
         found["column_with_named_option"] = f"{type(error).__name__}: {error}"

@@ -23,6 +23,7 @@ def test_the_connect_quickstart_runs_in_a_thin_client(
     script = tmp_path / "quickstart_connect.py"
     script.write_text("\n\n".join(code) + "\n")
     env = {"PATH": "/usr/bin:/bin", "HOME": str(Path.home()), "AIQUERY_CONNECT_URL": connect_server.url}
+    env["AIQUERY_CONNECT_ENDPOINT"] = "connect-chat"  # the test server's endpoint (tests/connect/conftest.py)
     done = subprocess.run(
         [str(thin_client_python), str(script)], capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path
     )

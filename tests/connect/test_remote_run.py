@@ -13,7 +13,7 @@ pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
 JOB = """\
 CREATE OR REPLACE TEMP VIEW docs AS SELECT id, 'Remote doc ' || id AS text FROM range(20);
-CREATE OR REPLACE TEMP VIEW answers AS SELECT id, ai_query('chat', text) AS answer FROM docs;
+CREATE OR REPLACE TEMP VIEW answers AS SELECT id, ai_query('connect-chat', text) AS answer FROM docs;
 SELECT count(*) AS answered FROM answers WHERE answer IS NOT NULL;
 """
 
@@ -34,7 +34,7 @@ def test_a_job_runs_through_the_server_with_progress_and_summary(
     assert f"3 statement(s), query tag {tag}" in done.stdout
     assert ["20"] in [line.split() for line in done.stdout.splitlines()]  # the SELECT's one row
     assert "Job finished: 3 of 3 statement(s)" in done.stdout
-    summary = next((line.split() for line in done.stdout.splitlines() if line.strip().startswith("chat")), None)
+    summary = next((line.split() for line in done.stdout.splitlines() if line.strip().startswith("connect-chat")), None)
     assert summary is not None, done.stdout + done.stderr
     assert summary[1:4] == ["20", "20", "0"]  # requests, calls, errors: the server's ledger, by this run's tag
     assert "statement 3/3" in done.stderr and "requests 20" in done.stderr  # the progress line

@@ -32,13 +32,13 @@ def rows(frame: Any) -> list[dict[str, Any]]:
 
 
 def sql_checks(spark: Any, found: dict[str, Any]) -> None:
-    attempt(found, "plain", lambda: rows(spark.sql("SELECT ai_query('chat', 'hello ' || id) AS a FROM range(3)")))
+    attempt(found, "plain", lambda: rows(spark.sql("SELECT ai_query('connect-chat', 'hello ' || id) AS a FROM range(3)")))
     attempt(
         found,
         "named",
         lambda: rows(
             spark.sql(
-                "SELECT ai_query(endpoint => 'chat', request => 'named ' || id, "
+                "SELECT ai_query(endpoint => 'connect-chat', request => 'named ' || id, "
                 "modelParameters => named_struct('max_tokens', 16, 'temperature', 0.0), "
                 "requestTags => named_struct('team', 'thin')) AS a FROM range(2)"
             )
@@ -47,14 +47,14 @@ def sql_checks(spark: Any, found: dict[str, Any]) -> None:
     attempt(
         found,
         "fail_on_error",
-        lambda: rows(spark.sql("SELECT ai_query('chat', 'bad [[fault:400]]', failOnError => false) AS a")),
+        lambda: rows(spark.sql("SELECT ai_query('connect-chat', 'bad [[fault:400]]', failOnError => false) AS a")),
     )
     attempt(
         found,
         "return_type",
         lambda: rows(
             spark.sql(
-                "SELECT ai_query('chat', 'review ' || id, returnType => 'STRUCT<product: STRING, rating: INT>', "
+                "SELECT ai_query('connect-chat', 'review ' || id, returnType => 'STRUCT<product: STRING, rating: INT>', "
                 "responseFormat => 'STRUCT<review: STRUCT<product: STRING, rating: INT>>') AS r FROM range(2)"
             )
         ),
@@ -62,7 +62,7 @@ def sql_checks(spark: Any, found: dict[str, Any]) -> None:
     attempt(
         found,
         "invalid_parameters",
-        lambda: rows(spark.sql("SELECT ai_query('chat', 'x', modelParameters => named_struct('max_tokens', id)) "
+        lambda: rows(spark.sql("SELECT ai_query('connect-chat', 'x', modelParameters => named_struct('max_tokens', id)) "
                                "FROM range(2)")),
     )
     attempt(
@@ -86,7 +86,7 @@ def dataframe_checks(spark: Any, found: dict[str, Any]) -> None:
         lambda: rows(
             texts.select(
                 "id",
-                AF.ai_query("chat", "text", failOnError=False, modelParameters=options, requestTags={"team": "thin"}),
+                AF.ai_query("connect-chat", "text", failOnError=False, modelParameters=options, requestTags={"team": "thin"}),
                 AF.ai_summarize("text", 5).alias("s"),
                 AF.ai_classify("text", ["urgent", "not urgent"]).alias("c"),
             ).orderBy("id")
@@ -98,7 +98,7 @@ def dataframe_checks(spark: Any, found: dict[str, Any]) -> None:
         "frame_sql",
         lambda: rows(
             spark.sql(
-                "SELECT id, ai_query('chat', text, failOnError => false, modelParameters => named_struct("
+                "SELECT id, ai_query('connect-chat', text, failOnError => false, modelParameters => named_struct("
                 "'max_tokens', 16, 'temperature', 0.0), requestTags => named_struct('team', 'thin')) AS ai_query, "
                 "ai_summarize(text, 5) AS s, ai_classify(text, array('urgent', 'not urgent')) AS c "
                 "FROM frame_texts ORDER BY id"
@@ -114,7 +114,7 @@ def session_checks(url: str, suffix: str, found: dict[str, Any]) -> None:
     capped.sql(f"SET aiquery.query_tag = capped-{suffix}")
     free.sql(f"SET aiquery.query_tag = free-{suffix}")
     capped.sql("SET aiquery.budget.max_tokens = 40")
-    query = "SELECT ai_query('chat', 'budget row ' || id) AS a FROM range(30)"
+    query = "SELECT ai_query('connect-chat', 'budget row ' || id) AS a FROM range(30)"
     attempt(found, "capped", lambda: len(capped.sql(query).collect()))
     attempt(found, "uncapped", lambda: len(free.sql(query).collect()))
     found["session_ids"] = {"capped": capped.session_id, "free": free.session_id}
@@ -148,7 +148,7 @@ def main() -> None:
     dataframe_checks(spark, found)
     session_checks(url, suffix, found)
     wrong = SparkSession.builder.remote(wrong_url).create()
-    attempt(found, "wrong_token", lambda: rows(wrong.sql("SELECT ai_query('chat', 'never sent', requestTags => named_struct('marker', 'wrong-token')) AS a")))
+    attempt(found, "wrong_token", lambda: rows(wrong.sql("SELECT ai_query('connect-chat', 'never sent', requestTags => named_struct('marker', 'wrong-token')) AS a")))
     found["classic_modules_after"] = sorted(
         m for m in sys.modules if m.startswith(("py4j", "pyspark.java_gateway", "pyspark.sql.classic"))
     )
