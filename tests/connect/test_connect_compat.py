@@ -21,6 +21,7 @@ from typing import Any
 
 import pyspark
 import pytest
+from processes import EXPECTED_SPARK
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow, pytest.mark.compat]
 
@@ -28,6 +29,9 @@ SCRIPT = Path(__file__).with_name("compat_client_script.py")
 SPARK_MAJOR = int(pyspark.__version__.split(".")[0])
 
 
+@pytest.mark.skipif(
+    EXPECTED_SPARK is None, reason="scripts/compat runs it from the installed wheel; the suite has test_thin_client"
+)
 @pytest.mark.skipif(
     SPARK_MAJOR < 4,
     reason="Spark 3.5's Connect service does not check the token (and no spark-connect_2.12 JAR after 3.5.7): "
