@@ -168,7 +168,7 @@ def _run_remote(
             "over --remote the cap is a session setting, so the job may not SET aiquery.budget.* or RESET"
         )
     output = JobOutput(out, err, args.show_rows, args.progress_interval)
-    result, capped = run_remote(args.remote, statements, query_tag=query_tag, cap=cap, output=output, err=err)
+    result, capped = run_remote(args.remote, statements, query_tag=query_tag, cap=cap, output=output)
     return _exit_status(result, err, capped=capped)
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 from aiquery.connect import client
 from aiquery.coordinator.cap import COST_SETTING, TOKENS_SETTING, CapSetting
@@ -85,7 +85,6 @@ def run_remote(
     query_tag: str,
     cap: CapSetting,
     output: JobOutput,
-    err: IO[str],
 ) -> tuple[JobResult, bool]:
     """Run ``statements`` through the Connect server at ``url``; the result and whether the cap stopped it.
 
