@@ -39,6 +39,7 @@ def register(spark: SparkSession, *, settings: Settings | None = None) -> None:
         ConfigError: the configuration file is invalid, aiquery does not support this Spark version, or ``spark``
             is a Spark Connect session (whose functions come from the server: ``aiquery.register`` checks them).
     """
+    check_spark_version(spark.version)
     # Before any classic import: on a Connect client py4j may not even be installed.
     if not hasattr(spark, "_jsparkSession"):
         raise ConfigError(
@@ -46,7 +47,6 @@ def register(spark: SparkSession, *, settings: Settings | None = None) -> None:
             "`aiquery connect-server`); call aiquery.register(spark), which checks the server, not "
             "aiquery.spark.registry.register"
         )
-    check_spark_version(spark.version)
     from pyspark.java_gateway import ensure_callback_server_started
 
     from aiquery.spark.coordination import coordinator_for
