@@ -53,6 +53,13 @@ logger = logging.getLogger("aiquery.connect")
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 15002
 TOKEN_SETTING = "spark.connect.authenticate.token"
+OWN_SETTINGS = {
+    "spark.connect.grpc.binding.address": "--host (host=)",
+    "spark.connect.grpc.binding.port": "--port (port=)",
+    TOKEN_SETTING: "--token (token=), or SPARK_CONNECT_AUTHENTICATE_TOKEN",
+}
+"""Spark settings the server sets from its own options: as ``--conf`` they would bypass the loopback check, or put
+the token on the JVM's command line."""
 STOP_WAIT_S = 30
 """How long a stop waits for the Connect service's calls in flight to end."""
 
@@ -132,6 +139,11 @@ def start(
             not support).
     """
     require_connect_spark(installed_spark().spark)
+    owned = sorted(set(conf or {}) & set(OWN_SETTINGS))
+    if owned:
+        raise ConfigError(
+            f"{', '.join(owned)} cannot be given as Spark settings: use {', '.join(OWN_SETTINGS[key] for key in owned)}"
+        )
     if token is None and not _is_loopback(host):
         raise ConfigError(
             f"listening on {host} (not a loopback address) needs a token you chose and gave to your clients: "
@@ -148,10 +160,14 @@ def start(
             warehouse_dir=str(warehouse),
             extra_conf=_server_conf(host, port, conf or {}),
         )
-    attach_tables(spark, warehouse)
-    register(spark, settings=settings)
-    _register_builtin(spark)
-    return _serve(spark, host, token)
+    try:
+        attach_tables(spark, warehouse)
+        register(spark, settings=settings)
+        _register_builtin(spark)
+        return _serve(spark, host, token)
+    except BaseException:
+        spark.stop()
+        raise
 
 
 def require_connect_spark(version: str) -> None:
@@ -205,7 +221,6 @@ def _serve(spark: SparkSession, host: str, token: str) -> ConnectServer:
     assert jvm is not None
     service = connect_service(jvm)
     if service is None:
-        spark.stop()
         raise ConfigError(
             f"this Spark ({spark.version}) has no Spark Connect server classes (spark-connect_*.jar in its jars "
             "folder, which Spark 4's distributions and pip packages have)"
