@@ -46,13 +46,20 @@ if TYPE_CHECKING:
 
     from aiquery.connect.ingestion import SpoolWatch
 
-__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "ConnectServer", "connect_package", "start"]
+__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "ConnectServer", "require_connect_spark", "start"]
 
 logger = logging.getLogger("aiquery.connect")
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 15002
 TOKEN_SETTING = "spark.connect.authenticate.token"
+OWN_SETTINGS = {
+    "spark.connect.grpc.binding.address": "--host (host=)",
+    "spark.connect.grpc.binding.port": "--port (port=)",
+    TOKEN_SETTING: "--token (token=), or SPARK_CONNECT_AUTHENTICATE_TOKEN",
+}
+"""Spark settings the server sets from its own options: as ``--conf`` they would bypass the loopback check, or put
+the token on the JVM's command line."""
 STOP_WAIT_S = 30
 """How long a stop waits for the Connect service's calls in flight to end."""
 
@@ -128,8 +135,15 @@ def start(
         The running server; ``.url`` is what a client connects to.
 
     Raises:
-        ConfigError: a non-loopback ``host`` without a token, no Java, or a Spark aiquery does not support.
+        ConfigError: a non-loopback ``host`` without a token, no Java, or a Spark before 4.0 (or one aiquery does
+            not support).
     """
+    require_connect_spark(installed_spark().spark)
+    owned = sorted(set(conf or {}) & set(OWN_SETTINGS))
+    if owned:
+        raise ConfigError(
+            f"{', '.join(owned)} cannot be given as Spark settings: use {', '.join(OWN_SETTINGS[key] for key in owned)}"
+        )
     if token is None and not _is_loopback(host):
         raise ConfigError(
             f"listening on {host} (not a loopback address) needs a token you chose and gave to your clients: "
@@ -146,31 +160,36 @@ def start(
             warehouse_dir=str(warehouse),
             extra_conf=_server_conf(host, port, conf or {}),
         )
-    attach_tables(spark, warehouse)
-    register(spark, settings=settings)
-    _register_builtin(spark)
-    return _serve(spark, host, token)
+    try:
+        attach_tables(spark, warehouse)
+        register(spark, settings=settings)
+        _register_builtin(spark)
+        return _serve(spark, host, token)
+    except BaseException:
+        spark.stop()
+        raise
 
 
-def connect_package(version: str, scala: str) -> str | None:
-    """The Maven coordinate of Spark's Connect server for a Spark before 4.0 (4.x ships it in its ``jars``)."""
-    if parse_spark_version(version) >= (4, 0, 0):
-        return None
-    return f"org.apache.spark:spark-connect_{scala}:{version}"
+def require_connect_spark(version: str) -> None:
+    """Refuse a Spark whose Connect server cannot be made safe: before 4.0 it checks no token (Spark 4 added
+    ``spark.connect.authenticate.token``) and listens on every interface (no ``spark.connect.grpc.binding.address``).
+
+    Raises:
+        ConfigError: ``version`` is before 4.0.
+    """
+    if parse_spark_version(version) < (4, 0, 0):
+        raise ConfigError(
+            f"a Connect server needs Spark 4.0 or later, and this is Spark {version}: Spark 3.5's Connect "
+            "server checks no token and listens on every interface, so it would serve anyone who reaches its port. "
+            "Install pyspark 4 for the server (clients of 3.5 cannot use it either: they send a token only over TLS)"
+        )
 
 
 def _server_conf(host: str, port: int, conf: Mapping[str, str]) -> dict[str, str]:
     # Python workers must run this Python (aiquery and its dependencies are installed here).
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    from aiquery.spark.session import delta_configs
-
-    packages = [delta_configs()["spark.jars.packages"]]
-    build = installed_spark()
-    extra = connect_package(build.spark, build.scala)
-    if extra is not None:
-        packages.append(extra)
+    # Spark 4 ships the Connect server in its jars (require_connect_spark refused any other).
     return {
-        "spark.jars.packages": ",".join(packages),
         "spark.connect.grpc.binding.address": host,
         "spark.connect.grpc.binding.port": str(port),
         # register() sets it in the registering session only; Connect sessions copy the driver's configuration.
@@ -202,10 +221,9 @@ def _serve(spark: SparkSession, host: str, token: str) -> ConnectServer:
     assert jvm is not None
     service = connect_service(jvm)
     if service is None:
-        spark.stop()
         raise ConfigError(
-            f"this Spark ({spark.version}) has no Spark Connect server classes: Spark 4 ships them in its jars; "
-            "for Spark 3.5 they come from org.apache.spark:spark-connect_2.12 (spark.jars.packages)"
+            f"this Spark ({spark.version}) has no Spark Connect server classes (spark-connect_*.jar in its jars "
+            "folder, which Spark 4's distributions and pip packages have)"
         )
     # On the running driver's configuration (SparkEnv's), which the service reads when it starts.
     spark.sparkContext._jsc.sc().conf().set(TOKEN_SETTING, token)  # type: ignore[union-attr]

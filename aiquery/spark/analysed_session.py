@@ -102,6 +102,6 @@ def _connect_identity(jvm: Any, session: Any) -> ConnectIdentity | None:
             holder = manager.getIsolatedSessionIfPresent(key_class(info.userId(), info.sessionId()))
             if holder.isDefined() and holder.get().session().equals(session):
                 return ConnectIdentity(user_id=str(info.userId()), session_id=str(info.sessionId()))
-    except Exception:  # a Connect service of another shape (Spark 3.5 has no session manager): no identity
+    except Exception:  # a Connect service of another shape (another Spark's session manager): no identity
         return None
     return None

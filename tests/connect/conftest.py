@@ -92,7 +92,10 @@ def connect_server(gateway_session: Any, tmp_path_factory: pytest.TempPathFactor
             pytest.fail(f"the server did not start: {log_path.read_text()[-3000:]}")
         yield ConnectServerProcess(found[0], token, port, log_path, spark_log, process)
     finally:
-        stop(process)
+        status = stop(process)
+    # A clean stop: SIGTERM ends it with status 0 after the last ingestion, with no traceback.
+    assert status == 0, log_path.read_text()[-3000:]
+    assert "aiquery connect-server: stopped" in log_path.read_text()
 
 
 def stop(process: subprocess.Popen[str]) -> int | None:

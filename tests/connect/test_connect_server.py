@@ -164,17 +164,26 @@ def test_a_wrong_token_is_refused_before_anything_is_sent(connect_server: Connec
     assert served(gateway) == 0
 
 
-def test_a_non_loopback_address_needs_a_token(tmp_path: Any) -> None:
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--host", "0.0.0.0"], "--token"),
+        # As a Spark setting the address would bypass the check: refused too.
+        (["--conf", "spark.connect.grpc.binding.address=0.0.0.0"], "--host"),
+        (["--conf", "spark.connect.authenticate.token=on-the-command-line"], "--token"),
+    ],
+)
+def test_a_non_loopback_address_needs_a_token(tmp_path: Any, options: list[str], message: str) -> None:
     env = {key: value for key, value in os.environ.items() if key != "SPARK_CONNECT_AUTHENTICATE_TOKEN"}
     result = subprocess.run(
-        [sys.executable, "-m", "aiquery.cli", "connect-server", "--host", "0.0.0.0", "--warehouse", str(tmp_path)],
+        [sys.executable, "-m", "aiquery.cli", "connect-server", *options, "--warehouse", str(tmp_path)],
         capture_output=True,
         text=True,
         env=env,
         timeout=120,
     )
     assert result.returncode == 2
-    assert "0.0.0.0" in result.stderr and "--token" in result.stderr
+    assert message in result.stderr.splitlines()[-1]
     assert result.stdout == ""
 
 
