@@ -3,13 +3,11 @@
 Spark 4.x: a ``pyspark-client`` process against ``aiquery connect-server``: SQL and the DataFrame API give the same
 rows, named options reach the server as named arguments, the ledger and progress answer.
 
-Spark 3.5 (tried by hand, 2026-12-07, pyspark 3.5.9): Maven Central has no ``spark-connect_2.12`` after 3.5.7, so
-the server starts only with ``--conf spark.jars.packages=...spark-connect_2.12:3.5.7``; Spark 3.5's Connect
-service does not check ``spark.connect.authenticate.token`` (a client without the token is served), and the 3.5
-Python client sends a token only over TLS. With that JAR and no token, a ``pyspark[connect]==3.5.9`` client ran
-this test's script: SQL and the DataFrame API agreed; a Column with ``modelParameters`` is refused
-(``UNSUPPORTED_FEATURE.NAMED_ARGUMENTS``: 3.5's protocol has no named arguments), a column name goes as SQL text.
-Without authentication that is no server to offer, so this test skips on 3.5 and says why.
+Spark 3.5: ``aiquery connect-server`` refuses to start (3.5's Connect service checks no token), so this test
+skips there and says why. Tried by hand on 2026-12-07 (pyspark 3.5.9, the last published Connect JAR 3.5.7, no
+token): a ``pyspark[connect]==3.5.9`` client ran this test's script; SQL and the DataFrame API agreed, a Column with
+``modelParameters`` was refused (``UNSUPPORTED_FEATURE.NAMED_ARGUMENTS``: 3.5's protocol has no named arguments)
+and a column name went as SQL text.
 """
 
 from __future__ import annotations
@@ -34,8 +32,7 @@ SPARK_MAJOR = int(pyspark.__version__.split(".")[0])
 )
 @pytest.mark.skipif(
     SPARK_MAJOR < 4,
-    reason="Spark 3.5's Connect service does not check the token (and no spark-connect_2.12 JAR after 3.5.7): "
-    "aiquery connect-server is for Spark 4",
+    reason="aiquery connect-server refuses Spark before 4.0: Spark 3.5's Connect service checks no token",
 )
 def test_the_connect_client_of_this_spark(connect_server: Any, thin_client_python: Path) -> None:
     done = subprocess.run(
