@@ -93,6 +93,9 @@ def test_the_ledger_has_each_session_s_tag_user_and_id(client_run: dict[str, Any
         (tag, session) for tag, (_, session) in expected.items()
     }
     assert sum(row["query_tag"] == f"free-{suffix}" for row in client_run["ledger"]) == 30
+    # aiquery.progress(spark) through aiquery_progress(): the server's queries, by each session's tag.
+    assert {f"capped-{suffix}", f"free-{suffix}"} <= set(client_run["progress"])
+    assert isinstance(client_run["flushed"], int)
 
 
 def test_the_ledger_read_back_equals_the_emulator_s_log(client_run: dict[str, Any]) -> None:
