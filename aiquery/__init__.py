@@ -8,8 +8,7 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 # Imported for its registrations: configuration checks an endpoint's `api` against the wire formats it registers.
 import aiquery.apis  # noqa: F401
@@ -25,10 +24,8 @@ from aiquery.version import __version__
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
+    from aiquery.coordinator.progress import QueryProgress
     from aiquery.jobs.estimate import JobEstimate
-    from aiquery.spark.coordination import progress
-    from aiquery.spark.flush import flush_usage
-    from aiquery.spark.registry import register
 
 __all__ = [
     "AIQueryError",
@@ -46,22 +43,54 @@ __all__ = [
     "register",
 ]
 
-_SPARK_NAMES = {
-    "flush_usage": "aiquery.spark.flush",
-    "progress": "aiquery.spark.coordination",
-    "register": "aiquery.spark.registry",
-}
-"""Public names defined in the Spark layer, imported on first use: ``import aiquery`` stays light (no coordinator,
-no aiohttp) for a Spark Connect client and for code that only reads the configuration or the errors."""
+# ``import aiquery`` stays light: the Spark layer (py4j, the coordinator, aiohttp) is imported on a classic
+# session's first call only, so that a Spark Connect client (``pyspark-client``, no JVM) and code that only reads
+# the configuration or the errors can import the package.
 
 
-def __getattr__(name: str) -> Any:
-    module = _SPARK_NAMES.get(name)
-    if module is None:
-        raise AttributeError(f"module 'aiquery' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+def register(spark: SparkSession, *, settings: Settings | None = None) -> None:
+    """Make ``ai_query`` and the AI Functions callable from SQL and the DataFrame API in ``spark``.
+
+    On a classic session: registers them, starts the application's coordinator and the usage ledger
+    (:func:`aiquery.spark.registry.register`). On a Spark Connect session: checks that the server is an aiquery
+    Connect server (``aiquery connect-server``, which registers them for every session) and returns; a different
+    aiquery version on the server is a ``RuntimeWarning`` (:mod:`aiquery.connect.client`).
+
+    Raises:
+        ConfigError: the configuration is invalid or the Spark version unsupported; on Spark Connect, the server
+            has no aiquery, or ``settings`` were given (the server's apply).
+    """
+    from aiquery.connect import client
+
+    if client.is_connect_session(spark):
+        return client.register(spark, settings=settings)
+    from aiquery.spark.registry import register as register_classic
+
+    return register_classic(spark, settings=settings)
+
+
+def flush_usage(spark: SparkSession) -> int:
+    """Return once every request made so far is in the Delta usage table; the number of rows added (on Spark
+    Connect, the server's ledger: ``aiquery_flush_usage()``)."""
+    from aiquery.connect import client
+
+    if client.is_connect_session(spark):
+        return client.flush_usage(spark)
+    from aiquery.spark.flush import flush_usage as flush_classic
+
+    return flush_classic(spark)
+
+
+def progress(spark: SparkSession) -> list[QueryProgress]:
+    """Where each recent ``ai_query`` query of ``spark``'s application stands (on Spark Connect, the server's:
+    ``aiquery_progress()``); see :class:`aiquery.coordinator.progress.QueryProgress`."""
+    from aiquery.connect import client
+
+    if client.is_connect_session(spark):
+        return client.progress(spark)
+    from aiquery.spark.coordination import progress as progress_classic
+
+    return progress_classic(spark)
 
 
 def estimate(

@@ -4,6 +4,7 @@
     aiquery run job.sql --var day=2024-06-01
     aiquery dashboard --warehouse spark-warehouse --output usage_dashboard.html
     aiquery gateway --port 8080        # the local gateway emulator, until Ctrl-C
+    aiquery connect-server --port 15002  # a Spark Connect server with aiquery built in, until Ctrl-C
 
 Errors a user can fix print one line and exit with status 2; a failed statement or Spark failure exits 1.
 """
@@ -57,6 +58,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_estimate_arguments(estimate)
     _add_dashboard(commands)
+    from aiquery.connect.command import add_connect_server_arguments
+
+    add_connect_server_arguments(
+        commands.add_parser(
+            "connect-server",
+            help="serve Spark Connect clients from a Spark driver with aiquery built in",
+            description="Start a Spark driver with ai_query, the AI Functions, budgets and the usage ledger for "
+            "every session, serve Spark Connect clients until SIGTERM or Ctrl-C, and print the URL they use.",
+        )
+    )
     # Only listed here: its arguments go unparsed to the emulator's own command (see main).
     commands.add_parser(
         "gateway", help="run the local gateway emulator (aiquery gateway --help for its options)", add_help=False
@@ -124,6 +135,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return guarded(prog, lambda: estimate_command(args), debug=args.debug)
     if args.command == "demo":
         return guarded(prog, lambda: _demo(args), debug=args.debug)
+    if args.command == "connect-server":
+        from aiquery.connect.command import connect_server_command
+
+        return guarded(prog, lambda: connect_server_command(args, out=sys.stdout, err=sys.stderr), debug=args.debug)
     return guarded(prog, lambda: _dashboard(args), debug=args.debug)
 
 

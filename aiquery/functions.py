@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from pyspark.sql import Column
 
 from aiquery.config import TEXT_FUNCTIONS
+from aiquery.connect.client import connect_in_use, function_column, named_arguments_supported, sql_call_column
+from aiquery.errors import ArgumentError
 
 __all__ = ["ai_query", "ai_similarity", *TEXT_FUNCTIONS]
 
@@ -52,6 +54,12 @@ def ai_query(
         ArgumentError: an argument is invalid (Databricks' error class in the message).
         ConfigError: the endpoint cannot be resolved.
     """
+    if connect_in_use(request):  # the server's ai_query, with these options as named arguments
+        options = dict(returnType=returnType, failOnError=failOnError, modelParameters=modelParameters)
+        options.update(responseFormat=responseFormat, requestTags=requestTags)
+        if not named_arguments_supported():
+            return _connect_ai_query_by_position(endpoint, request, options).alias("ai_query")
+        return _connect_call("ai_query", [endpoint, _column(request)], options).alias("ai_query")
     from pyspark.sql import SparkSession
     from pyspark.sql import functions as F
 
@@ -81,7 +89,9 @@ def ai_query(
 def _call(function: str, *arguments: Any) -> Column:
     """``function(arguments...)`` as registered in the active session: Columns and column names per row, Python
     values (a label list, a number, a string) as literals."""
-    from pyspark.sql import Column, SparkSession
+    if connect_in_use(*arguments):
+        return _connect_call(function, list(arguments), {})
+    from pyspark.sql import SparkSession
     from pyspark.sql import functions as F
 
     from aiquery.spark.registry import context_for
@@ -90,23 +100,65 @@ def _call(function: str, *arguments: Any) -> Column:
     if spark is None:
         raise RuntimeError(f"{function} needs an active SparkSession; create one first")
     context_for(spark)  # registers the functions in this session if it has not been done
-    columns = []
-    for argument in arguments:
-        if isinstance(argument, Column):
-            columns.append(argument)
-        elif isinstance(argument, (list, tuple)):
-            columns.append(F.array(*[F.lit(item) for item in argument]))
-        elif isinstance(argument, Mapping):
-            columns.append(F.create_map(*[F.lit(str(part)) for item in argument.items() for part in item]))
-        else:
-            columns.append(F.lit(argument))
-    return F.call_function(function, *columns)
+    return F.call_function(function, *[_value(F, argument) for argument in arguments])
+
+
+def _connect_call(function: str, positional: list[Any], named: Mapping[str, Any]) -> Column:
+    """The Spark Connect Column of ``function``: the server resolves it; named options (None: left out) go as
+    named arguments, as SQL's ``name => value``."""
+    from pyspark.sql.connect import functions as CF
+
+    options = {name: _value(CF, value, structs=True) for name, value in named.items() if value is not None}
+    return function_column(function, [_value(CF, argument) for argument in positional], options)
+
+
+def _connect_ai_query_by_position(endpoint: str, request: Column | str, options: dict[str, Any]) -> Column:
+    """ai_query for a Connect client without named arguments (Spark 3.5): ``returnType`` and ``failOnError`` go by
+    position; the other options only as SQL text, which needs the request as a column's name."""
+    named = {name: value for name, value in options.items() if value is not None}
+    by_name = {name: value for name, value in named.items() if name not in ("returnType", "failOnError")}
+    if not by_name:
+        positional = [endpoint, _column(request), options["returnType"], options["failOnError"]]
+        return _connect_call("ai_query", positional, {})
+    if not isinstance(request, str):
+        raise ArgumentError(
+            "UNSUPPORTED_FEATURE.NAMED_ARGUMENTS",
+            f"Spark 3.5's Spark Connect protocol cannot send named arguments ({', '.join(by_name)}) with a Column; "
+            "pass the request as a column name (ai_query('e', 'text', ...)), or use SQL: "
+            "df.selectExpr(\"ai_query('e', text, modelParameters => named_struct(...))\")",
+            sqlstate="0A000",
+        )
+    return sql_call_column("ai_query", [endpoint], request, named)
+
+
+def _value(F: Any, value: Any, *, structs: bool = False) -> Column:
+    """A Column as is; a list as an ARRAY literal; a dict as a MAP literal, or with ``structs`` as a STRUCT literal
+    (what SQL's ``named_struct`` gives ``modelParameters``); any other Python value as a literal."""
+    if isinstance(value, (list, tuple)):
+        return F.array(*[F.lit(item) for item in value])
+    if isinstance(value, Mapping):
+        if structs:
+            # named_struct, not struct(value AS name): the analyzer removes that alias only after ai_query's
+            # builder has run, and an alias is not a constant to it.
+            parts = [part for key, item in value.items() for part in (F.lit(str(key)), _value(F, item, structs=True))]
+            return F.named_struct(*parts)
+        return F.create_map(*[F.lit(str(part)) for item in value.items() for part in item])
+    if type(value).__name__ == "Column" and type(value).__module__.startswith("pyspark."):
+        # Classic, Connect (and on Spark 3.5 the two are unrelated classes): whichever the session builds.
+        return value  # type: ignore[no-any-return]
+    return F.lit(value)  # type: ignore[no-any-return]
 
 
 def _column(value: Column | str) -> Column:
+    if not isinstance(value, str):
+        return value
+    if connect_in_use():
+        from pyspark.sql.connect import functions as CF
+
+        return CF.col(value)  # type: ignore[no-any-return]
     from pyspark.sql import functions as F
 
-    return F.col(value) if isinstance(value, str) else value
+    return F.col(value)
 
 
 def ai_agg(content: Column | str, instruction: str) -> Column:

@@ -189,8 +189,9 @@ def expected_spark(request: pytest.FixtureRequest) -> None:
 
 # Test files whose tests share a machine-wide resource, so that pytest-xdist runs them in one worker, one after the
 # other: a standalone worker without its own --work-dir writes executor folders under SPARK_HOME/work, named after
-# an application id that two masters started in the same second can both hand out.
-_SHARED_UNITS = {"tests/cluster/": "tests/cluster/"}
+# an application id that two masters started in the same second can both hand out. tests/connect's files share
+# one `aiquery connect-server` (a session fixture, so one more driver JVM per worker that runs any of them).
+_SHARED_UNITS = {"tests/cluster/": "tests/cluster/", "tests/connect/": "tests/connect/"}
 
 
 @pytest.hookimpl(optionalhook=True)

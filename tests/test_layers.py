@@ -9,7 +9,7 @@ The layers, from the ground up (docs/architecture.md explains each one's job):
     engine/
     coordinator/
     spark/
-    jobs/, functions.py
+    jobs/, functions.py, connect/, connect_server.py
     the package root (aiquery/__init__.py)
     demo/, cli.py, __main__.py
 
@@ -36,7 +36,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("engine",),
     ("coordinator",),
     ("spark",),
-    ("jobs", "functions"),
+    ("jobs", "functions", "connect", "connect_server"),
     ("__init__",),
     ("demo", "cli", "__main__"),
 )

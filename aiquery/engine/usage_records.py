@@ -37,6 +37,8 @@ def open_record(
 ) -> UsageRecord:
     """A record of a request about to be made; ``context`` adds the fields of what runs now (Spark task, tag)."""
     endpoint = prepared.endpoint
+    # The running task's requester (a Spark Connect user) wins over the engine's.
+    context = {"requester": prepared.requester, **context}
     return UsageRecord(
         request_id=request_id,
         call_id=call_id,
@@ -46,7 +48,6 @@ def open_record(
         destination_model=endpoint.model,
         api_type=prepared.adapter.api_type,
         url=prepared.url,
-        requester=prepared.requester,
         user_agent=USER_AGENT,
         request_tags=prepared.tags,
         request_hash=request_hash,

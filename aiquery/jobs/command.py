@@ -83,6 +83,12 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, submitted: bool) -> No
         help="cap on the tokens (input plus output) this run's requests may use; exit status 3 once reached",
     )
     if not submitted:
+        parser.add_argument(
+            "--remote",
+            metavar="sc://HOST:PORT/;token=...",
+            help="run the job through an aiquery Spark Connect server (aiquery connect-server) instead of a local "
+            "Spark; the endpoints are the server's, the query tag and the cap this run's session settings",
+        )
         parser.add_argument("--master", default="local[*]", help="Spark master URL (default local[*])")
         parser.add_argument(
             "--warehouse",
@@ -109,11 +115,13 @@ def run_command(
     out = out or sys.stdout
     err = err or sys.stderr
     path, statements = _read_job(args)
-    settings = load_settings(config_path=args.config)
     if args.show_rows < 0 or not 0 < args.progress_interval < float("inf"):  # NaN fails both comparisons
         raise UsageProblem("--show-rows must be 0 or more and --progress-interval a number of seconds more than 0")
     cap = _cap_settings(args)
     query_tag = args.query_tag or new_query_tag(path.stem)
+    if getattr(args, "remote", None):
+        return _run_remote(args, statements, cap, query_tag, out, err)
+    settings = load_settings(config_path=args.config)
     spark = _submitted_spark(settings.usage.enabled) if submitted else _local_spark(args, err)
     try:
         quiet_pyspark_loggers()
@@ -139,10 +147,37 @@ def run_command(
         report(result, out, ledger_table=ledger.table if ledger is not None else None)
     finally:
         spark.stop()
+    return _exit_status(result, err, capped=result.capped)
+
+
+def _run_remote(
+    args: argparse.Namespace, statements: list[Any], cap: CapSetting, query_tag: str, out: IO[str], err: IO[str]
+) -> int:
+    """``aiquery run --remote``: the job through a Spark Connect server (see :mod:`aiquery.jobs.remote`)."""
+    from aiquery.jobs.remote import cap_lifters, run_remote
+    from aiquery.jobs.statements import JobOutput
+
+    if args.config is not None:
+        raise UsageProblem("--config names local endpoints; with --remote the endpoints are the server's")
+    if not str(args.remote).startswith("sc://"):
+        raise UsageProblem(f"--remote takes a Spark Connect URL (sc://host:port/;token=...), not {args.remote[:40]!r}")
+    lifting = cap_lifters(statements) if cap else []
+    if lifting:
+        raise UsageProblem(
+            f"{lifting[0].describe()} would change the session's spending cap that --max-cost/--max-tokens set; "
+            "over --remote the cap is a session setting, so the job may not SET aiquery.budget.* or RESET"
+        )
+    output = JobOutput(out, err, args.show_rows, args.progress_interval)
+    result, capped = run_remote(args.remote, statements, query_tag=query_tag, cap=cap, output=output)
+    return _exit_status(result, err, capped=capped)
+
+
+def _exit_status(result: Any, err: IO[str], *, capped: bool) -> int:
+    """The exit status of a finished run, its reason on ``err``."""
     if result.interrupted:
         err.write(f"aiquery run: interrupted during {result.failed.describe() if result.failed else 'the job'}\n")
         return EXIT_INTERRUPTED
-    if result.capped:
+    if capped:
         if result.failed is not None:
             err.write(f"aiquery run: {result.failed.describe()} stopped by the spending cap: {result.error}\n")
         return EXIT_CAPPED

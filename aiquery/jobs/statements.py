@@ -14,12 +14,19 @@ import secrets
 import sys
 import textwrap
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
-from aiquery.jobs.progress import POLL_INTERVAL_S, ProgressReporter, coordinator_counts, spark_tasks
+from aiquery.coordinator.progress import TaskCounts
+from aiquery.jobs.progress import (
+    POLL_INTERVAL_S,
+    ProgressReporter,
+    UsageCounts,
+    coordinator_counts,
+    spark_tasks,
+)
 from aiquery.jobs.script import Statement
 from aiquery.jobs.session import INTERRUPTED
 from aiquery.jobs.summary import EndpointUsage, format_summary, usage_summary
@@ -27,7 +34,16 @@ from aiquery.jobs.summary import EndpointUsage, format_summary, usage_summary
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-__all__ = ["JobResult", "describe_error", "new_query_tag", "run_statements"]
+__all__ = [
+    "JobControl",
+    "JobOutput",
+    "JobResult",
+    "add_usage",
+    "describe_error",
+    "execute_statements",
+    "new_query_tag",
+    "run_statements",
+]
 
 QUERY_TAG_PROPERTY = "aiquery.query_tag"
 CANCEL_WAIT_S = 30.0
@@ -143,12 +159,68 @@ def run_statements(
 
     ledger: Any = ledger_for(spark)
     coordinator = running_coordinator(spark)
-    run = _StatementRun(
-        spark, query_tag, len(statements), coordinator, out, progress, show_rows, progress_interval, indent
-    )
     context = spark.sparkContext
     previous_tag = context.getLocalProperty(QUERY_TAG_PROPERTY)
     context.setLocalProperty(QUERY_TAG_PROPERTY, query_tag)
+    output = JobOutput(out, progress, show_rows, progress_interval, indent)
+    try:
+        result = execute_statements(spark, statements, _ClassicControl(context, coordinator), query_tag, output)
+    finally:
+        # pyspark types the value as str, but None is how the JVM removes a local property.
+        context.setLocalProperty("spark.jobGroup.id", None)  # type: ignore[arg-type]
+        context.setLocalProperty("spark.job.description", None)  # type: ignore[arg-type]
+        context.setLocalProperty(QUERY_TAG_PROPERTY, previous_tag)  # type: ignore[arg-type]
+    if coordinator is not None:
+        result.cap = coordinator.cap_state()
+    if ledger is not None:
+        from aiquery.spark.flush import flush_usage
+
+        add_usage(spark, ledger.table, result, flush_usage)
+    return result
+
+
+def add_usage(spark: SparkSession, table: str, result: JobResult, flush: Callable[[Any], object]) -> None:
+    """Flush the usage ledger (``flush(spark)``) and put the run's totals in ``result`` (or a note on why there are
+    none)."""
+    try:
+        flush(spark)
+        result.usage = usage_summary(spark, table, result.query_tag)
+    except Exception as error:  # the job's own outcome matters more than its bill; say why there is none
+        result.notes.append(f"usage summary unavailable: {describe_error(error)}")
+
+
+@dataclass(frozen=True)
+class JobOutput:
+    """Where a run's output goes and how much of it: statement headers and rows (``out``), the progress line."""
+
+    out: IO[str] = sys.stdout
+    progress: IO[str] = sys.stderr
+    show_rows: int = 20
+    progress_interval: float = POLL_INTERVAL_S
+    indent: str = ""
+
+
+class JobControl(Protocol):
+    """What a run asks of the application its statements run in, per statement (a ``group``): a local one through
+    its SparkContext and coordinator, a Spark Connect server through its session (:mod:`aiquery.jobs.remote`)."""
+
+    counts_usage: bool
+    """Whether :meth:`usage` has counts to give (a local run without a coordinator has none)."""
+
+    def start(self, group: str, description: str) -> None: ...
+
+    def tasks(self, group: str) -> TaskCounts: ...
+
+    def usage(self, query_tag: str) -> UsageCounts: ...
+
+    def cancel(self, group: str) -> None: ...
+
+
+def execute_statements(
+    spark: SparkSession, statements: Sequence[Statement], control: JobControl, query_tag: str, output: JobOutput
+) -> JobResult:
+    """Run ``statements`` in order, stopping at the first failure (the result says which and why)."""
+    run = _StatementRun(spark, query_tag, len(statements), control, output)
     result = JobResult(query_tag=query_tag, statements=len(statements))
     started = time.monotonic()
     try:
@@ -158,61 +230,59 @@ def run_statements(
             result.completed += 1
     finally:
         result.seconds = time.monotonic() - started
-        # pyspark types the value as str, but None is how the JVM removes a local property.
-        context.setLocalProperty("spark.jobGroup.id", None)  # type: ignore[arg-type]
-        context.setLocalProperty("spark.job.description", None)  # type: ignore[arg-type]
-        context.setLocalProperty(QUERY_TAG_PROPERTY, previous_tag)  # type: ignore[arg-type]
-    if coordinator is not None:
-        result.cap = coordinator.cap_state()
-    if ledger is not None:
-        _add_usage(spark, ledger.table, result)
     return result
 
 
-def _add_usage(spark: SparkSession, table: str, result: JobResult) -> None:
-    """Flush the usage ledger and put the run's totals in ``result`` (or a note on why there are none)."""
-    from aiquery.spark.flush import flush_usage
+class _ClassicControl:
+    """A local application: job groups on its SparkContext, counts from its coordinator."""
 
-    try:
-        flush_usage(spark)
-        result.usage = usage_summary(spark, table, result.query_tag)
-    except Exception as error:  # the job's own outcome matters more than its bill; say why there is none
-        result.notes.append(f"usage summary unavailable: {describe_error(error)}")
+    def __init__(self, context: Any, coordinator: Any) -> None:
+        self.context = context
+        self.coordinator = coordinator
+        self.counts_usage = coordinator is not None
+
+    def start(self, group: str, description: str) -> None:
+        self.context.setJobGroup(group, description)
+
+    def tasks(self, group: str) -> TaskCounts:
+        return spark_tasks(self.context, group)
+
+    def usage(self, query_tag: str) -> UsageCounts:
+        return coordinator_counts(self.coordinator, query_tag)
+
+    def cancel(self, group: str) -> None:
+        self.context.cancelJobGroup(group)
+        _wait_until_settled(self.context, self.coordinator, CANCEL_WAIT_S)
 
 
 @dataclass
 class _StatementRun:
-    """What every statement of one run shares: the session, the tag, the coordinator and where output goes."""
+    """What every statement of one run shares: the session, the tag, the application's control, the output."""
 
     spark: SparkSession
     query_tag: str
     count: int
-    coordinator: Any
-    out: IO[str]
-    progress: IO[str]
-    show_rows: int
-    progress_interval: float
-    indent: str
+    control: JobControl
+    output: JobOutput
 
     def statement(self, statement: Statement, result: JobResult) -> bool:
         """Run one statement and print its first rows; False when it failed (``result`` then says why)."""
-        out, indent, context = self.out, self.indent, self.spark.sparkContext
+        output, control = self.output, self.control
+        out, indent, show_rows = output.out, output.indent, output.show_rows
         out.write(f"{indent}[{statement.number}/{self.count}] line {statement.line}: {statement.first_line}\n")
         out.flush()
         group = f"{self.query_tag}#{statement.number}"
-        context.setJobGroup(group, f"aiquery {self.query_tag}: {statement.describe()}")
-        coordinator = self.coordinator
-        usage = functools.partial(coordinator_counts, coordinator, self.query_tag) if coordinator is not None else None
+        control.start(group, f"aiquery {self.query_tag}: {statement.describe()}")
         try:
             with ProgressReporter(
                 f"{indent}statement {statement.number}/{self.count}",
-                usage=usage,
-                tasks=functools.partial(spark_tasks, context, group),
-                stream=self.progress,
-                interval=self.progress_interval,
+                usage=functools.partial(control.usage, self.query_tag) if control.counts_usage else None,
+                tasks=functools.partial(control.tasks, group),
+                stream=output.progress,
+                interval=output.progress_interval,
             ):
                 frame: DataFrame = self.spark.sql(statement.sql)
-                rows = frame.limit(self.show_rows + 1).collect() if self.show_rows > 0 and frame.columns else []
+                rows = frame.limit(show_rows + 1).collect() if show_rows > 0 and frame.columns else []
         except (Exception, KeyboardInterrupt) as error:  # any failure ends the job, reported, not raised
             result.failed = statement
             if isinstance(error, KeyboardInterrupt) or INTERRUPTED.is_set():
@@ -224,11 +294,10 @@ class _StatementRun:
             # Either way the statement's other tasks are cut off, with requests in flight: those are failed
             # requests of this job too, and belong in its summary. Their usage is ingested once the tasks are gone
             # (a killed worker's requests are closed as lost then).
-            context.cancelJobGroup(group)
-            _wait_until_settled(context, coordinator, CANCEL_WAIT_S)
+            control.cancel(group)
             return False
         if rows:
-            out.write(textwrap.indent(format_rows(frame.columns, rows, self.show_rows), indent) + "\n")
+            out.write(textwrap.indent(format_rows(frame.columns, rows, show_rows), indent) + "\n")
         return True
 
 

@@ -157,7 +157,7 @@ class AIQueryBuilder:
         jvm = self._jvm
         expressions = jvm.org.apache.spark.sql.catalyst.expressions
         empty = jvm.org.apache.spark.api.python.PythonUtils.toScalaMap(jvm.java.util.HashMap())
-        zone = jvm.scala.Option.apply(str(self.info.spark.conf.get("spark.sql.session.timeZone")))
+        zone = jvm.scala.Option.apply(self.info.session_time_zone())
         json_text = expressions.StructsToJson(empty, expression, zone).eval(None)
         value = json.loads(str(json_text.toString())) if json_text is not None else None
         if name == "modelParameters" and not isinstance(value, dict):

@@ -23,6 +23,7 @@ from aiquery.coordinator.cap import (
 )
 from aiquery.coordinator.protocol import CoordinatorAddress
 from aiquery.errors import ArgumentError, ConfigError
+from aiquery.spark.analysed_session import AnalysedSession, analysed_session
 from aiquery.spark.plan import CallPlan, plan_call
 from aiquery.spark.versions import VARIANT, mentions_variant, require_spark
 
@@ -57,36 +58,27 @@ class SparkContextInfo:
         self.app_id = self.spark.sparkContext.applicationId
         self.parallelism = max(1, self.spark.sparkContext.defaultParallelism)
 
-    def cache_enabled(self) -> bool:
-        """The session's ``aiquery.cache.enabled`` (``SET aiquery.cache.enabled = false``), true when unset."""
-        value = self.spark.conf.get(CACHE_SETTING, None)
-        return value is None or str(value).strip().lower() not in ("false", "0", "off", "no")
-
-    def analysed_session(self) -> tuple[Any, str]:
-        """The session whose query is being analysed (the JVM's active session; the registering one outside an
-        analysis) as its JVM ``RuntimeConfig``, and its id: the owner of its spending cap."""
+    def analysed_session(self) -> AnalysedSession:
+        """The session whose query is being analysed (the registering one outside an analysis)."""
         jvm = self.spark.sparkContext._jvm
         assert jvm is not None
-        active = jvm.org.apache.spark.sql.SparkSession.getActiveSession()
-        session = active.get() if active.isDefined() else self.spark._jsparkSession
-        try:
-            owner = str(session.sessionUUID())
-        except Exception:  # a Spark without the session's UUID (checked on 4.2 only): its JVM identity
-            owner = f"jvm-{jvm.java.lang.System.identityHashCode(session)}"
-        return session.conf(), owner
+        return analysed_session(jvm, self.spark._jsparkSession)
 
-    def spending_cap(self, conf: Any = None) -> CapSetting:
+    def session_time_zone(self) -> str:
+        """The analysed session's time zone (``spark.sql.session.timeZone``), for struct literals with timestamps."""
+        return str(self.analysed_session().conf.get("spark.sql.session.timeZone"))
+
+    def spending_cap(self, session: AnalysedSession | None = None) -> CapSetting:
         """A session's cap (``aiquery.budget.max_cost``, ``aiquery.budget.max_tokens``); empty when unset.
 
         Args:
-            conf: the session's JVM ``RuntimeConfig``; the registering session's when None.
+            session: the session; the one under analysis when None.
 
         Raises:
             ConfigError: a value is not a positive amount (optionally with its currency) or number of tokens.
         """
-        if conf is None:
-            conf = self.spark._jsparkSession.conf()
-        cost, tokens = (_option(conf.getOption(name)) for name in (COST_SETTING, TOKENS_SETTING))
+        session = session or self.analysed_session()
+        cost, tokens = session.get(COST_SETTING), session.get(TOKENS_SETTING)
         try:
             max_cost, currency = parse_max_cost(cost) if cost not in (None, "") else (None, DEFAULT_CURRENCY)
             max_tokens = parse_max_tokens(tokens) if tokens not in (None, "") else None
@@ -94,8 +86,8 @@ class SparkContextInfo:
             raise ConfigError(f"{error}; fix it with SET, or RESET it to remove the cap") from None
         return CapSetting(max_cost=max_cost, currency=currency, max_tokens=max_tokens)
 
-    def apply_cap(self, plan: CallPlan) -> CallPlan:
-        """Put the analysed session's cap in force on the coordinator (its own: no other session's cap changes, nor
+    def apply_cap(self, plan: CallPlan, session: AnalysedSession) -> CallPlan:
+        """Put ``session``'s cap in force on the coordinator (its own: no other session's cap changes, nor
         the application's) and check that ``plan``'s calls can be counted by every cap that counts them.
 
         Raises:
@@ -103,8 +95,8 @@ class SparkContextInfo:
                 currency: it would go uncapped) or ``AI_QUERY_BUDGET_NEEDS_LEDGER`` (a cap is kept on the usage
                 ledger's records).
         """
-        conf, owner = self.analysed_session()
-        setting = self.spending_cap(conf)
+        owner = session.owner
+        setting = self.spending_cap(session)
         application = CapSetting()
         if self.service is not None:
             self.service.set_session_cap(owner, setting)
@@ -121,7 +113,8 @@ class SparkContextInfo:
         return parse_ddl_with(self.spark, text)
 
     def plan(self, **arguments: Any) -> CallPlan:
-        """A call plan for literal arguments given as Python values."""
+        """A call plan for literal arguments given as Python values, under the analysed session's settings."""
+        session = self.analysed_session()
         return_type = arguments.get("return_type")
         if isinstance(return_type, str) and mentions_variant(return_type):
             # On Spark 3.5 parsing fails, naming the Spark that has VARIANT. On 4.x the type parses, but a pandas
@@ -140,22 +133,30 @@ class SparkContextInfo:
             journal=self.journal,
             coordinator=self.coordinator,
             store=self.store,
-            cache=self.cache_enabled(),
+            cache=_enabled(session.get(CACHE_SETTING)),
             spark_app_id=self.app_id,
             # Configured budgets are per application; a worker cut off from the coordinator uses 1/N of them.
             budget_share=1.0 / self.parallelism,
             **arguments,
         )
-        run = self.spark.conf.get(ESTIMATE_RUN_SETTING, None)
+        connect = session.connect
+        plan = dataclasses.replace(
+            plan,
+            query_tag=session.query_tag,
+            # The user id a Connect client declares (a client without one: the server's own requester).
+            requester=(connect.user_id if connect is not None else "") or plan.requester,
+            session_id=connect.session_id if connect is not None else None,
+        )
+        run = session.get(ESTIMATE_RUN_SETTING)
         if run:
-            fraction = float(self.spark.conf.get(ESTIMATE_FRACTION_SETTING, None) or 0.01)
+            fraction = float(session.get(ESTIMATE_FRACTION_SETTING) or 0.01)
             plan = dataclasses.replace(plan, sample=(str(run), fraction))
-        return self.apply_cap(plan)
+        return self.apply_cap(plan, session)
 
 
-def _option(value: Any) -> str | None:
-    """A JVM ``Option[String]`` as a string or None."""
-    return str(value.get()) if value.isDefined() else None
+def _enabled(value: str | None) -> bool:
+    """A switch such as ``aiquery.cache.enabled``: true when unset."""
+    return value is None or value.strip().lower() not in ("false", "0", "off", "no")
 
 
 def _check_cappable(plan: CallPlan, setting: CapSetting, lift: str, *, has_service: bool) -> None:
@@ -179,7 +180,6 @@ def _check_cappable(plan: CallPlan, setting: CapSetting, lift: str, *, has_servi
             f"output_per_million = ... }}) or {lift}.",
             sqlstate="42K09",
         )
-
 
 
 def parse_ddl_with(spark: SparkSession, text: str) -> tuple[Any, str]:

@@ -52,6 +52,12 @@ class CallPlan:
     store: str | None = None
     """The coordinator's answer store for this call (its key), or None when the answer store is off for it."""
     requester: str = ""
+    """Who the usage table says made the requests: the configured requester, or the Spark Connect user id of the
+    session under analysis. Carried with each record, not in the worker runtime's key."""
+    session_id: str | None = None
+    """The Spark Connect session under analysis (the usage table's ``session_id``); None outside Connect."""
+    query_tag: str | None = None
+    """The analysed session's ``aiquery.query_tag`` SQL setting; None when unset."""
     spark_app_id: str | None = None
     capped: bool = False
     """Planned under a spending cap: a worker that cannot reach the coordinator to check it sends nothing."""

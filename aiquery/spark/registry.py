@@ -6,6 +6,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from aiquery.config import Settings, load_settings
+from aiquery.errors import ConfigError
 from aiquery.spark.builder import AIQueryBuilder
 from aiquery.spark.call_context import SparkContextInfo
 from aiquery.spark.session import ensure_delta
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
 
     from aiquery.coordinator.server import Coordinator
 
-__all__ = ["context_for", "register"]
+__all__ = ["context_for", "register", "registered_builders"]
 
 FUNCTION_NAME = "ai_query"
 
@@ -35,16 +36,19 @@ def register(spark: SparkSession, *, settings: Settings | None = None) -> None:
         settings: configuration; read from the environment and ``conf/aiquery.toml`` when None.
 
     Raises:
-        ConfigError: the configuration file is invalid, or aiquery does not support this Spark version.
-        RuntimeError: ``spark`` is a Spark Connect session (the builder needs the JVM on the driver).
+        ConfigError: the configuration file is invalid, aiquery does not support this Spark version, or ``spark``
+            is a Spark Connect session (whose functions come from the server: ``aiquery.register`` checks them).
     """
+    check_spark_version(spark.version)
+    # Before any classic import: on a Connect client py4j may not even be installed.
+    if not hasattr(spark, "_jsparkSession"):
+        raise ConfigError(
+            "this is a Spark Connect session: aiquery's functions come from the server (start it with "
+            "`aiquery connect-server`); call aiquery.register(spark), which checks the server, not "
+            "aiquery.spark.registry.register"
+        )
     from pyspark.java_gateway import ensure_callback_server_started
 
-    check_spark_version(spark.version)
-    if not hasattr(spark, "_jsparkSession"):
-        raise RuntimeError(
-            "aiquery needs classic PySpark (a driver-side JVM); Spark Connect sessions are not supported."
-        )
     from aiquery.spark.coordination import coordinator_for
 
     settings = settings or load_settings()
@@ -117,6 +121,17 @@ def context_for(spark: SparkSession) -> SparkContextInfo:
         with _lock:
             entry = _sessions[id(spark)]
     return entry[0]
+
+
+def registered_builders(spark: SparkSession) -> list[tuple[str, Any]]:
+    """The SQL functions ``register`` gave ``spark`` (ai_query and the AI Functions): (name, builder) pairs, for
+    registering them elsewhere too (a Spark Connect server's built-in registry). Empty when not registered."""
+    with _lock:
+        entry = _sessions.get(id(spark))
+        functions = list(_task_builders.get(id(spark), []))
+    if entry is None:
+        return []
+    return [(FUNCTION_NAME, entry[1]), *((builder.name, builder) for builder in functions)]
 
 
 def ledger_for(spark: SparkSession) -> UsageLedger | None:

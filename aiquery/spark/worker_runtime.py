@@ -115,11 +115,12 @@ _runtime_lock = threading.Lock()
 def _runtime_key(plan: CallPlan) -> tuple[Any, ...]:
     address = plan.coordinator
     where = None if address is None else (address.host, address.port, address.application)
-    return (where, plan.journal, plan.store, plan.requester)
+    return (where, plan.journal, plan.store)
 
 
 def worker_runtime(plan: CallPlan) -> WorkerRuntime:
-    """This process's runtime, created on first use (or again for another application, ledger or requester)."""
+    """This process's runtime, created on first use (or again for another application or ledger: the requester
+    goes with each task's records, so sessions of different users share one engine)."""
     global _runtime
     with _runtime_lock:
         if _runtime is None or _runtime.key != _runtime_key(plan) or not _runtime.loop.alive:
@@ -140,19 +141,25 @@ def task_context(plan: CallPlan) -> tuple[dict[str, Any], TaskInfo | None]:
     context: dict[str, Any] = {
         "spark_app_id": plan.spark_app_id,
         "task_attempt_id": None,
-        "query_tag": None,
+        "query_tag": plan.query_tag,
         "estimate": plan.sample is not None,
+        "requester": plan.requester,
+        "session_id": plan.session_id,
     }
     task = TaskContext.get()
     if task is None:
         return context, None
     context["task_attempt_id"] = task.taskAttemptId()
     description = task.getLocalProperty("spark.job.description")
-    context["query_tag"] = (
-        task.getLocalProperty("aiquery.query_tag") or description or task.getLocalProperty("spark.jobGroup.id")
-    )
+    # A job's tag (`aiquery run`, a local property) first, then the session's `SET aiquery.query_tag`; a Connect
+    # session's job description is a plan dump, so there the description is no tag.
+    tagged = task.getLocalProperty("aiquery.query_tag") or plan.query_tag
+    if plan.session_id is None:
+        context["query_tag"] = tagged or description or task.getLocalProperty("spark.jobGroup.id")
+    else:
+        context["query_tag"] = tagged
     execution = task.getLocalProperty("spark.sql.execution.id")
-    query = task.getLocalProperty("aiquery.query_tag") or (f"execution {execution}" if execution else None)
+    query = tagged or (f"execution {execution}" if execution else None)
     info = TaskInfo(
         task_attempt_id=context["task_attempt_id"], stage_id=task.stageId(), query=query, description=description
     )

@@ -65,6 +65,8 @@ class UsageRecord:
     """For an answer from the store: what the request would have cost."""
     currency: str | None = None
     """The currency of ``cost`` and ``avoided_cost`` (``USD``, ``DBU`` ...)."""
+    session_id: str | None = None
+    """The Spark Connect session whose query sent the request; None outside a Connect server."""
 
 
 class UsageSink(Protocol):

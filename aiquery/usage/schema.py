@@ -39,7 +39,7 @@ __all__ = [
     "usage_struct_type",
 ]
 
-SCHEMA_VERSION = "aiquery-2"
+SCHEMA_VERSION = "aiquery-3"
 """Written to ``schema_version``, so a reader can tell rows of different layouts apart in one table: bump it when
 a column's meaning changes or columns are added.
 
@@ -47,6 +47,7 @@ a column's meaning changes or columns are added.
 - ``aiquery-2``: ``request_hash`` holds the request's fingerprint (the answer store's key); the columns after
   ``event_date`` (answers from the store, cost, the function, estimate runs). A table without them gains them
   when it is next ingested into (:func:`missing_columns`), NULL in its earlier rows.
+- ``aiquery-3``: ``session_id``, the Spark Connect session that made the request (NULL outside a Connect server).
 """
 
 
@@ -148,6 +149,7 @@ USAGE_COLUMNS: tuple[Column, ...] = (
         "function_name",
     ),
     Column("estimate", "BOOLEAN", "made by an estimate run on a sample of the rows", "coalesce(estimate, false)"),
+    Column("session_id", "STRING", "Spark Connect session that sent the request (NULL outside Connect)", "session_id"),
 )
 
 # What a spool line holds: the UsageRecord fields, with event_time as microseconds since the epoch (UTC),
@@ -186,6 +188,7 @@ SPOOL_FIELDS: tuple[tuple[str, str], ...] = (
     ("cost", "DOUBLE"),
     ("avoided_cost", "DOUBLE"),
     ("currency", "STRING"),
+    ("session_id", "STRING"),
 )
 
 SENT_FIELDS = frozenset(
@@ -207,6 +210,7 @@ SENT_FIELDS = frozenset(
         "query_tag",
         "function_name",
         "estimate",
+        "session_id",
     }
 )
 """The spool fields known when a request is sent. They are journaled before the request reaches the wire, so a

@@ -123,7 +123,7 @@ def test_a_round_one_table_gains_the_new_columns_and_keeps_its_rows(
     )
     ledger = make_ledger(name, path=str(location))
     with SpoolWriter(ledger.spool_dir) as writer:
-        item = record("new-1", function_name="ai_query")
+        item = record("new-1", function_name="ai_query", session_id="connect-session-1")
         writer.begin(item)
         writer.end(finish(item))
     assert ledger.ingest() == 1
@@ -131,12 +131,19 @@ def test_a_round_one_table_gains_the_new_columns_and_keeps_its_rows(
     assert table.columns == [c.name for c in USAGE_COLUMNS]
     rows = {r.request_id: r for r in table.collect()}
     old, new = rows["old-1"], rows["new-1"]
-    assert (old.schema_version, old.total_tokens, old.cache_hit, old.function_name) == ("aiquery-1", 42, None, None)
-    assert (new.schema_version, new.cache_hit, new.function_name, new.estimate) == (
-        "aiquery-2",
+    assert (old.schema_version, old.total_tokens, old.cache_hit, old.function_name, old.session_id) == (
+        "aiquery-1",
+        42,
+        None,
+        None,
+        None,
+    )
+    assert (new.schema_version, new.cache_hit, new.function_name, new.estimate, new.session_id) == (
+        "aiquery-3",
         False,
         "ai_query",
         False,
+        "connect-session-1",
     )
     # Every dashboard query reads the migrated table, old rows included.
     for query in load_queries():
