@@ -28,8 +28,7 @@ from aiquery.gateway import start_gateway
 TOKEN = "bench-token"
 REPOSITORY = Path(__file__).resolve().parents[1]
 QUERY = (
-    "SELECT ai_query('bench', CONCAT('row ', CAST(id AS STRING), ': summarize this')) AS s "
-    "FROM range(0, {rows}, 1, 2)"
+    "SELECT ai_query('bench', CONCAT('row ', CAST(id AS STRING), ': summarize this')) AS s FROM range(0, {rows}, 1, 2)"
 )
 CLIENT = """
 import sys, time
@@ -59,7 +58,9 @@ def main() -> None:
     client_python = thin_client_python(pyspark.__version__)
     work = Path(tempfile.mkdtemp(prefix="aiquery-bench-connect-"))
     config = work / "aiquery.toml"
-    config.write_text('[endpoints.bench]\napi = "chat"\nmodel = "bench"\nmax_concurrency = 128\n[cache]\nenabled = false\n')
+    config.write_text(
+        '[endpoints.bench]\napi = "chat"\nmodel = "bench"\nmax_concurrency = 128\n[cache]\nenabled = false\n'
+    )
     with start_gateway(token=TOKEN) as gateway:
         gateway.configure(latency_ms=args.latency_ms)
         os.environ.update({"DATABRICKS_HOST": gateway.url, "DATABRICKS_TOKEN": TOKEN, "AIQUERY_CONFIG": str(config)})
@@ -99,7 +100,9 @@ def main() -> None:
 
     rates = {name: [args.rows / wall for wall in values] for name, values in walls.items()}
     medians = {name: statistics.median(values) for name, values in rates.items()}
-    print(f"\n{args.rows} rows, 2 partitions, local[2], {args.latency_ms} ms latency, 128 requests in flight per worker")
+    print(
+        f"\n{args.rows} rows, 2 partitions, local[2], {args.latency_ms} ms latency, 128 requests in flight per worker"
+    )
     print("| path | rows/s per round | median rows/s |")
     print("|---|---|---|")
     for name, values in rates.items():

@@ -128,7 +128,7 @@ def registered_builders(spark: SparkSession) -> list[tuple[str, Any]]:
     registering them elsewhere too (a Spark Connect server's built-in registry). Empty when not registered."""
     with _lock:
         entry = _sessions.get(id(spark))
-        functions = list(_task_builders.get(id(spark), []))
+        functions = list(_function_builders.get(id(spark), []))
     if entry is None:
         return []
     return [(FUNCTION_NAME, entry[1]), *((builder.name, builder) for builder in functions)]

@@ -29,7 +29,8 @@ def main() -> None:
         AF.ai_summarize("text", 5).alias("s"),
     ).orderBy("id")
     sql = spark.sql(
-        "SELECT id, ai_query('connect-chat', text, failOnError => false, modelParameters => named_struct('max_tokens', 16)) "
+        "SELECT id, ai_query('connect-chat', text, failOnError => false, "
+        "modelParameters => named_struct('max_tokens', 16)) "
         "AS ai_query, ai_summarize(text, 5) AS s FROM compat_texts ORDER BY id"
     )
     found["frame"] = [row.asDict(recursive=True) for row in frame.collect()]

@@ -32,7 +32,9 @@ def rows(frame: Any) -> list[dict[str, Any]]:
 
 
 def sql_checks(spark: Any, found: dict[str, Any]) -> None:
-    attempt(found, "plain", lambda: rows(spark.sql("SELECT ai_query('connect-chat', 'hello ' || id) AS a FROM range(3)")))
+    attempt(
+        found, "plain", lambda: rows(spark.sql("SELECT ai_query('connect-chat', 'hello ' || id) AS a FROM range(3)"))
+    )
     attempt(
         found,
         "named",
@@ -54,7 +56,8 @@ def sql_checks(spark: Any, found: dict[str, Any]) -> None:
         "return_type",
         lambda: rows(
             spark.sql(
-                "SELECT ai_query('connect-chat', 'review ' || id, returnType => 'STRUCT<product: STRING, rating: INT>', "
+                "SELECT ai_query('connect-chat', 'review ' || id, "
+                "returnType => 'STRUCT<product: STRING, rating: INT>', "
                 "responseFormat => 'STRUCT<review: STRUCT<product: STRING, rating: INT>>') AS r FROM range(2)"
             )
         ),
@@ -62,8 +65,11 @@ def sql_checks(spark: Any, found: dict[str, Any]) -> None:
     attempt(
         found,
         "invalid_parameters",
-        lambda: rows(spark.sql("SELECT ai_query('connect-chat', 'x', modelParameters => named_struct('max_tokens', id)) "
-                               "FROM range(2)")),
+        lambda: rows(
+            spark.sql(
+                "SELECT ai_query('connect-chat', 'x', modelParameters => named_struct('max_tokens', id)) FROM range(2)"
+            )
+        ),
     )
     attempt(
         found,
@@ -86,7 +92,9 @@ def dataframe_checks(spark: Any, found: dict[str, Any]) -> None:
         lambda: rows(
             texts.select(
                 "id",
-                AF.ai_query("connect-chat", "text", failOnError=False, modelParameters=options, requestTags={"team": "thin"}),
+                AF.ai_query(
+                    "connect-chat", "text", failOnError=False, modelParameters=options, requestTags={"team": "thin"}
+                ),
                 AF.ai_summarize("text", 5).alias("s"),
                 AF.ai_classify("text", ["urgent", "not urgent"]).alias("c"),
             ).orderBy("id")
@@ -150,7 +158,16 @@ def main() -> None:
     dataframe_checks(spark, found)
     session_checks(url, suffix, found)
     wrong = SparkSession.builder.remote(wrong_url).create()
-    attempt(found, "wrong_token", lambda: rows(wrong.sql("SELECT ai_query('connect-chat', 'never sent', requestTags => named_struct('marker', 'wrong-token')) AS a")))
+    attempt(
+        found,
+        "wrong_token",
+        lambda: rows(
+            wrong.sql(
+                "SELECT ai_query('connect-chat', 'never sent', "
+                "requestTags => named_struct('marker', 'wrong-token')) AS a"
+            )
+        ),
+    )
     found["classic_modules_after"] = sorted(
         m for m in sys.modules if m.startswith(("py4j", "pyspark.java_gateway", "pyspark.sql.classic"))
     )
