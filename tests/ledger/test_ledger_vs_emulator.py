@@ -11,6 +11,7 @@ import dataclasses
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -23,6 +24,7 @@ from processes import job_env, python_workers
 
 import aiquery
 from aiquery.config import UsageSettings, load_settings
+from aiquery.store.disk import FILE_NAME
 
 pytestmark = [pytest.mark.spark]
 
@@ -118,6 +120,16 @@ def _read_ledger(spark: Any, warehouse: Path) -> list[dict[str, Any]]:
     return [row.asDict() for row in rows]
 
 
+def _stored_answers(usage_dir: Path) -> int:
+    """Answers in the job's answer store so far (0 before the store file exists or while it is locked)."""
+    path = usage_dir / "answers" / FILE_NAME
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=0.1) as db:
+            return int(db.execute("SELECT count(*) FROM answers").fetchone()[0])
+    except sqlite3.Error:
+        return 0
+
+
 class _Row:
     def __init__(self, data: dict[str, Any]) -> None:
         self.__dict__.update(data)
@@ -138,7 +150,9 @@ def test_a_python_worker_killed_mid_job(spark: Any, gateway: Any, tmp_path: Path
     deadline = time.monotonic() + 180
     killed = None
     while time.monotonic() < deadline and killed is None:
-        if gateway.stats()["requests"] >= 60:
+        # Killed once answers are in the store, so that the retried task has some to find (killed at the 60th
+        # request alone, a loaded machine once had none stored yet: every answer was still in flight or on its way).
+        if gateway.stats()["requests"] >= 60 and _stored_answers(usage_dir) >= 20:
             # The daemon's forked children are the workers that run our UDF; kill one of them.
             children = python_workers(job.pid)
             if children:
