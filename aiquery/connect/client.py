@@ -125,7 +125,9 @@ def server_version(spark: SparkSession, *, function: str = VERSION_FUNCTION) -> 
 
 def flush_usage(spark: SparkSession) -> int:
     """The server writes every request made so far to its usage table; the number of rows it added."""
-    row = spark.sql(f"SELECT {FLUSH_FUNCTION}()").first()
+    # Not spark.sql(...): Connect analyses a SQL statement twice (to see whether it is a command, then to run it), so
+    # the first analysis would flush and the second answer 0. A DataFrame's plan is analysed once.
+    row = spark.range(1).selectExpr(f"{FLUSH_FUNCTION}()").first()
     return int(row[0]) if row is not None and row[0] is not None else 0
 
 

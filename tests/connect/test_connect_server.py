@@ -133,6 +133,16 @@ def test_the_ledger_records_each_sessions_user_session_and_tag(
         assert {(row.session_id, row.query_tag) for row in mine} == {(spark.session_id, f"nightly-{user}-{run}")}
 
 
+def test_flush_usage_from_a_client_returns_the_rows_it_ingested(remote_session: Callable[..., Any]) -> None:
+    import aiquery
+
+    spark = remote_session()
+    spark.sql("SELECT ai_query('connect-chat', 'count me ' || id) FROM range(20)").collect()
+    # Right after the query: the server's own ingestion waits for the journal to stay still for 2 s. Through
+    # spark.sql the count was 0 (Connect analyses a statement twice; the first analysis flushed).
+    assert aiquery.flush_usage(spark) > 0
+
+
 def test_the_server_ingests_on_its_own(remote_session: Callable[..., Any], gateway: Any) -> None:
     spark = remote_session()
     tag = "unflushed-" + uuid.uuid4().hex[:8]
