@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -49,3 +50,17 @@ def test_the_connect_client_of_this_spark(connect_server: Any, thin_client_pytho
     assert found["column_with_named_option"] == "ran"
     assert isinstance(found["flushed"], int)
     assert found["progress"] and all(isinstance(n, int) for n in found["progress"])
+
+
+@pytest.mark.skipif(SPARK_MAJOR >= 4, reason="Spark 4 is served: test_the_connect_client_of_this_spark")
+def test_connect_server_refuses_spark_before_4_and_says_why(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "aiquery.cli", "connect-server", "--port", "15999"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr[-3000:]
+    assert f"needs Spark 4.0 or later, and this is Spark {pyspark.__version__}" in done.stderr
+    assert "checks no token" in done.stderr and "Traceback" not in done.stderr
