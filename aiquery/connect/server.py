@@ -163,6 +163,10 @@ def start(
     try:
         attach_tables(spark, warehouse)
         register(spark, settings=settings)
+        ledger = ledger_for(spark)
+        if ledger is not None:
+            # Clients read the usage table from their first query on: it exists before any ingestion has made it.
+            ledger.ensure_table()
         _register_builtin(spark)
         return _serve(spark, host, token)
     except BaseException:

@@ -131,6 +131,24 @@ def remote_session(connect_server: ConnectServerProcess) -> Iterator[Callable[..
             session.stop()
 
 
+_CONNECT_MODE_VARIABLES = ("SPARK_CONNECT_MODE_ENABLED", "SPARK_REMOTE")
+
+
+@pytest.fixture(autouse=True)
+def classic_mode_restored() -> Iterator[None]:
+    """After each test here, this process is a classic PySpark one again. Making a Connect session marks the whole
+    process as Spark Connect (pyspark sets SPARK_CONNECT_MODE_ENABLED and never unsets it for a remote server), so
+    every pandas UDF made afterwards is a Connect one: tests of other folders that pytest-xdist runs in this process
+    later failed with "ai_query could not be built: SparkConnectGrpcException"."""
+    saved = {name: os.environ.get(name) for name in _CONNECT_MODE_VARIABLES}
+    yield
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 @pytest.fixture(scope="session")
 def thin_client_python() -> Path:
     """The interpreter of a virtual environment with only ``pyspark-client`` (the .venv's Spark version, or the
