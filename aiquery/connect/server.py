@@ -138,17 +138,7 @@ def start(
         ConfigError: a non-loopback ``host`` without a token, no Java, or a Spark before 4.0 (or one aiquery does
             not support).
     """
-    require_connect_spark(installed_spark().spark)
-    owned = sorted(set(conf or {}) & set(OWN_SETTINGS))
-    if owned:
-        raise ConfigError(
-            f"{', '.join(owned)} cannot be given as Spark settings: use {', '.join(OWN_SETTINGS[key] for key in owned)}"
-        )
-    if token is None and not _is_loopback(host):
-        raise ConfigError(
-            f"listening on {host} (not a loopback address) needs a token you chose and gave to your clients: "
-            "pass --token (or token=...); a generated one is only offered on 127.0.0.1"
-        )
+    _check_arguments(host, conf, token)
     token = token or secrets.token_urlsafe(32)
     check_java()
     warehouse = Path(warehouse_dir).absolute()
@@ -163,15 +153,35 @@ def start(
     try:
         attach_tables(spark, warehouse)
         register(spark, settings=settings)
-        ledger = ledger_for(spark)
-        if ledger is not None:
-            # Clients read the usage table from their first query on: it exists before any ingestion has made it.
-            ledger.ensure_table()
+        _create_usage_table(spark)
         _register_builtin(spark)
         return _serve(spark, host, token)
     except BaseException:
         spark.stop()
         raise
+
+
+def _check_arguments(host: str, conf: Mapping[str, str] | None, token: str | None) -> None:
+    """Refuse what start() must not do: an old Spark, its own settings as Spark conf, a network host without a
+    token."""
+    require_connect_spark(installed_spark().spark)
+    owned = sorted(set(conf or {}) & set(OWN_SETTINGS))
+    if owned:
+        raise ConfigError(
+            f"{', '.join(owned)} cannot be given as Spark settings: use {', '.join(OWN_SETTINGS[key] for key in owned)}"
+        )
+    if token is None and not _is_loopback(host):
+        raise ConfigError(
+            f"listening on {host} (not a loopback address) needs a token you chose and gave to your clients: "
+            "pass --token (or token=...); a generated one is only offered on 127.0.0.1"
+        )
+
+
+def _create_usage_table(spark: SparkSession) -> None:
+    """Clients read the usage table from their first query on: it exists before any ingestion has made it."""
+    ledger = ledger_for(spark)
+    if ledger is not None:
+        ledger.ensure_table()
 
 
 def require_connect_spark(version: str) -> None:
