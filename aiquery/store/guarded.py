@@ -43,6 +43,10 @@ MAX_PENDING_BYTES = 128 << 20
 """Answers waiting to be written, at most (more are dropped and counted rather than held)."""
 WARM_UP_KEY = "aiquery-warm-up"
 """Looked up once when the store opens (never a fingerprint: those are hexadecimal)."""
+OPEN_GRACE_S = 2.0
+"""How long lookups asked while the store is still opening wait for it (Redis's connect timeout: a server that
+answers connects within it). Measured under load: opening took longer than a lookup's deadline, every lookup of
+the first chunks was a miss and a resumed job paid again for them."""
 CLOSE_TIMEOUT_S = 10.0
 """How long closing waits for the last writes; a store that hangs is left to its (daemon) thread."""
 
@@ -87,6 +91,8 @@ class GuardedStore:
         self._closed = False
         self._busy_since: float | None = None
         """When the store's current call began (None while the thread is idle)."""
+        self._opening_until: float | None = time.monotonic() + OPEN_GRACE_S
+        """While the store opens: until when a lookup may wait for it (None once open, or failed to)."""
         self._thread = threading.Thread(target=self._serve, name="aiquery-answer-store", daemon=True)
         self._thread.start()
 
@@ -99,13 +105,13 @@ class GuardedStore:
     async def lookup(self, fingerprints: Sequence[str]) -> _Found:
         """The fresh answers among ``fingerprints``, from memory or the store; whatever the store has not
         answered by the deadline is a miss. Never raises for the store's sake."""
-        found, job = self._ask(fingerprints)
+        found, job, wait_s = self._ask(fingerprints)
         if job is None:
             return found
         try:
-            more = await asyncio.wait_for(asyncio.wrap_future(job), self.deadline_s)
+            more = await asyncio.wait_for(asyncio.wrap_future(job), wait_s)
         except asyncio.TimeoutError:  # not the built-in TimeoutError before Python 3.11
-            self.breaker.failed("lookup", TimeoutError(f"no answer in {self.deadline_s:g} s"))
+            self.breaker.failed("lookup", TimeoutError(f"no answer in {wait_s:.2g} s"))
             return found
         except Exception as error:  # a broken store is a miss, never a failed query
             self.breaker.failed("lookup", error)
@@ -114,15 +120,16 @@ class GuardedStore:
         return {**more, **found}
 
     def get_many(self, fingerprints: Sequence[str]) -> _Found:
-        """:meth:`lookup` for a caller without an event loop (blocks at most the deadline)."""
-        found, job = self._ask(fingerprints)
+        """:meth:`lookup` for a caller without an event loop (blocks at most the deadline, or while the store opens
+        its grace)."""
+        found, job, wait_s = self._ask(fingerprints)
         if job is None:
             return found
         try:
-            more = job.result(self.deadline_s)
+            more = job.result(wait_s)
         except concurrent.futures.TimeoutError:
             job.cancel()
-            self.breaker.failed("lookup", TimeoutError(f"no answer in {self.deadline_s:g} s"))
+            self.breaker.failed("lookup", TimeoutError(f"no answer in {wait_s:.2g} s"))
             return found
         except Exception as error:
             self.breaker.failed("lookup", error)
@@ -130,28 +137,31 @@ class GuardedStore:
         self.breaker.succeeded()
         return {**more, **found}
 
-    def _ask(self, fingerprints: Sequence[str]) -> tuple[_Found, concurrent.futures.Future[_Found] | None]:
-        """Answers waiting in memory, and the store's job for the rest (None: not asked)."""
+    def _ask(self, fingerprints: Sequence[str]) -> tuple[_Found, concurrent.futures.Future[_Found] | None, float]:
+        """Answers waiting in memory, the store's job for the rest (None: not asked) and how long to wait for it."""
         if not fingerprints:
-            return {}, None
+            return {}, None, 0.0
         with self._changed:
             found = {fp: text for fp in fingerprints if (text := self._pending.get(fp) or self._writing.get(fp))}
             rest = [fp for fp in fingerprints if fp not in found]
             if not rest or self._closed:
-                return found, None
-            busy_since = self._busy_since
+                return found, None, 0.0
+            busy_since, opening_until = self._busy_since, self._opening_until
         now = time.monotonic()
-        if busy_since is not None and now - busy_since > self.deadline_s:
+        deadline = now + self.deadline_s
+        if opening_until is not None and opening_until > deadline:
+            deadline = opening_until  # the store is opening: wait for it, once, rather than miss what it holds
+        elif busy_since is not None and now - busy_since > self.deadline_s:
             # The thread is stuck in a call already late: this lookup could only be late too.
             self.breaker.failed("lookup", TimeoutError(f"the store has been busy for {now - busy_since:.1f} s"))
-            return found, None
+            return found, None, 0.0
         if not self.breaker.allows():
-            return found, None
+            return found, None, 0.0
         job: concurrent.futures.Future[_Found] = concurrent.futures.Future()
         with self._changed:
-            self._lookups.append((rest, job, now + self.deadline_s))
+            self._lookups.append((rest, job, deadline))
             self._changed.notify_all()
-        return found, job
+        return found, job, deadline - now
 
     def put_many(self, answers: Mapping[str, str]) -> None:
         """Hand answers over to be written (returns at once)."""
@@ -203,7 +213,7 @@ class GuardedStore:
         except Exception as error:  # e.g. an unwritable folder, the redis package missing, a server down
             self._open_error = error if self._store is None else None
             self.breaker.failed("open", error)
-        self._busy_since = None
+        self._busy_since = self._opening_until = None
         while True:
             with self._changed:
                 self._changed.wait_for(lambda: self._lookups or self._pending or self._discard or self._closed)

@@ -80,15 +80,6 @@ def python_workers(root: int) -> list[int]:
     return [pid for pid in daemons if _parents().get(pid) in daemons]
 
 
-def cpu_ticks(pid: int) -> int:
-    """User and system CPU the process has used, in clock ticks (0 if it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0
-    return int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of proc(5), after pid and comm)
-
-
 def peak_rss_kib(pid: int) -> int:
     """VmHWM (the process's peak resident set) in KiB, or 0 if it is gone."""
     try:
