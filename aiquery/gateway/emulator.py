@@ -27,6 +27,7 @@ from aiquery.gateway.error_bodies import DATABRICKS, MESSAGES, kind_of_status
 from aiquery.gateway.faults import FaultPicker, TokenBucket, read_directives, retry_after_headers
 from aiquery.gateway.hostile import hostile_kind_for, send_hostile
 from aiquery.gateway.http_server import Exchange
+from aiquery.gateway.provider_batch_apis import ProviderBatchAPIs
 from aiquery.gateway.routes import UNKNOWN_ROUTE, Route, match_route
 from aiquery.gateway.settings import HOSTILE_KINDS, GatewayConfig
 from aiquery.gateway.wire import BadRequest, images_in
@@ -63,6 +64,7 @@ class Emulator:
         self.config = config
         self._picker = FaultPicker(config)
         self._bucket = self._new_bucket(config)
+        self.batch_apis = ProviderBatchAPIs(token, lambda: self.config, self.accounting)
 
     # -- settings ------------------------------------------------------------------------------------------
 
@@ -90,6 +92,7 @@ class Emulator:
         self.config = self._initial
         self._picker = FaultPicker(self._initial)
         self._bucket = self._new_bucket(self._initial)
+        self.batch_apis.reset()
 
     @staticmethod
     def _new_bucket(config: GatewayConfig) -> TokenBucket | None:
@@ -100,6 +103,8 @@ class Emulator:
     def __call__(self, exchange: Exchange) -> None:
         if exchange.path.startswith(ADMIN_PREFIX):
             self._admin(exchange)
+            return
+        if self.batch_apis.handle(exchange):
             return
         match = match_route(exchange.path)
         if match is None:
