@@ -137,6 +137,8 @@ async def _split_lines(response: aiohttp.ClientResponse, limit: int, url: str) -
         pending += chunk
         start = 0
         while (end := pending.find(b"\n", start)) >= 0:
+            if end - start > limit:
+                raise ProviderBatchError(f"a results line passes {limit} bytes", url=url)
             if end > start and pending[start:end].strip():
                 yield bytes(pending[start:end])
             start = end + 1
