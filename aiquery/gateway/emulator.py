@@ -5,6 +5,9 @@ rate-limit token, pick the outcome (directive, script, the hostile share, random
 then answer after the latency. Refusals by the gateway itself (401, 400, rate-limit and quota 429s, injected or
 from the token bucket) are answered at once, as real gateways do.
 
+The providers' batch APIs (:class:`~aiquery.gateway.provider_batch_apis.ProviderBatchAPIs`) answer their own
+paths before the gateway routes are looked up.
+
 Admin routes (not counted): ``GET /_emulator/stats``, ``GET /_emulator/requests?offset=&limit=``,
 ``GET|POST /_emulator/config`` (a POST is a partial update) and ``POST /_emulator/reset``.
 """

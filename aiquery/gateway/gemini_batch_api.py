@@ -34,6 +34,8 @@ from aiquery.gateway.wire_native import GeminiFormat
 __all__ = ["GEMINI_ROUTES"]
 
 EXPIRY_FACTOR = 2.0
+MAX_ACTIVE_BATCHES = 100
+"""Gemini runs at most this many batches at once per project; a create past it is refused with a 429."""
 _WIRE = GeminiFormat()
 _STATES = {COMPLETED: "BATCH_STATE_SUCCEEDED", EXPIRED: "BATCH_STATE_EXPIRED", CANCELLING: "BATCH_STATE_RUNNING",
            CANCELLED: "BATCH_STATE_CANCELLED"}  # fmt: skip
@@ -80,6 +82,9 @@ def _create(jobs: ProviderJobs, request: Request) -> Response:
         if not isinstance(found, list):
             raise APIError(400, "bad_request", "batch.inputConfig needs fileName or requests.requests.")
         items = [(_inline_key(item), item.get("request")) for item in found if isinstance(item, dict)]
+    active = sum(1 for job in jobs.jobs.values() if job.api == "gemini" and job.phase(time.time())[2] is None)
+    if active >= MAX_ACTIVE_BATCHES:
+        raise APIError(429, "rate_limit", f"Resource has been exhausted: at most {MAX_ACTIVE_BATCHES} batches at once.")
     keys = [key for key, _ in items]
     if not items or len(set(keys)) != len(keys):
         raise APIError(400, "bad_request", "The batch needs requests, each with its own key.")

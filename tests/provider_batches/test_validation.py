@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import aiohttp
 import pytest
-from batch_helpers import requests, run, submit
+from batch_helpers import requests, run, submit, wait_until_ended
 
 from aiquery.apis.base import APIRequest
 from aiquery.provider_batches import BatchLine, ProviderBatchClient, ProviderBatchError, ProviderHTTP
@@ -103,3 +104,36 @@ def test_a_line_the_results_never_mention_is_reported(batch_gateway: Any) -> Non
 def test_a_batch_line_is_a_plain_record() -> None:
     line = BatchLine("fp", {"model": "m"}, "m")
     assert line.custom_id == "fp" and line.model == "m"
+
+
+def test_gemini_refuses_a_batch_past_its_hundred_running_ones(batch_gateway: Any) -> None:
+    batch_gateway.configure(batch_delay=60.0)
+    wanted = requests("gemini", 1)
+
+    async def work(client: ProviderBatchClient) -> Any:
+        client.inline = True  # type: ignore[attr-defined]
+        for _ in range(100):
+            await submit(client, wanted)
+        with pytest.raises(ProviderBatchError) as refused:
+            await submit(client, wanted)
+        return refused.value
+
+    assert run(work, batch_gateway, "gemini").status == 429
+
+
+def test_a_line_the_api_refuses_is_that_lines_error_read_as_live(batch_gateway: Any) -> None:
+    # Under API version 2026-10-21 Anthropic refuses sampling parameters: the line errs, the batch does not.
+    wanted = {
+        "plain": APIRequest(prompt="hello", model="claude-sonnet-5"),
+        "sampled": APIRequest(prompt="hello", model="claude-sonnet-5", parameters={"temperature": 0.2}),
+    }
+
+    async def work(client: ProviderBatchClient) -> Any:
+        client.endpoint = dataclasses.replace(client.endpoint, anthropic_version="2026-10-21")
+        state = await wait_until_ended(client, await submit(client, wanted))
+        return {outcome.custom_id: outcome async for outcome in client.results(state, wanted)}
+
+    found = run(work, batch_gateway, "anthropic")
+    assert found["plain"].kind == "succeeded"
+    assert found["sampled"].kind == "errored" and found["sampled"].status == 400
+    assert "temperature" in (found["sampled"].error or "")
