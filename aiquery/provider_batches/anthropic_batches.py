@@ -36,16 +36,16 @@ class AnthropicBatchClient(ProviderBatchClient):
     async def submit(self, lines: Sequence[BatchLine], tag: str) -> BatchState:
         # The body is written by hand, one line at a time, so a batch near 256 MB is encoded once.
         body = b'{"requests":[' + b",".join(self.encode(line) for line in lines) + b"]}"
-        headers = {**self.headers(), "Content-Type": "application/json"}
-        created, _ = await self.http.call("POST", self.batches_url, headers, data=body)
+        json_type = {"Content-Type": "application/json"}
+        created, _ = await self.request("POST", self.batches_url, data=body, headers=json_type)
         return self.state(created)
 
     async def status(self, batch_id: str) -> BatchState:
-        found, _ = await self.http.call("GET", f"{self.batches_url}/{batch_id}", self.headers())
+        found, _ = await self.request("GET", f"{self.batches_url}/{batch_id}")
         return self.state(found)
 
     async def cancel(self, batch_id: str) -> BatchState:
-        found, _ = await self.http.call("POST", f"{self.batches_url}/{batch_id}/cancel", self.headers())
+        found, _ = await self.request("POST", f"{self.batches_url}/{batch_id}/cancel")
         return self.state(found)
 
     async def list(self, tag: str | None = None) -> list[BatchState]:
@@ -79,7 +79,7 @@ class AnthropicBatchClient(ProviderBatchClient):
     async def raw_results(self, state: BatchState) -> AsyncIterator[tuple[str, str, int | None, Any]]:
         if not state.results:
             return
-        async for line in self.http.lines(state.results, self.headers()):
+        async for line in self.stream(state.results):
             yield _read_line(line)
 
 

@@ -54,6 +54,24 @@ class ProviderBatchClient:
             headers[found[0]] = found[1]
         return headers
 
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        json_body: Any = None,
+        data: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> tuple[Any, dict[str, str]]:
+        """One call with the endpoint's headers (and ``headers`` over them) and TLS setting."""
+        sent = {**self.headers(), **(headers or {})}
+        verify = self.endpoint.verify_tls
+        return await self.http.call(method, url, sent, json_body=json_body, data=data, verify_tls=verify)
+
+    def stream(self, url: str) -> AsyncIterator[Any]:
+        """The decoded lines of a results file, one at a time."""
+        return self.http.lines(url, self.headers(), verify_tls=self.endpoint.verify_tls)
+
     def line(self, custom_id: str, request: APIRequest) -> BatchLine:
         """The line of one request: the body a live call would send."""
         return BatchLine(custom_id, self.adapter.build_body(request), request.model)
@@ -96,7 +114,7 @@ class ProviderBatchClient:
         items: list[Any] = []
         cursor = ""
         for _ in range(MAX_LIST_PAGES):
-            page, _ = await self.http.call("GET", url_for(cursor), self.headers())
+            page, _ = await self.request("GET", url_for(cursor))
             found = page.get(items_key) if isinstance(page, dict) else None
             if not isinstance(found, list) or not found:
                 break

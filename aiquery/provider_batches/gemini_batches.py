@@ -61,36 +61,35 @@ class GeminiBatchClient(ProviderBatchClient):
         model = quote(lines[0].model.removeprefix("models/"), safe="-_.~")
         body = {"batch": {"displayName": tag, "inputConfig": source}}
         url = f"{self.base_url}/v1beta/models/{model}:batchGenerateContent"
-        created, _ = await self.http.call("POST", url, self.headers(), json_body=body)
+        created, _ = await self.request("POST", url, json_body=body)
         return self.state(created)
 
     async def _upload(self, lines: Sequence[BatchLine], tag: str) -> str:
         content = b"".join(self.encode(line) + b"\n" for line in lines)
         start = {
-            **self.headers(),
             "X-Goog-Upload-Protocol": "resumable",
             "X-Goog-Upload-Command": "start",
             "X-Goog-Upload-Header-Content-Length": str(len(content)),
             "X-Goog-Upload-Header-Content-Type": "application/jsonl",
         }
         url = f"{self.base_url}/upload/v1beta/files"
-        _, headers = await self.http.call("POST", url, start, json_body={"file": {"displayName": tag}})
+        _, headers = await self.request("POST", url, json_body={"file": {"displayName": tag}}, headers=start)
         upload_url = headers.get("x-goog-upload-url")
         if not upload_url:
             raise ProviderBatchError("the upload start answered no X-Goog-Upload-URL", url=url)
-        send = {**self.headers(), "X-Goog-Upload-Command": "upload, finalize", "X-Goog-Upload-Offset": "0"}
-        uploaded, _ = await self.http.call("POST", upload_url, send, data=content)
+        send = {"X-Goog-Upload-Command": "upload, finalize", "X-Goog-Upload-Offset": "0"}
+        uploaded, _ = await self.request("POST", upload_url, data=content, headers=send)
         name = (uploaded.get("file") or {}).get("name") if isinstance(uploaded, dict) else None
         if not isinstance(name, str):
             raise ProviderBatchError("the upload answered no file name", url=upload_url)
         return name
 
     async def status(self, batch_id: str) -> BatchState:
-        found, _ = await self.http.call("GET", f"{self.base_url}/v1beta/{batch_id}", self.headers())
+        found, _ = await self.request("GET", f"{self.base_url}/v1beta/{batch_id}")
         return self.state(found)
 
     async def cancel(self, batch_id: str) -> BatchState:
-        await self.http.call("POST", f"{self.base_url}/v1beta/{batch_id}:cancel", self.headers())
+        await self.request("POST", f"{self.base_url}/v1beta/{batch_id}:cancel")
         return await self.status(batch_id)
 
     async def list(self, tag: str | None = None) -> list[BatchState]:
@@ -129,13 +128,13 @@ class GeminiBatchClient(ProviderBatchClient):
 
     async def raw_results(self, state: BatchState) -> AsyncIterator[tuple[str, str, int | None, Any]]:
         if state.results == INLINE:
-            found, _ = await self.http.call("GET", f"{self.base_url}/v1beta/{state.id}", self.headers())
+            found, _ = await self.request("GET", f"{self.base_url}/v1beta/{state.id}")
             output = (found.get("metadata") or {}).get("output") or {}
             for item in (output.get("inlinedResponses") or {}).get("inlinedResponses") or []:
                 yield _read_line(item, (item.get("metadata") or {}).get("key"))
         elif state.results:
             url = f"{self.base_url}/download/v1beta/{state.results}:download?alt=media"
-            async for line in self.http.lines(url, self.headers()):
+            async for line in self.stream(url):
                 yield _read_line(line, line.get("key") if isinstance(line, dict) else None)
 
 

@@ -53,7 +53,7 @@ class OpenAIBatchClient(ProviderBatchClient):
         form.add_field("purpose", "batch")
         content = b"".join(self.encode(line) + b"\n" for line in lines)
         form.add_field("file", content, filename=f"{tag}.jsonl", content_type="application/jsonl")
-        uploaded, _ = await self.http.call("POST", f"{self.base_url}/files", self.headers(), data=form)
+        uploaded, _ = await self.request("POST", f"{self.base_url}/files", data=form)
         file_id = uploaded.get("id") if isinstance(uploaded, dict) else None
         if not isinstance(file_id, str):
             raise ProviderBatchError("the file upload answered no file id", url=f"{self.base_url}/files")
@@ -63,15 +63,15 @@ class OpenAIBatchClient(ProviderBatchClient):
             "completion_window": "24h",
             "metadata": {TAG_KEY: tag},
         }
-        created, _ = await self.http.call("POST", f"{self.base_url}/batches", self.headers(), json_body=body)
+        created, _ = await self.request("POST", f"{self.base_url}/batches", json_body=body)
         return self.state(created)
 
     async def status(self, batch_id: str) -> BatchState:
-        found, _ = await self.http.call("GET", f"{self.base_url}/batches/{batch_id}", self.headers())
+        found, _ = await self.request("GET", f"{self.base_url}/batches/{batch_id}")
         return self.state(found)
 
     async def cancel(self, batch_id: str) -> BatchState:
-        found, _ = await self.http.call("POST", f"{self.base_url}/batches/{batch_id}/cancel", self.headers())
+        found, _ = await self.request("POST", f"{self.base_url}/batches/{batch_id}/cancel")
         return self.state(found)
 
     async def list(self, tag: str | None = None) -> list[BatchState]:
@@ -111,7 +111,7 @@ class OpenAIBatchClient(ProviderBatchClient):
         for file_id in (state.results, state.extra.get("error_file_id")):
             if not file_id:
                 continue
-            async for line in self.http.lines(f"{self.base_url}/files/{file_id}/content", self.headers()):
+            async for line in self.stream(f"{self.base_url}/files/{file_id}/content"):
                 yield _read_line(line)
 
 

@@ -32,8 +32,10 @@ DEFAULT_TIMEOUT_S = 300.0
 class ProviderHTTP:
     """The batch clients' HTTP: JSON calls and streamed result lines.
 
+    Each call says whether to check the server's certificate (its endpoint's ``verify_tls``); one session is kept
+    for each choice.
+
     Args:
-        verify_tls: check the server's certificate.
         timeout_s: seconds one call may take (a results download is one call per file).
         max_json_bytes: bytes of a JSON answer read at most.
         max_line_bytes: bytes of one results line read at most (an answer, as ``max_response_bytes`` bounds it).
@@ -42,24 +44,24 @@ class ProviderHTTP:
     def __init__(
         self,
         *,
-        verify_tls: bool = True,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         max_json_bytes: int = DEFAULT_MAX_JSON_BYTES,
         max_line_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
-        self._verify_tls = verify_tls
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self.max_json_bytes = max_json_bytes
         self.max_line_bytes = max_line_bytes
-        self._session: aiohttp.ClientSession | None = None
+        self._sessions: dict[bool, aiohttp.ClientSession] = {}
 
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(ssl=None if self._verify_tls else False)
-            self._session = aiohttp.ClientSession(
+    def _client(self, verify_tls: bool) -> aiohttp.ClientSession:
+        session = self._sessions.get(verify_tls)
+        if session is None or session.closed:
+            connector = aiohttp.TCPConnector(ssl=verify_tls)
+            session = aiohttp.ClientSession(
                 connector=connector, timeout=self._timeout, auto_decompress=False, trust_env=False
             )
-        return self._session
+            self._sessions[verify_tls] = session
+        return session
 
     async def call(
         self,
@@ -69,6 +71,7 @@ class ProviderHTTP:
         *,
         json_body: Any = None,
         data: Any = None,
+        verify_tls: bool = True,
     ) -> tuple[Any, dict[str, str]]:
         """The decoded JSON answer and its lower-cased headers.
 
@@ -77,7 +80,9 @@ class ProviderHTTP:
         """
         sent = {**headers, "Accept-Encoding": "identity"}
         try:
-            async with self._client().request(method, url, headers=sent, json=json_body, data=data) as response:
+            async with self._client(verify_tls).request(
+                method, url, headers=sent, json=json_body, data=data
+            ) as response:
                 body = await _read(response, self.max_json_bytes, truncate=response.status >= 300)
                 answer_headers = {name.lower(): value for name, value in response.headers.items()}
                 status = response.status
@@ -88,7 +93,7 @@ class ProviderHTTP:
             raise ProviderBatchError(text or "(empty body)", status=status, url=url)
         return (decode(body, url) if body.strip() else {}), answer_headers
 
-    async def lines(self, url: str, headers: Mapping[str, str]) -> AsyncIterator[Any]:
+    async def lines(self, url: str, headers: Mapping[str, str], *, verify_tls: bool = True) -> AsyncIterator[Any]:
         """Each non-empty line of a JSONL answer, decoded, read one at a time.
 
         Raises:
@@ -96,7 +101,7 @@ class ProviderHTTP:
         """
         sent = {**headers, "Accept-Encoding": "identity"}
         try:
-            async with self._client().get(url, headers=sent) as response:
+            async with self._client(verify_tls).get(url, headers=sent) as response:
                 if response.status >= 300:
                     text = (await _read(response, ERROR_TEXT_CHARS, truncate=True)).decode("utf-8", "replace")
                     raise ProviderBatchError(text or "(empty body)", status=response.status, url=url)
@@ -107,9 +112,9 @@ class ProviderHTTP:
 
     async def aclose(self) -> None:
         """Close the session (idempotent)."""
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        sessions, self._sessions = list(self._sessions.values()), {}
+        for session in sessions:
+            await session.close()
 
 
 def decode(data: bytes, url: str) -> Any:

@@ -40,9 +40,9 @@ def test_openai_fails_a_line_whose_url_is_not_the_batch_endpoint(batch_gateway: 
         form = aiohttp.FormData()
         form.add_field("purpose", "batch")
         form.add_field("file", wrong, filename="f.jsonl")
-        uploaded, _ = await client.http.call("POST", f"{client.base_url}/files", client.headers(), data=form)
+        uploaded, _ = await client.request("POST", f"{client.base_url}/files", data=form)
         body = {"input_file_id": uploaded["id"], "endpoint": "/v1/chat/completions", "completion_window": "24h"}
-        created, _ = await client.http.call("POST", f"{client.base_url}/batches", client.headers(), json_body=body)
+        created, _ = await client.request("POST", f"{client.base_url}/batches", json_body=body)
         return client.state(created)  # type: ignore[attr-defined]
 
     state = run(work, batch_gateway, "chat")
