@@ -10,6 +10,10 @@ The cost of a request (see :meth:`Price.cost`): the input tokens that were neith
 provider's prompt cache at the input price, cache reads at the cached-input price, cache writes at the
 cache-write price (each the input price when the table gives none), and output tokens at the output price. The
 ledger's ``input_tokens`` includes cached ones on every API (the adapters normalise them so).
+
+A request sent through a provider's batch API costs :meth:`Price.batch_cost`: the model's published ``batch``
+prices where ``prices.json`` has them (they carry each provider's rule for cache reads: Gemini bills them at the
+normal cache rate), else the live cost less ``batch_discount`` (the table's ``batch_discount``, default 0.5).
 """
 
 from __future__ import annotations
@@ -21,9 +25,13 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-__all__ = ["PRICE_KEYS", "Price", "builtin_price", "builtin_prices"]
+__all__ = ["DEFAULT_BATCH_DISCOUNT", "PRICE_KEYS", "PRICE_TABLE_KEYS", "Price", "builtin_price", "builtin_prices"]
 
 PRICE_KEYS = ("input_per_million", "output_per_million", "cached_input_per_million", "cache_write_per_million")
+PRICE_TABLE_KEYS = (*PRICE_KEYS, "batch_discount")
+"""Every key of an endpoint's ``price`` table: the prices, and the fraction a batch request saves."""
+DEFAULT_BATCH_DISCOUNT = 0.5
+"""What the providers' batch APIs take off the live price (OpenAI, Anthropic and Google all take half)."""
 _DATED_SUFFIX = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{8})$")
 """A model id's snapshot date (``gpt-4o-mini-2024-07-18``, ``claude-3-5-haiku-20241022``): priced as the model."""
 
@@ -39,6 +47,8 @@ class Price:
         cache_write_per_million: input tokens written to the prompt cache; None for the input price.
         currency: ``USD``, ``EUR``, ``DBU`` ...
         source: where the price comes from: ``configured``, or the built-in entry's source and date.
+        batch_discount: the fraction of the live cost a batch request saves, where ``batch`` is None.
+        batch: the model's own batch prices, where its provider publishes them (they win over the discount).
     """
 
     input_per_million: float
@@ -47,6 +57,21 @@ class Price:
     cache_write_per_million: float | None = None
     currency: str = "USD"
     source: str = "configured"
+    batch_discount: float = DEFAULT_BATCH_DISCOUNT
+    batch: Price | None = None
+
+    def batch_cost(
+        self,
+        input_tokens: int | None,
+        output_tokens: int | None,
+        cache_read_tokens: int | None = None,
+        cache_write_tokens: int | None = None,
+    ) -> float | None:
+        """The cost of one request's tokens sent through a provider's batch API; None when they are unknown."""
+        if self.batch is not None:
+            return self.batch.cost(input_tokens, output_tokens, cache_read_tokens, cache_write_tokens)
+        live = self.cost(input_tokens, output_tokens, cache_read_tokens, cache_write_tokens)
+        return None if live is None else live * (1.0 - self.batch_discount)
 
     def cost(
         self,
@@ -91,7 +116,9 @@ def builtin_prices() -> dict[str, Price]:
 
 
 def _entry_price(entry: dict[str, Any], read: str) -> Price:
+    batch = entry.get("batch")
     return Price(
+        batch=None if batch is None else _entry_price({**entry, **batch, "batch": None}, read),
         input_per_million=float(entry["input_per_million"]),
         output_per_million=float(entry.get("output_per_million") or 0.0),
         cached_input_per_million=_optional(entry.get("cached_input_per_million")),

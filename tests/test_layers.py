@@ -5,7 +5,7 @@ The layers, from the ground up (docs/architecture.md explains each one's job):
     errors, pricing, config, config_numbers, redis_url, version, liveness   (the ground)
     gateway/                                                                 (the emulator, apart: ground only)
     apis/
-    store/, usage/, ai_functions/
+    store/, usage/, ai_functions/, provider_batches/
     engine/
     coordinator/
     spark/
@@ -32,7 +32,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "aiquery"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors", "pricing", "config", "config_numbers", "redis_url", "version", "liveness"),
     ("apis",),
-    ("store", "usage", "ai_functions"),
+    ("store", "usage", "ai_functions", "provider_batches"),
     ("engine",),
     ("coordinator",),
     ("spark",),

@@ -67,6 +67,7 @@ ENDPOINT_KEYS = frozenset(
         "anthropic_version",
         "context_tokens",
         "max_response_bytes",
+        "batch",
     }
 )
 TOP_KEYS = frozenset({"endpoints", "usage", "requester", "coordinator", "cache", "functions"})

@@ -96,3 +96,5 @@ class Endpoint:
     """The model's context window in tokens: ``ai_agg`` packs each request's rows to fit it."""
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
     """Bytes of one answer read at most, counted after decompression; a larger answer is that row's error."""
+    batch: bool = False
+    """Send this endpoint's calls through its provider's batch API (``--batch`` runs); needs a provider ``base_url``."""

@@ -21,7 +21,7 @@ from aiquery.config.defaults import (
 )
 from aiquery.config_numbers import is_plain_number, refuse_unusable_numbers
 from aiquery.errors import ConfigError
-from aiquery.pricing import PRICE_KEYS, Price, builtin_price
+from aiquery.pricing import DEFAULT_BATCH_DISCOUNT, PRICE_KEYS, PRICE_TABLE_KEYS, Price, builtin_price
 
 __all__ = ["check_endpoint", "endpoint_price", "is_int"]
 
@@ -52,6 +52,7 @@ def check_endpoint(name: str, raw: Any, source: str) -> None:
 
     _check_wire_format(raw, fail)
     _check_values(raw, fail)
+    _check_batch(raw, fail)
     _check_price(raw, fail)
 
 
@@ -85,7 +86,7 @@ def _check_values(raw: Mapping[str, Any], fail: Fail) -> None:
     for key in ("requests_per_minute", "tokens_per_minute", "timeout", "deadline", "max_retry_after"):
         if key in raw and (not is_plain_number(raw[key]) or raw[key] <= 0):
             fail(key, "a positive number")
-    for key in ("verify_tls", "cache"):
+    for key in ("verify_tls", "cache", "batch"):
         if key in raw and not isinstance(raw[key], bool):
             fail(key, "true or false")
     size = raw.get("max_response_bytes", DEFAULT_MAX_RESPONSE_BYTES)
@@ -103,6 +104,24 @@ def _check_values(raw: Mapping[str, Any], fail: Fail) -> None:
         fail("request_tags", 'a table of string values, like { team = "ml" }')
 
 
+GATEWAY_PATH_MARK = "/ai-gateway/"
+"""In a ``base_url``, the Databricks AI Gateway's routes: they serve live calls only, no batch API."""
+
+
+def _check_batch(raw: Mapping[str, Any], fail: Fail) -> None:
+    if raw.get("batch") is not True:
+        return
+    base_url = raw.get("base_url")
+    if base_url is None:
+        fail(
+            "batch",
+            "a base_url at the provider or a compatible server beside it (like https://api.openai.com/v1): without "
+            "one, calls go to the Databricks AI Gateway's route, which has no batch API",
+        )
+    if GATEWAY_PATH_MARK in str(base_url):
+        fail("batch", "a base_url at the provider, not a Databricks AI Gateway route (it has no batch API)")
+
+
 def _check_price(raw: Mapping[str, Any], fail: Fail) -> None:
     table = raw.get("price")
     if "currency" in raw:
@@ -116,12 +135,15 @@ def _check_price(raw: Mapping[str, Any], fail: Fail) -> None:
     example = "{ input_per_million = 0.15, output_per_million = 0.60 } (0 for an embeddings endpoint's output)"
     if not isinstance(table, dict):
         fail("price", "a table like " + example)
-    unknown = set(table) - set(PRICE_KEYS)
+    unknown = set(table) - set(PRICE_TABLE_KEYS)
     missing = [key for key in PRICE_KEYS[:2] if key not in table]
     bad = [key for key, value in table.items() if key in PRICE_KEYS and (not is_plain_number(value) or value < 0)]
     if unknown or missing or bad:
         keys = ", ".join(PRICE_KEYS)
         fail("price", f"a table of {keys} (the first two required, each a number >= 0), like {example}")
+    discount = table.get("batch_discount", DEFAULT_BATCH_DISCOUNT)
+    if not is_plain_number(discount) or not 0 <= discount < 1:
+        fail("price", f"a batch_discount from 0 up to (not including) 1, like {DEFAULT_BATCH_DISCOUNT} for half price")
 
 
 def endpoint_price(raw: Mapping[str, Any], model: str) -> Price | None:
@@ -135,6 +157,7 @@ def endpoint_price(raw: Mapping[str, Any], model: str) -> Price | None:
         cached_input_per_million=_float_or_none(table.get("cached_input_per_million")),
         cache_write_per_million=_float_or_none(table.get("cache_write_per_million")),
         currency=raw.get("currency", DEFAULT_CURRENCY),
+        batch_discount=float(table.get("batch_discount", DEFAULT_BATCH_DISCOUNT)),
     )
 
 

@@ -18,6 +18,10 @@ Settings are the fields of :class:`GatewayConfig`. A prompt can carry per-reques
 (``[[fault:gzip_bomb]]``, ``deep_json``, ``huge_numbers``, ``endless``, ``oversized``, ``trickle``, ``html``,
 ``not_json``; see :mod:`aiquery.gateway.hostile`) are status 200 answers a careless client cannot survive;
 ``hostile_share`` (``aiquery gateway --hostile``) serves them to a share of requests chosen by a hash of each body.
+
+Beside the gateway routes it serves the three providers' batch APIs at the providers' own paths (OpenAI's
+``/v1/files`` and ``/v1/batches``, Anthropic's ``/v1/messages/batches``, Gemini's ``batchGenerateContent``), their
+batches moving on the ``batch_delay`` clock (``--batch-delay``); see :mod:`aiquery.gateway.provider_batch_apis`.
 """
 
 from __future__ import annotations

@@ -5,6 +5,9 @@ rate-limit token, pick the outcome (directive, script, the hostile share, random
 then answer after the latency. Refusals by the gateway itself (401, 400, rate-limit and quota 429s, injected or
 from the token bucket) are answered at once, as real gateways do.
 
+The providers' batch APIs (:class:`~aiquery.gateway.provider_batch_apis.ProviderBatchAPIs`) answer their own
+paths before the gateway routes are looked up.
+
 Admin routes (not counted): ``GET /_emulator/stats``, ``GET /_emulator/requests?offset=&limit=``,
 ``GET|POST /_emulator/config`` (a POST is a partial update) and ``POST /_emulator/reset``.
 """
@@ -27,6 +30,7 @@ from aiquery.gateway.error_bodies import DATABRICKS, MESSAGES, kind_of_status
 from aiquery.gateway.faults import FaultPicker, TokenBucket, read_directives, retry_after_headers
 from aiquery.gateway.hostile import hostile_kind_for, send_hostile
 from aiquery.gateway.http_server import Exchange
+from aiquery.gateway.provider_batch_apis import ProviderBatchAPIs
 from aiquery.gateway.routes import UNKNOWN_ROUTE, Route, match_route
 from aiquery.gateway.settings import HOSTILE_KINDS, GatewayConfig
 from aiquery.gateway.wire import BadRequest, images_in
@@ -63,6 +67,7 @@ class Emulator:
         self.config = config
         self._picker = FaultPicker(config)
         self._bucket = self._new_bucket(config)
+        self.batch_apis = ProviderBatchAPIs(token, lambda: self.config, self.accounting)
 
     # -- settings ------------------------------------------------------------------------------------------
 
@@ -90,6 +95,7 @@ class Emulator:
         self.config = self._initial
         self._picker = FaultPicker(self._initial)
         self._bucket = self._new_bucket(self._initial)
+        self.batch_apis.reset()
 
     @staticmethod
     def _new_bucket(config: GatewayConfig) -> TokenBucket | None:
@@ -100,6 +106,8 @@ class Emulator:
     def __call__(self, exchange: Exchange) -> None:
         if exchange.path.startswith(ADMIN_PREFIX):
             self._admin(exchange)
+            return
+        if self.batch_apis.handle(exchange):
             return
         match = match_route(exchange.path)
         if match is None:

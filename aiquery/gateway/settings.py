@@ -30,6 +30,9 @@ DEFAULT_HANG_SECONDS = 300.0
 DEFAULT_FAULT_RETRY_AFTER_S = 1.0
 DEFAULT_HOSTILE_SHARE = 0.05
 DEFAULT_TRICKLE_MS = 100.0
+DEFAULT_BATCH_DELAY_S = 1.0
+DEFAULT_BATCH_EXPIRE_S = 86_400.0
+DEFAULT_BATCH_CANCEL_S = 0.5
 
 HOSTILE_KINDS = (
     "deep_json",
@@ -102,6 +105,12 @@ class GatewayConfig:
             from a hash of the request body: the same request meets the same answer, whatever the arrival order.
         hostile_kinds: the kinds ``hostile_share`` picks from (default all of :data:`HOSTILE_KINDS`).
         trickle_ms: the pause between two bytes of a ``trickle`` answer.
+        batch_delay: seconds a provider batch takes from creation to its last line (the lines finish evenly
+            spread over them); the provider batch APIs' clock (``--batch-delay``).
+        batch_failed_share: the share of batch lines answered with an error (chosen by a hash of the line id).
+        batch_expire_s: seconds after which an unfinished OpenAI or Anthropic batch expires (their 24 h); a
+            Gemini batch expires after twice this (its 48 h), with no results.
+        batch_cancel_s: seconds a cancelled batch stays ``cancelling`` (OpenAI: up to 10 minutes) before it ends.
     """
 
     latency_ms: float = 0.0
@@ -125,6 +134,10 @@ class GatewayConfig:
     hostile_share: float = 0.0
     hostile_kinds: tuple[str, ...] = HOSTILE_KINDS
     trickle_ms: float = DEFAULT_TRICKLE_MS
+    batch_delay: float = DEFAULT_BATCH_DELAY_S
+    batch_failed_share: float = 0.0
+    batch_expire_s: float = DEFAULT_BATCH_EXPIRE_S
+    batch_cancel_s: float = DEFAULT_BATCH_CANCEL_S
 
     def updated(self, changes: Mapping[str, Any]) -> GatewayConfig:
         """A copy with ``changes`` applied, each value checked and normalised.
@@ -259,4 +272,8 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "hostile_share": _number(0.0, maximum=1.0),
     "hostile_kinds": _hostile_kinds,
     "trickle_ms": _number(1.0),
+    "batch_delay": _number(0.0),
+    "batch_failed_share": _number(0.0, maximum=1.0),
+    "batch_expire_s": _number(0.001),
+    "batch_cancel_s": _number(0.0),
 }
