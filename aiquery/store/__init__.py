@@ -40,7 +40,8 @@ def open_store(settings: CacheSettings, default_folder: str | Path) -> GuardedSt
     from aiquery.store.disk import DiskStore
 
     return GuardedStore(
-        lambda: DiskStore(default_folder, ttl=settings.ttl, max_bytes=settings.max_size), str(default_folder)
+        lambda: DiskStore(default_folder, ttl=settings.ttl, max_bytes=settings.max_size, prepared=False),
+        str(default_folder),
     )
 
 

@@ -44,10 +44,18 @@ class DiskStore:
         ttl: seconds an answer stays fresh.
         max_bytes: the bound on the answers' total size.
         clock: epoch seconds.
+        prepared: set the file up now; False leaves it to :meth:`prepare` (which waits while another process holds
+            the file locked: a :class:`~aiquery.store.guarded.GuardedStore` calls it where a wait costs no lookup).
     """
 
     def __init__(
-        self, folder: str | os.PathLike[str], *, ttl: float, max_bytes: int, clock: Callable[[], float] = time.time
+        self,
+        folder: str | os.PathLike[str],
+        *,
+        ttl: float,
+        max_bytes: int,
+        clock: Callable[[], float] = time.time,
+        prepared: bool = True,
     ) -> None:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -61,11 +69,17 @@ class DiskStore:
         self._clock = clock
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+        self._size = 0
+        self._expired_at = 0.0
+        if prepared:
+            self.prepare()
+
+    def prepare(self) -> None:
+        """Set the file up: its journal mode, its table, the size of what it holds; expired answers go."""
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
         self._size = int(self._db.execute("SELECT coalesce(sum(size), 0) FROM answers").fetchone()[0])
-        self._expired_at = 0.0
         self._expire()
 
     def get_many(self, fingerprints: Sequence[str]) -> dict[str, str]:

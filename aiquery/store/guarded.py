@@ -44,9 +44,10 @@ MAX_PENDING_BYTES = 128 << 20
 WARM_UP_KEY = "aiquery-warm-up"
 """Looked up once when the store opens (never a fingerprint: those are hexadecimal)."""
 OPEN_GRACE_S = 2.0
-"""How long lookups asked while the store is still opening wait for it (Redis's connect timeout: a server that
-answers connects within it). Measured under load: opening took longer than a lookup's deadline, every lookup of
-the first chunks was a miss and a resumed job paid again for them."""
+"""How long lookups asked while the store is being made (the redis package imported, the SQLite file opened) wait
+for it. Measured under load: making it took longer than a lookup's deadline, every lookup of the first chunks was
+a miss and a resumed job paid again for them. Waiting on the store itself (connecting, a lock) is not covered: a
+Redis that never answers or a locked file costs a lookup its deadline, as before."""
 CLOSE_TIMEOUT_S = 10.0
 """How long closing waits for the last writes; a store that hangs is left to its (daemon) thread."""
 
@@ -91,8 +92,10 @@ class GuardedStore:
         self._closed = False
         self._busy_since: float | None = None
         """When the store's current call began (None while the thread is idle)."""
-        self._opening_until: float | None = time.monotonic() + OPEN_GRACE_S
-        """While the store opens: until when a lookup may wait for it (None once open, or failed to)."""
+        self._making_until: float | None = time.monotonic() + OPEN_GRACE_S
+        """While the store is being made: until when a lookup waits for that (None once made, or failed)."""
+        self._made: concurrent.futures.Future[None] = concurrent.futures.Future()
+        """Done once the store is made (or failed to be): lookups asked meanwhile wait for it."""
         self._thread = threading.Thread(target=self._serve, name="aiquery-answer-store", daemon=True)
         self._thread.start()
 
@@ -104,14 +107,19 @@ class GuardedStore:
     # ---- the caller's side ----------------------------------------------------------------------------------
     async def lookup(self, fingerprints: Sequence[str]) -> _Found:
         """The fresh answers among ``fingerprints``, from memory or the store; whatever the store has not
-        answered by the deadline is a miss. Never raises for the store's sake."""
-        found, job, wait_s = self._ask(fingerprints)
+        answered by the deadline (after it is made, when asked while it is being made) is a miss. Never raises for
+        the store's sake."""
+        found, job, making = self._ask(fingerprints)
         if job is None:
             return found
         try:
-            more = await asyncio.wait_for(asyncio.wrap_future(job), wait_s)
+            if making is not None:  # shielded: the event is shared by every lookup and must never be cancelled
+                made = asyncio.shield(asyncio.wrap_future(self._made))
+                await asyncio.wait_for(made, max(0.0, making - time.monotonic()))
+            more = await asyncio.wait_for(asyncio.wrap_future(job), self.deadline_s)
         except asyncio.TimeoutError:  # not the built-in TimeoutError before Python 3.11
-            self.breaker.failed("lookup", TimeoutError(f"no answer in {wait_s:.2g} s"))
+            job.cancel()
+            self.breaker.failed("lookup", TimeoutError(f"no answer in {self.deadline_s:g} s"))
             return found
         except Exception as error:  # a broken store is a miss, never a failed query
             self.breaker.failed("lookup", error)
@@ -120,16 +128,18 @@ class GuardedStore:
         return {**more, **found}
 
     def get_many(self, fingerprints: Sequence[str]) -> _Found:
-        """:meth:`lookup` for a caller without an event loop (blocks at most the deadline, or while the store opens
-        its grace)."""
-        found, job, wait_s = self._ask(fingerprints)
+        """:meth:`lookup` for a caller without an event loop (blocks at most the deadline, after the store is
+        made)."""
+        found, job, making = self._ask(fingerprints)
         if job is None:
             return found
         try:
-            more = job.result(wait_s)
+            if making is not None:
+                self._made.result(max(0.0, making - time.monotonic()))
+            more = job.result(self.deadline_s)
         except concurrent.futures.TimeoutError:
             job.cancel()
-            self.breaker.failed("lookup", TimeoutError(f"no answer in {wait_s:.2g} s"))
+            self.breaker.failed("lookup", TimeoutError(f"no answer in {self.deadline_s:g} s"))
             return found
         except Exception as error:
             self.breaker.failed("lookup", error)
@@ -137,31 +147,31 @@ class GuardedStore:
         self.breaker.succeeded()
         return {**more, **found}
 
-    def _ask(self, fingerprints: Sequence[str]) -> tuple[_Found, concurrent.futures.Future[_Found] | None, float]:
-        """Answers waiting in memory, the store's job for the rest (None: not asked) and how long to wait for it."""
+    def _ask(
+        self, fingerprints: Sequence[str]
+    ) -> tuple[_Found, concurrent.futures.Future[_Found] | None, float | None]:
+        """Answers waiting in memory, the store's job for the rest (None: not asked) and, while the store is being
+        made, until when to wait for that first."""
         if not fingerprints:
-            return {}, None, 0.0
+            return {}, None, None
         with self._changed:
             found = {fp: text for fp in fingerprints if (text := self._pending.get(fp) or self._writing.get(fp))}
             rest = [fp for fp in fingerprints if fp not in found]
             if not rest or self._closed:
-                return found, None, 0.0
-            busy_since, opening_until = self._busy_since, self._opening_until
+                return found, None, None
+            busy_since, making = self._busy_since, self._making_until
         now = time.monotonic()
-        deadline = now + self.deadline_s
-        if opening_until is not None and opening_until > deadline:
-            deadline = opening_until  # the store is opening: wait for it, once, rather than miss what it holds
-        elif busy_since is not None and now - busy_since > self.deadline_s:
+        if making is None and busy_since is not None and now - busy_since > self.deadline_s:
             # The thread is stuck in a call already late: this lookup could only be late too.
             self.breaker.failed("lookup", TimeoutError(f"the store has been busy for {now - busy_since:.1f} s"))
-            return found, None, 0.0
+            return found, None, None
         if not self.breaker.allows():
-            return found, None, 0.0
+            return found, None, None
         job: concurrent.futures.Future[_Found] = concurrent.futures.Future()
         with self._changed:
-            self._lookups.append((rest, job, deadline))
+            self._lookups.append((rest, job, max(now, making or now) + self.deadline_s))
             self._changed.notify_all()
-        return found, job, deadline - now
+        return found, job, making
 
     def put_many(self, answers: Mapping[str, str]) -> None:
         """Hand answers over to be written (returns at once)."""
@@ -207,13 +217,22 @@ class GuardedStore:
         self._busy_since = time.monotonic()
         try:
             self._store = self._opener()
+            # Made (the redis package imported, the file opened): lookups asked meanwhile waited for it. What
+            # follows waits on the store itself (a Redis that never answers, a file another process holds
+            # locked), so it is an ordinary call: a lookup behind it that is already late is a miss.
+            self._busy_since = time.monotonic()
+            self._making_done()
+            prepare = getattr(self._store, "prepare", None)
+            if prepare is not None:
+                prepare()
             # Connect now, before the first lookup: a cold connection (measured under load: a new application's
             # first Redis lookups) can take longer than a lookup may.
             self._store.get_many([WARM_UP_KEY])
         except Exception as error:  # e.g. an unwritable folder, the redis package missing, a server down
             self._open_error = error if self._store is None else None
             self.breaker.failed("open", error)
-        self._busy_since = self._opening_until = None
+        self._making_done()
+        self._busy_since = None
         while True:
             with self._changed:
                 self._changed.wait_for(lambda: self._lookups or self._pending or self._discard or self._closed)
@@ -235,6 +254,11 @@ class GuardedStore:
                     self._busy_since = None
                     self._changed.notify_all()
         self._close_store()
+
+    def _making_done(self) -> None:
+        self._making_until = None
+        if not self._made.done():
+            self._made.set_result(None)
 
     def _opened(self) -> AnswerStore:
         if self._store is None:
