@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from aiquery.gateway import start_gateway
 
@@ -42,39 +43,19 @@ for line in sys.stdin:
 """
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rows", type=int, default=20_000)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--latency-ms", type=int, default=100)
-    args = parser.parse_args()
-
-    sys.path.insert(0, str(REPOSITORY / "tests" / "support"))
-    import pyspark
-    from thin_client import thin_client_python
-
-    from aiquery.connect_server import start
-
-    client_python = thin_client_python(pyspark.__version__)
-    work = Path(tempfile.mkdtemp(prefix="aiquery-bench-connect-"))
-    config = work / "aiquery.toml"
-    config.write_text(
-        '[endpoints.bench]\napi = "chat"\nmodel = "bench"\nmax_concurrency = 128\n[cache]\nenabled = false\n'
-    )
-    with start_gateway(token=TOKEN) as gateway:
-        gateway.configure(latency_ms=args.latency_ms)
-        os.environ.update({"DATABRICKS_HOST": gateway.url, "DATABRICKS_TOKEN": TOKEN, "AIQUERY_CONFIG": str(config)})
-        server = start(master="local[2]", port=0, token=secrets.token_urlsafe(16), warehouse_dir=work / "wh")
-        # A file, not `python -c`: pyspark's Connect package takes a main module without a file for a doctest run.
-        (work / "client.py").write_text(CLIENT)
-        client = subprocess.Popen(
-            [str(client_python), str(work / "client.py"), server.url],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            env={"PATH": "/usr/bin:/bin", "HOME": str(Path.home())},
-        )
-        assert client.stdin is not None and client.stdout is not None
+def measure(server: Any, client_python: Path, work: Path, args: argparse.Namespace) -> dict[str, list[float]]:
+    """Seconds per round of the query in the server's own session and through the thin client."""
+    # A file, not `python -c`: pyspark's Connect package takes a main module without a file for a doctest run.
+    (work / "client.py").write_text(CLIENT)
+    # The token in the environment (Spark's client reads it), not on a command line every user can read.
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(Path.home()), "SPARK_CONNECT_AUTHENTICATE_TOKEN": server.token}
+    url = f"sc://localhost:{server.port}"
+    client = subprocess.Popen(
+        [str(client_python), str(work / "client.py"), url], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        env=env,
+    )  # fmt: skip
+    assert client.stdin is not None and client.stdout is not None
+    try:
         assert client.stdout.readline().strip() == "ready"
         sql = QUERY.format(rows=args.rows)
 
@@ -96,7 +77,39 @@ def main() -> None:
             walls["Spark Connect client"].append(connect())
         client.stdin.close()
         client.wait(timeout=60)
-        server.stop()
+        return walls
+    finally:
+        if client.poll() is None:
+            client.kill()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", type=int, default=20_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--latency-ms", type=int, default=100)
+    args = parser.parse_args()
+
+    sys.path.insert(0, str(REPOSITORY / "tests" / "support"))
+    import pyspark
+    from thin_client import thin_client_python
+
+    from aiquery.connect_server import start
+
+    client_python = thin_client_python(pyspark.__version__)
+    with tempfile.TemporaryDirectory(prefix="aiquery-bench-connect-") as folder, start_gateway(token=TOKEN) as gateway:
+        work = Path(folder)
+        config = work / "aiquery.toml"
+        config.write_text(
+            '[endpoints.bench]\napi = "chat"\nmodel = "bench"\nmax_concurrency = 128\n[cache]\nenabled = false\n'
+        )
+        gateway.configure(latency_ms=args.latency_ms)
+        os.environ.update({"DATABRICKS_HOST": gateway.url, "DATABRICKS_TOKEN": TOKEN, "AIQUERY_CONFIG": str(config)})
+        server = start(master="local[2]", port=0, token=secrets.token_urlsafe(16), warehouse_dir=work / "wh")
+        try:
+            walls = measure(server, client_python, work, args)
+        finally:
+            server.stop()
 
     rates = {name: [args.rows / wall for wall in values] for name, values in walls.items()}
     medians = {name: statistics.median(values) for name, values in rates.items()}

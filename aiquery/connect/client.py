@@ -49,12 +49,16 @@ __all__ = [
     "server_version",
     "sql_call_column",
     "sql_literal",
+    "usage_table",
 ]
 
 SERVER_COMMAND = "aiquery connect-server"
 VERSION_FUNCTION = "aiquery_server_version"
 FLUSH_FUNCTION = "aiquery_flush_usage"
 PROGRESS_FUNCTION = "aiquery_progress"
+TABLE_FUNCTION = "aiquery_usage_table"
+DEFAULT_TABLE = "ai_gateway.usage"
+"""The usage table of a server too old to say which it writes."""
 _UNRESOLVED = ("UNRESOLVED_ROUTINE", "CANNOT_RESOLVE_FUNCTION", "Undefined function")
 """How Spark says a function does not exist (4.x's error class, 3.5's older class and message)."""
 
@@ -129,6 +133,19 @@ def flush_usage(spark: SparkSession) -> int:
     # the first analysis would flush and the second answer 0. A DataFrame's plan is analysed once.
     row = spark.range(1).selectExpr(f"{FLUSH_FUNCTION}()").first()
     return int(row[0]) if row is not None and row[0] is not None else 0
+
+
+def usage_table(spark: SparkSession) -> str | None:
+    """The server's usage table (None when its ledger is off)."""
+    from pyspark.errors import AnalysisException
+
+    try:
+        row = spark.range(1).selectExpr(f"{TABLE_FUNCTION}()").first()
+    except AnalysisException as error:
+        if not any(marker in str(error) for marker in _UNRESOLVED):
+            raise
+        return DEFAULT_TABLE
+    return (row[0] or None) if row is not None else DEFAULT_TABLE
 
 
 def progress(spark: SparkSession) -> list[QueryProgress]:

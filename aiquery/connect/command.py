@@ -64,6 +64,12 @@ def connect_server_command(args: argparse.Namespace, *, out: IO[str], err: IO[st
         out.write(f"aiquery connect-server: serving {server.url}\n")
         out.flush()
         err.write(f"aiquery connect-server: listening on {args.host}:{server.port}; SIGTERM or Ctrl-C stops it\n")
+        if not server.url.startswith("sc://localhost:"):
+            # Spark's Python client speaks TLS to any host but localhost, and this server plain gRPC.
+            err.write(
+                "aiquery connect-server: clients on other machines reach it through a TLS proxy, with "
+                "sc://PROXY:PORT/;use_ssl=true (docs/connect.md)\n"
+            )
         err.flush()
         while not stopping.wait(1.0):
             pass

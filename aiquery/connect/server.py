@@ -29,7 +29,9 @@ from aiquery.config import Settings
 from aiquery.connect.server_functions import server_functions
 from aiquery.errors import ConfigError
 from aiquery.jobs.session import attach_tables, check_java, output_to
+from aiquery.jobs.statements import wait_until_settled
 from aiquery.spark.analysed_session import connect_service
+from aiquery.spark.coordination import running_coordinator
 from aiquery.spark.flush import flush_usage
 from aiquery.spark.registry import (
     ARROW_BATCH_BYTES,
@@ -97,6 +99,11 @@ class ConnectServer:
                 service.stop(wait, unit)
             except Exception:  # stopping Spark below ends the service all the same
                 logger.warning("the Connect service did not stop cleanly", exc_info=True)
+        # Stopping the service leaves its executions running: cancel them, and wait for their requests' records
+        # (ended, or closed as lost) before the last ingestion.
+        context = self.spark.sparkContext
+        context.cancelAllJobs()
+        wait_until_settled(context, running_coordinator(self.spark), STOP_WAIT_S)
         if self.watch is not None:
             self.watch.stop()
         ledger = ledger_for(self.spark)
@@ -157,6 +164,9 @@ def start(
         _register_builtin(spark)
         return _serve(spark, host, token)
     except BaseException:
+        ledger = ledger_for(spark)
+        if ledger is not None:
+            ledger.stop_background()
         spark.stop()
         raise
 

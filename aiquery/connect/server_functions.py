@@ -1,9 +1,9 @@
 """The SQL functions a Spark Connect server adds for its clients, which have no driver of their own to ask.
 
-``aiquery_server_version()`` (STRING), ``aiquery_flush_usage()`` (BIGINT) and ``aiquery_progress()`` (STRING of
-JSON). Each is a builder in Spark's built-in registry that answers at analysis, on the server's driver, with a
-literal: what :func:`aiquery.flush_usage` and :func:`aiquery.progress` would return there. Being literals, they
-run once per statement, whatever the rows.
+``aiquery_server_version()`` (STRING), ``aiquery_flush_usage()`` (BIGINT), ``aiquery_progress()`` (STRING of JSON)
+and ``aiquery_usage_table()`` (STRING: the usage table's name, '' with the ledger off). Each is a builder in Spark's
+built-in registry that answers at analysis, on the server's driver, with a literal: what :func:`aiquery.flush_usage`
+and :func:`aiquery.progress` would return there. Being literals, they run once per statement, whatever the rows.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiquery.spark.coordination import progress
 from aiquery.spark.flush import flush_usage
+from aiquery.spark.registry import ledger_for
 from aiquery.version import __version__
 
 if TYPE_CHECKING:
@@ -72,4 +73,11 @@ def server_functions(spark: SparkSession) -> list[ServerFunction]:
         ServerFunction(spark, "aiquery_server_version", lambda: __version__, "STRING"),
         ServerFunction(spark, "aiquery_flush_usage", lambda: flush_usage(spark), "BIGINT"),
         ServerFunction(spark, "aiquery_progress", lambda: progress_json(spark), "STRING"),
+        ServerFunction(spark, "aiquery_usage_table", lambda: usage_table(spark), "STRING"),
     ]
+
+
+def usage_table(spark: SparkSession) -> str:
+    """``aiquery_usage_table()``: the table the server's ledger writes ([usage] table), '' when the ledger is off."""
+    ledger = ledger_for(spark)
+    return ledger.table if ledger is not None else ""

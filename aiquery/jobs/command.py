@@ -85,9 +85,10 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, submitted: bool) -> No
     if not submitted:
         parser.add_argument(
             "--remote",
-            metavar="sc://HOST:PORT/;token=...",
+            metavar="sc://HOST:PORT",
             help="run the job through an aiquery Spark Connect server (aiquery connect-server) instead of a local "
-            "Spark; the endpoints are the server's, the query tag and the cap this run's session settings",
+            "Spark; the endpoints are the server's, the query tag and the cap this run's session settings. Give "
+            "the server's token in SPARK_CONNECT_AUTHENTICATE_TOKEN: a token in the URL shows in the process list",
         )
         parser.add_argument("--master", default="local[*]", help="Spark master URL (default local[*])")
         parser.add_argument(
@@ -159,8 +160,14 @@ def _run_remote(
 
     if args.config is not None:
         raise UsageProblem("--config names local endpoints; with --remote the endpoints are the server's")
+    shown = str(args.remote).split(";", 1)[0][:60]  # parameters after ';' may hold the token
     if not str(args.remote).startswith("sc://"):
-        raise UsageProblem(f"--remote takes a Spark Connect URL (sc://host:port/;token=...), not {args.remote[:40]!r}")
+        raise UsageProblem(f"--remote takes a Spark Connect URL (sc://host:port), not {shown!r}")
+    if "token=" in str(args.remote).lower():
+        err.write(
+            "aiquery run: warning: the --remote URL holds the server's token, which any user of this machine can "
+            "read in the process list; give it in SPARK_CONNECT_AUTHENTICATE_TOKEN instead\n"
+        )
     lifting = cap_lifters(statements) if cap else []
     if lifting:
         raise UsageProblem(

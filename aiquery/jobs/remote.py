@@ -23,7 +23,7 @@ from aiquery.connect import client
 from aiquery.coordinator.cap import COST_SETTING, TOKENS_SETTING, CapSetting
 from aiquery.coordinator.progress import QueryProgress, TaskCounts
 from aiquery.jobs.progress import UsageCounts, coordinator_counts
-from aiquery.jobs.script import Statement
+from aiquery.jobs.script import Statement, without_comments
 from aiquery.jobs.statements import QUERY_TAG_PROPERTY, JobOutput, JobResult, add_usage, execute_statements, report
 
 if TYPE_CHECKING:
@@ -32,14 +32,14 @@ if TYPE_CHECKING:
 __all__ = ["CAPPED_ERROR", "cap_lifters", "run_remote"]
 
 CAPPED_ERROR = "AI_QUERY_BUDGET_EXCEEDED"
-LEDGER_TABLE = "ai_gateway.usage"
-"""The server's usage table unless its configuration names another ([usage] table)."""
-_LIFTS_CAP = re.compile(r"^\s*(?:SET\s+`?aiquery\.budget\.|RESET\b)", re.IGNORECASE)
+_LIFTS_CAP = re.compile(r"\baiquery\s*\.\s*budget\b|\bRESET\b", re.IGNORECASE)
+"""Anywhere outside comments, quoted text included (``EXECUTE IMMEDIATE 'SET ...'``), backticks aside: a false
+alarm refuses a run the user can still make without the cap, a miss would let the job's SQL lift it."""
 
 
 def cap_lifters(statements: Sequence[Statement]) -> list[Statement]:
     """The statements that could change or remove the session's cap (``SET aiquery.budget.*``, ``RESET``)."""
-    return [statement for statement in statements if _LIFTS_CAP.match(statement.sql)]
+    return [s for s in statements if _LIFTS_CAP.search(without_comments(s.sql).replace("`", ""))]
 
 
 class _RemoteControl:
@@ -103,8 +103,10 @@ def run_remote(
             spark.conf.set(TOKENS_SETTING, str(cap.max_tokens))
         output.out.write(f"aiquery run (remote): {len(statements)} statement(s), query tag {query_tag}\n")
         result = execute_statements(spark, statements, _RemoteControl(spark), query_tag, output)
-        add_usage(spark, LEDGER_TABLE, result, client.flush_usage)
-        report(result, output.out, ledger_table=LEDGER_TABLE)
+        table = client.usage_table(spark)
+        if table is not None:
+            add_usage(spark, table, result, client.flush_usage)
+        report(result, output.out, ledger_table=table)
     finally:
         spark.stop()
     capped = result.failed is not None and CAPPED_ERROR in (result.error or "")

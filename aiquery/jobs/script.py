@@ -17,7 +17,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
-__all__ = ["JobScriptError", "Statement", "parse_variables", "prepare_job", "split_statements"]
+__all__ = ["JobScriptError", "Statement", "parse_variables", "prepare_job", "split_statements", "without_comments"]
 
 VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_.]*)\}")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
@@ -138,6 +138,11 @@ def split_statements(text: str) -> list[Statement]:
 
 def _leading_newlines(text: str) -> int:
     return text[: len(text) - len(text.lstrip())].count("\n")
+
+
+def without_comments(sql: str) -> str:
+    """``sql`` with each comment replaced by a space (quoted text and identifiers kept as written)."""
+    return "".join(p.text if p.kind != "comment" else " " for p in _scan(sql))
 
 
 def _code_lines(sql: str) -> Iterator[str]:

@@ -43,6 +43,7 @@ __all__ = [
     "execute_statements",
     "new_query_tag",
     "run_statements",
+    "wait_until_settled",
 ]
 
 QUERY_TAG_PROPERTY = "aiquery.query_tag"
@@ -252,7 +253,7 @@ class _ClassicControl:
 
     def cancel(self, group: str) -> None:
         self.context.cancelJobGroup(group)
-        _wait_until_settled(self.context, self.coordinator, CANCEL_WAIT_S)
+        wait_until_settled(self.context, self.coordinator, CANCEL_WAIT_S)
 
 
 @dataclass
@@ -341,7 +342,8 @@ def _cell(value: Any) -> str:
     return text if len(text) <= MAX_CELL_CHARS else text[: MAX_CELL_CHARS - 3] + "..."
 
 
-def _wait_until_settled(context: Any, coordinator: Any, timeout: float) -> None:
+def wait_until_settled(context: Any, coordinator: Any, timeout: float) -> None:
+    """After a cancel: wait (at most ``timeout``) for the tasks to end, then for every request begun to end."""
     # A cancelled stage ends at once, but its tasks run on until their Python workers are killed
     # (spark.python.task.killTimeout, 2 s by default). Wait for the tasks to end, then for every request begun to
     # end: a Spark task can be reported killed while its Python worker, still connected, waits for the answers to

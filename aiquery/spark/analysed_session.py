@@ -48,6 +48,10 @@ class AnalysedSession:
 _identities: dict[str, ConnectIdentity] = {}
 """Connect identity by session id (sessionUUID): looked up once per Connect session (a session without one is looked
 up each time: it may be a Connect session whose holder is not registered yet)."""
+_visited: set[tuple[str, str]] = set()
+"""Connect sessions (user id, session id) already looked at: each is asked for once. Asking the session manager
+for a session marks it used, so asking for every session at each lookup would keep abandoned ones from ever
+expiring."""
 _identities_lock = threading.Lock()
 MAX_REMEMBERED = 10_000
 """Sessions whose identity is remembered; past that the memory starts again (a lookup is cheap, unbounded is not)."""
@@ -57,19 +61,11 @@ def analysed_session(jvm: Any, fallback: Any) -> AnalysedSession:
     """The session under analysis (the JVM's active session; ``fallback``, a JVM session, outside an analysis)."""
     active = jvm.org.apache.spark.sql.SparkSession.getActiveSession()
     session = active.get() if active.isDefined() else fallback
-    try:
-        owner = str(session.sessionUUID())
-    except Exception:  # a Spark without the session's UUID: its JVM identity
-        owner = f"jvm-{jvm.java.lang.System.identityHashCode(session)}"
+    owner = _owner(jvm, session)
     with _identities_lock:
         identity = _identities.get(owner)
     if identity is None:
-        identity = _connect_identity(jvm, session)
-        if identity is not None:
-            with _identities_lock:
-                if len(_identities) >= MAX_REMEMBERED:
-                    _identities.clear()
-                _identities[owner] = identity
+        identity = _connect_identity(jvm, session, owner)
     return AnalysedSession(conf=session.conf(), owner=owner, connect=identity)
 
 
@@ -87,9 +83,18 @@ def connect_service(jvm: Any) -> Any | None:
     return service_class.getField("MODULE$").get(None)
 
 
-def _connect_identity(jvm: Any, session: Any) -> ConnectIdentity | None:
-    """The Connect session whose Spark session is ``session``, from the running Connect service's session manager;
-    None without a Connect service in this JVM, or for a session it did not create."""
+def _owner(jvm: Any, session: Any) -> str:
+    """The session's id: its UUID (a Spark without one: its JVM identity)."""
+    try:
+        return str(session.sessionUUID())
+    except Exception:
+        return f"jvm-{jvm.java.lang.System.identityHashCode(session)}"
+
+
+def _connect_identity(jvm: Any, session: Any, owner: str) -> ConnectIdentity | None:
+    """The Connect session whose Spark session is ``session`` (id ``owner``), from the running Connect service's
+    session manager; None without a Connect service in this JVM, or for a session it did not create. Every
+    session not looked at before is remembered on the way."""
     service = connect_service(jvm)
     try:
         if service is None or not service.started():
@@ -99,9 +104,23 @@ def _connect_identity(jvm: Any, session: Any) -> ConnectIdentity | None:
         key_class = jvm.org.apache.spark.sql.connect.service.SessionKey
         for index in range(infos.size()):
             info = infos.apply(index)
-            holder = manager.getIsolatedSessionIfPresent(key_class(info.userId(), info.sessionId()))
-            if holder.isDefined() and holder.get().session().equals(session):
-                return ConnectIdentity(user_id=str(info.userId()), session_id=str(info.sessionId()))
+            key = (str(info.userId()), str(info.sessionId()))
+            with _identities_lock:
+                if key in _visited:
+                    continue
+            holder = manager.getIsolatedSessionIfPresent(key_class(*key))
+            if holder.isDefined():
+                _remember(key, _owner(jvm, holder.get().session()))
     except Exception:  # a Connect service of another shape (another Spark's session manager): no identity
         return None
-    return None
+    with _identities_lock:
+        return _identities.get(owner)
+
+
+def _remember(key: tuple[str, str], owner: str) -> None:
+    with _identities_lock:
+        if len(_identities) >= MAX_REMEMBERED:
+            _identities.clear()
+            _visited.clear()
+        _identities[owner] = ConnectIdentity(user_id=key[0], session_id=key[1])
+        _visited.add(key)

@@ -46,6 +46,13 @@ def test_sql_literals_for_a_client_without_named_arguments() -> None:
 def test_a_job_that_could_lift_the_run_s_cap_is_found() -> None:
     job = prepare_job("SET aiquery.budget.max_cost = 100;\nSELECT 1;\n  reset;\nSET spark.sql.ansi.enabled = true", {})
     assert [statement.number for statement in cap_lifters(job)] == [1, 3]
+    # A comment before it, quoted names, or a statement the SQL builds: the cap could be lifted all the same.
+    hidden = (
+        "-- nightly\nSET aiquery.budget.max_tokens = 1;/* x */ SET `aiquery`.`budget`.max_cost = 1;"
+        "EXECUTE IMMEDIATE 'SET aiquery.budget.max_tokens = 1';SELECT '-- aiquery.budget' AS note;"
+        "SELECT 1 -- SET aiquery.budget.max_tokens = 1\n"
+    )
+    assert [statement.number for statement in cap_lifters(prepare_job(hidden, {}))] == [1, 2, 3, 4]
 
 
 def test_a_classic_looking_object_is_not_a_connect_session() -> None:

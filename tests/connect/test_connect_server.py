@@ -114,7 +114,7 @@ def test_the_ledger_records_each_sessions_user_session_and_tag(
         spark.sql(f"SET aiquery.query_tag = nightly-{user}-{run}")
         spark.sql(f"SELECT ai_query('connect-chat', text) FROM ({DOCS.format(n=3)})").collect()
     reader = sessions["alice"]
-    assert reader.sql("SELECT aiquery_flush_usage() AS n").first().n >= 0
+    reader.sql("SELECT aiquery_flush_usage() AS n").collect()  # 0 too when the server's own ingestion came first
     rows = usage_rows(reader, f"query_tag LIKE 'nightly-%-{run}'")
     log = {entry["client_request_id"]: entry for entry in gateway.requests()}
     assert {row.request_id for row in rows} == set(log)
@@ -137,10 +137,16 @@ def test_flush_usage_from_a_client_returns_the_rows_it_ingested(remote_session: 
     import aiquery
 
     spark = remote_session()
-    spark.sql("SELECT ai_query('connect-chat', 'count me ' || id) FROM range(20)").collect()
-    # Right after the query: the server's own ingestion waits for the journal to stay still for 2 s. Through
-    # spark.sql the count was 0 (Connect analyses a statement twice; the first analysis flushed).
-    assert aiquery.flush_usage(spark) > 0
+    flushed = []
+    for attempt in range(3):
+        spark.sql(f"SELECT ai_query('connect-chat', 'count me {attempt} ' || id) FROM range(20)").collect()
+        # Right after the query; the server's own ingestion waits for the journal to stay still for 2 s, so on a
+        # loaded machine it can come first (then this flush finds 0): a few tries. Through spark.sql the count
+        # was always 0 (Connect analyses a statement twice; the first analysis flushed).
+        flushed.append(aiquery.flush_usage(spark))
+        if flushed[-1] > 0:
+            break
+    assert flushed[-1] > 0, flushed
 
 
 def test_the_server_ingests_on_its_own(remote_session: Callable[..., Any], gateway: Any) -> None:
@@ -158,6 +164,7 @@ def test_progress_and_version_answer_through_sql(remote_session: Callable[..., A
 
     spark = remote_session()
     assert spark.sql("SELECT aiquery_server_version() AS v").first().v == __version__
+    assert spark.range(1).selectExpr("aiquery_usage_table() AS t").first().t == "ai_gateway.usage"  # the default
     spark.sql("SET aiquery.query_tag = progress-check")
     spark.sql("SELECT ai_query('connect-chat', 'hello')").collect()
     queries = json.loads(spark.sql("SELECT aiquery_progress() AS p").first().p)

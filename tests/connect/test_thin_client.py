@@ -99,9 +99,16 @@ def test_the_ledger_has_each_session_s_tag_user_and_id(client_run: dict[str, Any
 
 
 def test_the_ledger_read_back_equals_the_emulator_s_log(client_run: dict[str, Any]) -> None:
-    served = {entry["client_request_id"]: entry for entry in client_run["served"]}
-    assert client_run["ledger"]
-    for row in client_run["ledger"]:
+    # Both ways, over the two sessions' requests (tagged with this run): none missing from either side.
+    suffix = client_run["suffix"]
+    served = {
+        entry["client_request_id"]: entry
+        for entry in client_run["served"]
+        if (entry.get("request_tags") or {}).get("run") == suffix
+    }
+    sent = [row for row in client_run["ledger"] if not row["cache_hit"]]
+    assert sent and {row["request_id"] for row in sent} == set(served)
+    for row in sent:
         entry = served[row["request_id"]]
         assert row["status_code"] == entry["status"]
         assert (row["input_tokens"], row["output_tokens"]) == (entry["input_tokens"], entry["output_tokens"])

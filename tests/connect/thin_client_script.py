@@ -124,7 +124,10 @@ def session_checks(url: str, suffix: str, found: dict[str, Any]) -> None:
     capped.sql("SET aiquery.budget.max_tokens = 40")
     # failOnError => false: a refused row carries its error and the query runs to its end, so no request is cut
     # short in flight (a cancelled one is in the ledger as lost, while the emulator may have answered it).
-    query = "SELECT ai_query('connect-chat', 'budget row ' || id, failOnError => false) AS a FROM range(30)"
+    query = (
+        "SELECT ai_query('connect-chat', 'budget row ' || id, failOnError => false, "
+        f"requestTags => named_struct('run', '{suffix}')) AS a FROM range(30)"
+    )
     attempt(found, "capped", lambda: [row.a.errorMessage for row in capped.sql(query).collect()])
     attempt(found, "uncapped", lambda: [row.a.errorMessage for row in free.sql(query).collect()])
     found["session_ids"] = {"capped": capped.session_id, "free": free.session_id}
@@ -135,7 +138,9 @@ def session_checks(url: str, suffix: str, found: dict[str, Any]) -> None:
         found,
         "ledger",
         lambda: rows(
-            free.sql(f"SELECT request_id, query_tag, requester, status_code, input_tokens, output_tokens {tagged}")
+            free.sql(
+                "SELECT request_id, query_tag, requester, status_code, input_tokens, output_tokens, cache_hit " + tagged
+            )
         ),
     )
     attempt(found, "ledger_sessions", lambda: rows(free.sql(f"SELECT DISTINCT query_tag, session_id {tagged}")))

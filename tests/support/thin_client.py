@@ -56,17 +56,27 @@ def thin_client_python(pyspark_version: str) -> Path:
         if (target / ".complete").exists():
             return python
         shutil.rmtree(target, ignore_errors=True)
+        # The checkout's other hash folders are stale: built for another pyspark or pyproject.toml.
         for stale in FOLDER.iterdir():
             if stale.is_dir():
                 shutil.rmtree(stale, ignore_errors=True)
         env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "PIP_REQUIRE_VIRTUALENV")}
-        run = {"check": True, "env": env, "timeout": BUILD_TIMEOUT_S, "capture_output": True}
-        subprocess.run([sys.executable, "-m", "venv", str(target)], **run)
+        _build_step([sys.executable, "-m", "venv", str(target)], env)
         pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-        subprocess.run([*pip, *requirements], **run)
-        subprocess.run([*pip, "--no-deps", "--no-build-isolation", "-e", str(CHECKOUT)], **run)
+        _build_step([*pip, *requirements], env)
+        _build_step([*pip, "--no-deps", "--no-build-isolation", "-e", str(CHECKOUT)], env)
         (target / ".complete").write_text("\n".join(requirements) + "\n")
     return python
+
+
+def _build_step(command: list[str], env: dict[str, str]) -> None:
+    """One step of the build; a failure says what failed and what pip said (PyPI unreachable, no such version)."""
+    done = subprocess.run(command, env=env, timeout=BUILD_TIMEOUT_S, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"building the thin client environment failed ({' '.join(command[-3:])}, exit {done.returncode}); "
+            f"it needs PyPI for pyspark-client: {done.stderr[-2000:]}"
+        )
 
 
 if __name__ == "__main__":
