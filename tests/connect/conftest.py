@@ -63,9 +63,16 @@ def _read_url(process: subprocess.Popen[str], found: list[str]) -> None:
 @pytest.fixture(scope="session")
 def connect_server(gateway_session: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConnectServerProcess]:
     """``aiquery connect-server`` on a free loopback port with a token, serving the emulator's endpoints."""
-    root = tmp_path_factory.mktemp("connect-server")
+    with launched_server(gateway_session, tmp_path_factory.mktemp("connect-server"), CONFIG) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def launched_server(gateway: Any, root: Path, config_text: str) -> Iterator[ConnectServerProcess]:
+    """A server started as a user starts it (files under ``root``), stopped with SIGTERM at the end (unless the
+    test stopped it), which must end it cleanly."""
     config = root / "aiquery.toml"
-    config.write_text(CONFIG)
+    config.write_text(config_text)
     token = "connect-test-" + os.urandom(12).hex()
     port = free_port()
     log_path, spark_log = root / "server.log", root / "spark.log"
@@ -80,7 +87,7 @@ def connect_server(gateway_session: Any, tmp_path_factory: pytest.TempPathFactor
     ]
     with log_path.open("w") as log:
         process = subprocess.Popen(
-            command, cwd=root, env=job_env(gateway_session, config), stdout=subprocess.PIPE, stderr=log, text=True
+            command, cwd=root, env=job_env(gateway, config), stdout=subprocess.PIPE, stderr=log, text=True
         )
     found: list[str] = []
     reader = threading.Thread(target=_read_url, args=(process, found), daemon=True)
