@@ -66,6 +66,7 @@ def test_a_server_stopped_mid_query_records_each_request_it_sent(
     rows = spark.read.format("delta").load(str(table_path)).filter("NOT cache_hit").collect()
     assert sent and {row.request_id for row in rows} == set(sent)  # none sent and unrecorded
     assert len(rows) == len(sent)  # none twice
+    # A request in flight at the cancel ends with its answer (its worker waits for it) or is closed as lost.
     lost = [row for row in rows if row.status_code is None]
-    assert lost and all(row.error_message for row in lost)  # cut short by the stop, closed as lost
+    assert all(row.error_message for row in lost)
     assert {row.status_code for row in rows} <= {200, None}
