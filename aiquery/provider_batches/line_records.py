@@ -90,8 +90,8 @@ def line_record(context: LineContext, outcome: LineOutcome, model: str) -> Usage
         latency_ms=context.latency_ms,
         query_tag=context.query_tag,
         currency=endpoint.price.currency if endpoint.price is not None else None,
+        batch_id=context.batch_id,
     )
-    _set_batch_id(record, context.batch_id)
     answer: Answer | None = outcome.answer
     if outcome.kind == "succeeded" and answer is not None:
         for name in _TOKEN_FIELDS:
@@ -112,13 +112,11 @@ def line_record(context: LineContext, outcome: LineOutcome, model: str) -> Usage
     return record
 
 
-def _set_batch_id(record: UsageRecord, batch_id: str) -> None:
-    if hasattr(record, "batch_id"):
-        record.batch_id = batch_id
-
-
 def _names(spool_dir: Path, run: str, number: int) -> tuple[Path, Path]:
-    return spool_dir / f"{HIDDEN_PREFIX}{run}-{number:08d}.json", spool_dir / f"{PUBLISHED_PREFIX}{run}-{number:08d}.json"
+    return (
+        spool_dir / f"{HIDDEN_PREFIX}{run}-{number:08d}.json",
+        spool_dir / f"{PUBLISHED_PREFIX}{run}-{number:08d}.json",
+    )
 
 
 def write_hidden(spool_dir: Path, run: str, number: int, records: Iterable[UsageRecord]) -> Path:

@@ -170,7 +170,8 @@ class RunState:
             return db.total_changes - before
 
     def unsent(self, endpoint: str) -> list[tuple[str, str]]:
-        """The endpoint's requests in no batch (intent or created) and with no outcome: (fingerprint, request JSON text)."""
+        """The endpoint's requests in no batch (intent or created) and with no outcome: (fingerprint, request
+        JSON text)."""
         return [
             (str(row[0]), str(row[1]))
             for row in self._read(
@@ -227,10 +228,12 @@ class RunState:
     def drop_intent(self, number: int) -> None:
         """Forget an intent whose create call never reached the provider (its lines are unsent again)."""
         with self.transaction() as db:
-            db.execute("DELETE FROM batch_lines WHERE number = ?", (number,))
-            db.execute("DELETE FROM batches WHERE number = ? AND provider_id IS NULL", (number,))
+            if db.execute("DELETE FROM batches WHERE number = ? AND provider_id IS NULL", (number,)).rowcount:
+                db.execute("DELETE FROM batch_lines WHERE number = ?", (number,))
 
-    def update_batch(self, number: int, *, status: str, phase: str, done: int, failed: int, errors: Sequence[str]) -> None:
+    def update_batch(
+        self, number: int, *, status: str, phase: str, done: int, failed: int, errors: Sequence[str]
+    ) -> None:
         ended = time.time() if phase in ("ended", "failed") else None
         with self.transaction() as db:
             db.execute(
@@ -241,7 +244,10 @@ class RunState:
 
     def batches(self, endpoint: str | None = None) -> list[BatchRow]:
         where, parameters = ("WHERE endpoint = ?", (endpoint,)) if endpoint else ("", ())
-        return [_batch_row(row) for row in self._read(f"SELECT {_BATCH_COLUMNS} FROM batches {where} ORDER BY number", parameters)]
+        return [
+            _batch_row(row)
+            for row in self._read(f"SELECT {_BATCH_COLUMNS} FROM batches {where} ORDER BY number", parameters)
+        ]
 
     def batch(self, number: int) -> BatchRow:
         return _batch_row(self._read(f"SELECT {_BATCH_COLUMNS} FROM batches WHERE number = ?", (number,))[0])
@@ -250,7 +256,8 @@ class RunState:
     def outcome_fingerprints(self, batch_id: str) -> set[str]:
         """The lines of a batch whose outcome is kept (a resumed store skips them)."""
         rows = self._read(
-            "SELECT fingerprint FROM answers WHERE batch_id = ? UNION SELECT fingerprint FROM failures WHERE batch_id = ?",
+            "SELECT fingerprint FROM answers WHERE batch_id = ?"
+            " UNION SELECT fingerprint FROM failures WHERE batch_id = ?",
             (batch_id, batch_id),
         )
         return {str(row[0]) for row in rows}
@@ -284,7 +291,8 @@ class RunState:
                 [(fingerprint, endpoint, text, batch_id) for fingerprint, text in answers],
             )
             db.executemany(
-                "INSERT OR REPLACE INTO failures (fingerprint, endpoint, kind, message, batch_id) VALUES (?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO failures (fingerprint, endpoint, kind, message, batch_id)"
+                " VALUES (?, ?, ?, ?, ?)",
                 [(fingerprint, endpoint, kind, message, batch_id) for fingerprint, kind, message in failures],
             )
             if answers:

@@ -5,8 +5,8 @@ intents a crash left without an id.
 A batch's tag is ``<run tag>.<intent number>``: unique, so a resumed run that finds an intent without an id lists
 the provider's batches by it (OpenAI ``metadata``, Gemini ``displayName``) and adopts the one it finds, or
 creates the batch when the provider has none. Anthropic batches carry no tag: an intent is matched to the one
-batch of the listing with its number of lines that no batch of the state holds; with none the create never reached Anthropic, with several the run stops and says so (cancel the stray ones with
-``aiquery batch cancel``).
+batch of the listing with its number of lines that no batch of the state holds; with none the create never
+reached Anthropic, with several the run stops and says so (cancel the stray ones with ``aiquery batch cancel``).
 """
 
 from __future__ import annotations
