@@ -313,6 +313,13 @@ class RunState:
     def outbox_numbers(self) -> set[int]:
         return {int(row[0]) for row in self._read("SELECT number FROM outbox")}
 
+    def outcome_kinds(self) -> dict[str, int]:
+        """Lines kept by outcome: ``succeeded`` (answers) and each failure kind."""
+        found = {"succeeded": int(self._read("SELECT COUNT(*) FROM answers")[0][0])}
+        for kind, count in self._read("SELECT kind, COUNT(*) FROM failures GROUP BY kind"):
+            found[str(kind)] = int(count)
+        return found
+
     def counts(self) -> Mapping[str, int]:
         """Requests collected, answered and failed in the whole run."""
         return {
