@@ -1,0 +1,157 @@
+"""A batch run's rounds without Spark: collected requests in the state, submitted, waited for, stored in the
+state, the answer store and the ledger's spool (one record per line, at the batch price), resumed without a
+second batch or a second record; a wait that runs out cancels and stores what came back."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from batch_helpers import FAMILIES, endpoint, requests
+
+from aiquery.apis.request_json import request_to_json
+from aiquery.config import Endpoint
+from aiquery.pricing import Price
+from aiquery.provider_batches import ProviderHTTP, client_for
+from aiquery.provider_batches.provider_run import RoundReport, new_run_tag, send_and_store
+from aiquery.provider_batches.result_storing import LedgerSide
+from aiquery.provider_batches.run_state import RunState
+from aiquery.provider_batches.waiting import Polling
+from aiquery.store.base import StoredAnswer
+from aiquery.usage.codec import decode_line
+from aiquery.usage.record import UsageRecord
+
+PRICE = Price(input_per_million=2.0, output_per_million=8.0)
+FAST = Polling(first_s=0.05, max_s=0.2)
+
+
+def priced(gateway: Any, family: str) -> Endpoint:
+    import dataclasses
+
+    return dataclasses.replace(endpoint(gateway, family), price=PRICE)
+
+
+def collect(state: RunState, family: str, count: int) -> dict[str, Any]:
+    found = {f"{family}{index:04d}" + "0" * 50: request for index, request in enumerate(requests(family, count).values())}
+    state.add_requests(family, [(key, json.dumps(request_to_json(r))) for key, r in found.items()], 1)
+    return found
+
+
+def round_trip(state: RunState, endpoints: dict[str, Endpoint], spool: Path, wait_s: float = 30.0) -> RoundReport:
+    side = LedgerSide(spool_dir=spool, run=new_run_tag(state), query_tag="tag-1", requester="me")
+    put: dict[str, str] = {}
+    report = asyncio.run(
+        send_and_store(state, endpoints, tag=side.run, deadline=time.monotonic() + wait_s, ledger=side,
+                       put_answers=put.update, polling=FAST)
+    )  # fmt: skip
+    report.put = put  # type: ignore[attr-defined]
+    return report
+
+
+def records(spool: Path) -> list[UsageRecord]:
+    return [decode_line(line) for path in sorted(spool.glob("usage-*.json")) for line in path.read_text().splitlines()]
+
+
+def listed(gateway: Any, family: str) -> list[Any]:
+    async def work() -> list[Any]:
+        http = ProviderHTTP()
+        try:
+            return await client_for(endpoint(gateway, family), http).list(None)
+        finally:
+            await http.aclose()
+
+    return asyncio.run(work())
+
+
+def test_one_batch_per_endpoint_answers_every_line_once_at_the_batch_price(batch_gateway: Any, tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    families = ["chat", "anthropic", "gemini"]
+    endpoints = {family: priced(batch_gateway, family) for family in families}
+    with RunState(tmp_path / "state") as state:
+        wanted = {family: collect(state, family, 8) for family in families}
+        report = round_trip(state, endpoints, spool)
+        assert report.created == 3 and report.stored.succeeded == 24
+        assert len(report.put) == 24  # type: ignore[attr-defined]
+        for family in families:
+            answers = state.answers(list(wanted[family]))
+            assert set(answers) == set(wanted[family])
+            assert {StoredAnswer.decode(text).batch_id for text in answers.values()} == {
+                row.provider_id for row in state.batches(family)
+            }
+        found = records(spool)
+        assert len(found) == 24 and len({record.request_id for record in found}) == 24
+        for record in found:
+            live = PRICE.cost(record.input_tokens, record.output_tokens)
+            assert record.cost is not None and live is not None and abs(record.cost - live / 2) < 1e-12
+            assert record.batch_id and record.status_code == 200 and record.query_tag == "tag-1"
+        # Run again on the same state: nothing submitted, nothing recorded twice.
+        again = round_trip(state, endpoints, spool)
+        assert again.created == 0 and again.stored.succeeded == 0
+        assert len(records(spool)) == 24
+    for family in families:
+        assert len(listed(batch_gateway, family)) == 1
+
+
+def test_a_wait_that_runs_out_cancels_and_keeps_what_came_back(batch_gateway: Any, tmp_path: Path) -> None:
+    batch_gateway.configure(batch_delay=3.0, batch_cancel_s=0.1)
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    with RunState(tmp_path / "state") as state:
+        wanted = collect(state, "chat", 30)
+        report = round_trip(state, {"chat": priced(batch_gateway, "chat")}, spool, wait_s=1.0)
+        kinds = state.outcome_kinds()
+        assert 0 < kinds["succeeded"] < 30 and kinds["succeeded"] + kinds.get("cancelled", 0) == 30
+        assert any("cancelled" in note for note in report.notes)
+        failures = state.failures(list(wanted))
+        assert all("cancelled with batch" in message for message in failures.values())
+        # A line cancelled is recorded once, at no cost.
+        found = records(spool)
+        assert len(found) == 30
+        assert all(record.cost == 0 for record in found if record.error_message)
+
+
+def test_failed_lines_keep_their_error_by_fingerprint(batch_gateway: Any, tmp_path: Path) -> None:
+    batch_gateway.configure(batch_failed_share=0.1, batch_delay=0.1)
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    with RunState(tmp_path / "state") as state:
+        wanted = collect(state, "anthropic", 60)
+        round_trip(state, {"anthropic": priced(batch_gateway, "anthropic")}, spool)
+        failures = state.failures(list(wanted))
+        assert 0 < len(failures) < 20
+        assert len(state.answers(list(wanted))) + len(failures) == 60
+        assert FAMILIES["anthropic"]["api"] == "anthropic"
+
+
+def test_a_batch_created_before_a_crash_is_found_and_not_created_again(batch_gateway: Any, tmp_path: Path) -> None:
+    """The run died between a create call's answer and the state's update: the intent has no id. The resumed
+    round finds the batch by its tag (OpenAI, Gemini) or by its size among the unclaimed (Anthropic)."""
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    families = ["chat", "anthropic", "gemini"]
+    endpoints = {family: priced(batch_gateway, family) for family in families}
+    with RunState(tmp_path / "state") as state:
+        run = new_run_tag(state)
+        for family in families:
+            wanted = collect(state, family, 5)
+            intent = state.add_intent(family, run, sorted(wanted), None)
+
+            async def create(family: str = family, wanted: dict[str, Any] = wanted, tag: str = intent.tag) -> None:
+                http = ProviderHTTP()
+                client = client_for(endpoints[family], http)
+                try:
+                    await client.submit([client.line(key, wanted[key]) for key in sorted(wanted)], tag)
+                finally:
+                    await http.aclose()
+
+            asyncio.run(create())
+        report = round_trip(state, endpoints, spool)
+        assert report.created == 0
+        assert sum("found batch" in note for note in report.notes) == 3
+        assert report.stored.succeeded == 15 and len(records(spool)) == 15
+    for family in families:
+        assert len(listed(batch_gateway, family)) == 1
