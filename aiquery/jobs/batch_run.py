@@ -19,6 +19,7 @@ run, and a run started again on it resumes: nothing submitted twice, nothing sto
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import time
@@ -34,7 +35,9 @@ from aiquery.jobs.script import Statement
 from aiquery.provider_batches.provider_run import RoundReport, new_run_tag, send_and_store
 from aiquery.provider_batches.result_storing import LedgerSide
 from aiquery.provider_batches.run_state import RunState
-from aiquery.spark.call_context import BATCH_COLLECT_SETTING, BATCH_RUN_SETTING
+
+BATCH_COLLECT_SETTING = "aiquery.batch.collect"  # until aiquery.spark.call_context names them
+BATCH_RUN_SETTING = "aiquery.batch.run"
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -44,6 +47,8 @@ __all__ = ["DEFAULT_BATCH_ROUNDS", "DEFAULT_BATCH_WAIT_S", "BatchOptions", "Batc
 DEFAULT_BATCH_WAIT_S = 24 * 3600.0
 DEFAULT_BATCH_ROUNDS = 3
 FALLBACKS = ("live", "fail")
+MIN_CAP = 1e-9
+"""What the live calls may spend once the batches took the whole cap: nothing worth a request."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -88,7 +93,7 @@ def batch_endpoints(settings: Settings) -> dict[str, Endpoint]:
     Raises:
         ConfigError: none has ``batch = true``.
     """
-    found = {endpoint.name: endpoint for endpoint in settings.endpoints.values() if endpoint.batch}
+    found = {name: settings.endpoint(name) for name, raw in settings.endpoints.items() if raw.get("batch") is True}
     if not found:
         raise ConfigError("--batch: no endpoint has batch = true (set it on the endpoints to send in batches)")
     return found
@@ -245,11 +250,14 @@ def run_batch_job(
     *,
     query_tag: str,
     output: Any,
+    cap: Any = None,
 ) -> tuple[Any, BatchPhase]:
     """The batch phase, then the run pass (see the module docstring); the job's result and the phase's report.
 
     Args:
         output: a :class:`~aiquery.jobs.statements.JobOutput`.
+        cap: the application's :class:`~aiquery.coordinator.cap.CapSetting` (``--max-cost``): the live calls of
+            the run pass may spend what the batches left of it.
     """
     from aiquery.jobs.statements import run_statements
     from aiquery.spark.registry import context_for
@@ -260,6 +268,9 @@ def run_batch_job(
     coordinator = context_for(spark).service
     try:
         counts = coordinator.collect_counts(phase.run)
+        if cap is not None and cap.max_cost is not None and phase.submitted_cost:
+            left = max(cap.max_cost - phase.submitted_cost, MIN_CAP)
+            coordinator.set_application_cap(dataclasses.replace(cap, max_cost=left))
         coordinator.set_batch_results(StateResults(state, options.fallback))
         for name, value in run_pass_settings(phase.run).items():
             spark.conf.set(name, value)

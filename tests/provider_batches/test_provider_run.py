@@ -35,7 +35,9 @@ def priced(gateway: Any, family: str) -> Endpoint:
 
 
 def collect(state: RunState, family: str, count: int) -> dict[str, Any]:
-    found = {f"{family}{index:04d}" + "0" * 50: request for index, request in enumerate(requests(family, count).values())}
+    found = {
+        f"{family}{index:04d}" + "0" * 50: request for index, request in enumerate(requests(family, count).values())
+    }
     state.add_requests(family, [(key, json.dumps(request_to_json(r))) for key, r in found.items()], 1)
     return found
 
