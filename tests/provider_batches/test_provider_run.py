@@ -157,3 +157,25 @@ def test_a_batch_created_before_a_crash_is_found_and_not_created_again(batch_gat
         assert report.stored.succeeded == 15 and len(records(spool)) == 15
     for family in families:
         assert len(listed(batch_gateway, family)) == 1
+
+
+def test_the_emulator_answers_live_calls_at_the_providers_paths(gateway: Any) -> None:
+    """A batch endpoint's base_url is the provider's: the rows its batches did not answer go live there."""
+    import aiohttp
+
+    async def work(family: str) -> Any:
+        http = ProviderHTTP()
+        client = client_for(endpoint(gateway, family), http)
+        request = requests(family, 1)["row-0"]
+        try:
+            async with aiohttp.ClientSession() as session:
+                url = client.adapter.url(client.endpoint.base_url, request.model)
+                body = client.adapter.build_body(request)
+                async with session.post(url, json=body, headers=client.headers()) as response:
+                    assert response.status == 200, (family, url, await response.text())
+                    return client.adapter.parse_response(await response.json(), request)
+        finally:
+            await http.aclose()
+
+    for family in FAMILIES:
+        assert asyncio.run(work(family)).usage.input_tokens > 0
