@@ -139,10 +139,10 @@ def batch_phase(
         deadline = time.monotonic() + options.wait_s
         for round_number in range(1, options.rounds + 1):
             new = _collect(spark, coordinator, state, actions, run, round_number)
-            phase.rounds = round_number
             phase.collected = state.request_count()
             if not new and not _unfinished(state, endpoints):
                 break
+            phase.rounds = round_number
             report = asyncio.run(
                 send_and_store(state, endpoints, tag=run, deadline=deadline, ledger=side, put_answers=put,
                                budget=_budget(options, state, endpoints), progress=_printer(progress))
