@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
-import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from aiquery.config import Endpoint, Settings
 from aiquery.errors import ConfigError
 from aiquery.jobs.estimate_run import AGGREGATE_CALL, plan_statement, run_dry_pass
 from aiquery.jobs.script import Statement
+from aiquery.provider_batches.collect_sink import CollectSink
 from aiquery.provider_batches.provider_run import RoundReport, new_run_tag, send_and_store
 from aiquery.provider_batches.result_storing import LedgerSide
 from aiquery.provider_batches.run_state import RunState
@@ -163,18 +163,14 @@ def _collect(
     spark: SparkSession, coordinator: Any, state: RunState, actions: list[Any], run: str, round_number: int
 ) -> int:
     """One collect pass; how many requests it found that the state did not hold."""
-    new = [0]
-
-    def sink(endpoint: str, found: list[tuple[str, dict[str, Any]]]) -> None:
-        rows = [(fingerprint, json.dumps(request, separators=(",", ":"))) for fingerprint, request in found]
-        new[0] += state.add_requests(endpoint, rows, round_number)
-
+    sink = CollectSink(state, round_number)
     coordinator.set_collector(run, sink)
     try:
         run_dry_pass(spark, actions, f"{run}-collect-{round_number}", {BATCH_COLLECT_SETTING: run})
     finally:
         coordinator.set_collector(run, None)
-    return new[0]
+        new = sink.close()
+    return new
 
 
 def _unfinished(state: RunState, endpoints: Mapping[str, Endpoint]) -> bool:

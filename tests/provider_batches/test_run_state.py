@@ -108,3 +108,20 @@ def test_the_outbox_publishes_once_whatever_step_a_crash_cut(tmp_path: Path) -> 
         publish_records(state, spool, "run", number)
         assert published(spool) == []
         assert state.outcome_fingerprints("batch_1") == {"b", "c", "d"}
+
+
+def test_the_collect_sink_writes_each_request_once_off_the_callers_thread(tmp_path: Path) -> None:
+    from aiquery.provider_batches.collect_sink import CollectSink
+
+    with RunState(tmp_path) as state:
+        sink = CollectSink(state, 1)
+        for start in (0, 50, 100):  # overlapping deliveries, as tasks and statements send the same misses
+            sink(
+                "chat", [(f"f{index:03d}", {"prompt": str(index), "model": "m"}) for index in range(start, start + 80)]
+            )
+        sink("embed", [("f000", {"prompt": "0", "model": "e"})])
+        assert sink.close() == 181
+        assert len(state.unsent("chat")) == 180 and len(state.unsent("embed")) == 1
+        again = CollectSink(state, 2)
+        again("chat", [("f000", {"prompt": "0", "model": "m"})])
+        assert again.close() == 0

@@ -1,0 +1,65 @@
+"""The collect pass's sink: requests handed over by the coordinator, written to the run's state off its loop.
+
+The coordinator calls the sink on its event-loop thread, which must not wait for a disk: the sink only queues
+what it is given, and a thread of its own writes it to the state (one transaction per delivery, duplicates ignored
+by fingerprint). :meth:`CollectSink.close` waits until everything queued is written and says how many requests
+were new.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+from typing import Any
+
+from aiquery.provider_batches.run_state import RunState
+
+__all__ = ["CollectSink"]
+
+_DONE = None
+
+
+class CollectSink:
+    """Queues collected requests and writes them to ``state`` from a thread of its own.
+
+    Args:
+        state: the run's state.
+        round_number: the round the requests are collected in.
+    """
+
+    def __init__(self, state: RunState, round_number: int) -> None:
+        self.state = state
+        self.round_number = round_number
+        self.new = 0
+        self._queue: queue.SimpleQueue[tuple[str, list[tuple[str, dict[str, Any]]]] | None] = queue.SimpleQueue()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._write, name="aiquery-batch-collect", daemon=True)
+        self._thread.start()
+
+    def __call__(self, endpoint: str, found: list[tuple[str, dict[str, Any]]]) -> None:
+        """Take one delivery (the coordinator's sink signature); returns at once."""
+        self._queue.put((endpoint, found))
+
+    def _write(self) -> None:
+        while (item := self._queue.get()) is not _DONE:
+            endpoint, found = item
+            if self._error is not None:
+                continue
+            try:
+                rows = [(fingerprint, json.dumps(request, separators=(",", ":"))) for fingerprint, request in found]
+                self.new += self.state.add_requests(endpoint, rows, self.round_number)
+            except BaseException as error:  # kept for close(): a request must never be dropped silently
+                self._error = error
+
+    def close(self) -> int:
+        """Write everything queued; how many requests were new to the state.
+
+        Raises:
+            Exception: a write failed (the collect pass must not go on without what it collected).
+        """
+        self._queue.put(_DONE)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self.new
