@@ -179,3 +179,79 @@ def test_the_emulator_answers_live_calls_at_the_providers_paths(gateway: Any) ->
 
     for family in FAMILIES:
         assert asyncio.run(work(family)).usage.input_tokens > 0
+
+
+def test_a_store_killed_part_way_records_every_line_once_on_resume(batch_gateway: Any, tmp_path: Path) -> None:
+    """SIGKILL while a batch's results are being stored (chunks of 50 lines, some published): the resumed round
+    records the rest, and no line twice."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+
+    from processes import wait_until
+
+    batch_gateway.configure(batch_delay=0.2)
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    with RunState(tmp_path / "state") as state:
+        collect(state, "chat", 3000)
+    script = textwrap.dedent(f"""
+        import asyncio, dataclasses, time
+        from pathlib import Path
+        import aiquery.provider_batches.result_storing as storing
+        from aiquery.config import load_settings
+        from aiquery.pricing import Price
+        from aiquery.provider_batches.provider_run import new_run_tag, send_and_store
+        from aiquery.provider_batches.result_storing import LedgerSide
+        from aiquery.provider_batches.run_state import RunState
+        storing.CHUNK_LINES = 50
+        environ = {{"DATABRICKS_TOKEN": {batch_gateway.token!r}, "DATABRICKS_HOST": {batch_gateway.url!r}}}
+        base_url = {batch_gateway.url + "/v1"!r}
+        endpoint = load_settings(environ).with_endpoint(
+            "chat", api="chat", model="gpt-6.2-sol", base_url=base_url, batch=True
+        ).endpoint("chat")
+        endpoint = dataclasses.replace(endpoint, price=Price(input_per_million=2.0, output_per_million=8.0))
+        state = RunState({str(tmp_path / "state")!r})
+        side = LedgerSide(spool_dir=Path({str(spool)!r}), run=new_run_tag(state), query_tag="t", requester="me")
+        asyncio.run(send_and_store(state, {{"chat": endpoint}}, tag=side.run, deadline=time.monotonic() + 60,
+                                   ledger=side))
+    """)  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    process = subprocess.Popen([sys.executable, "-c", script], env=env, start_new_session=True)
+    try:
+        assert wait_until(lambda: len(list(spool.glob("usage-*.json"))) >= 5, timeout=60), "the store never began"
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(30)
+    killed_at = len(records(spool))
+    with RunState(tmp_path / "state") as state:
+        report = round_trip(state, {"chat": priced(batch_gateway, "chat")}, spool)
+        assert report.created == 0
+        found = records(spool)
+        assert len(found) == 3000 and len({record.request_id for record in found}) == 3000, killed_at
+        assert len(state.answers([f"chat{index:04d}" + "0" * 50 for index in range(3000)])) == 3000
+    print(f"killed with {killed_at} of 3000 records published")
+
+
+def test_a_batch_past_the_cost_cap_is_not_submitted(batch_gateway: Any, tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    asked: list[float] = []
+
+    def budget(cost: float) -> bool:
+        asked.append(cost)
+        return False
+
+    with RunState(tmp_path / "state") as state:
+        collect(state, "chat", 10)
+        side = LedgerSide(spool_dir=spool, run=new_run_tag(state), query_tag=None, requester="me")
+        report = asyncio.run(
+            send_and_store(state, {"chat": priced(batch_gateway, "chat")}, tag=side.run,
+                           deadline=time.monotonic() + 5, ledger=side, budget=budget, polling=FAST)
+        )  # fmt: skip
+        assert report.created == 0 and len(state.unsent("chat")) == 10
+        assert len(asked) == 1 and asked[0] > 0
+        assert any("spending cap" in note and "10 line(s)" in note for note in report.notes)
+    assert listed(batch_gateway, "chat") == []
