@@ -42,6 +42,7 @@ class Batch:
         "begin_ids",
         "begin_waiters",
         "claims",
+        "collected",
         "currencies",
         "direct_ends",
         "end_ids",
@@ -85,6 +86,8 @@ class Batch:
         self.spend: dict[str, Any] = {}
         """What requests ended since the last sync spent, as this sync reports it (reported again should the sync
         fail)."""
+        self.collected: list[Any] = []
+        """Batch mode's collected requests this sync carries (:class:`~.collect_queue.CollectedPart`)."""
         self.wanted = False
         self.future: asyncio.Future[Reply] = loop.create_future()
 

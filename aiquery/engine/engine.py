@@ -31,6 +31,7 @@ from aiquery.apis.images import FilePrompt
 from aiquery.config import Endpoint
 from aiquery.engine.attempt import AttemptSender
 from aiquery.engine.batch import Outcome, PendingCall, RowOutcomes, plan_calls
+from aiquery.engine.collection import collect_rows
 from aiquery.engine.failures import deadline_reason
 from aiquery.engine.governor import Admission, EndpointLimits, Governor, LocalGovernor
 from aiquery.engine.prepared import USER_AGENT, CallSite, PreparedSite
@@ -144,6 +145,16 @@ class Engine:
         if failed is not None:
             _raise_first_failure(failed, rows.outcomes)
         return rows.outcomes
+
+    async def collect(
+        self, site: CallSite, prompts: Sequence[str | FilePrompt | None], *, run: str, batchable: bool
+    ) -> list[Outcome]:
+        """Batch mode's collect pass over one chunk (see :mod:`aiquery.engine.collection`): nothing is sent.
+
+        Raises:
+            BatchCollectionLost: the driver could not be handed the chunk's requests.
+        """
+        return await collect_rows(self.governor, PreparedSite(site, self.requester), prompts, run, batchable)
 
     async def _admit(self, site: CallSite, sendable: list[PendingCall], tokens: float) -> Admission | None:
         """The governor's admission of the calls to make, with the answers the store holds for them."""

@@ -24,12 +24,14 @@ from typing import Any, Protocol
 from aiquery.config import Endpoint
 from aiquery.engine.learned_rate import LearnedRate
 from aiquery.engine.limiter import SLOW_START, AdaptiveConcurrency, PacedBudget
+from aiquery.errors import BatchCollectionLost
 from aiquery.store.base import StoredAnswer
 from aiquery.usage.record import MemorySink, UsageRecord, UsageSink
 
 __all__ = [
     "Admission",
     "CapClaim",
+    "CollectCounts",
     "EndpointLimits",
     "Governor",
     "LocalGovernor",
@@ -166,6 +168,27 @@ class CapClaim:
 
 
 @dataclass(frozen=True, slots=True)
+class CollectCounts:
+    """A collect pass's rows for one endpoint.
+
+    Attributes:
+        rows: non-NULL prompts seen.
+        hits: rows the answer store answered.
+        misses: rows whose request was handed to the driver for a batch.
+        skipped: rows of calls that cannot be batched (no ``batch = true``, or the answer store off for them).
+    """
+
+    rows: int = 0
+    hits: int = 0
+    misses: int = 0
+    skipped: int = 0
+
+    def wire(self) -> list[int]:
+        """As a sync carries it: ``[rows, hits, misses, skipped]``."""
+        return [self.rows, self.hits, self.misses, self.skipped]
+
+
+@dataclass(frozen=True, slots=True)
 class TaskInfo:
     """The Spark task a worker runs now, as governors report it: for progress and for closing lost requests."""
 
@@ -230,6 +253,18 @@ class Governor(Protocol):
         """An estimate run's rows: ``seen`` reached the call for ``endpoint``, ``sent`` of them are in the sample."""
         ...
 
+    def collect(
+        self, run: str, endpoint: str, counts: CollectCounts, requests: list[tuple[str, dict[str, Any]]]
+    ) -> Awaitable[None]:
+        """Batch mode's collect pass (see :mod:`aiquery.engine.collection`): a chunk's row counts for ``endpoint``
+        and its store misses, as (fingerprint, :func:`~aiquery.apis.request_json.request_to_json`) pairs, for the
+        driver. The awaitable is done once the driver has them.
+
+        Raises (from the awaitable):
+            BatchCollectionLost: they cannot be delivered.
+        """
+        ...
+
     def start_task(self, task: TaskInfo | None, capped: bool = False, cap_owner: str = "") -> None:
         """The Spark task whose rows come next (None outside Spark); ``capped``: its query plan was made under a
         spending cap (a governor that cannot check the cap then sends nothing); ``cap_owner``: the session whose
@@ -291,6 +326,14 @@ class LocalGovernor:
 
     def sampled(self, run: str, endpoint: str, seen: int, sent: int) -> None:
         add_sample(self.samples, run, endpoint, seen, sent)
+
+    async def collect(
+        self, run: str, endpoint: str, counts: CollectCounts, requests: list[tuple[str, dict[str, Any]]]
+    ) -> None:
+        raise BatchCollectionLost(
+            f"batch collect run {run!r}: endpoint '{endpoint}' is called without the driver's coordinator, which "
+            "collects the requests for batches; run the job with aiquery (the coordinator on)"
+        )
 
     def start_task(self, task: TaskInfo | None, capped: bool = False, cap_owner: str = "") -> None:
         pass

@@ -1,0 +1,96 @@
+"""Batch mode's collect pass in Spark SQL (``SET aiquery.batch.collect``): nothing is sent, store misses of calls
+to ``batch = true`` endpoints reach the driver's collector, store hits give their rows real values without a usage
+record, other calls are counted as skipped, and no row is an error whatever failOnError says."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ledgers import own_ledger_settings
+
+import aiquery
+from aiquery.apis.base import TokenUsage
+from aiquery.apis.request_json import request_from_json
+from aiquery.engine.governor import CollectCounts
+from aiquery.spark.call_context import BATCH_COLLECT_SETTING
+from aiquery.spark.coordination import running_coordinator
+from aiquery.spark.registry import context_for
+from aiquery.store.base import StoredAnswer
+
+pytestmark = pytest.mark.spark
+
+DOCS = """
+CREATE OR REPLACE TEMP VIEW collect_docs AS
+SELECT id, CASE WHEN id % 10 = 0 THEN NULL ELSE 'parcel ' || CAST(id % 15 AS STRING) END AS prompt
+FROM range(0, 40, 1, 3)
+"""
+# 36 non-NULL rows, 15 distinct prompts ('parcel 0' ... 'parcel 14').
+CALLS = """
+SELECT id, ai_query('bc-chat', prompt) AS batched,
+       ai_query('bc-live', prompt, failOnError => false) AS live
+FROM collect_docs
+"""
+
+
+def test_a_collect_pass_sends_nothing_and_hands_its_misses_to_the_driver(
+    spark: Any, gateway: Any, tmp_path: Path
+) -> None:
+    settings = own_ledger_settings(gateway, tmp_path, "collect")
+    settings = settings.with_endpoint(
+        "bc-chat", api="chat", model="gpt-6.2-sol", base_url=gateway.url + "/v1", batch=True
+    ).with_endpoint("bc-live", api="chat")
+    aiquery.register(spark, settings=settings)
+    spark.conf.set("aiquery.cache.enabled", "true")
+    spark.sql(DOCS)
+    spark.sql("SELECT ai_query('bc-live', 'one live call') AS a").collect()  # the only request of this test
+    coordinator = running_coordinator(spark)
+    assert coordinator is not None
+    collected: dict[str, dict[str, Any]] = {}
+    calls: list[str] = []
+
+    def collector(endpoint: str, requests: list[tuple[str, dict[str, Any]]]) -> None:
+        calls.append(endpoint)
+        collected.update(requests)
+
+    try:
+        for run in ("run-a", "run-b"):
+            coordinator.set_collector(run, collector)
+        spark.conf.set(BATCH_COLLECT_SETTING, "run-a")
+        first = spark.sql(CALLS).collect()
+        assert gateway.stats()["requests"] == 1
+        assert all(row.batched is None and row.live.result is None and row.live.errorMessage is None for row in first)
+        prompts = {request_from_json(request).prompt: fingerprint for fingerprint, request in collected.items()}
+        assert sorted(prompts) == sorted(f"parcel {n}" for n in range(15)) and set(calls) == {"bc-chat"}
+        assert coordinator.collect_counts("run-a") == {
+            "bc-chat": CollectCounts(rows=36, misses=36),
+            "bc-live": CollectCounts(rows=36, skipped=36),
+        }
+
+        # Answers for five prompts arrive in the store (as a batch's would): the next pass reads them.
+        store = coordinator.answers.store(str(context_for(spark).store))
+        assert store is not None
+        usage = TokenUsage(input_tokens=4, output_tokens=2, total_tokens=6)
+        stored = {f"parcel {n}": f"answer {n}" for n in range(1, 6)}
+        store.put_many({prompts[p]: StoredAnswer.of(v, usage, batch_id="batch_1").encode() for p, v in stored.items()})
+        assert store.flush(10)
+        collected.clear()
+        spark.conf.set(BATCH_COLLECT_SETTING, "run-b")
+        second = spark.sql(CALLS).collect()
+    finally:
+        spark.conf.unset(BATCH_COLLECT_SETTING)
+        for run in ("run-a", "run-b"):
+            coordinator.set_collector(run, None)
+    assert gateway.stats()["requests"] == 1
+    for row in second:
+        prompt = None if row.id % 10 == 0 else f"parcel {row.id % 15}"
+        assert row.batched == stored.get(prompt or ""), row
+    assert sorted(request_from_json(r).prompt for r in collected.values()) == sorted(
+        f"parcel {n}" for n in (0, *range(6, 15))
+    )
+    hits = sum(1 for row in second if row.batched is not None)
+    assert coordinator.collect_counts("run-b")["bc-chat"] == CollectCounts(rows=36, hits=hits, misses=36 - hits)
+    # Neither pass left a usage record: the live call's is the ledger's only one.
+    aiquery.flush_usage(spark)
+    assert spark.read.format("delta").load(str(tmp_path / "usage_table")).count() == 1
