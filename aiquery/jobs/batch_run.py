@@ -35,9 +35,7 @@ from aiquery.provider_batches.collect_sink import CollectSink
 from aiquery.provider_batches.provider_run import RoundReport, new_run_tag, send_and_store
 from aiquery.provider_batches.result_storing import LedgerSide
 from aiquery.provider_batches.run_state import RunState
-
-BATCH_COLLECT_SETTING = "aiquery.batch.collect"  # until aiquery.spark.call_context names them
-BATCH_RUN_SETTING = "aiquery.batch.run"
+from aiquery.spark.call_context import BATCH_COLLECT_SETTING, BATCH_RUN_SETTING
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -76,6 +74,7 @@ class BatchPhase:
     failed: int = 0
     expired: int = 0
     submitted_cost: float = 0.0
+    last_collect: str = ""
     notes: list[str] = field(default_factory=list)
 
     def summary(self) -> list[str]:
@@ -139,6 +138,7 @@ def batch_phase(
         deadline = time.monotonic() + options.wait_s
         for round_number in range(1, options.rounds + 1):
             new = _collect(spark, coordinator, state, actions, run, round_number)
+            phase.last_collect = collect_run(run, round_number)
             phase.collected = state.request_count()
             if not new and not _unfinished(state, endpoints):
                 break
@@ -164,13 +164,20 @@ def _collect(
 ) -> int:
     """One collect pass; how many requests it found that the state did not hold."""
     sink = CollectSink(state, round_number)
-    coordinator.set_collector(run, sink)
+    # A collect id per round: the coordinator's counts of the last one say which rows cannot be batched.
+    collect_id = collect_run(run, round_number)
+    coordinator.set_collector(collect_id, sink)
     try:
-        run_dry_pass(spark, actions, f"{run}-collect-{round_number}", {BATCH_COLLECT_SETTING: run})
+        run_dry_pass(spark, actions, collect_id, {BATCH_COLLECT_SETTING: collect_id})
     finally:
-        coordinator.set_collector(run, None)
+        coordinator.set_collector(collect_id, None)
         new = sink.close()
     return new
+
+
+def collect_run(run: str, round_number: int) -> str:
+    """The collect pass's id (its setting's value and query tag) in round ``round_number``."""
+    return f"{run}-collect-{round_number}"
 
 
 def _unfinished(state: RunState, endpoints: Mapping[str, Endpoint]) -> bool:
@@ -263,7 +270,7 @@ def run_batch_job(
     phase, state = batch_phase(spark, statements, options, query_tag=query_tag, progress=output.progress)
     coordinator = context_for(spark).service
     try:
-        counts = coordinator.collect_counts(phase.run)
+        counts = coordinator.collect_counts(phase.last_collect)
         if cap is not None and cap.max_cost is not None and phase.submitted_cost:
             left = max(cap.max_cost - phase.submitted_cost, MIN_CAP)
             coordinator.set_application_cap(dataclasses.replace(cap, max_cost=left))
