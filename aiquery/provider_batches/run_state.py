@@ -36,6 +36,9 @@ __all__ = ["BatchRow", "RunState", "StateLocked"]
 
 STATE_FILE = "state.sqlite"
 LOCK_FILE = "lock"
+CACHE_KIB = 32 * 1024
+"""SQLite's page cache: fingerprints are random, so a run's indexes are written all over; a cache that holds the
+indexes of a few hundred thousand lines keeps the store from reading its own pages back (bounded: 32 MiB)."""
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS requests (
@@ -102,6 +105,7 @@ class RunState:
         self._db = sqlite3.connect(self.folder / STATE_FILE, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
         self._db.executescript(_SCHEMA)
 
     # ---- the lock ---------------------------------------------------------------------------------------
