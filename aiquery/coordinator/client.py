@@ -158,7 +158,8 @@ class CoordinatorClient:
             return None
         mine = set(lookups)
         hits = {key: answer for key, answer in reply.hits.items() if key in mine}
-        return Admission(hits, {key for key in reply.meta.get("wait", ()) if key in mine})
+        failed = {key: message for key, message in reply.failed.items() if key in mine} if reply.failed else {}
+        return Admission(hits, {key for key in reply.meta.get("wait", ()) if key in mine}, failed)
 
     def await_answer(self, fingerprint: str) -> asyncio.Future[StoredAnswer | None]:
         return self.waits.wait(fingerprint, self.syncs.connected)
@@ -275,7 +276,7 @@ class CoordinatorClient:
             self.collecting.delivered(batch.collected)
         if self.collecting:
             self.syncs.want_sync()  # the rest of what was collected, at once
-        self.waits.resolve(reply.hits, reply.meta.get("own", ()))
+        self.waits.resolve(reply.hits, reply.meta.get("own", ()), reply.failed)
         self.cap.capped = "cap" in reply.meta  # the driver knows best whether a cap is in force now
         stop = reply.meta.get("stop")
         if stop:

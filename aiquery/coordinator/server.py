@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 from aiquery.config import Secret
 from aiquery.coordinator.answer_waits import AnswerDesk
+from aiquery.coordinator.batch_results import BatchResults
 from aiquery.coordinator.budgets import Budgets
 from aiquery.coordinator.cap import CapSetting
 from aiquery.coordinator.cap_book import CapBook
@@ -311,6 +312,15 @@ class Coordinator:
         [(fingerprint, request_json), ...])``, called on the coordinator's loop (keep it quick), maybe more than
         once for a fingerprint (thread-safe)."""
         self._on_loop(lambda: self.collect_desk.set_collector(run, sink))
+
+    def set_batch_results(self, source: BatchResults | None) -> None:
+        """Ask ``source`` (batch mode's run: its answers and failed lines) for every answer-store miss from now on
+        (None: stop); see :mod:`.batch_results` (thread-safe)."""
+
+        def install() -> None:
+            self.answers.batch_results = source
+
+        self._on_loop(install)
 
     def collect_counts(self, run: str) -> dict[str, CollectCounts]:
         """Batch run ``run``'s collect-pass rows per endpoint, as workers reported them (thread-safe)."""

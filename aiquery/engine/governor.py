@@ -131,10 +131,13 @@ class Admission:
         hits: answers the store has, by fingerprint: those calls are answered without a request.
         waiting: fingerprints another worker is sending right now: those calls wait for its answer
             (:meth:`Governor.await_answer`) instead of sending the same request again.
+        failed: fingerprints whose line failed in a batch of batch mode's run, with the line's error: a call of a
+            run pass fails with it (any other call sends its request).
     """
 
     hits: dict[str, StoredAnswer] = field(default_factory=dict)
     waiting: set[str] = field(default_factory=set)
+    failed: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,7 +223,11 @@ class Governor(Protocol):
         ...
 
     def await_answer(self, fingerprint: str) -> Awaitable[StoredAnswer | None]:
-        """For a call :class:`Admission` said to wait for: the answer, or None when this worker must send it."""
+        """For a call :class:`Admission` said to wait for: the answer, or None when this worker must send it.
+
+        Raises (from the awaitable):
+            BatchLineFailed: the request's line failed in a batch of batch mode's run (its message is the line's).
+        """
         ...
 
     def settled(self, fingerprint: str, answer: StoredAnswer | None) -> None:

@@ -159,8 +159,10 @@ class SparkContextInfo:
             requester=(connect.user_id if connect is not None else "") or plan.requester,
             session_id=connect.session_id if connect is not None else None,
             batch_collect=session.get(BATCH_COLLECT_SETTING) or None,
-            batch_run=session.get(BATCH_RUN_SETTING) or None,
         )
+        batch_run = session.get(BATCH_RUN_SETTING)
+        if batch_run:
+            plan = dataclasses.replace(plan, site=dataclasses.replace(plan.site, batch_run=batch_run))
         run = session.get(ESTIMATE_RUN_SETTING)
         if run:
             fraction = float(session.get(ESTIMATE_FRACTION_SETTING) or 0.01)

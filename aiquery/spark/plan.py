@@ -73,9 +73,6 @@ class CallPlan:
     batch_collect: str | None = None
     """Planned by a batch-mode collect pass (``aiquery.batch.collect``): its run id. Nothing is sent: store misses
     go to the driver for a provider batch (see :mod:`aiquery.engine.collection`)."""
-    batch_run: str | None = None
-    """Planned by a batch-mode run pass (``aiquery.batch.run``): its run id. Answers of the run's batches are cache
-    hits paid in the batch, and a request whose batch line failed fails with that line's error."""
 
     @property
     def batchable(self) -> bool:

@@ -10,11 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from coordinator_helpers import Worker, journaled, site_for, started_coordinator
+from coordinator_helpers import Worker, coordinator_with_store, journaled, site_for
 
 from aiquery.apis.base import TokenUsage
 from aiquery.apis.request_json import request_from_json
-from aiquery.config import CacheSettings
 from aiquery.coordinator.collect_queue import COLLECT_SYNC_BYTES
 from aiquery.coordinator.server import Coordinator
 from aiquery.engine.batch import Outcome
@@ -22,7 +21,6 @@ from aiquery.engine.engine import CallSite
 from aiquery.engine.governor import CollectCounts
 from aiquery.engine.prepared import PreparedSite
 from aiquery.errors import BatchCollectionLost
-from aiquery.store import open_store
 from aiquery.store.base import StoredAnswer
 from aiquery.store.disk import DiskStore
 
@@ -31,11 +29,7 @@ RUN = "run-7"
 
 @pytest.fixture
 def coordinator(tmp_path: Path) -> Iterator[Coordinator]:
-    running = started_coordinator(tmp_path)
-    started = next(running)
-    started.add_store("test-store", lambda: open_store(CacheSettings(), tmp_path / "answers"))
-    yield started
-    next(running, None)
+    yield from coordinator_with_store(tmp_path)
 
 
 class Collected:

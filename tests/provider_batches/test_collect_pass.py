@@ -1,9 +1,12 @@
-"""Batch mode's collect pass in Spark SQL (``SET aiquery.batch.collect``): nothing is sent, store misses of calls
-to ``batch = true`` endpoints reach the driver's collector, store hits give their rows real values without a usage
-record, other calls are counted as skipped, and no row is an error whatever failOnError says."""
+"""Batch mode's passes in Spark SQL. The collect pass (``SET aiquery.batch.collect``): nothing is sent, store
+misses of calls to ``batch = true`` endpoints reach the driver's collector, store hits give their rows real values
+without a usage record, other calls are counted as skipped, and no row is an error whatever failOnError says. The
+run pass (``SET aiquery.batch.run``): the batch's answers are hits paid in the batch, its failed lines fail their
+rows."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +17,8 @@ import aiquery
 from aiquery.apis.base import TokenUsage
 from aiquery.apis.request_json import request_from_json
 from aiquery.engine.governor import CollectCounts
-from aiquery.spark.call_context import BATCH_COLLECT_SETTING
+from aiquery.engine.prepared import PreparedSite
+from aiquery.spark.call_context import BATCH_COLLECT_SETTING, BATCH_RUN_SETTING
 from aiquery.spark.coordination import running_coordinator
 from aiquery.spark.registry import context_for
 from aiquery.store.base import StoredAnswer
@@ -94,3 +98,68 @@ def test_a_collect_pass_sends_nothing_and_hands_its_misses_to_the_driver(
     # Neither pass left a usage record: the live call's is the ledger's only one.
     aiquery.flush_usage(spark)
     assert spark.read.format("delta").load(str(tmp_path / "usage_table")).count() == 1
+
+
+class RunResults:
+    """A batch run's results as the flow would hand them over: one answer and one failed line."""
+
+    def __init__(self, answers: dict[str, str], failures: dict[str, str]) -> None:
+        self._answers, self._failures = answers, failures
+
+    def answers(self, fingerprints: Sequence[str]) -> Mapping[str, str]:
+        return {key: self._answers[key] for key in fingerprints if key in self._answers}
+
+    def failures(self, fingerprints: Sequence[str]) -> Mapping[str, str]:
+        return {key: self._failures[key] for key in fingerprints if key in self._failures}
+
+
+RUN_QUERY = (
+    "SELECT prompt, ai_query('br-chat', prompt{options}) AS r FROM VALUES ('doc 1'), ('doc 2'), ('doc 1') AS t(prompt)"
+)
+
+
+def test_a_run_pass_answers_from_the_batch_and_fails_its_failed_lines(spark: Any, gateway: Any, tmp_path: Path) -> None:
+    settings = own_ledger_settings(gateway, tmp_path, "batchrun").with_endpoint(
+        "br-chat", api="chat", price={"input_per_million": 2.0, "output_per_million": 8.0}
+    )
+    aiquery.register(spark, settings=settings)
+    spark.conf.set("aiquery.cache.enabled", "true")
+    site = PreparedSite(context_for(spark).plan(endpoint="br-chat").site, "")
+    key = {prompt: site.fingerprint(site.body(site.request(prompt))) for prompt in ("doc 1", "doc 2")}
+    usage = TokenUsage(input_tokens=1000, output_tokens=500, total_tokens=1500)
+    coordinator = running_coordinator(spark)
+    assert coordinator is not None
+    coordinator.set_batch_results(
+        RunResults(
+            {key["doc 1"]: StoredAnswer.of("batched answer", usage, batch_id="batch_9").encode()},
+            {key["doc 2"]: "line expired"},
+        )
+    )
+    try:
+        spark.conf.set(BATCH_RUN_SETTING, "run-r")
+        spark.conf.set("aiquery.query_tag", "batch-run-pass")
+        rows = spark.sql(RUN_QUERY.format(options=", failOnError => false")).collect()
+        with pytest.raises(Exception, match="AI_QUERY_BATCH_LINE_FAILED"):
+            spark.sql(RUN_QUERY.format(options="")).collect()
+        assert gateway.stats()["requests"] == 0
+        spark.conf.unset(BATCH_RUN_SETTING)
+        spark.conf.set("aiquery.query_tag", "batch-after")
+        after = spark.sql(RUN_QUERY.format(options=", failOnError => false")).collect()
+    finally:
+        coordinator.set_batch_results(None)
+        spark.conf.unset(BATCH_RUN_SETTING)
+        spark.conf.unset("aiquery.query_tag")
+    answers = {row.prompt: (row.r.result, row.r.errorMessage) for row in rows}
+    assert answers["doc 1"] == ("batched answer", None)
+    assert answers["doc 2"][0] is None and "[AI_QUERY_BATCH_LINE_FAILED]" in answers["doc 2"][1]
+    assert "line expired" in answers["doc 2"][1]
+    # Outside the run pass the failed line is an ordinary miss (sent), the batch's answer an ordinary hit.
+    assert gateway.stats()["requests"] == 1 and all(row.r.errorMessage is None for row in after)
+    aiquery.flush_usage(spark)
+    ledger = spark.read.format("delta").load(str(tmp_path / "usage_table"))
+    found = {
+        (row.query_tag, row.cache_hit, row.batch_id, row.cost, round(row.avoided_cost, 6))
+        for row in ledger.where(f"request_hash = '{key['doc 1']}'").collect()
+    }
+    assert ("batch-run-pass", True, "batch_9", 0.0, 0.0) in found
+    assert ("batch-after", True, None, 0.0, 0.006) in found
