@@ -163,7 +163,8 @@ def run_dry_pass(
         for name in settings:
             spark.conf.unset(name)
         context.setLocalProperty(QUERY_TAG_PROPERTY, previous_tag)  # type: ignore[arg-type]
-        for view in views:
+        # Last made first: uncaching a view analyses its plan, which may read a view made before it.
+        for view in reversed(views):
             spark.sql(f"UNCACHE TABLE IF EXISTS {view}")
             spark.sql(f"DROP VIEW IF EXISTS {view}")
         # Temporary views the job's own statements made hold plans analysed in this mode: drop them too.
