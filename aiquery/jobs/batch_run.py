@@ -269,6 +269,7 @@ def run_batch_job(
         raise ConfigError(f"--batch-fallback must be live or fail, not {options.fallback!r}")
     phase, state = batch_phase(spark, statements, options, query_tag=query_tag, progress=output.progress)
     coordinator = context_for(spark).service
+    assert coordinator is not None  # batch_phase refused to start without it
     try:
         counts = coordinator.collect_counts(phase.last_collect)
         if cap is not None and cap.max_cost is not None and phase.submitted_cost:

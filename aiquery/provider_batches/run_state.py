@@ -117,7 +117,9 @@ class RunState:
             holder = os.pread(fd, 4096, 0).decode("utf-8", "replace")
             os.close(fd)
             raise StateLocked(f"the batch state {self.folder} is in use by {_describe_holder(holder)}") from None
-        holder = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time(), "command": sys.argv[:4]}
+        # The command's first words only, and none holding a value: a --var may carry a secret.
+        command = [word for word in sys.argv[:3] if "=" not in word]
+        holder = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time(), "command": command}
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(holder).encode(), 0)
         return fd
