@@ -18,9 +18,11 @@ from dataclasses import dataclass, field
 from aiquery.apis.base import APIRequest
 from aiquery.apis.request_json import request_from_json
 from aiquery.config import Endpoint
+from aiquery.provider_batches.batch_client import ProviderBatchClient
 from aiquery.provider_batches.clients import client_for
 from aiquery.provider_batches.line_records import settle_outbox
 from aiquery.provider_batches.provider_http import ProviderHTTP
+from aiquery.provider_batches.records import ProviderBatchError
 from aiquery.provider_batches.result_storing import LedgerSide, StoreCounts, store_batch
 from aiquery.provider_batches.run_state import RunState
 from aiquery.provider_batches.submission import recover_intents, submit_unsent
@@ -66,7 +68,9 @@ async def send_and_store(
             if unsent:
                 submitted = await submit_unsent(state, client, unsent, tag=tag, budget=budget)
                 report.created += len(submitted.created)
-                report.notes.extend(submitted.held_back)
+                report.notes.extend(submitted.held_back + submitted.refused)
+                if submitted.refused:  # a create that got no answer may have made its batch: settle it now
+                    report.notes.extend(await _settle(state, client))
         report.notes.extend(
             await wait_for_batches(state, clients, deadline=deadline, polling=polling, progress=progress)
         )
@@ -82,6 +86,13 @@ async def send_and_store(
     finally:
         await http.aclose()
     return report
+
+
+async def _settle(state: RunState, client: ProviderBatchClient) -> list[str]:
+    try:
+        return await recover_intents(state, client)
+    except ProviderBatchError as error:
+        return [f"{client.endpoint.name}: its batches cannot be listed ({error}); a resumed run settles them"]
 
 
 def _decoded(rows: list[tuple[str, str]]) -> dict[str, APIRequest]:

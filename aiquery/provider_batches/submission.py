@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from aiquery.apis.base import APIRequest
 from aiquery.errors import AIQueryError
 from aiquery.provider_batches.batch_client import ProviderBatchClient
-from aiquery.provider_batches.records import BatchLine, BatchState
+from aiquery.provider_batches.records import BatchLine, BatchState, ProviderBatchError
 from aiquery.provider_batches.run_state import BatchRow, RunState
 
 __all__ = ["DEFAULT_OUTPUT_ESTIMATE", "SubmitReport", "line_cost", "recover_intents", "submit_unsent"]
@@ -35,10 +35,11 @@ class RecoveryError(AIQueryError):
 
 @dataclass
 class SubmitReport:
-    """What a submit did: batches created, and batches the cost cap kept back (with why)."""
+    """What a submit did: batches created, batches the cost cap kept back, and create calls that failed (why)."""
 
     created: list[BatchRow] = field(default_factory=list)
     held_back: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
 
 
 def line_cost(client: ProviderBatchClient, line: BatchLine, request: APIRequest) -> float:
@@ -81,7 +82,13 @@ async def submit_unsent(
             )
             continue
         intent = state.add_intent(name, tag, [line.custom_id for line in group], cost)
-        created = await client.submit(group, intent.tag)
+        try:
+            created = await client.submit(group, intent.tag)
+        except ProviderBatchError as error:
+            # Refused (Gemini's 429 past 100 running batches, a quota) or no answer: the intent stays for
+            # recover_intents to settle by listing; the endpoint's other groups wait for the next round.
+            report.refused.append(f"{name}: creating a batch of {len(group)} line(s) failed: {error}")
+            break
         state.set_created(intent.number, created.id, created.status, created.phase)
         logger.info("created batch %s (%d lines) of endpoint %s", created.id, len(group), name)
         report.created.append(state.batch(intent.number))

@@ -255,3 +255,18 @@ def test_a_batch_past_the_cost_cap_is_not_submitted(batch_gateway: Any, tmp_path
         assert len(asked) == 1 and asked[0] > 0
         assert any("spending cap" in note and "10 line(s)" in note for note in report.notes)
     assert listed(batch_gateway, "chat") == []
+
+
+def test_a_refused_create_leaves_its_lines_unsent(batch_gateway: Any, tmp_path: Path) -> None:
+    """Anthropic refuses a malformed line id with a 400: the intent is settled at once (no batch at the provider:
+    dropped), the run goes on, and the lines are unsent (the run pass sends them live)."""
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    with RunState(tmp_path / "state") as state:
+        wanted = requests("anthropic", 3)
+        state.add_requests("anthropic", [(key + " !", json.dumps(request_to_json(r))) for key, r in wanted.items()], 1)
+        report = round_trip(state, {"anthropic": priced(batch_gateway, "anthropic")}, spool)
+        assert report.created == 0 and state.batches() == []
+        assert any("creating a batch of 3 line(s) failed" in note and "400" in note for note in report.notes)
+        assert any("never reached the provider" in note for note in report.notes)
+        assert len(state.unsent("anthropic")) == 3
