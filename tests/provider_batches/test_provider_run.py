@@ -181,9 +181,9 @@ def test_the_emulator_answers_live_calls_at_the_providers_paths(gateway: Any) ->
         assert asyncio.run(work(family)).usage.input_tokens > 0
 
 
-def test_a_store_killed_part_way_records_every_line_once_on_resume(batch_gateway: Any, tmp_path: Path) -> None:
-    """SIGKILL while a batch's results are being stored (chunks of 50 lines, some published): the resumed round
-    records the rest, and no line twice."""
+def round_killed_when(gateway: Any, tmp_path: Path, families: list[str], condition: Any, chunk: int = 5000) -> None:
+    """Run one round (send_and_store) on the test's state in a process of its own; SIGKILL it once ``condition``
+    holds."""
     import os
     import signal
     import subprocess
@@ -192,11 +192,6 @@ def test_a_store_killed_part_way_records_every_line_once_on_resume(batch_gateway
 
     from processes import wait_until
 
-    batch_gateway.configure(batch_delay=0.2)
-    spool = tmp_path / "spool"
-    spool.mkdir()
-    with RunState(tmp_path / "state") as state:
-        collect(state, "chat", 3000)
     script = textwrap.dedent(f"""
         import asyncio, dataclasses, time
         from pathlib import Path
@@ -206,25 +201,38 @@ def test_a_store_killed_part_way_records_every_line_once_on_resume(batch_gateway
         from aiquery.provider_batches.provider_run import new_run_tag, send_and_store
         from aiquery.provider_batches.result_storing import LedgerSide
         from aiquery.provider_batches.run_state import RunState
-        storing.CHUNK_LINES = 50
-        environ = {{"DATABRICKS_TOKEN": {batch_gateway.token!r}, "DATABRICKS_HOST": {batch_gateway.url!r}}}
-        base_url = {batch_gateway.url + "/v1"!r}
-        endpoint = load_settings(environ).with_endpoint(
-            "chat", api="chat", model="gpt-6.2-sol", base_url=base_url, batch=True
-        ).endpoint("chat")
-        endpoint = dataclasses.replace(endpoint, price=Price(input_per_million=2.0, output_per_million=8.0))
+        storing.CHUNK_LINES = {chunk}
+        settings = load_settings({{"DATABRICKS_TOKEN": {gateway.token!r}, "DATABRICKS_HOST": {gateway.url!r}}})
+        endpoints = {{}}
+        for family, api, model, path in {[(f, FAMILIES[f]["api"], FAMILIES[f]["model"], FAMILIES[f]["path"])
+                                          for f in families]!r}:
+            found = settings.with_endpoint(family, api=api, model=model, base_url={gateway.url!r} + path,
+                                           batch=True).endpoint(family)
+            endpoints[family] = dataclasses.replace(found, price=Price(input_per_million=2.0,
+                                                                       output_per_million=8.0))
         state = RunState({str(tmp_path / "state")!r})
-        side = LedgerSide(spool_dir=Path({str(spool)!r}), run=new_run_tag(state), query_tag="t", requester="me")
-        asyncio.run(send_and_store(state, {{"chat": endpoint}}, tag=side.run, deadline=time.monotonic() + 60,
-                                   ledger=side))
+        side = LedgerSide(spool_dir=Path({str(tmp_path / "spool")!r}), run=new_run_tag(state), query_tag="t",
+                          requester="me")
+        asyncio.run(send_and_store(state, endpoints, tag=side.run, deadline=time.monotonic() + 120, ledger=side))
     """)  # fmt: skip
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     process = subprocess.Popen([sys.executable, "-c", script], env=env, start_new_session=True)
     try:
-        assert wait_until(lambda: len(list(spool.glob("usage-*.json"))) >= 5, timeout=60), "the store never began"
+        assert wait_until(condition, timeout=60), "the round never got there"
     finally:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(30)
+
+
+def test_a_store_killed_part_way_records_every_line_once_on_resume(batch_gateway: Any, tmp_path: Path) -> None:
+    """SIGKILL while a batch's results are being stored (chunks of 50 lines, some published): the resumed round
+    records the rest, and no line twice."""
+    batch_gateway.configure(batch_delay=0.2)
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    with RunState(tmp_path / "state") as state:
+        collect(state, "chat", 3000)
+    round_killed_when(batch_gateway, tmp_path, ["chat"], lambda: len(list(spool.glob("usage-*.json"))) >= 5, 50)
     killed_at = len(records(spool))
     with RunState(tmp_path / "state") as state:
         report = round_trip(state, {"chat": priced(batch_gateway, "chat")}, spool)
@@ -233,6 +241,41 @@ def test_a_store_killed_part_way_records_every_line_once_on_resume(batch_gateway
         assert len(found) == 3000 and len({record.request_id for record in found}) == 3000, killed_at
         assert len(state.answers([f"chat{index:04d}" + "0" * 50 for index in range(3000)])) == 3000
     print(f"killed with {killed_at} of 3000 records published")
+
+
+def test_killed_while_waiting_and_between_create_and_state_no_batch_is_made_twice(
+    batch_gateway: Any, tmp_path: Path
+) -> None:
+    """SIGKILL while the emulator holds a create call's answer back (the batch exists, the state has its intent
+    only), then SIGKILL while waiting for the three batches: the last round creates nothing and stores all."""
+    import sqlite3
+
+    families = ["chat", "anthropic", "gemini"]
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    with RunState(tmp_path / "state") as state:
+        wanted = {family: collect(state, family, 6) for family in families}
+
+    def batches() -> list[tuple[str, Any]]:
+        with sqlite3.connect(f"file:{tmp_path / 'state' / 'state.sqlite'}?mode=ro", uri=True) as db:
+            return db.execute("SELECT endpoint, provider_id FROM batches ORDER BY number").fetchall()
+
+    def at_provider() -> int:
+        return sum(len(listed(batch_gateway, family)) for family in families)
+
+    batch_gateway.configure(batch_create_hold_s=60.0, batch_delay=4.0)
+    round_killed_when(batch_gateway, tmp_path, families, lambda: at_provider() == 1 and batches() == [("chat", None)])
+    batch_gateway.configure(batch_create_hold_s=0.0)
+    round_killed_when(batch_gateway, tmp_path, families, lambda: len(batches()) == 3 and all(b for _, b in batches()))
+    assert at_provider() == 3
+    batch_gateway.configure(batch_delay=0.2)
+    with RunState(tmp_path / "state") as state:
+        # The batches run on the clock they were made with (4 s): waited for, not made again.
+        report = round_trip(state, {family: priced(batch_gateway, family) for family in families}, spool, 90.0)
+        assert report.created == 0 and report.stored.succeeded == 18
+        for family in families:
+            assert len(state.answers(list(wanted[family]))) == 6
+    assert at_provider() == 3 and len(records(spool)) == 18
 
 
 def test_a_batch_past_the_cost_cap_is_not_submitted(batch_gateway: Any, tmp_path: Path) -> None:
