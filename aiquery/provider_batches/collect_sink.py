@@ -18,6 +18,9 @@ from aiquery.provider_batches.run_state import RunState
 __all__ = ["CollectSink"]
 
 _DONE = None
+MAX_MERGED = 64
+"""Deliveries written in one transaction at most."""
+_encode = json.JSONEncoder(separators=(",", ":")).encode
 
 
 class CollectSink:
@@ -42,13 +45,23 @@ class CollectSink:
         self._queue.put((endpoint, found))
 
     def _write(self) -> None:
-        while (item := self._queue.get()) is not _DONE:
-            endpoint, found = item
+        done = False
+        while not done:
+            # Everything queued by now goes in one transaction per endpoint: deliveries are small and many.
+            items = [self._queue.get()]
+            while not self._queue.empty() and len(items) < MAX_MERGED:
+                items.append(self._queue.get())
+            done = _DONE in items
+            by_endpoint: dict[str, list[tuple[str, str]]] = {}
+            for item in items:
+                if item is not _DONE:
+                    rows = by_endpoint.setdefault(item[0], [])
+                    rows.extend((fingerprint, _encode(request)) for fingerprint, request in item[1])
             if self._error is not None:
                 continue
             try:
-                rows = [(fingerprint, json.dumps(request, separators=(",", ":"))) for fingerprint, request in found]
-                self.new += self.state.add_requests(endpoint, rows, self.round_number)
+                for endpoint, rows in by_endpoint.items():
+                    self.new += self.state.add_requests(endpoint, rows, self.round_number)
             except BaseException as error:  # kept for close(): a request must never be dropped silently
                 self._error = error
 

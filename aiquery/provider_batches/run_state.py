@@ -104,7 +104,9 @@ class RunState:
         self._guard = threading.Lock()
         self._db = sqlite3.connect(self.folder / STATE_FILE, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
+        # WAL with NORMAL: a committed transaction survives the death of the process (the kill, the OOM this
+        # folder is for), not a power cut, like the usage journal's writes; FULL would fsync every commit.
+        self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
         self._db.executescript(_SCHEMA)
 
