@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import queue
 import threading
+import time
 from typing import Any
 
 from aiquery.provider_batches.run_state import RunState
@@ -18,8 +19,9 @@ from aiquery.provider_batches.run_state import RunState
 __all__ = ["CollectSink"]
 
 _DONE = None
-MAX_MERGED = 64
-"""Deliveries written in one transaction at most."""
+MERGE_S = 0.5
+MERGE_ROWS = 20_000
+"""Requests written in one transaction at most (a few MB of request JSON held meanwhile)."""
 _encode = json.JSONEncoder(separators=(",", ":")).encode
 
 
@@ -47,23 +49,32 @@ class CollectSink:
     def _write(self) -> None:
         done = False
         while not done:
-            # Everything queued by now goes in one transaction per endpoint: deliveries are small and many.
+            # Deliveries are small and many, and a transaction costs milliseconds: write what arrives within
+            # MERGE_S of the first one (up to MERGE_ROWS requests) in one transaction per endpoint.
             items = [self._queue.get()]
-            while not self._queue.empty() and len(items) < MAX_MERGED:
-                items.append(self._queue.get())
-            done = _DONE in items
-            by_endpoint: dict[str, list[tuple[str, str]]] = {}
-            for item in items:
-                if item is not _DONE:
-                    rows = by_endpoint.setdefault(item[0], [])
-                    rows.extend((fingerprint, _encode(request)) for fingerprint, request in item[1])
-            if self._error is not None:
-                continue
-            try:
-                for endpoint, rows in by_endpoint.items():
-                    self.new += self.state.add_requests(endpoint, rows, self.round_number)
-            except BaseException as error:  # kept for close(): a request must never be dropped silently
-                self._error = error
+            rows_seen = len(items[0][1]) if items[0] is not _DONE else 0
+            until = time.monotonic() + MERGE_S
+            while items[-1] is not _DONE and rows_seen < MERGE_ROWS and (wait := until - time.monotonic()) > 0:
+                try:
+                    items.append(self._queue.get(timeout=wait))
+                except queue.Empty:
+                    break
+                rows_seen += len(items[-1][1]) if items[-1] is not _DONE else 0
+            done = items[-1] is _DONE
+            self._keep(items)
+
+    def _keep(self, items: list[tuple[str, list[tuple[str, dict[str, Any]]]] | None]) -> None:
+        by_endpoint: dict[str, list[tuple[str, str]]] = {}
+        for item in items:
+            if item is not _DONE:
+                by_endpoint.setdefault(item[0], []).extend((key, _encode(request)) for key, request in item[1])
+        if self._error is not None:
+            return
+        try:
+            for endpoint, rows in by_endpoint.items():
+                self.new += self.state.add_requests(endpoint, rows, self.round_number)
+        except BaseException as error:  # kept for close(): a request must never be dropped silently
+            self._error = error
 
     def close(self) -> int:
         """Write everything queued; how many requests were new to the state.
