@@ -45,6 +45,8 @@ __all__ = ["DEFAULT_BATCH_ROUNDS", "DEFAULT_BATCH_WAIT_S", "BatchOptions", "Batc
 DEFAULT_BATCH_WAIT_S = 24 * 3600.0
 DEFAULT_BATCH_ROUNDS = 3
 FALLBACKS = ("live", "fail")
+FINISHED = "finished"
+"""The state's mark of a run whose run pass succeeded: the next run on the folder starts afresh."""
 MIN_CAP = 1e-9
 """What the live calls may spend once the batches took the whole cap: nothing worth a request."""
 
@@ -126,6 +128,8 @@ def batch_phase(
     folder = Path(options.state_dir) if options.state_dir else default_state_dir(usage_dir, statements)
     state = RunState(folder)
     try:
+        if state.meta(FINISHED) is not None:
+            state.reset()
         run = new_run_tag(state)
         phase = BatchPhase(state_dir=folder, run=run)
         side = None
@@ -287,6 +291,8 @@ def run_batch_job(
             for name in run_pass_settings(phase.run):
                 spark.conf.unset(name)
             coordinator.set_batch_results(None)
+        if result.ok:
+            state.set_meta(FINISHED, str(time.time()))
     finally:
         state.close()
     phase.notes.extend(live_reasons(statements, counts, phase, options.fallback))

@@ -165,6 +165,13 @@ class RunState:
         with self.transaction() as db:
             db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
+    def reset(self) -> None:
+        """Forget everything: a run that finished leaves its answers in the answer store, and the same job run
+        again later starts afresh rather than from answers this state kept."""
+        with self.transaction() as db:
+            for table in ("meta", "requests", "batches", "batch_lines", "answers", "failures", "outbox"):
+                db.execute(f"DELETE FROM {table}")
+
     # ---- requests ---------------------------------------------------------------------------------------
     def add_requests(self, endpoint: str, found: Iterable[tuple[str, str]], round_number: int) -> int:
         """Keep collected requests (fingerprint, request JSON text); those already kept are ignored. How many

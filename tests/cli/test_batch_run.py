@@ -102,6 +102,8 @@ def test_three_endpoints_run_in_one_batch_each_at_half_price(spark: Any, gateway
     assert len(hits) == 3 * ROWS
     assert all(row.batch_id and row.cost == 0 and not row.avoided_cost for row in hits)
     assert any("batch mode" in note for note in result.notes)
+    state = sqlite3.connect(tmp_path / "state" / "state.sqlite")
+    assert state.execute("SELECT COUNT(*) FROM meta WHERE key = 'finished'").fetchone() == (1,)
 
 
 @pytest.mark.parametrize("fallback", ["live", "fail"])

@@ -125,3 +125,15 @@ def test_the_collect_sink_writes_each_request_once_off_the_callers_thread(tmp_pa
         again = CollectSink(state, 2)
         again("chat", [("f000", {"prompt": "0", "model": "m"})])
         assert again.close() == 0
+
+
+def test_a_reset_forgets_everything(tmp_path: Path) -> None:
+    with RunState(tmp_path) as state:
+        state.set_meta("run", "r1")
+        state.add_requests("chat", [("f1", "{}")], 1)
+        intent = state.add_intent("chat", "r1", ["f1"], None)
+        state.set_created(intent.number, "batch_1", "completed", "ended")
+        state.keep_outcomes("chat", "batch_1", [("f1", "{}")], [], None)
+        state.reset()
+        assert state.meta("run") is None and state.batches() == [] and state.counts()["requests"] == 0
+        assert state.answers(["f1"]) == {}
