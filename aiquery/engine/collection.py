@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from aiquery.apis.images import FilePrompt
-from aiquery.apis.request_json import request_to_json
+from aiquery.apis.request_json import RequestTexts
 from aiquery.engine.batch import Outcome, plan_calls
 from aiquery.engine.governor import CollectCounts, Governor
 from aiquery.engine.prepared import PreparedSite
@@ -58,6 +58,7 @@ async def collect_rows(
         )
     hits = misses = 0
     requests = []
+    texts = RequestTexts(prepared.request(""))
     for call in calls:
         stored = admission.hits.get(call.fingerprint)
         if stored is not None:
@@ -67,7 +68,7 @@ async def collect_rows(
             hits += len(call.rows)
             continue
         misses += len(call.rows)
-        requests.append((call.fingerprint, request_to_json(call.request)))
+        requests.append((call.fingerprint, texts.text(call.request)))
         if call.fingerprint not in admission.waiting:
             governor.settled(call.fingerprint, None)  # the lookup claimed it for this worker: nothing will be sent
     await governor.collect(run, endpoint.name, CollectCounts(rows=seen, hits=hits, misses=misses), requests)
