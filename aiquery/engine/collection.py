@@ -41,12 +41,17 @@ async def collect_rows(
     outcomes = [Outcome()] * len(prompts)
     seen = len(prompts) - prompts.count(None)
     endpoint = prepared.endpoint
-    if not batchable or not seen:
-        await governor.collect(run, endpoint.name, CollectCounts(rows=seen, skipped=seen if not batchable else 0), [])
+    if not seen:
+        return outcomes
+    if not batchable:
+        await governor.collect(run, endpoint.name, CollectCounts(rows=seen, skipped=seen), [])
         return outcomes
     # Requests that cannot be made (invalid text, too large) are left NULL: nothing to batch, and the live run
     # reports their error.
     calls = [call for call in plan_calls(prepared, prompts) if call.error is None]
+    if not calls:
+        await governor.collect(run, endpoint.name, CollectCounts(rows=seen), [])
+        return outcomes
     governor.limits(endpoint, prepared.site.budget_share)  # the lookups go with a (zero) demand for its lease
     admitted = governor.admit(endpoint, 0, 0.0, [call.fingerprint for call in calls])
     admission = (await admitted) if admitted is not None else None

@@ -83,6 +83,8 @@ def test_hits_answer_without_a_record_and_misses_reach_the_collector(
         store_answers(tmp_path, site, {"known 1": "answer 1", "known 2": "answer 2"})
         prompts = ["known 1", None, "new 1", "new 2", "known 2", "new 1", "new 3"]
         outcomes = collect(worker, site, prompts)
+        # A chunk of NULLs and of a request that cannot be made (not valid Unicode): NULL, nothing collected.
+        assert collect(worker, site, [None, "bad \udc80"]) == [Outcome(), Outcome()]
         # Another endpoint, without a batch API: counted, nothing sent, NULL.
         other = collect(worker, site_for(gateway, "collect-live"), ["a", "b", None], batchable=False)
     finally:
@@ -100,7 +102,7 @@ def test_hits_answer_without_a_record_and_misses_reach_the_collector(
     assert {endpoint for endpoint, _ in collected.calls} == {"collect-chat"}
     assert collected.thread == "aiquery-coordinator"
     assert coordinator.collect_counts(RUN) == {
-        "collect-chat": CollectCounts(rows=6, hits=2, misses=4, skipped=0),
+        "collect-chat": CollectCounts(rows=7, hits=2, misses=4, skipped=0),
         "collect-live": CollectCounts(rows=2, hits=0, misses=0, skipped=2),
     }
     assert coordinator.collect_counts("another-run") == {}
