@@ -68,6 +68,8 @@ def test_a_collect_pass_sends_nothing_and_hands_its_misses_to_the_driver(
         first = spark.sql(CALLS).collect()
         spark.conf.unset("aiquery.estimate.run")
         spark.conf.unset("aiquery.estimate.fraction")
+        # ai_agg runs live in batch mode (its layers need answers of the layer below): here NULL, nothing collected.
+        assert spark.sql("SELECT ai_agg(prompt, 'List the parcels') AS a FROM collect_docs").collect()[0].a is None
         assert gateway.stats()["requests"] == 1
         assert all(row.batched is None and row.live.result is None and row.live.errorMessage is None for row in first)
         prompts = {request_from_json(request).prompt: fingerprint for fingerprint, request in collected.items()}
