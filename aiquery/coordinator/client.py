@@ -196,14 +196,12 @@ class CoordinatorClient:
         add_sample(self._samples, run, endpoint, seen, sent)
 
     def collect(
-        self, run: str, endpoint: str, counts: CollectCounts, requests: list[tuple[str, dict[str, Any]]]
+        self, run: str, endpoint: str, counts: CollectCounts, requests: list[tuple[str, str]]
     ) -> asyncio.Future[None]:
         self._start_ticker()
         return asyncio.ensure_future(self._collect(run, endpoint, counts, requests))
 
-    async def _collect(
-        self, run: str, endpoint: str, counts: CollectCounts, requests: list[tuple[str, dict[str, Any]]]
-    ) -> None:
+    async def _collect(self, run: str, endpoint: str, counts: CollectCounts, requests: list[tuple[str, str]]) -> None:
         if not self.syncs.connected and not (self.syncs.may_reconnect() and await self.syncs.connect()):
             raise BatchCollectionLost(
                 f"batch collect run {run!r}: the driver's coordinator cannot be reached to hand it the requests "

@@ -1,7 +1,7 @@
 """A worker's collected requests (batch mode's collect pass) on their way to the driver, a bounded part per sync.
 
-Each chunk's store misses become JSON lines ``[run, endpoint, fingerprint, request]`` and its row counts one
-entry; they wait here until a sync carries them, and the chunk waits on a future that is done once the driver
+Each chunk's store misses become lines ``<fingerprint>\t<request as JSON>`` and its row counts one entry; they
+wait here until a sync carries them, and the chunk waits on a future that is done once the driver
 acknowledged that sync. One sync carries at most :data:`COLLECT_SYNC_BYTES` of lines (a single larger request
 alone), so a task with many chunks in flight never builds a frame past the protocol's limit; what is left goes
 with the next sync, which the reply asks for at once.
@@ -10,14 +10,14 @@ Delivery is all or nothing for a task: when the driver cannot be reached, or ref
 waiting fails with :class:`~aiquery.errors.BatchCollectionLost`, and so does the task (a request dropped silently
 would never be batched, and its row would be paid live later, or not at all).
 
-On the wire the lines follow the sync's other payload, their length in ``cl``; the counts are ``cc``
-(``[[run, endpoint, rows, hits, misses, skipped], ...]``).
+On the wire the lines follow the sync's other payload, their length in ``cl``; ``cc`` describes them part by part,
+in order: ``[[run, endpoint, rows, hits, misses, skipped, bytes of lines], ...]`` (a chunk's counts in its first
+part, zeros in the others).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -37,7 +37,8 @@ class CollectedPart:
     """Some of one chunk's collected lines (and, in its first part, the chunk's counts), and who waits for them."""
 
     lines: bytes
-    counts: list[Any] | None
+    counts: list[Any]
+    """``[run, endpoint, rows, hits, misses, skipped]``."""
     future: asyncio.Future[None]
 
 
@@ -51,22 +52,22 @@ class CollectQueue:
         return bool(self.waiting)
 
     def add(
-        self, run: str, endpoint: str, counts: CollectCounts, requests: Sequence[tuple[str, dict[str, Any]]]
+        self, run: str, endpoint: str, counts: CollectCounts, requests: Sequence[tuple[str, str]]
     ) -> list[asyncio.Future[None]]:
-        """Queue one chunk's counts and requests; the futures of its parts."""
+        """Queue one chunk's counts and requests (fingerprint, request as JSON text); the futures of its parts."""
         loop = asyncio.get_running_loop()
         parts: list[CollectedPart] = []
         lines: list[bytes] = []
         size = 0
         for fingerprint, request in requests:
-            line = (json.dumps([run, endpoint, fingerprint, request], separators=(",", ":")) + "\n").encode()
+            line = f"{fingerprint}\t{request}\n".encode()
             if lines and size + len(line) > COLLECT_SYNC_BYTES:
-                parts.append(CollectedPart(b"".join(lines), None, loop.create_future()))
+                parts.append(CollectedPart(b"".join(lines), [run, endpoint, 0, 0, 0, 0], loop.create_future()))
                 lines, size = [], 0
             lines.append(line)
             size += len(line)
         if lines or not parts:
-            parts.append(CollectedPart(b"".join(lines), None, loop.create_future()))
+            parts.append(CollectedPart(b"".join(lines), [run, endpoint, 0, 0, 0, 0], loop.create_future()))
         parts[0].counts = [run, endpoint, *counts.wire()]
         self.waiting.extend(parts)
         return [part.future for part in parts]
@@ -86,7 +87,7 @@ class CollectQueue:
         """The parts' payload, their length and counts put in ``meta``."""
         payload = b"".join(part.lines for part in parts)
         meta["cl"] = len(payload)
-        meta["cc"] = [part.counts for part in parts if part.counts is not None]
+        meta["cc"] = [[*part.counts, len(part.lines)] for part in parts]
         return payload
 
     @staticmethod

@@ -307,11 +307,11 @@ class Coordinator:
             lambda: {endpoint: (seen, sent) for endpoint, (seen, sent) in self._samples.get(run, {}).items()}
         )
 
-    def set_collector(self, run: str, sink: Collector | None) -> None:
+    def set_collector(self, run: str, sink: Collector | None, *, raw: bool = False) -> None:
         """Hand batch run ``run``'s collected requests to ``sink`` (None: stop): ``sink(endpoint_name,
         [(fingerprint, request_json), ...])``, called on the coordinator's loop (keep it quick), maybe more than
-        once for a fingerprint (thread-safe)."""
-        self._on_loop(lambda: self.collect_desk.set_collector(run, sink))
+        once for a fingerprint; ``raw``: each request as its JSON text rather than the dict (thread-safe)."""
+        self._on_loop(lambda: self.collect_desk.set_collector(run, sink, raw=raw))
 
     def set_batch_results(self, source: BatchResults | None) -> None:
         """Ask ``source`` (batch mode's run: its answers and failed lines) for every answer-store miss from now on

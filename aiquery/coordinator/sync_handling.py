@@ -71,7 +71,7 @@ class SyncHandler:
         """Apply one worker's sync; the reply's metadata and payload (answers found in the store), or, when the sync
         asks the store, a coroutine that completes the metadata and gives the payload."""
         collected = int(meta.get("cl", 0))
-        if collected or meta.get("cc"):
+        if collected or meta.get("cc"):  # the parts' counts and lines (see .collect_queue)
             failure = self.collect_desk.receive(meta.get("cc"), payload[len(payload) - collected :])
             if failure is not None:
                 return {"error": failure}, b""

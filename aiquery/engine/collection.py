@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from aiquery.apis.images import FilePrompt
-from aiquery.apis.request_json import request_to_json
+from aiquery.apis.request_json import RequestTexts
 from aiquery.engine.batch import Outcome, plan_calls
 from aiquery.engine.governor import CollectCounts, Governor
 from aiquery.engine.prepared import PreparedSite
@@ -41,12 +41,17 @@ async def collect_rows(
     outcomes = [Outcome()] * len(prompts)
     seen = len(prompts) - prompts.count(None)
     endpoint = prepared.endpoint
-    if not batchable or not seen:
-        await governor.collect(run, endpoint.name, CollectCounts(rows=seen, skipped=seen if not batchable else 0), [])
+    if not seen:
+        return outcomes
+    if not batchable:
+        await governor.collect(run, endpoint.name, CollectCounts(rows=seen, skipped=seen), [])
         return outcomes
     # Requests that cannot be made (invalid text, too large) are left NULL: nothing to batch, and the live run
     # reports their error.
     calls = [call for call in plan_calls(prepared, prompts) if call.error is None]
+    if not calls:
+        await governor.collect(run, endpoint.name, CollectCounts(rows=seen), [])
+        return outcomes
     governor.limits(endpoint, prepared.site.budget_share)  # the lookups go with a (zero) demand for its lease
     admitted = governor.admit(endpoint, 0, 0.0, [call.fingerprint for call in calls])
     admission = (await admitted) if admitted is not None else None
@@ -58,6 +63,7 @@ async def collect_rows(
         )
     hits = misses = 0
     requests = []
+    texts = RequestTexts(prepared.request(""))
     for call in calls:
         stored = admission.hits.get(call.fingerprint)
         if stored is not None:
@@ -67,7 +73,7 @@ async def collect_rows(
             hits += len(call.rows)
             continue
         misses += len(call.rows)
-        requests.append((call.fingerprint, request_to_json(call.request)))
+        requests.append((call.fingerprint, texts.text(call.request)))
         if call.fingerprint not in admission.waiting:
             governor.settled(call.fingerprint, None)  # the lookup claimed it for this worker: nothing will be sent
     await governor.collect(run, endpoint.name, CollectCounts(rows=seen, hits=hits, misses=misses), requests)

@@ -261,11 +261,11 @@ class Governor(Protocol):
         ...
 
     def collect(
-        self, run: str, endpoint: str, counts: CollectCounts, requests: list[tuple[str, dict[str, Any]]]
+        self, run: str, endpoint: str, counts: CollectCounts, requests: list[tuple[str, str]]
     ) -> Awaitable[None]:
         """Batch mode's collect pass (see :mod:`aiquery.engine.collection`): a chunk's row counts for ``endpoint``
-        and its store misses, as (fingerprint, :func:`~aiquery.apis.request_json.request_to_json`) pairs, for the
-        driver. The awaitable is done once the driver has them.
+        and its store misses, as (fingerprint, :func:`~aiquery.apis.request_json.request_to_json` as JSON text)
+        pairs, for the driver. The awaitable is done once the driver has them.
 
         Raises (from the awaitable):
             BatchCollectionLost: they cannot be delivered.
@@ -334,9 +334,7 @@ class LocalGovernor:
     def sampled(self, run: str, endpoint: str, seen: int, sent: int) -> None:
         add_sample(self.samples, run, endpoint, seen, sent)
 
-    async def collect(
-        self, run: str, endpoint: str, counts: CollectCounts, requests: list[tuple[str, dict[str, Any]]]
-    ) -> None:
+    async def collect(self, run: str, endpoint: str, counts: CollectCounts, requests: list[tuple[str, str]]) -> None:
         raise BatchCollectionLost(
             f"batch collect run {run!r}: endpoint '{endpoint}' is called without the driver's coordinator, which "
             "collects the requests for batches; run the job with aiquery (the coordinator on)"

@@ -46,7 +46,9 @@ class RedisStore:
         prefix = self.prefix
         values = self._redis.mget([prefix + key for key in fingerprints])
         # Bytes that are not UTF-8 are a value to discard, not a failed lookup: replaced, they fail to decode later.
-        return {key: value.decode(errors="replace") for key, value in zip(fingerprints, values, strict=True) if value}
+        return {
+            key: value.decode(errors="replace") for key, value in zip(fingerprints, values, strict=True) if value
+        }
 
     def put_many(self, answers: Mapping[str, str]) -> None:
         prefix = self.prefix

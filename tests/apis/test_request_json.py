@@ -11,7 +11,7 @@ from test_sdk_request_types import ENDPOINTS, FORMATS, PARAMETERS, PNG, TEXT_END
 
 from aiquery.apis.base import APIRequest, ResponseFormat
 from aiquery.apis.images import FilePrompt
-from aiquery.apis.request_json import request_from_json, request_to_json
+from aiquery.apis.request_json import RequestTexts, request_from_json, request_to_json
 from aiquery.engine.prepared import PreparedSite
 from aiquery.spark.plan import plan_call
 
@@ -29,6 +29,9 @@ def assert_round_trips(prepared: PreparedSite, prompt: str | FilePrompt) -> None
     again = request_from_json(json.loads(json.dumps(request_to_json(request))))
     assert again == request
     assert prepared.body(again) == prepared.body(request)
+    # The call site's fast text form (a template around the prompt) is the same JSON.
+    text = RequestTexts(prepared.request("another prompt")).text(request)
+    assert json.loads(text) == request_to_json(request) and request_from_json(json.loads(text)) == request
 
 
 CASES = [(endpoint, {}) for endpoint in ENDPOINTS]

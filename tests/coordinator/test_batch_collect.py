@@ -36,14 +36,14 @@ class Collected:
     """A collector: what it was handed, call by call (it runs on the coordinator's loop thread)."""
 
     def __init__(self) -> None:
-        self.calls: list[tuple[str, list[tuple[str, dict[str, Any]]]]] = []
+        self.calls: list[tuple[str, list[tuple[str, Any]]]] = []
         self.thread: str | None = None
 
-    def __call__(self, endpoint: str, requests: list[tuple[str, dict[str, Any]]]) -> None:
+    def __call__(self, endpoint: str, requests: list[tuple[str, Any]]) -> None:
         self.thread = threading.current_thread().name
         self.calls.append((endpoint, requests))
 
-    def by_fingerprint(self) -> dict[str, dict[str, Any]]:
+    def by_fingerprint(self) -> dict[str, Any]:
         return {fingerprint: request for _, requests in self.calls for fingerprint, request in requests}
 
 
@@ -83,6 +83,8 @@ def test_hits_answer_without_a_record_and_misses_reach_the_collector(
         store_answers(tmp_path, site, {"known 1": "answer 1", "known 2": "answer 2"})
         prompts = ["known 1", None, "new 1", "new 2", "known 2", "new 1", "new 3"]
         outcomes = collect(worker, site, prompts)
+        # A chunk of NULLs and of a request that cannot be made (not valid Unicode): NULL, nothing collected.
+        assert collect(worker, site, [None, "bad \udc80"]) == [Outcome(), Outcome()]
         # Another endpoint, without a batch API: counted, nothing sent, NULL.
         other = collect(worker, site_for(gateway, "collect-live"), ["a", "b", None], batchable=False)
     finally:
@@ -100,7 +102,7 @@ def test_hits_answer_without_a_record_and_misses_reach_the_collector(
     assert {endpoint for endpoint, _ in collected.calls} == {"collect-chat"}
     assert collected.thread == "aiquery-coordinator"
     assert coordinator.collect_counts(RUN) == {
-        "collect-chat": CollectCounts(rows=6, hits=2, misses=4, skipped=0),
+        "collect-chat": CollectCounts(rows=7, hits=2, misses=4, skipped=0),
         "collect-live": CollectCounts(rows=2, hits=0, misses=0, skipped=2),
     }
     assert coordinator.collect_counts("another-run") == {}
@@ -108,7 +110,7 @@ def test_hits_answer_without_a_record_and_misses_reach_the_collector(
 
 def test_a_large_chunk_goes_in_syncs_of_bounded_size(gateway: Any, coordinator: Coordinator, tmp_path: Path) -> None:
     collected = Collected()
-    coordinator.set_collector(RUN, collected)
+    coordinator.set_collector(RUN, collected, raw=True)  # the requests as the JSON text they travel as
     worker = Worker(coordinator, str(tmp_path / "spool"), store="test-store")
     prompts: list[str | None] = [f"{i} " + "long prompt " * 20_000 for i in range(48)]  # 240 KB each, 11.5 MB
     try:
@@ -116,8 +118,9 @@ def test_a_large_chunk_goes_in_syncs_of_bounded_size(gateway: Any, coordinator: 
     finally:
         worker.close()
     assert all(o.value is None and o.error is None for o in outcomes)
-    assert len(collected.by_fingerprint()) == 48
-    sizes = [sum(len(json.dumps(request)) for _, request in requests) for _, requests in collected.calls]
+    texts = collected.by_fingerprint()
+    assert sorted(request_from_json(json.loads(text)).prompt for text in texts.values()) == sorted(prompts)
+    sizes = [sum(len(text) for _, text in requests) for _, requests in collected.calls]
     assert len(sizes) >= 3 and max(sizes) <= COLLECT_SYNC_BYTES
     assert coordinator.collect_counts(RUN)["collect-chat"] == CollectCounts(rows=48, hits=0, misses=48)
 

@@ -62,7 +62,14 @@ def test_a_collect_pass_sends_nothing_and_hands_its_misses_to_the_driver(
         for run in ("run-a", "run-b"):
             coordinator.set_collector(run, collector)
         spark.conf.set(BATCH_COLLECT_SETTING, "run-a")
+        # An estimate's sample setting left on too: the collect pass still sees every row.
+        spark.conf.set("aiquery.estimate.run", "estimate-too")
+        spark.conf.set("aiquery.estimate.fraction", "0.0")
         first = spark.sql(CALLS).collect()
+        spark.conf.unset("aiquery.estimate.run")
+        spark.conf.unset("aiquery.estimate.fraction")
+        # ai_agg runs live in batch mode (its layers need answers of the layer below): here NULL, nothing collected.
+        assert spark.sql("SELECT ai_agg(prompt, 'List the parcels') AS a FROM collect_docs").collect()[0].a is None
         assert gateway.stats()["requests"] == 1
         assert all(row.batched is None and row.live.result is None and row.live.errorMessage is None for row in first)
         prompts = {request_from_json(request).prompt: fingerprint for fingerprint, request in collected.items()}
@@ -83,7 +90,8 @@ def test_a_collect_pass_sends_nothing_and_hands_its_misses_to_the_driver(
         spark.conf.set(BATCH_COLLECT_SETTING, "run-b")
         second = spark.sql(CALLS).collect()
     finally:
-        spark.conf.unset(BATCH_COLLECT_SETTING)
+        for setting in (BATCH_COLLECT_SETTING, "aiquery.estimate.run", "aiquery.estimate.fraction"):
+            spark.conf.unset(setting)
         for run in ("run-a", "run-b"):
             coordinator.set_collector(run, None)
     assert gateway.stats()["requests"] == 1

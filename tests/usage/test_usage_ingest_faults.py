@@ -39,7 +39,9 @@ def test_an_emptied_batch_counter_loses_no_record(spark: Any, make_ledger: Calla
     assert ledger.log.committed == 1
 
 
-def test_the_last_txn_version_is_read_from_checkpoints_and_commits(spark: Any, make_ledger: Callable[..., Any]) -> None:
+def test_the_last_txn_version_is_read_from_checkpoints_and_commits(
+    spark: Any, make_ledger: Callable[..., Any]
+) -> None:
     from aiquery.usage.delta_txn import last_txn_version, local_log_dir
 
     ledger = make_ledger()
