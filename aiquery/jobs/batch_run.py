@@ -2,7 +2,7 @@
 
 For every endpoint with ``batch = true``, in rounds (at most ``rounds``):
 
-1. *collect*: the job runs as an estimate runs it (user tables not written, ``ai_agg`` statements left out) with
+1. *collect*: the job runs as an estimate runs it (user tables not written; ``ai_agg`` gives NULL there) with
    ``aiquery.batch.collect`` set; each call hands its answer-store misses to the coordinator's collector, which
    keeps them (deduplicated) in the run's state folder, and gets NULL;
 2. *submit, wait, store* (:func:`aiquery.provider_batches.provider_run.send_and_store`);
@@ -138,7 +138,8 @@ def batch_phase(
                               requester=info.settings.requester)  # fmt: skip
         store = coordinator.answers.store(info.store) if info.store else None
         put = store.put_many if store is not None else None
-        actions = [plan_statement(statement) for statement in statements if not AGGREGATE_CALL.search(statement.sql)]
+        # ai_agg statements run too (their calls give NULL and collect nothing): later statements may read them.
+        actions = [plan_statement(statement) for statement in statements]
         deadline = time.monotonic() + options.wait_s
         for round_number in range(1, options.rounds + 1):
             new = _collect(spark, coordinator, state, actions, run, round_number)
