@@ -171,7 +171,7 @@ def _collect(
     sink = CollectSink(state, round_number)
     # A collect id per round: the coordinator's counts of the last one say which rows cannot be batched.
     collect_id = collect_run(run, round_number)
-    coordinator.set_collector(collect_id, sink)
+    coordinator.set_collector(collect_id, sink, raw=True)
     try:
         run_dry_pass(spark, actions, collect_id, {BATCH_COLLECT_SETTING: collect_id})
     finally:
