@@ -67,7 +67,9 @@ def checked_options(function: str, options: Any, allowed: Sequence[str]) -> dict
     if len(values.get("instructions", "")) > MAX_INSTRUCTIONS_CHARS:
         raise _invalid_options(function, f"instructions take at most {MAX_INSTRUCTIONS_CHARS} characters")
     if "version" in values and values["version"] not in SUPPORTED_VERSIONS:
-        raise _invalid_options(function, f"version {values['version']!r}; supported: {', '.join(SUPPORTED_VERSIONS)}")
+        raise _invalid_options(
+            function, f"version {values['version']!r}; supported: {', '.join(SUPPORTED_VERSIONS)}"
+        )
     return values
 
 

@@ -183,5 +183,7 @@ def cosine(first: Sequence[float], second: Sequence[float]) -> float | None:
 def aggregate(instruction: Any) -> AIFunctionCall:
     """``ai_agg(content, instruction)``: STRING, one answer for all of a group's rows (aiquery's own, after
     Snowflake's AI_AGG and BigQuery's AI.AGG); the instruction must be a non-empty string."""
-    instruction = require_text(instruction, "ai_agg", "instruction", "AI_AGG_INSTRUCTION", "'Summarize the complaints'")
+    instruction = require_text(
+        instruction, "ai_agg", "instruction", "AI_AGG_INSTRUCTION", "'Summarize the complaints'"
+    )
     return AIFunctionCall("ai_agg", "", aggregate=instruction)

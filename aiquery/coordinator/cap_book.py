@@ -76,7 +76,9 @@ class CapBook:
         return caps
 
     # ---- admission -------------------------------------------------------------------------------------------
-    def admit(self, request_ids: Sequence[str], currencies: Any, owners: Any, claims: Any) -> list[tuple[int, str]]:
+    def admit(
+        self, request_ids: Sequence[str], currencies: Any, owners: Any, claims: Any
+    ) -> list[tuple[int, str]]:
         """Admit the begins of a sync in order; those refused, by index, with why.
 
         Args:

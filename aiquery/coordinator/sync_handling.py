@@ -80,7 +80,7 @@ class SyncHandler:
         ended_length = int(meta.get("el", len(payload) - begun_length))
         reply: dict[str, Any] = {}
         self._count_spend(meta, reply)
-        failure = self._journal_records(worker, meta, payload[: begun_length + ended_length], begun_length, reply)
+        failure = self._journal_records(worker, meta, payload[:begun_length + ended_length], begun_length, reply)
         if failure is not None:
             # Not acknowledged: the worker keeps them in its local journal and delivers them again.
             return {**reply, "error": failure, "halt": failure}, b""

@@ -159,6 +159,27 @@ def test_a_chained_job_finishes_in_two_rounds(spark: Any, gateway: Any, tmp_path
     assert any("in 2 round(s)" in note for note in result.notes), result.notes
 
 
+def test_a_statement_with_ai_agg_runs_in_the_collect_pass_and_live_after(
+    spark: Any, gateway: Any, tmp_path: Path
+) -> None:
+    """ai_agg gives NULL in the collect pass (it runs live), but its statement runs: a later one reads its view."""
+    register(spark, gateway, tmp_path, ("b-chat",))
+    table = table_name(tmp_path, "after_agg")
+    job = (
+        "CREATE OR REPLACE TEMP VIEW parcel_list AS "
+        "SELECT ai_agg(CAST(id AS STRING), 'List the parcels') AS summary FROM range(5);\n"
+        f"CREATE TABLE {table} AS SELECT ai_query('b-chat', 'About ' || summary) AS c FROM parcel_list;"
+    )
+    result = aiquery.run_batch(spark, job, wait="2m", state_dir=str(tmp_path / "state"))
+    try:
+        assert result.ok, result.error
+        assert spark.sql(f"SELECT count(c) AS n FROM {table}").first().n == 1
+    finally:
+        spark.sql(f"DROP TABLE IF EXISTS {table}")
+        spark.sql("DROP VIEW IF EXISTS parcel_list")
+    assert any("ai_agg is never batched" in note for note in result.notes), result.notes
+
+
 # ---- killed and resumed, in a process of its own ------------------------------------------------------------
 
 

@@ -71,3 +71,28 @@ def test_status_list_and_cancel(gateway: Any, tmp_path: Path, monkeypatch: pytes
 
     assert main(["batch", "status", str(tmp_path / "nothing")]) == 2
     assert "not a batch run's state folder" in capsys.readouterr().err
+
+
+def test_the_batch_options_of_aiquery_run(tmp_path: Path, capsys: Any) -> None:
+    from aiquery.cli import build_parser
+    from aiquery.jobs.batch_command import batch_options, parse_duration
+
+    assert [parse_duration(text) for text in ("90s", "30m", "24h", "2d", "3600")] == [90, 1800, 86400, 172800, 3600]
+    for bad in ("soon", "0", "-1h", "nanh"):
+        with pytest.raises(ValueError):
+            parse_duration(bad)
+
+    def parsed(*words: str) -> Any:
+        return build_parser().parse_args(["run", "job.sql", *words])
+
+    options = batch_options(parsed("--batch", "--batch-wait", "6h", "--batch-rounds", "2"), 20.0, "USD")
+    assert options is not None
+    assert (options.wait_s, options.rounds, options.fallback, options.max_cost) == (21600, 2, "live", 20.0)
+    assert batch_options(parsed(), None, "USD") is None
+    with pytest.raises(ValueError, match="need --batch"):
+        batch_options(parsed("--batch-fallback", "fail"), None, "USD")
+    with pytest.raises(ValueError, match="--batch-rounds"):
+        batch_options(parsed("--batch", "--batch-rounds", "0"), None, "USD")
+    (tmp_path / "job.sql").write_text("SELECT 1")
+    assert main(["run", str(tmp_path / "job.sql"), "--batch", "--remote", "sc://localhost:1/;token=x"]) == 2
+    assert "cannot go with --remote" in capsys.readouterr().err

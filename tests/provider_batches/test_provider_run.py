@@ -313,3 +313,31 @@ def test_a_refused_create_leaves_its_lines_unsent(batch_gateway: Any, tmp_path: 
         assert any("creating a batch of 3 line(s) failed" in note and "400" in note for note in report.notes)
         assert any("never reached the provider" in note for note in report.notes)
         assert len(state.unsent("anthropic")) == 3
+
+
+def test_a_batch_that_fails_validation_keeps_the_providers_errors_for_each_line(
+    batch_gateway: Any, tmp_path: Path
+) -> None:
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    with RunState(tmp_path / "state") as state:
+        wanted = collect(state, "chat", 2)
+        first, second = sorted(wanted)
+        intent = state.add_intent("chat", new_run_tag(state), [first, second], None)
+
+        async def create() -> None:  # a file the provider refuses: the same line id twice
+            http = ProviderHTTP()
+            client = client_for(priced(batch_gateway, "chat"), http)
+            try:
+                created = await client.submit([client.line(first, wanted[first])] * 2, intent.tag)
+                state.set_created(intent.number, created.id, created.status, created.phase)
+            finally:
+                await http.aclose()
+
+        asyncio.run(create())
+        report = round_trip(state, {"chat": priced(batch_gateway, "chat")}, spool)
+        assert report.stored.failed == 2 and report.created == 0
+        failures = state.failures([first, second])
+        assert set(failures) == {first, second}
+        assert all("failed validation" in message and "duplicate_custom_id" in message for message in failures.values())
+        assert records(spool) == []  # nothing ran, nothing is billed
