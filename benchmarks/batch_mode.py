@@ -15,9 +15,11 @@ run state and runs as ``aiquery run --batch`` runs it (:func:`aiquery.jobs.batch
 sink on the coordinator, every row looked up in the answer store, each miss handed to the driver and kept in the
 state). The collect pass is timed until its last request is in the state.
 
-``store``: ``provider_batch_store.py`` in a process of its own per size (so that each peak RSS is its own): the
-requests put in a run's state, submitted as OpenAI batches of 50,000 lines, waited for, then the store step timed
-alone (each results line streamed, read by the live adapter, kept in the state, given its usage record).
+``store``: ``provider_batch_store.py`` in a process of its own per size and run (so that each peak RSS is its
+own): the requests put in a run's state, submitted as OpenAI batches of 50,000 lines, waited for, then the store
+step timed alone (each results line streamed, read by the live adapter, kept in the state, given its usage
+record). Each size runs twice: untraced for the rates and the RSS (which includes the 200,000 requests the
+benchmark itself holds), then with ``tracemalloc`` for the peak of what the store step allocates.
 """
 
 from __future__ import annotations
@@ -96,23 +98,27 @@ def collect(rows: int, rounds: int) -> None:
 def store(sizes: list[int]) -> None:
     results = []
     for rows in sizes:
-        found = subprocess.run(
-            [sys.executable, str(HERE / "provider_batch_store.py"), "--rows", str(rows)],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        print(found)
-        rate = re.search(r"= ([\d,]+) rows/s", found)
-        cpu_rate = re.search(r"= ([\d,]+) rows per CPU second", found)
-        memory = re.search(r"peak RSS before the store (\d+) MiB, after (\d+) MiB", found)
-        assert rate and cpu_rate and memory, found
-        results.append((rows, rate[1], cpu_rate[1], memory[1], memory[2]))
+        plain, traced = (_store_run(rows, trace) for trace in (False, True))
+        rate = re.search(r"= ([\d,]+) rows/s", plain)
+        cpu_rate = re.search(r"= ([\d,]+) rows per CPU second", plain)
+        memory = re.search(r"peak RSS before the store (\d+) MiB, after (\d+) MiB", plain)
+        heap = re.search(r"Python heap peak during the store ([\d.]+) MiB", traced)
+        assert rate and cpu_rate and memory and heap, plain + traced
+        results.append((rows, rate[1], cpu_rate[1], f"{memory[1]} / {memory[2]}", heap[1]))
     print(f"load average {os.getloadavg()[0]:.1f}")
-    print("| lines | store rows/s (wall) | rows per driver CPU second | peak RSS before / after the store |")
-    print("|---|---|---|---|")
-    for rows, rate_text, cpu_text, before, after in results:
-        print(f"| {rows:,} | {rate_text} | {cpu_text} | {before} / {after} MiB |")
+    print("| lines | store rows/s (wall) | rows per driver CPU second | peak RSS before / after the store (MiB) "
+          "| Python heap peak during the store (MiB, traced run) |")  # fmt: skip
+    print("|---|---|---|---|---|")
+    for row in results:
+        print(f"| {row[0]:,} | {' | '.join(row[1:])} |")
+
+
+def _store_run(rows: int, trace: bool) -> str:
+    """``provider_batch_store.py`` over ``rows`` lines in a process of its own; its output."""
+    command = [sys.executable, str(HERE / "provider_batch_store.py"), "--rows", str(rows), *(["--trace"] * trace)]
+    found = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    print(found)
+    return found
 
 
 def _list(values: list[float]) -> str:
