@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
     from aiquery.coordinator.progress import QueryProgress
     from aiquery.jobs.estimate import JobEstimate
+    from aiquery.jobs.statements import JobResult
 
 __all__ = [
     "AIQueryError",
@@ -41,6 +42,7 @@ __all__ = [
     "load_settings",
     "progress",
     "register",
+    "run_batch",
 ]
 
 # ``import aiquery`` stays light: the Spark layer (py4j, the coordinator, aiohttp) is imported on a classic
@@ -114,3 +116,41 @@ def estimate(
     from aiquery.jobs.script import prepare_job
 
     return estimate_statements(spark, prepare_job(query, variables or {}), fraction=fraction, min_rows=min_rows)
+
+
+def run_batch(
+    spark: SparkSession,
+    query: str,
+    *,
+    variables: dict[str, str] | None = None,
+    wait: str | float = "24h",
+    fallback: str = "live",
+    rounds: int = 3,
+    state_dir: str | None = None,
+    query_tag: str | None = None,
+) -> JobResult:
+    """Run ``query`` (one or more statements separated by ``;``) as ``aiquery run --batch`` does: the calls of
+    endpoints with ``batch = true`` go through their provider's batch API, at the batch price.
+
+    Collect the requests the answer store misses, submit them, wait (at most ``wait``: a duration such as
+    ``"30m"`` or seconds), store the answers, repeat for calls fed by earlier answers (at most ``rounds``), then run
+    the statements with the batched rows answered from the store (see :mod:`aiquery.jobs.batch_run`). Rows whose
+    batch line failed or expired are sent live (``fallback="live"``) or fail with the line's error
+    (``"fail"``). Blocks until done; run again with the same statements (or ``state_dir``) to resume.
+
+    Returns:
+        The run's result; its ``notes`` say what ran in batches and what ran live, and why.
+    """
+    import sys
+
+    from aiquery.jobs.batch_command import parse_duration
+    from aiquery.jobs.batch_run import BatchOptions, run_batch_job
+    from aiquery.jobs.script import prepare_job
+    from aiquery.jobs.statements import JobOutput, new_query_tag
+
+    seconds = parse_duration(wait) if isinstance(wait, str) else float(wait)
+    options = BatchOptions(state_dir=state_dir, wait_s=seconds, fallback=fallback, rounds=rounds)
+    statements = prepare_job(query, variables or {})
+    output = JobOutput(sys.stdout, sys.stderr, 0)
+    result, _ = run_batch_job(spark, statements, options, query_tag=query_tag or new_query_tag("batch"), output=output)
+    return result

@@ -1,10 +1,11 @@
-"""The ``aiquery`` command: ``demo``, ``run``, ``estimate``, ``dashboard`` and ``gateway``.
+"""The ``aiquery`` command: ``demo``, ``run``, ``estimate``, ``batch``, ``dashboard`` and ``gateway``.
 
     aiquery demo                       # the main job on embedded defaults: emulator, local Spark, Delta
     aiquery run job.sql --var day=2024-06-01
     aiquery dashboard --warehouse spark-warehouse --output usage_dashboard.html
     aiquery gateway --port 8080        # the local gateway emulator, until Ctrl-C
     aiquery connect-server --port 15002  # a Spark Connect server with aiquery built in, until Ctrl-C
+    aiquery batch status STATE_DIR     # a batch run's batches (also: batch list, batch cancel)
 
 Errors a user can fix print one line and exit with status 2; a failed statement or Spark failure exits 1.
 """
@@ -58,6 +59,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_estimate_arguments(estimate)
     _add_dashboard(commands)
+    from aiquery.jobs.batch_command import add_batch_arguments
+
+    add_batch_arguments(
+        commands.add_parser(
+            "batch",
+            help="a batch run's state, the providers' batches, cancelling a run's batches",
+            description="Show what a batch run's state folder holds (status), list each batch endpoint's batches "
+            "at its provider (list), or cancel a run's running batches (cancel).",
+        )
+    )
     from aiquery.connect.command import add_connect_server_arguments
 
     add_connect_server_arguments(
@@ -135,6 +146,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return guarded(prog, lambda: estimate_command(args), debug=args.debug)
     if args.command == "demo":
         return guarded(prog, lambda: _demo(args), debug=args.debug)
+    if args.command == "batch":
+        from aiquery.jobs.batch_command import batch_command
+
+        return guarded(prog, lambda: batch_command(args, out=sys.stdout, err=sys.stderr), debug=args.debug)
     if args.command == "connect-server":
         from aiquery.connect.command import connect_server_command
 

@@ -8,6 +8,7 @@ The tree::
     AIQueryError
     ├── ConfigError              configuration file, value or environment is wrong (driver, before any request)
     ├── ArgumentError            an ai_query argument is invalid; carries a Databricks error class and SQLSTATE
+    ├── BatchCollectionLost      a batch-mode collect pass could not hand its requests to the driver
     └── CallError                one row's call to an endpoint failed (after the retries it was allowed)
         ├── TransportError       no HTTP response: refused, dropped, DNS, TLS
         │   └── RequestTimeout   an attempt ran past the endpoint's timeout
@@ -15,6 +16,7 @@ The tree::
         ├── BudgetExceeded       not sent: a spending cap counting it is reached (AI_QUERY_BUDGET_EXCEEDED)
         ├── TaskCancelled        not sent: the Spark task was being killed (its job failed or was cancelled)
         ├── UsageNotRecorded     not sent: the driver's usage journal cannot be written (a full disk)
+        ├── BatchLineFailed      not sent: its line failed in a provider batch (AI_QUERY_BATCH_LINE_FAILED)
         ├── StatusError          the endpoint answered with an HTTP error status
         │   ├── RateLimitError   429
         │   ├── ServerError      5xx and 529
@@ -30,6 +32,8 @@ from typing import Any
 __all__ = [
     "AIQueryError",
     "ArgumentError",
+    "BatchCollectionLost",
+    "BatchLineFailed",
     "BudgetExceeded",
     "CallError",
     "ClientError",
@@ -179,6 +183,19 @@ class UsageNotRecorded(CallError):
     and names the journal's folder."""
 
     error_class = "AI_QUERY_USAGE_NOT_RECORDED"
+
+
+class BatchLineFailed(CallError):
+    """Not sent: a batch-mode run's pass found this request's line failed or expired in its provider batch, and
+    the run falls back to failing such rows (``--batch-fallback fail``). Its message starts with
+    ``[AI_QUERY_BATCH_LINE_FAILED]`` and holds the line's error."""
+
+    error_class = "AI_QUERY_BATCH_LINE_FAILED"
+
+
+class BatchCollectionLost(AIQueryError):
+    """A batch-mode collect pass could not hand a task's requests to the driver (the coordinator is unreachable,
+    or none runs): the task fails rather than drop them, since a dropped request would never be batched."""
 
 
 class StatusError(CallError):

@@ -48,7 +48,8 @@ CREATE TABLE IF NOT EXISTS ai_gateway.usage (
   currency STRING COMMENT 'currency of cost and avoided_cost (USD, DBU, ...)',
   function_name STRING COMMENT 'the SQL function that made the request (ai_query, ai_summarize, ...)',
   estimate BOOLEAN COMMENT 'made by an estimate run on a sample of the rows',
-  session_id STRING COMMENT 'Spark Connect session that sent the request (NULL outside Connect)'
+  session_id STRING COMMENT 'Spark Connect session that sent the request (NULL outside Connect)',
+  batch_id STRING COMMENT 'provider batch that answered the request (NULL when sent live)'
 )
 USING delta
 COMMENT 'One row per HTTP request made by ai_query (aiquery), and per answer from its answer store, shaped like system.ai_gateway.usage'

@@ -117,7 +117,14 @@ def unknown_in(command: list[str]) -> list[str]:
     sub = command[1] if len(command) > 1 else ""
     if sub not in known:
         return [sub]
-    accepted = options(known[sub]) | options(build_parser())
+    parser = known[sub]
+    nested = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+    if nested is not None:  # aiquery batch ACTION: the action's own options
+        action = command[2] if len(command) > 2 else ""
+        if action not in nested.choices:
+            return [f"{sub} {action}"]
+        parser = nested.choices[action]
+    accepted = options(parser) | options(known[sub]) | options(build_parser())
     named = [word.split("=", 1)[0] for word in command[2:] if word.startswith("--")]
     return [option for option in named if option not in accepted]
 

@@ -24,7 +24,9 @@ from collections import OrderedDict
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from aiquery.coordinator.batch_results import BatchResults, ask_batch_results
 from aiquery.coordinator.protocol import MAX_PAYLOAD_BYTES
+from aiquery.errors import BatchLineFailed
 from aiquery.store.base import StoredAnswer
 from aiquery.store.guarded import GuardedStore
 
@@ -77,6 +79,8 @@ class AnswerDesk:
         self.lookups = 0
         self.too_large = 0
         """Answers not stored: larger than one reply may carry."""
+        self.batch_results: BatchResults | None = None
+        """Batch mode's run pass: the run's answers and failed lines, asked for every store miss while set."""
 
     def add_store(self, key: str, store: GuardedStore) -> None:
         """Serve ``store`` under ``key`` (a store already served under it stays)."""
@@ -119,6 +123,10 @@ class AnswerDesk:
         if store is not None and rest:
             found.update(await store.lookup(rest))
             self.lookups += len(rest)
+        source = self.batch_results
+        if source is not None and (missing := [fp for fp in rest if fp not in found]):
+            loop = asyncio.get_running_loop()
+            found.update(await loop.run_in_executor(None, ask_batch_results, source, missing))
         carried, left = _within_budget(found)
         self.hits += len(carried)
         self.release(consultation.worker, found)  # answers left out are free for any worker to look up again
@@ -226,15 +234,21 @@ class AnswerWaits:
                 del self._futures[fingerprint]
         return future
 
-    def resolve(self, hits: Mapping[str, StoredAnswer], owned: Iterable[str]) -> None:
-        """A sync's reply: a waiting call gets its answer (``hits``), or is told to send the request itself
-        (``owned``: the worker sending it failed, or is gone)."""
+    def resolve(self, hits: Mapping[str, StoredAnswer], owned: Iterable[str], failed: Mapping[str, str]) -> None:
+        """A sync's reply: a waiting call gets its answer (``hits``), is told to send the request itself
+        (``owned``: the worker sending it failed, or is gone), or learns that its line failed in a batch of batch
+        mode's run (``failed``: :class:`~aiquery.errors.BatchLineFailed` with the line's message)."""
         mine = set(owned)
         for key in list(self._futures):
             answer = hits.get(key)
-            if answer is not None or key in mine:
+            message = failed.get(key) if failed else None
+            if answer is not None or key in mine or message is not None:
                 future = self._futures.pop(key)
-                if not future.done():
+                if future.done():
+                    continue
+                if message is not None and answer is None:
+                    future.set_exception(BatchLineFailed(message, attempts=0))
+                else:
                     future.set_result(answer)
 
     def release_all(self) -> None:

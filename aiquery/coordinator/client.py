@@ -37,6 +37,7 @@ from typing import Any
 
 from aiquery.config import Endpoint
 from aiquery.coordinator.answer_waits import AnswerWaits
+from aiquery.coordinator.collect_queue import CollectQueue
 from aiquery.coordinator.driver_watch import DriverWatch
 from aiquery.coordinator.journaling import failed_future, journaling_for
 from aiquery.coordinator.link import Batch, Reply
@@ -45,7 +46,16 @@ from aiquery.coordinator.protocol import CoordinatorAddress
 from aiquery.coordinator.shares import EndpointShare, EndpointShares
 from aiquery.coordinator.syncs import SyncChannel
 from aiquery.coordinator.worker_cap import WorkerCap
-from aiquery.engine.governor import Admission, CapClaim, EndpointLimits, SendingStopped, TaskInfo, add_sample
+from aiquery.engine.governor import (
+    Admission,
+    CapClaim,
+    CollectCounts,
+    EndpointLimits,
+    SendingStopped,
+    TaskInfo,
+    add_sample,
+)
+from aiquery.errors import BatchCollectionLost
 from aiquery.store.base import StoredAnswer
 from aiquery.usage.record import UsageRecord
 
@@ -96,6 +106,8 @@ class CoordinatorClient:
         """Tasks the driver said are being killed: nothing more is sent for them."""
         self._samples: dict[str, dict[str, list[int]]] = {}
         """Estimate runs' row counts not reported yet (run -> endpoint -> [seen, sent])."""
+        self.collecting = CollectQueue()
+        """Batch mode's collected requests waiting for a sync to carry them to the driver."""
         self._ticker: asyncio.Task[None] | None = None
 
     @property
@@ -146,7 +158,8 @@ class CoordinatorClient:
             return None
         mine = set(lookups)
         hits = {key: answer for key, answer in reply.hits.items() if key in mine}
-        return Admission(hits, {key for key in reply.meta.get("wait", ()) if key in mine})
+        failed = {key: message for key, message in reply.failed.items() if key in mine} if reply.failed else {}
+        return Admission(hits, {key for key in reply.meta.get("wait", ()) if key in mine}, failed)
 
     def await_answer(self, fingerprint: str) -> asyncio.Future[StoredAnswer | None]:
         return self.waits.wait(fingerprint, self.syncs.connected)
@@ -181,6 +194,22 @@ class CoordinatorClient:
 
     def sampled(self, run: str, endpoint: str, seen: int, sent: int) -> None:
         add_sample(self._samples, run, endpoint, seen, sent)
+
+    def collect(
+        self, run: str, endpoint: str, counts: CollectCounts, requests: list[tuple[str, str]]
+    ) -> asyncio.Future[None]:
+        self._start_ticker()
+        return asyncio.ensure_future(self._collect(run, endpoint, counts, requests))
+
+    async def _collect(self, run: str, endpoint: str, counts: CollectCounts, requests: list[tuple[str, str]]) -> None:
+        if not self.syncs.connected and not (self.syncs.may_reconnect() and await self.syncs.connect()):
+            raise BatchCollectionLost(
+                f"batch collect run {run!r}: the driver's coordinator cannot be reached to hand it the requests "
+                f"collected for endpoint '{endpoint}'; the task fails rather than lose them"
+            )
+        futures = self.collecting.add(run, endpoint, counts, requests)
+        self.syncs.want_sync()
+        await asyncio.gather(*futures)
 
     def start_task(self, task: TaskInfo | None, capped: bool = False, cap_owner: str = "") -> None:
         self._progress.task = task
@@ -220,11 +249,17 @@ class CoordinatorClient:
             meta["sp"] = batch.spend
         if self._samples:
             meta["est"], self._samples = self._samples, {}
+        if self.collecting:
+            batch.collected = self.collecting.take()
+            payload += self.collecting.encode(batch.collected, meta)
         return meta, payload
 
     def _replied(self, batch: Batch, reply: Reply | None) -> None:
         if reply is None or "error" in reply.meta:
             self.cap.restore(batch.spend)
+            if batch.collected or self.collecting:
+                why = "the connection was lost" if reply is None else f"it refused a sync: {reply.meta['error']}"
+                self.collecting.lost(batch.collected, why)
         if reply is None:
             return  # the channel gives the connection up
         if "error" in reply.meta:
@@ -235,7 +270,11 @@ class CoordinatorClient:
             return
         self._endpoints.apply(reply.meta.get("lease") or {})
         self.journaling.acknowledged(batch, reply)
-        self.waits.resolve(reply.hits, reply.meta.get("own", ()))
+        if batch.collected:
+            self.collecting.delivered(batch.collected)
+        if self.collecting:
+            self.syncs.want_sync()  # the rest of what was collected, at once
+        self.waits.resolve(reply.hits, reply.meta.get("own", ()), reply.failed)
         self.cap.capped = "cap" in reply.meta  # the driver knows best whether a cap is in force now
         stop = reply.meta.get("stop")
         if stop:
@@ -259,6 +298,7 @@ class CoordinatorClient:
             if not batch.future.done():
                 self.journaling.unacknowledged(batch)
         self.waits.release_all()
+        self.collecting.lost([], "cut off from the driver's coordinator")
         self.driver.start()
 
     # ---- the ticker: leases, late ends, reconnection, delivery ----------------------------------------------
@@ -290,6 +330,7 @@ class CoordinatorClient:
             or self._progress
             or self.waits
             or self._samples
+            or self.collecting
             or syncs.batch
         ):
             syncs.want_sync()

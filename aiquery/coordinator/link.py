@@ -16,6 +16,7 @@ import socket
 from collections.abc import Callable, Collection
 from typing import Any
 
+from aiquery.coordinator.batch_results import failure_message
 from aiquery.coordinator.cap import cap_error
 from aiquery.coordinator.handshake import PRE_AUTH_FRAME_BYTES, Refused, WorkerHandshake
 from aiquery.coordinator.journal_writes import not_recorded_error
@@ -42,6 +43,7 @@ class Batch:
         "begin_ids",
         "begin_waiters",
         "claims",
+        "collected",
         "currencies",
         "direct_ends",
         "end_ids",
@@ -85,6 +87,8 @@ class Batch:
         self.spend: dict[str, Any] = {}
         """What requests ended since the last sync spent, as this sync reports it (reported again should the sync
         fail)."""
+        self.collected: list[Any] = []
+        """Batch mode's collected requests this sync carries (:class:`~.collect_queue.CollectedPart`)."""
         self.wanted = False
         self.future: asyncio.Future[Reply] = loop.create_future()
 
@@ -159,18 +163,22 @@ def _compact(values: list[Any]) -> Any:
 class Reply:
     """A sync's reply: its metadata and the answers the store had (parsed once, shared by every waiter)."""
 
-    __slots__ = ("hits", "meta")
+    __slots__ = ("failed", "hits", "meta")
 
     def __init__(self, meta: dict[str, Any], payload: bytes = b"") -> None:
         self.meta = meta
         self.hits: dict[str, StoredAnswer] = {}
+        self.failed: dict[str, str] = {}
+        """Lines failed in a batch of batch mode's run, by fingerprint: their messages."""
         for line in payload.split(b"\n"):
             if line:
                 key, _, encoded = line.partition(b"\t")
                 try:
                     self.hits[key.decode()] = StoredAnswer.decode(encoded)
                 except (ValueError, RecursionError):  # not an answer: a miss (the call sends its request)
-                    continue
+                    message = failure_message(encoded)
+                    if message is not None:
+                        self.failed[key.decode()] = message
 
     def refused(self) -> dict[int, str] | None:
         """The begins the spending cap refused (by their index in the sync) and why, or None."""

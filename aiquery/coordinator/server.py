@@ -25,9 +25,11 @@ from typing import Any, TypeVar
 
 from aiquery.config import Secret
 from aiquery.coordinator.answer_waits import AnswerDesk
+from aiquery.coordinator.batch_results import BatchResults
 from aiquery.coordinator.budgets import Budgets
 from aiquery.coordinator.cap import CapSetting
 from aiquery.coordinator.cap_book import CapBook
+from aiquery.coordinator.collect_desk import CollectDesk, Collector
 from aiquery.coordinator.handshake import Doorman
 from aiquery.coordinator.progress import ProgressBook, QueryProgress, TaskCounts
 from aiquery.coordinator.protocol import CoordinatorAddress, encode_frame, new_secret
@@ -35,6 +37,7 @@ from aiquery.coordinator.requests import InFlight
 from aiquery.coordinator.sync_handling import SyncHandler
 from aiquery.coordinator.task_kills import KilledTasks
 from aiquery.coordinator.worker_connection import HANDSHAKE_TIMEOUT_S, WorkerConnection
+from aiquery.engine.governor import CollectCounts
 from aiquery.engine.loop import LoopThread
 from aiquery.store.guarded import GuardedStore
 from aiquery.usage.spool import SpoolWriter
@@ -91,6 +94,8 @@ class Coordinator:
         """The application's spending cap and the sessions' (see :mod:`.cap`)."""
         self._samples: dict[str, dict[str, list[int]]] = {}
         """Estimate runs' row counts, as workers report them: run -> endpoint -> [seen, sent]."""
+        self.collect_desk = CollectDesk()
+        """Batch mode's collect passes: their collectors and row counts."""
         self._journals: dict[str, SpoolWriter] = {}
         self._journals_lock = threading.Lock()
         self._loop = LoopThread(name="aiquery-coordinator")
@@ -110,6 +115,7 @@ class Coordinator:
             progress_book=self.progress_book,
             answers=self.answers,
             samples=self._samples,
+            collect_desk=self.collect_desk,
         )
 
     # ---- life cycle -----------------------------------------------------------------------------------------
@@ -300,6 +306,25 @@ class Coordinator:
         return self._on_loop(
             lambda: {endpoint: (seen, sent) for endpoint, (seen, sent) in self._samples.get(run, {}).items()}
         )
+
+    def set_collector(self, run: str, sink: Collector | None, *, raw: bool = False) -> None:
+        """Hand batch run ``run``'s collected requests to ``sink`` (None: stop): ``sink(endpoint_name,
+        [(fingerprint, request_json), ...])``, called on the coordinator's loop (keep it quick), maybe more than
+        once for a fingerprint; ``raw``: each request as its JSON text rather than the dict (thread-safe)."""
+        self._on_loop(lambda: self.collect_desk.set_collector(run, sink, raw=raw))
+
+    def set_batch_results(self, source: BatchResults | None) -> None:
+        """Ask ``source`` (batch mode's run: its answers and failed lines) for every answer-store miss from now on
+        (None: stop); see :mod:`.batch_results` (thread-safe)."""
+
+        def install() -> None:
+            self.answers.batch_results = source
+
+        self._on_loop(install)
+
+    def collect_counts(self, run: str) -> dict[str, CollectCounts]:
+        """Batch run ``run``'s collect-pass rows per endpoint, as workers reported them (thread-safe)."""
+        return self._on_loop(lambda: self.collect_desk.counts(run))
 
     # ---- progress -------------------------------------------------------------------------------------------
     def progress(self, tasks: Callable[[Iterable[int]], TaskCounts] | None = None) -> list[QueryProgress]:

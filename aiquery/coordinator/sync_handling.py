@@ -2,6 +2,8 @@
 
 A sync (see :mod:`.protocol`) is applied in steps, each on the coordinator's loop without waiting:
 
+0. batch mode's collected requests go to their run's collector (:mod:`.collect_desk`); when it fails, nothing
+   else of the sync is applied, and the reply says why;
 1. the spending caps take what ended requests spent and the begins withdrawn (:mod:`.cap_book`);
 2. its records go into the driver's journal: withdrawals, then ends (a journal that cannot take them takes no
    new begins either: the sync is refused and the worker keeps them), then begins, less those of tasks being
@@ -22,6 +24,7 @@ from typing import Any
 from aiquery.coordinator.answer_waits import AnswerDesk, Consultation
 from aiquery.coordinator.budgets import Budgets
 from aiquery.coordinator.cap_book import CapBook
+from aiquery.coordinator.collect_desk import CollectDesk
 from aiquery.coordinator.journal_writes import write_or_explain
 from aiquery.coordinator.progress import ProgressBook
 from aiquery.coordinator.protocol import ProtocolError
@@ -62,10 +65,17 @@ class SyncHandler:
     answers: AnswerDesk
     samples: dict[str, dict[str, list[int]]]
     """Estimate runs' row counts, as workers report them: run -> endpoint -> [seen, sent]."""
+    collect_desk: CollectDesk
 
     def handle(self, worker: str, meta: dict[str, Any], payload: bytes) -> SyncReply:
         """Apply one worker's sync; the reply's metadata and payload (answers found in the store), or, when the sync
         asks the store, a coroutine that completes the metadata and gives the payload."""
+        collected = int(meta.get("cl", 0))
+        if collected or meta.get("cc"):  # the parts' counts and lines (see .collect_queue)
+            failure = self.collect_desk.receive(meta.get("cc"), payload[len(payload) - collected :])
+            if failure is not None:
+                return {"error": failure}, b""
+            payload = payload[: len(payload) - collected]
         begun_length = int(meta.get("bl", 0))
         ended_length = int(meta.get("el", len(payload) - begun_length))
         reply: dict[str, Any] = {}

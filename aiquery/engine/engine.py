@@ -31,13 +31,14 @@ from aiquery.apis.images import FilePrompt
 from aiquery.config import Endpoint
 from aiquery.engine.attempt import AttemptSender
 from aiquery.engine.batch import Outcome, PendingCall, RowOutcomes, plan_calls
+from aiquery.engine.collection import collect_rows
 from aiquery.engine.failures import deadline_reason
 from aiquery.engine.governor import Admission, EndpointLimits, Governor, LocalGovernor
 from aiquery.engine.prepared import USER_AGENT, CallSite, PreparedSite
 from aiquery.engine.retry import AttemptFailed, is_retryable, stop_before_deadline, wait_retry_after
 from aiquery.engine.transport import MIN_TIMEOUT_S, Transport
 from aiquery.engine.usage_records import open_record, price_record, record_tokens
-from aiquery.errors import BudgetExceeded, CallError, DeadlineExceeded, TaskCancelled
+from aiquery.errors import BatchLineFailed, BudgetExceeded, CallError, DeadlineExceeded, TaskCancelled
 from aiquery.store.base import StoredAnswer
 from aiquery.usage.record import UsageRecord, UsageSink
 
@@ -145,6 +146,16 @@ class Engine:
             _raise_first_failure(failed, rows.outcomes)
         return rows.outcomes
 
+    async def collect(
+        self, site: CallSite, prompts: Sequence[str | FilePrompt | None], *, run: str, batchable: bool
+    ) -> list[Outcome]:
+        """Batch mode's collect pass over one chunk (see :mod:`aiquery.engine.collection`): nothing is sent.
+
+        Raises:
+            BatchCollectionLost: the driver could not be handed the chunk's requests.
+        """
+        return await collect_rows(self.governor, PreparedSite(site, self.requester), prompts, run, batchable)
+
     async def _admit(self, site: CallSite, sendable: list[PendingCall], tokens: float) -> Admission | None:
         """The governor's admission of the calls to make, with the answers the store holds for them."""
         if not sendable:
@@ -160,10 +171,16 @@ class Engine:
         if admission is None:
             return sendable
         to_send = []
+        failed = admission.failed if prepared.site.batch_run is not None else None
         for call in sendable:
             stored = admission.hits.get(call.fingerprint)
             if stored is None:
-                to_send.append(call)
+                message = failed.get(call.fingerprint) if failed else None
+                if message is None:
+                    to_send.append(call)
+                else:  # its batch line failed: not sent (the run's fallback is to fail such rows)
+                    call.error = _line_failed(prepared, message)
+                    rows.answer(call, Outcome(error=call.error))
                 continue
             self._served(prepared, call.fingerprint, stored)
             rows.answer(call, Outcome(value=stored.value))
@@ -197,7 +214,12 @@ class Engine:
     async def _call(self, prepared: PreparedSite, limits: EndpointLimits, call: PendingCall, wait: bool) -> Outcome:
         if wait:
             # Another worker of the application is sending this very request: its answer is this call's.
-            stored = await self.governor.await_answer(call.fingerprint)
+            try:
+                stored = await self.governor.await_answer(call.fingerprint)
+            except BatchLineFailed as failed:
+                if prepared.site.batch_run is not None:
+                    return Outcome(error=_line_failed(prepared, failed.message))
+                stored = None
             if stored is not None:
                 self._served(prepared, call.fingerprint, stored)
                 return Outcome(value=stored.value)
@@ -242,7 +264,12 @@ class Engine:
         record.cache_hit = True
         record_tokens(record, stored.usage)
         price = prepared.endpoint.price
-        if price is not None:  # nothing billed; what the request would have cost
+        if stored.batch_id is not None and prepared.site.batch_run is not None:
+            # Batch mode's run pass: paid in the batch, whose line has its own record; nothing avoided.
+            record.batch_id = stored.batch_id
+            if price is not None:
+                record.cost = record.avoided_cost = 0.0
+        elif price is not None:  # nothing billed; what the request would have cost
             record.cost = 0.0
             record.avoided_cost = price_record(record, price)
         self.governor.end(record)
@@ -306,6 +333,14 @@ class Engine:
         """Close connections and flush the governor."""
         await self._transport.aclose()
         await self.governor.aclose()
+
+
+def _line_failed(prepared: PreparedSite, message: str) -> BatchLineFailed:
+    return BatchLineFailed(
+        f"[{BatchLineFailed.error_class}] this request's line failed in the run's provider batch: {message}",
+        endpoint=prepared.endpoint.name,
+        attempts=0,
+    )
 
 
 def _token_estimate(prepared: PreparedSite, limits: EndpointLimits, calls: list[PendingCall]) -> float:

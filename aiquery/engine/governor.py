@@ -24,12 +24,14 @@ from typing import Any, Protocol
 from aiquery.config import Endpoint
 from aiquery.engine.learned_rate import LearnedRate
 from aiquery.engine.limiter import SLOW_START, AdaptiveConcurrency, PacedBudget
+from aiquery.errors import BatchCollectionLost
 from aiquery.store.base import StoredAnswer
 from aiquery.usage.record import MemorySink, UsageRecord, UsageSink
 
 __all__ = [
     "Admission",
     "CapClaim",
+    "CollectCounts",
     "EndpointLimits",
     "Governor",
     "LocalGovernor",
@@ -129,10 +131,13 @@ class Admission:
         hits: answers the store has, by fingerprint: those calls are answered without a request.
         waiting: fingerprints another worker is sending right now: those calls wait for its answer
             (:meth:`Governor.await_answer`) instead of sending the same request again.
+        failed: fingerprints whose line failed in a batch of batch mode's run, with the line's error: a call of a
+            run pass fails with it (any other call sends its request).
     """
 
     hits: dict[str, StoredAnswer] = field(default_factory=dict)
     waiting: set[str] = field(default_factory=set)
+    failed: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +168,27 @@ class CapClaim:
             self.input_per_million,
             self.output_per_million,
         ]
+
+
+@dataclass(frozen=True, slots=True)
+class CollectCounts:
+    """A collect pass's rows for one endpoint.
+
+    Attributes:
+        rows: non-NULL prompts seen.
+        hits: rows the answer store answered.
+        misses: rows whose request was handed to the driver for a batch.
+        skipped: rows of calls that cannot be batched (no ``batch = true``, or the answer store off for them).
+    """
+
+    rows: int = 0
+    hits: int = 0
+    misses: int = 0
+    skipped: int = 0
+
+    def wire(self) -> list[int]:
+        """As a sync carries it: ``[rows, hits, misses, skipped]``."""
+        return [self.rows, self.hits, self.misses, self.skipped]
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,7 +223,11 @@ class Governor(Protocol):
         ...
 
     def await_answer(self, fingerprint: str) -> Awaitable[StoredAnswer | None]:
-        """For a call :class:`Admission` said to wait for: the answer, or None when this worker must send it."""
+        """For a call :class:`Admission` said to wait for: the answer, or None when this worker must send it.
+
+        Raises (from the awaitable):
+            BatchLineFailed: the request's line failed in a batch of batch mode's run (its message is the line's).
+        """
         ...
 
     def settled(self, fingerprint: str, answer: StoredAnswer | None) -> None:
@@ -228,6 +258,18 @@ class Governor(Protocol):
 
     def sampled(self, run: str, endpoint: str, seen: int, sent: int) -> None:
         """An estimate run's rows: ``seen`` reached the call for ``endpoint``, ``sent`` of them are in the sample."""
+        ...
+
+    def collect(
+        self, run: str, endpoint: str, counts: CollectCounts, requests: list[tuple[str, str]]
+    ) -> Awaitable[None]:
+        """Batch mode's collect pass (see :mod:`aiquery.engine.collection`): a chunk's row counts for ``endpoint``
+        and its store misses, as (fingerprint, :func:`~aiquery.apis.request_json.request_to_json` as JSON text)
+        pairs, for the driver. The awaitable is done once the driver has them.
+
+        Raises (from the awaitable):
+            BatchCollectionLost: they cannot be delivered.
+        """
         ...
 
     def start_task(self, task: TaskInfo | None, capped: bool = False, cap_owner: str = "") -> None:
@@ -291,6 +333,12 @@ class LocalGovernor:
 
     def sampled(self, run: str, endpoint: str, seen: int, sent: int) -> None:
         add_sample(self.samples, run, endpoint, seen, sent)
+
+    async def collect(self, run: str, endpoint: str, counts: CollectCounts, requests: list[tuple[str, str]]) -> None:
+        raise BatchCollectionLost(
+            f"batch collect run {run!r}: endpoint '{endpoint}' is called without the driver's coordinator, which "
+            "collects the requests for batches; run the job with aiquery (the coordinator on)"
+        )
 
     def start_task(self, task: TaskInfo | None, capped: bool = False, cap_owner: str = "") -> None:
         pass

@@ -55,6 +55,9 @@ class CallSite:
     row, identical ones included (for sampling several answers to one prompt on purpose)."""
     function: str = "ai_query"
     """The SQL function the call site belongs to (the usage table's ``function_name``)."""
+    batch_run: str | None = None
+    """Planned by a batch-mode run pass (``aiquery.batch.run``): its run id. A stored answer of one of the run's
+    batches is a hit already paid for, and a request whose batch line failed fails with the line's error."""
 
 
 class PreparedSite:

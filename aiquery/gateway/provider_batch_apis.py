@@ -43,6 +43,7 @@ class ProviderBatchAPIs:
         self._token = token
         self._routes: list[Route] = [*ANTHROPIC_ROUTES, *OPENAI_ROUTES, *GEMINI_ROUTES]
         self.jobs = ProviderJobs(config, accounting)
+        self._config = config
 
     def handle(self, exchange: Exchange) -> bool:
         """Answer ``exchange`` if it is a batch-API request; False when it is not one."""
@@ -51,6 +52,7 @@ class ProviderBatchAPIs:
             if found is None or route.method != exchange.method:
                 continue
             request = Request(found.groups(), parse_qs(exchange.query), exchange.headers, exchange.body)
+            jobs_before = len(self.jobs.jobs)
             try:
                 if not self._authorized(request):
                     raise APIError(401, "unauthenticated", "Invalid or missing credentials.")
@@ -59,7 +61,8 @@ class ProviderBatchAPIs:
                 body = route.errors.body(error.kind, error.status, error.message)
                 exchange.respond(error.status, _encode(body).encode())
                 return True
-            _send(exchange, response)
+            created = len(self.jobs.jobs) > jobs_before
+            exchange.later(self._config().batch_create_hold_s if created else 0.0, _send, exchange, response)
             return True
         return False
 

@@ -49,6 +49,19 @@ ROUTES: dict[str, Route] = {
     )
 }
 
+_ANTHROPIC_ROUTE = ROUTES["/ai-gateway/anthropic/v1/messages"]
+PROVIDER_ROUTES: dict[str, Route] = {
+    "/" + route.key: route
+    for route in (
+        Route("v1/chat/completions", _CHAT, OPENAI),
+        Route("v1/embeddings", EmbeddingsFormat(), OPENAI),
+        Route("v1/responses", _RESPONSES, OPENAI),
+        Route("v1/messages", _ANTHROPIC_ROUTE.wire, ANTHROPIC, key_header="x-api-key"),
+    )
+}
+"""The providers' own paths (an endpoint whose ``base_url`` is the emulator's, as with ``batch = true``: the rows
+its batches did not answer are sent live there)."""
+
 GEMINI = Route(
     "gemini/v1beta/models/{model}:generateContent",
     GeminiFormat(),
@@ -56,19 +69,20 @@ GEMINI = Route(
     key_header="x-goog-api-key",
     accepts_query_key=True,
 )
-_GEMINI_PREFIX = "/ai-gateway/gemini/v1beta/models/"
+_GEMINI_PREFIXES = ("/ai-gateway/gemini/v1beta/models/", "/v1beta/models/")
 _GEMINI_SUFFIX = ":generateContent"
 
 
 def match_route(path: str) -> tuple[Route, str | None] | None:
     """The route serving ``path`` and the model named in it (Gemini only), or None for an unknown path."""
-    route = ROUTES.get(path)
+    route = ROUTES.get(path) or PROVIDER_ROUTES.get(path)
     if route is not None:
         return route, None
     if "%" in path:
         path = unquote(path)
-    if path.startswith(_GEMINI_PREFIX) and path.endswith(_GEMINI_SUFFIX):
-        model = path[len(_GEMINI_PREFIX) : -len(_GEMINI_SUFFIX)]
+    prefix = next((prefix for prefix in _GEMINI_PREFIXES if path.startswith(prefix)), None)
+    if prefix is not None and path.endswith(_GEMINI_SUFFIX):
+        model = path[len(prefix) : -len(_GEMINI_SUFFIX)]
         if model and "/" not in model:
             return GEMINI, model
     return None

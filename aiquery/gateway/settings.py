@@ -111,6 +111,8 @@ class GatewayConfig:
         batch_expire_s: seconds after which an unfinished OpenAI or Anthropic batch expires (their 24 h); a
             Gemini batch expires after twice this (its 48 h), with no results.
         batch_cancel_s: seconds a cancelled batch stays ``cancelling`` (OpenAI: up to 10 minutes) before it ends.
+        batch_create_hold_s: seconds a batch create call's answer is held back after the batch exists (a fault
+            hook: a client killed meanwhile has created a batch it never heard of).
     """
 
     latency_ms: float = 0.0
@@ -138,6 +140,7 @@ class GatewayConfig:
     batch_failed_share: float = 0.0
     batch_expire_s: float = DEFAULT_BATCH_EXPIRE_S
     batch_cancel_s: float = DEFAULT_BATCH_CANCEL_S
+    batch_create_hold_s: float = 0.0
 
     def updated(self, changes: Mapping[str, Any]) -> GatewayConfig:
         """A copy with ``changes`` applied, each value checked and normalised.
@@ -276,4 +279,5 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "batch_failed_share": _number(0.0, maximum=1.0),
     "batch_expire_s": _number(0.001),
     "batch_cancel_s": _number(0.0),
+    "batch_create_hold_s": _number(0.0),
 }

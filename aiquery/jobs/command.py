@@ -82,6 +82,9 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, submitted: bool) -> No
         metavar="N",
         help="cap on the tokens (input plus output) this run's requests may use; exit status 3 once reached",
     )
+    from aiquery.jobs.batch_command import add_batch_run_arguments
+
+    add_batch_run_arguments(parser)
     if not submitted:
         parser.add_argument(
             "--remote",
@@ -119,8 +122,11 @@ def run_command(
     if args.show_rows < 0 or not 0 < args.progress_interval < float("inf"):  # NaN fails both comparisons
         raise UsageProblem("--show-rows must be 0 or more and --progress-interval a number of seconds more than 0")
     cap = _cap_settings(args)
+    batch = _batch_options(args, cap)
     query_tag = args.query_tag or new_query_tag(path.stem)
     if getattr(args, "remote", None):
+        if batch is not None:
+            raise UsageProblem("--batch runs the job in this process's Spark; it cannot go with --remote")
         return _run_remote(args, statements, cap, query_tag, out, err)
     settings = load_settings(config_path=args.config)
     spark = _submitted_spark(settings.usage.enabled) if submitted else _local_spark(args, err)
@@ -136,19 +142,42 @@ def run_command(
             # job could cut the table's creation short and leave a folder that is not a Delta table yet.
             ledger.ensure_table()
         out.write(f"aiquery run {path}: {len(statements)} statement(s), query tag {query_tag}\n")
-        result = run_statements(
-            spark,
-            statements,
-            query_tag=query_tag,
-            out=out,
-            progress=err,
-            show_rows=args.show_rows,
-            progress_interval=args.progress_interval,
-        )
+        if batch is not None:
+            result = _run_batch(spark, statements, batch, cap, query_tag, out, err, args)
+        else:
+            result = run_statements(
+                spark,
+                statements,
+                query_tag=query_tag,
+                out=out,
+                progress=err,
+                show_rows=args.show_rows,
+                progress_interval=args.progress_interval,
+            )
         report(result, out, ledger_table=ledger.table if ledger is not None else None)
     finally:
         spark.stop()
     return _exit_status(result, err, capped=result.capped)
+
+
+def _batch_options(args: argparse.Namespace, cap: CapSetting) -> Any:
+    from aiquery.jobs.batch_command import batch_options
+
+    try:
+        return batch_options(args, cap.max_cost, cap.currency)
+    except ValueError as error:
+        raise UsageProblem(str(error)) from None
+
+
+def _run_batch(spark: Any, statements: list[Any], batch: Any, cap: CapSetting, query_tag: str, *streams: Any) -> Any:
+    """``--batch``: the batch phase, then the job from its answers (see :mod:`aiquery.jobs.batch_run`)."""
+    from aiquery.jobs.batch_run import run_batch_job
+    from aiquery.jobs.statements import JobOutput
+
+    out, err, args = streams
+    output = JobOutput(out, err, args.show_rows, args.progress_interval)
+    result, _ = run_batch_job(spark, statements, batch, query_tag=query_tag, output=output, cap=cap)
+    return result
 
 
 def _run_remote(

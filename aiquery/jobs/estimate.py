@@ -29,7 +29,7 @@ import math
 import secrets
 import textwrap
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -96,6 +96,8 @@ class EndpointEstimate:
         currency: the price's currency.
         seconds: wall time at the endpoint's ``max_concurrency`` in every task slot (and its request budget, if
             any), from the sample's latencies; None when nothing was sent.
+        batch_cost: the cost through the provider's batch API (``aiquery run --batch``), for an endpoint with
+            ``batch = true`` and a price; else None.
     """
 
     endpoint: str
@@ -107,6 +109,7 @@ class EndpointEstimate:
     cost: Span | None
     currency: str | None
     seconds: Span | None
+    batch_cost: Span | None = None
 
 
 @dataclass
@@ -144,6 +147,9 @@ class JobEstimate:
             lines.append(f"    output tokens  {item.output_tokens.format()}")
             cost = item.cost.format(money=item.currency) if item.cost and item.currency else "unknown: no price"
             lines.append(f"    cost           {cost}")
+            if item.batch_cost is not None and item.currency:
+                batch = item.batch_cost.format(money=item.currency)
+                lines.append(f"    batch cost     {batch} (aiquery run --batch: the provider's batch price)")
             seconds = item.seconds.format(duration=True) if item.seconds is not None else "unknown: nothing sent"
             lines.append(f"    wall time      {seconds} (at max_concurrency in every task slot, no 429s)")
         spent = ", ".join(format_money(amount, currency) for currency, amount in sorted(self.sample_cost.items()))
@@ -201,6 +207,7 @@ def estimate_statements(
         seen, sent = counts[endpoint]
         slots, rate_limit = _endpoint_limits(info.settings, endpoint, parallelism)
         found = _endpoint_estimate(endpoint, seen, sent, calls.get(endpoint, []), slots, rate_limit)
+        found = replace(found, batch_cost=_batch_cost(info.settings, endpoint, calls.get(endpoint, []), seen, sent))
         result.endpoints.append(found)
         if found.cost is None and found.rows:
             result.not_counted.append(f"the cost of endpoint '{endpoint}': it has no price")
@@ -237,6 +244,21 @@ def _sample(
         run_estimate_pass(spark, actions, runs[-1], fraction)
         counts = coordinator.sample_counts(runs[-1])
     return fraction, runs, counts
+
+
+def _batch_cost(settings: Settings, endpoint: str, calls: list[dict[str, Any]], seen: int, sent: int) -> Span | None:
+    """The whole job's cost at ``endpoint``'s batch price, for an endpoint with ``batch = true`` and a price."""
+    try:
+        found = settings.endpoint(endpoint)
+    except AIQueryError:
+        return None
+    if not found.batch or found.price is None or not calls:
+        return None
+    price = found.price
+    values = [
+        price.batch_cost(int(call["input_tokens"] or 0), int(call["output_tokens"] or 0)) or 0.0 for call in calls
+    ]
+    return scale(values, seen, sent)
 
 
 def _endpoint_limits(settings: Settings, endpoint: str, parallelism: int) -> tuple[int, float]:

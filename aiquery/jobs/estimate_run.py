@@ -7,7 +7,7 @@ views, dropped at the end (the rules are listed in :mod:`aiquery.jobs.estimate`)
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -19,7 +19,7 @@ from aiquery.spark.call_context import ESTIMATE_FRACTION_SETTING, ESTIMATE_RUN_S
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-__all__ = ["AGGREGATE_CALL", "EstimateError", "PlannedStatement", "plan_statement", "run_estimate_pass"]
+__all__ = ["AGGREGATE_CALL", "EstimateError", "PlannedStatement", "plan_statement", "run_dry_pass", "run_estimate_pass"]
 
 AGGREGATE_CALL = re.compile(r"\bai_agg\s*\(", re.IGNORECASE)
 """An ``ai_agg`` call: its requests depend on the groups' sizes, so an estimate run sends none of them."""
@@ -129,12 +129,20 @@ def _parenthesised(text: str, start: int) -> str | None:
 
 def run_estimate_pass(spark: SparkSession, actions: Sequence[PlannedStatement], run: str, fraction: float) -> None:
     """Run the statements once in estimate mode; drop the scratch views and restore the session after."""
+    run_dry_pass(spark, actions, run, {ESTIMATE_RUN_SETTING: run, ESTIMATE_FRACTION_SETTING: repr(fraction)})
+
+
+def run_dry_pass(
+    spark: SparkSession, actions: Sequence[PlannedStatement], run: str, settings: Mapping[str, str]
+) -> None:
+    """Run the statements once with the session ``settings`` set (an estimate's, a batch run's collect pass),
+    tagged ``run``, writing no user table; drop the scratch views and restore the session after."""
     context = spark.sparkContext
     previous_tag = context.getLocalProperty(QUERY_TAG_PROPERTY)
     database = spark.catalog.currentDatabase()
     before = {table.name for table in spark.catalog.listTables() if table.isTemporary}
-    spark.conf.set(ESTIMATE_RUN_SETTING, run)
-    spark.conf.set(ESTIMATE_FRACTION_SETTING, repr(fraction))
+    for name, value in settings.items():
+        spark.conf.set(name, value)
     context.setLocalProperty(QUERY_TAG_PROPERTY, run)
     views: list[str] = []
     try:
@@ -152,13 +160,14 @@ def run_estimate_pass(spark: SparkSession, actions: Sequence[PlannedStatement], 
             except Exception as error:
                 raise EstimateError(f"{action.statement.describe()} failed: {describe_error(error)}") from None
     finally:
-        spark.conf.unset(ESTIMATE_RUN_SETTING)
-        spark.conf.unset(ESTIMATE_FRACTION_SETTING)
+        for name in settings:
+            spark.conf.unset(name)
         context.setLocalProperty(QUERY_TAG_PROPERTY, previous_tag)  # type: ignore[arg-type]
-        for view in views:
+        # Last made first: uncaching a view analyses its plan, which may read a view made before it.
+        for view in reversed(views):
             spark.sql(f"UNCACHE TABLE IF EXISTS {view}")
             spark.sql(f"DROP VIEW IF EXISTS {view}")
-        # Temporary views the job's own statements made hold plans analysed in estimate mode: drop them too.
+        # Temporary views the job's own statements made hold plans analysed in this mode: drop them too.
         for table in spark.catalog.listTables():
             if table.isTemporary and table.name not in before:
                 spark.catalog.dropTempView(table.name)

@@ -17,8 +17,13 @@ usage spool's batches (``usage/batches.py``). One client per API, chosen by the 
 
 A line's ``custom_id`` is the caller's (the run uses the request's fingerprint); its body is the adapter's
 ``build_body``, and a succeeded line is read by the adapter's ``parse_response``, so text and usage are exactly a
-live call's. Results are streamed one line at a time. What is not here yet: collecting a job's requests, the
-state file, waiting, storing answers and the ledger (see ``docs/batch_mode.md``).
+live call's. Results are streamed one line at a time.
+
+The run built on them (no Spark here; its collect and run passes are in :mod:`aiquery.jobs.batch_run`):
+:mod:`~aiquery.provider_batches.run_state` (the state folder), :mod:`~aiquery.provider_batches.submission`
+(intents, tags, recovery), :mod:`~aiquery.provider_batches.waiting`, :mod:`~aiquery.provider_batches.
+result_storing` and :mod:`~aiquery.provider_batches.line_records` (usage records exactly once), tied together by
+:func:`~aiquery.provider_batches.provider_run.send_and_store`. See ``docs/batch_mode.md``.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ class AnthropicBatchClient(ProviderBatchClient):
     """The Anthropic Message Batches API for one endpoint."""
 
     limits: ClassVar[ProviderLimits] = ANTHROPIC_LIMITS
+    tagged: ClassVar[bool] = False
 
     @property
     def batches_url(self) -> str:

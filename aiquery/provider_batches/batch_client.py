@@ -38,6 +38,8 @@ class ProviderBatchClient:
     """The common part of the three clients; see :mod:`aiquery.provider_batches`."""
 
     limits: ClassVar[ProviderLimits]
+    tagged: ClassVar[bool] = True
+    """Whether the provider keeps a batch's tag (so :meth:`list` can find a run's batches by it)."""
 
     def __init__(self, endpoint: Endpoint, http: ProviderHTTP) -> None:
         self.endpoint = endpoint

@@ -32,12 +32,24 @@ if TYPE_CHECKING:
 
     from aiquery.coordinator.server import Coordinator
 
-__all__ = ["ESTIMATE_FRACTION_SETTING", "ESTIMATE_RUN_SETTING", "SparkContextInfo", "parse_ddl_with"]
+__all__ = [
+    "BATCH_COLLECT_SETTING",
+    "BATCH_RUN_SETTING",
+    "ESTIMATE_FRACTION_SETTING",
+    "ESTIMATE_RUN_SETTING",
+    "SparkContextInfo",
+    "parse_ddl_with",
+]
 
 CACHE_SETTING = "aiquery.cache.enabled"
 ESTIMATE_RUN_SETTING = "aiquery.estimate.run"
 """Set by an estimate run (see :mod:`aiquery.jobs.estimate`) while its statements are analysed: its id."""
 ESTIMATE_FRACTION_SETTING = "aiquery.estimate.fraction"
+BATCH_COLLECT_SETTING = "aiquery.batch.collect"
+"""Set by batch mode's collect pass while its statements are analysed: the run's id (see
+:mod:`aiquery.engine.collection`)."""
+BATCH_RUN_SETTING = "aiquery.batch.run"
+"""Set by batch mode's run pass while its statements are analysed: the run's id."""
 
 
 @dataclass(eq=False)
@@ -146,7 +158,11 @@ class SparkContextInfo:
             # The user id a Connect client declares (a client without one: the server's own requester).
             requester=(connect.user_id if connect is not None else "") or plan.requester,
             session_id=connect.session_id if connect is not None else None,
+            batch_collect=session.get(BATCH_COLLECT_SETTING) or None,
         )
+        batch_run = session.get(BATCH_RUN_SETTING)
+        if batch_run:
+            plan = dataclasses.replace(plan, site=dataclasses.replace(plan.site, batch_run=batch_run))
         run = session.get(ESTIMATE_RUN_SETTING)
         if run:
             fraction = float(session.get(ESTIMATE_FRACTION_SETTING) or 0.01)

@@ -55,7 +55,7 @@ def run_batches(plan: CallPlan, batches: Iterator[Sequence[Row]]) -> Iterator[li
             if plan.ai_function is not None and plan.ai_function.instruction:
                 instruct = plan.ai_function.prompt
                 prompts = [instruct(prompt) if isinstance(prompt, str) else prompt for prompt in prompts]
-            if plan.sample is not None:
+            if plan.sample is not None and plan.batch_collect is None:  # a collect pass needs every row
                 prompts = _sampled(plan.sample, plan.site.endpoint.name, runtime, prompts)
             for rows, size in _chunked(prompts):
                 while chunks:

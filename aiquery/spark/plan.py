@@ -70,6 +70,15 @@ class CallPlan:
     """An AI Function's call (ai_summarize, ai_classify, ...): how its answers become values."""
     files: bool = False
     """``files =>``: the UDF takes a second column, each row's image bytes, sent with its request."""
+    batch_collect: str | None = None
+    """Planned by a batch-mode collect pass (``aiquery.batch.collect``): its run id. Nothing is sent: store misses
+    go to the driver for a provider batch (see :mod:`aiquery.engine.collection`)."""
+
+    @property
+    def batchable(self) -> bool:
+        """Whether this call's requests may go into a provider batch: its endpoint says ``batch = true`` and the
+        answer store is on for it (a batch's answers reach the run pass through the store)."""
+        return self.site.endpoint.batch and self.store is not None
 
     @property
     def wrapped(self) -> bool:

@@ -120,7 +120,10 @@ def make_udf(plan: CallPlan) -> UserDefinedFunction:
 
         def ai_agg(batches: Iterator[pd.Series]) -> Iterator[pd.Series]:
             for batch in batches:
-                if plan.sample is not None:  # an estimate run: the requests do not scale with rows (jobs.estimate)
+                # An estimate run: the requests do not scale with rows (jobs.estimate). A batch collect pass: the
+                # layers' requests depend on answers of the layer below, which no batch has yet (batch mode runs
+                # ai_agg live).
+                if plan.sample is not None or plan.batch_collect is not None:
                     yield pd.Series([None] * len(batch), dtype=object)
                     continue
                 groups = [_prompts(pd.Series(list(texts))) for texts in batch.tolist()]

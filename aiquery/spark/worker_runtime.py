@@ -70,6 +70,10 @@ class WorkerRuntime:
             # Until this runs on the loop thread, the engine does not count the chunk's rows as busy.
             window.started += chunk.rows
             try:
+                if plan.batch_collect is not None:
+                    return await self.engine.collect(
+                        plan.site, prompts, run=plan.batch_collect, batchable=plan.batchable
+                    )
                 return await self.engine.run(plan.site, prompts, fail_fast=plan.fail_on_error)
             finally:
                 self.capacity.set()  # the UDF thread may be waiting for this chunk, the oldest in its window

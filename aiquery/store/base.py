@@ -60,15 +60,20 @@ class StoredAnswer:
         value: the answer: text, or an embedding vector.
         usage: the token counts of the request that got it (``input_tokens`` ..., and ``tokens_estimated``).
         stored_at: when it was stored (epoch seconds).
+        batch_id: the provider batch whose line got the answer (batch mode); None for an answer sent live.
     """
 
     value: str | list[float]
     usage: Mapping[str, Any]
     stored_at: float
+    batch_id: str | None = None
 
     def encode(self) -> str:
         """One compact JSON object (the form stores and the coordinator's protocol carry)."""
-        return json.dumps({"v": self.value, "u": dict(self.usage), "s": self.stored_at}, separators=(",", ":"))
+        data = {"v": self.value, "u": dict(self.usage), "s": self.stored_at}
+        if self.batch_id is not None:  # only when set: live answers encode as before, for older readers
+            data["b"] = self.batch_id
+        return json.dumps(data, separators=(",", ":"))
 
     @staticmethod
     def decode(text: str | bytes) -> StoredAnswer:
@@ -83,14 +88,20 @@ class StoredAnswer:
         usage, stored = data.get("u") or {}, data.get("s") or 0.0
         if not isinstance(usage, dict) or not isinstance(stored, int | float) or not math.isfinite(stored):
             raise ValueError("not a stored answer")
-        return StoredAnswer(data["v"], usage, float(stored))
+        batch_id = data.get("b")
+        if batch_id is not None and not isinstance(batch_id, str):
+            raise ValueError("not a stored answer: its batch id is not a string")
+        return StoredAnswer(data["v"], usage, float(stored), batch_id)
 
     @staticmethod
-    def of(value: str | list[float], usage: Any, now: float | None = None) -> StoredAnswer:
-        """An answer and the usage (an object with the token-count attributes) of the request that got it."""
+    def of(
+        value: str | list[float], usage: Any, now: float | None = None, *, batch_id: str | None = None
+    ) -> StoredAnswer:
+        """An answer and the usage (an object with the token-count attributes) of the request that got it;
+        ``batch_id``: the provider batch whose line got it, for an answer of batch mode."""
         counts: dict[str, Any] = {name: getattr(usage, name, None) for name in _TOKEN_FIELDS}
         counts["tokens_estimated"] = bool(getattr(usage, "estimated", False))
-        return StoredAnswer(value, counts, time.time() if now is None else now)
+        return StoredAnswer(value, counts, time.time() if now is None else now, batch_id)
 
 
 class AnswerStore(Protocol):

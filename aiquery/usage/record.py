@@ -67,6 +67,9 @@ class UsageRecord:
     """The currency of ``cost`` and ``avoided_cost`` (``USD``, ``DBU`` ...)."""
     session_id: str | None = None
     """The Spark Connect session whose query sent the request; None outside a Connect server."""
+    batch_id: str | None = None
+    """The provider batch whose line answered the request (batch mode): on the line's own record, and on a cache
+    hit served from that answer; None for a request sent live."""
 
 
 class UsageSink(Protocol):

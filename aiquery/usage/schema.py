@@ -39,7 +39,7 @@ __all__ = [
     "usage_struct_type",
 ]
 
-SCHEMA_VERSION = "aiquery-3"
+SCHEMA_VERSION = "aiquery-4"
 """Written to ``schema_version``, so a reader can tell rows of different layouts apart in one table: bump it when
 a column's meaning changes or columns are added.
 
@@ -48,6 +48,7 @@ a column's meaning changes or columns are added.
   ``event_date`` (answers from the store, cost, the function, estimate runs). A table without them gains them
   when it is next ingested into (:func:`missing_columns`), NULL in its earlier rows.
 - ``aiquery-3``: ``session_id``, the Spark Connect session that made the request (NULL outside a Connect server).
+- ``aiquery-4``: ``batch_id``, the provider batch that answered the request (batch mode; NULL for live requests).
 """
 
 
@@ -150,6 +151,7 @@ USAGE_COLUMNS: tuple[Column, ...] = (
     ),
     Column("estimate", "BOOLEAN", "made by an estimate run on a sample of the rows", "coalesce(estimate, false)"),
     Column("session_id", "STRING", "Spark Connect session that sent the request (NULL outside Connect)", "session_id"),
+    Column("batch_id", "STRING", "provider batch that answered the request (NULL when sent live)", "batch_id"),
 )
 
 # What a spool line holds: the UsageRecord fields, with event_time as microseconds since the epoch (UTC),
@@ -189,6 +191,7 @@ SPOOL_FIELDS: tuple[tuple[str, str], ...] = (
     ("avoided_cost", "DOUBLE"),
     ("currency", "STRING"),
     ("session_id", "STRING"),
+    ("batch_id", "STRING"),
 )
 
 SENT_FIELDS = frozenset(

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from aiquery.config import Settings
+from aiquery.config import CacheSettings, Settings
 from aiquery.coordinator.client import CoordinatorClient
 from aiquery.coordinator.protocol import CoordinatorAddress
 from aiquery.coordinator.server import Coordinator
@@ -20,6 +20,7 @@ from aiquery.engine.engine import CallSite, Engine
 from aiquery.engine.governor import TaskInfo
 from aiquery.engine.loop import LoopThread
 from aiquery.errors import TaskCancelled
+from aiquery.store import open_store
 
 
 def started_coordinator(tmp_path: Path, **options: Any) -> Iterator[Coordinator]:
@@ -39,6 +40,13 @@ def started_coordinator(tmp_path: Path, **options: Any) -> Iterator[Coordinator]
     started.add_journal(str(tmp_path / "spool"))
     yield started
     started.stop()
+
+
+def coordinator_with_store(tmp_path: Path) -> Iterator[Coordinator]:
+    """:func:`started_coordinator` serving an answer store as ``test-store`` (SQLite in ``tmp_path / "answers"``)."""
+    for started in started_coordinator(tmp_path):
+        started.add_store("test-store", lambda: open_store(CacheSettings(), tmp_path / "answers"))
+        yield started
 
 
 class Worker:

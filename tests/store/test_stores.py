@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import stat
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from aiquery.apis.base import TokenUsage
 from aiquery.config import CacheSettings
 from aiquery.store import open_store
 from aiquery.store.base import StoredAnswer, fingerprint, fingerprint_prefix
@@ -44,6 +46,19 @@ def test_fingerprints_name_what_decides_the_answer_and_never_the_token() -> None
 def test_a_stored_answer_round_trips_with_its_tokens() -> None:
     stored = StoredAnswer([0.25, -1.5], {"input_tokens": 7, "tokens_estimated": True}, 12.5)
     assert StoredAnswer.decode(stored.encode()) == stored
+
+
+def test_a_batch_answer_keeps_its_batch_id_and_a_live_one_encodes_as_before() -> None:
+    usage = TokenUsage(input_tokens=7, output_tokens=2, total_tokens=9)
+    batched = StoredAnswer.of("yes", usage, 3.0, batch_id="batch_69a1")
+    assert json.loads(batched.encode())["b"] == "batch_69a1"
+    assert StoredAnswer.decode(batched.encode()) == batched and batched.usage["total_tokens"] == 9
+    live = StoredAnswer.of("yes", usage, 3.0)
+    # An answer stored before batch mode (no "b" key) decodes as a live one; a live one writes no "b".
+    assert json.loads(live.encode()).keys() == {"v", "u", "s"}
+    assert StoredAnswer.decode('{"v":"yes","u":{},"s":1.0}').batch_id is None
+    with pytest.raises(ValueError, match="batch id"):
+        StoredAnswer.decode('{"v":"yes","u":{},"s":1.0,"b":7}')
 
 
 def test_the_disk_store_keeps_answers_across_reopening_and_is_private(tmp_path: Path) -> None:

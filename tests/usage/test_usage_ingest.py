@@ -67,7 +67,7 @@ def test_row_values_follow_the_schema(spark: Any, make_ledger: Callable[..., Any
     assert row["request_tags"] == {"team": "ml", "env": "dev"}
     assert (row["attempt"], row["task_attempt_id"], row["query_tag"]) == (2, 77, "q1")
     assert (row["status_code"], row["total_tokens"], row["tokens_estimated"]) == (200, 15, True)
-    assert row["schema_version"] == SCHEMA_VERSION == "aiquery-3" and row["response_content_type"] == "application/json"
+    assert row["schema_version"] == SCHEMA_VERSION == "aiquery-4" and row["response_content_type"] == "application/json"
     assert (row["cache_hit"], row["cost"], row["function_name"]) == (False, None, None)
 
 

@@ -107,23 +107,24 @@ def test_every_dashboard_query_uses_only_table_columns(spark: Any, ddl_table: st
 
 
 @pytest.mark.spark
-def test_a_round_one_table_gains_the_new_columns_and_keeps_its_rows(
-    spark: Any, make_ledger: Callable[..., Any], tmp_path: Path
+@pytest.mark.parametrize(("old_version", "last_old_column"), [("aiquery-1", "event_date"), ("aiquery-3", "session_id")])
+def test_an_older_table_gains_the_new_columns_and_keeps_its_rows(
+    spark: Any, make_ledger: Callable[..., Any], tmp_path: Path, old_version: str, last_old_column: str
 ) -> None:
-    # A usage table as aiquery 0.1 (schema aiquery-1) made it: every column up to event_date, one row in it.
-    old_columns = USAGE_COLUMNS[: [c.name for c in USAGE_COLUMNS].index("event_date") + 1]
-    name = f"ai_gateway.usage_round1_{uuid.uuid4().hex[:8]}"
-    location = tmp_path / "round1"
+    # A usage table as an older aiquery made it: every column up to last_old_column, one row in it.
+    old_columns = USAGE_COLUMNS[: [c.name for c in USAGE_COLUMNS].index(last_old_column) + 1]
+    name = f"ai_gateway.usage_{old_version.replace('-', '_')}_{uuid.uuid4().hex[:8]}"
+    location = tmp_path / old_version
     columns = ", ".join(f"{c.name} {c.type}" for c in old_columns)
     spark.sql("CREATE DATABASE IF NOT EXISTS ai_gateway")
     spark.sql(f"CREATE TABLE {name} ({columns}) USING delta LOCATION '{location}'")
     spark.sql(
         f"INSERT INTO {name} (request_id, schema_version, endpoint_name, status_code, total_tokens) "
-        "VALUES ('old-1', 'aiquery-1', 'old-chat', 200, 42)"
+        f"VALUES ('old-1', '{old_version}', 'old-chat', 200, 42)"
     )
     ledger = make_ledger(name, path=str(location))
     with SpoolWriter(ledger.spool_dir) as writer:
-        item = record("new-1", function_name="ai_query", session_id="connect-session-1")
+        item = record("new-1", function_name="ai_query", session_id="connect-session-1", batch_id="batch_abc")
         writer.begin(item)
         writer.end(finish(item))
     assert ledger.ingest() == 1
@@ -131,19 +132,14 @@ def test_a_round_one_table_gains_the_new_columns_and_keeps_its_rows(
     assert table.columns == [c.name for c in USAGE_COLUMNS]
     rows = {r.request_id: r for r in table.collect()}
     old, new = rows["old-1"], rows["new-1"]
-    assert (old.schema_version, old.total_tokens, old.cache_hit, old.function_name, old.session_id) == (
-        "aiquery-1",
-        42,
-        None,
-        None,
-        None,
-    )
-    assert (new.schema_version, new.cache_hit, new.function_name, new.estimate, new.session_id) == (
-        "aiquery-3",
+    assert (old.schema_version, old.total_tokens, old.session_id, old.batch_id) == (old_version, 42, None, None)
+    assert (new.schema_version, new.cache_hit, new.function_name, new.estimate, new.session_id, new.batch_id) == (
+        "aiquery-4",
         False,
         "ai_query",
         False,
         "connect-session-1",
+        "batch_abc",
     )
     # Every dashboard query reads the migrated table, old rows included.
     for query in load_queries():
