@@ -34,6 +34,7 @@ from aiquery.apis.base import Answer
 from aiquery.config import Endpoint
 from aiquery.provider_batches.records import LineOutcome
 from aiquery.provider_batches.run_state import RunState
+from aiquery.store.base import TOKEN_FIELDS
 from aiquery.usage.codec import RecordEncoder
 from aiquery.usage.record import UsageRecord
 from aiquery.version import __version__
@@ -43,14 +44,6 @@ __all__ = ["LineContext", "line_record", "publish_records", "settle_outbox"]
 USER_AGENT = f"aiquery/{__version__} provider-batch"
 HIDDEN_PREFIX = "_batch-"
 PUBLISHED_PREFIX = "usage-batch-"
-_TOKEN_FIELDS = (
-    "input_tokens",
-    "output_tokens",
-    "total_tokens",
-    "cache_read_input_tokens",
-    "cache_creation_input_tokens",
-    "output_reasoning_tokens",
-)
 
 
 class LineContext:
@@ -94,7 +87,7 @@ def line_record(context: LineContext, outcome: LineOutcome, model: str) -> Usage
     )
     answer: Answer | None = outcome.answer
     if outcome.kind == "succeeded" and answer is not None:
-        for name in _TOKEN_FIELDS:
+        for name in TOKEN_FIELDS:
             setattr(record, name, getattr(answer.usage, name, None))
         record.tokens_estimated = bool(answer.usage.estimated)
         record.status_code = outcome.status or 200

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 __all__ = [
     "FINGERPRINT_SCHEME",
+    "TOKEN_FIELDS",
     "AnswerStore",
     "StoredAnswer",
     "fingerprint",
@@ -31,7 +32,7 @@ __all__ = [
 
 FINGERPRINT_SCHEME = "aiquery-fingerprint-1"
 """Bumped whenever what goes into a fingerprint changes: old answers then simply stop matching."""
-_TOKEN_FIELDS = (
+TOKEN_FIELDS = (
     "input_tokens",
     "output_tokens",
     "total_tokens",
@@ -99,7 +100,7 @@ class StoredAnswer:
     ) -> StoredAnswer:
         """An answer and the usage (an object with the token-count attributes) of the request that got it;
         ``batch_id``: the provider batch whose line got it, for an answer of batch mode."""
-        counts: dict[str, Any] = {name: getattr(usage, name, None) for name in _TOKEN_FIELDS}
+        counts: dict[str, Any] = {name: getattr(usage, name, None) for name in TOKEN_FIELDS}
         counts["tokens_estimated"] = bool(getattr(usage, "estimated", False))
         return StoredAnswer(value, counts, time.time() if now is None else now, batch_id)
 
